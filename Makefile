@@ -1,0 +1,50 @@
+# namegate: `make demo` runs the lab with the example policies; `make test` runs every test.
+# Both install what is missing first (Debian packages, npm packages, test binaries).
+SHELL := /bin/bash
+NODE := node_modules/node/bin/node
+NPX := PATH="$(CURDIR)/node_modules/.bin:$$PATH"
+ARGS ?=
+
+.PHONY: all deps demo test lint typecheck unit integration k8s bench format
+
+all: test
+
+deps:
+	@scripts/deps.sh
+
+demo: deps
+	@scripts/demo.sh $(ARGS)
+
+test: deps
+	@scripts/deps.sh --test
+	@$(MAKE) --no-print-directory lint typecheck unit integration k8s
+
+lint:
+	@echo "== lint (biome)"
+	@$(NPX) biome ci --reporter=summary .
+
+typecheck:
+	@echo "== typecheck (tsc --noEmit)"
+	@$(NPX) tsc --noEmit -p .
+
+unit:
+	@echo "== unit and property tests"
+	@$(NODE) --test --test-reporter=dot 'test/unit/**/*.test.ts'
+
+integration:
+	@echo "== integration tests (root, network namespaces, real peers)"
+	@if compgen -G 'test/integration/**/*.test.ts' >/dev/null || compgen -G 'test/integration/*.test.ts' >/dev/null; then \
+	  $(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/integration/**/*.test.ts'; \
+	else echo "(none yet)"; fi
+
+k8s:
+	@echo "== kubernetes tests (real kube-apiserver and etcd)"
+	@if compgen -G 'test/k8s/*.test.ts' >/dev/null; then \
+	  $(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/k8s/**/*.test.ts'; \
+	else echo "(none yet)"; fi
+
+bench: deps
+	@for b in bench/*/main.ts; do echo "== $$b"; $(NODE) $$b || exit 1; done
+
+format:
+	@$(NPX) biome format --write .

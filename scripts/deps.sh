@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what namegate's demo and tests need, idempotently: Debian packages that are missing,
+# then npm packages (including the pinned Node.js) when package-lock.json changed.
+# Usage: scripts/deps.sh [--test]   (--test also builds the upstream test binaries)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package
+declare -A PKGS=(
+  [nft]=nftables [ip]=iproute2 [conntrack]=conntrack [dig]=dnsutils [kdig]=knot-dnsutils
+  [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
+  [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2
+)
+missing=()
+for cmd in "${!PKGS[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then missing+=("${PKGS[$cmd]}"); fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "deps: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  # Packages that ship daemons must not start them: the lab and tests run their own instances.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+stamp=node_modules/.namegate-deps
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -x node_modules/node/bin/node ]; then
+  echo "deps: installing npm packages (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+
+if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
+  scripts/build-test-bins.sh all >/dev/null
+fi

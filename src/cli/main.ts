@@ -1,0 +1,36 @@
+/**
+ * The namegate command line. Each command lives in its own file and registers itself here;
+ * handlers parse flags, call a module function and print.
+ */
+import { Command, CommanderError } from 'commander';
+import { isNamegateError } from '../core/errors.ts';
+import { registerCheck } from './check.ts';
+import { registerConvert } from './convert.ts';
+import { Exit } from './output.ts';
+import { registerValidate } from './validate.ts';
+
+const program = new Command('namegate')
+  .description('FQDN egress control: workloads reach only the domain names their policies allow')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerValidate(program);
+registerConvert(program);
+registerCheck(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version requests end with exit code 0; every usage problem is "bad input".
+    process.exitCode = err.exitCode === 0 ? Exit.Ok : Exit.BadInput;
+  } else if (isNamegateError(err)) {
+    console.error(`namegate: ${err.message}`);
+    process.exitCode =
+      err.code === 'NG_USAGE_INVALID' || err.code === 'NG_CONFIG_INVALID' ? Exit.BadInput : Exit.Failure;
+  } else {
+    console.error(`namegate: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exitCode = Exit.Failure;
+  }
+}

@@ -1,0 +1,281 @@
+/**
+ * Validate namegate.dev/v1alpha1 documents and turn them into Policy values. Every problem
+ * carries the field path it is about, e.g.
+ *   spec.egress[2].toFQDNs[0].pattern: "*example.com": a wildcard must be a whole label
+ */
+import type { z } from 'zod';
+import { type Cidr, parseCidr } from '../core/ip.ts';
+import {
+  ALL_PORTS,
+  API_VERSION,
+  type CidrRule,
+  type FqdnRule,
+  type Policy,
+  type PolicyKind,
+  type PortRange,
+  type Rule,
+} from '../policy/model.ts';
+import { type PatternOptions, parsePattern, patternText } from '../policy/pattern.ts';
+import { type LabelSelector, validateSelector } from '../policy/selector.ts';
+import {
+  type ClusterEgressPolicySpecInput,
+  ClusterEgressPolicySpecSchema,
+  type EgressPolicySpecInput,
+  EgressPolicySpecSchema,
+  MetadataSchema,
+  type RuleSchema,
+} from './native-schema.ts';
+
+export interface Problem {
+  readonly path: string;
+  readonly message: string;
+}
+
+export interface NativeResult {
+  readonly policy: Policy | null;
+  readonly errors: readonly Problem[];
+  readonly warnings: readonly Problem[];
+}
+
+/** A native document as importers produce it and `convert` prints it. */
+export interface NativeDocument {
+  apiVersion: typeof API_VERSION;
+  kind: PolicyKind;
+  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+  spec: EgressPolicySpecInput | ClusterEgressPolicySpecInput;
+}
+
+export const NATIVE_KINDS: readonly PolicyKind[] = ['EgressPolicy', 'ClusterEgressPolicy'];
+
+/** Limits that keep one document from costing unbounded memory or time to compile. */
+export const LIMITS = {
+  rulesPerPolicy: 1000,
+  fqdnsPerRule: 10_000,
+  cidrsPerRule: 10_000,
+  portsPerRule: 1000,
+} as const;
+
+const DNS1123_SUBDOMAIN = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
+const DNS1123_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+export function validateNative(doc: unknown, defaultNamespace = 'default'): NativeResult {
+  const errors: Problem[] = [];
+  const warnings: Problem[] = [];
+  const fail = (): NativeResult => ({ policy: null, errors, warnings });
+
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    errors.push({ path: '', message: 'a policy document must be a mapping' });
+    return fail();
+  }
+  const d = doc as Record<string, unknown>;
+  if (d['apiVersion'] !== API_VERSION) {
+    errors.push({ path: 'apiVersion', message: `expected ${JSON.stringify(API_VERSION)}` });
+  }
+  const kind = d['kind'];
+  if (kind !== 'EgressPolicy' && kind !== 'ClusterEgressPolicy') {
+    errors.push({ path: 'kind', message: 'expected EgressPolicy or ClusterEgressPolicy' });
+    return fail();
+  }
+  const meta = MetadataSchema.safeParse(d['metadata']);
+  if (!meta.success) {
+    pushZodIssues(errors, meta.error, ['metadata']);
+    return fail();
+  }
+  const name = meta.data.name;
+  if (!DNS1123_SUBDOMAIN.test(name)) {
+    errors.push({ path: 'metadata.name', message: `${JSON.stringify(name)} is not a valid Kubernetes name` });
+  }
+  let namespace: string | null = null;
+  if (kind === 'EgressPolicy') {
+    namespace = meta.data.namespace ?? defaultNamespace;
+    if (!DNS1123_LABEL.test(namespace)) {
+      errors.push({
+        path: 'metadata.namespace',
+        message: `${JSON.stringify(namespace)} is not a valid namespace`,
+      });
+    }
+  } else if (meta.data.namespace !== undefined) {
+    warnings.push({ path: 'metadata.namespace', message: 'ignored: ClusterEgressPolicy is cluster-scoped' });
+  }
+
+  const schema = kind === 'EgressPolicy' ? EgressPolicySpecSchema : ClusterEgressPolicySpecSchema;
+  const parsed = schema.safeParse(d['spec'] ?? {});
+  if (!parsed.success) {
+    pushZodIssues(errors, parsed.error, ['spec']);
+    return fail();
+  }
+  const spec = parsed.data;
+  const options: PatternOptions = {
+    allowPublicSuffixWildcards: spec.allowPublicSuffixWildcards ?? false,
+    allowPartialLabelWildcards: spec.allowPartialLabelWildcards ?? false,
+  };
+  const podSelector: LabelSelector = spec.podSelector ?? {};
+  for (const [path, message] of validateSelector(podSelector, 'spec.podSelector'))
+    errors.push({ path, message });
+  let namespaceSelector: LabelSelector | null = null;
+  if ('namespaceSelector' in spec && spec.namespaceSelector) {
+    namespaceSelector = spec.namespaceSelector;
+    for (const [path, message] of validateSelector(namespaceSelector, 'spec.namespaceSelector')) {
+      errors.push({ path, message });
+    }
+  }
+
+  const egress = spec.egress ?? [];
+  if (egress.length > LIMITS.rulesPerPolicy) {
+    errors.push({ path: 'spec.egress', message: `at most ${LIMITS.rulesPerPolicy} rules per policy` });
+    return fail();
+  }
+  if (egress.length === 0) {
+    warnings.push({ path: 'spec.egress', message: 'no rules: the selected sources may reach nothing' });
+  }
+  const rules = egress.map((r, i) => compileRule(r, `spec.egress[${i}]`, options, errors, warnings));
+  if (errors.length > 0) return fail();
+
+  const policy: Policy = {
+    ref: { kind, namespace, name },
+    mode: spec.mode,
+    namespace,
+    podSelector,
+    namespaceSelector: kind === 'ClusterEgressPolicy' ? (namespaceSelector ?? {}) : null,
+    rules,
+    options,
+    generation: meta.data.generation,
+  };
+  return { policy, errors, warnings };
+}
+
+function compileRule(
+  r: z.output<typeof RuleSchema>,
+  at: string,
+  options: PatternOptions,
+  errors: Problem[],
+  warnings: Problem[],
+): Rule {
+  const fqdns: FqdnRule[] = [];
+  const cidrs: CidrRule[] = [];
+  const toFQDNs = r.toFQDNs ?? [];
+  const toCIDRs = r.toCIDRs ?? [];
+  const ports = r.ports ?? [];
+  if (toFQDNs.length > LIMITS.fqdnsPerRule) {
+    errors.push({ path: `${at}.toFQDNs`, message: `at most ${LIMITS.fqdnsPerRule} entries per rule` });
+  }
+  if (toCIDRs.length > LIMITS.cidrsPerRule) {
+    errors.push({ path: `${at}.toCIDRs`, message: `at most ${LIMITS.cidrsPerRule} entries per rule` });
+  }
+  if (ports.length > LIMITS.portsPerRule) {
+    errors.push({ path: `${at}.ports`, message: `at most ${LIMITS.portsPerRule} entries per rule` });
+  }
+  if (errors.length > 0) return { fqdns, cidrs, ports: ALL_PORTS, verify: 'None' };
+  if (toFQDNs.length === 0 && toCIDRs.length === 0) {
+    errors.push({
+      path: at,
+      message: 'a rule needs toFQDNs or toCIDRs (there is no "any destination" rule)',
+    });
+  }
+
+  toFQDNs.forEach((f, j) => {
+    const path = `${at}.toFQDNs[${j}]`;
+    if ((f.name === undefined) === (f.pattern === undefined)) {
+      errors.push({ path, message: 'set exactly one of name or pattern' });
+      return;
+    }
+    const field = f.name !== undefined ? 'name' : 'pattern';
+    const text = (f.name ?? f.pattern) as string;
+    if (field === 'name' && text.includes('*')) {
+      errors.push({
+        path: `${path}.name`,
+        message: `${JSON.stringify(text)}: a name has no wildcards; use pattern`,
+      });
+      return;
+    }
+    const pattern = parsePattern(text, options);
+    if (pattern instanceof Error) {
+      errors.push({ path: `${path}.${field}`, message: pattern.message });
+      return;
+    }
+    const canonical = patternText(pattern);
+    if (canonical !== text && canonical !== text.replace(/\.$/, '')) {
+      warnings.push({
+        path: `${path}.${field}`,
+        message: `${JSON.stringify(text)} is stored as ${JSON.stringify(canonical)}`,
+      });
+    }
+    if (pattern.kind === 'label-glob') {
+      warnings.push({
+        path: `${path}.${field}`,
+        message: `${JSON.stringify(text)} uses "*" inside a label (Cilium's meaning: any characters within that one label)`,
+      });
+    }
+    fqdns.push({ text: canonical, pattern });
+  });
+
+  toCIDRs.forEach((c, j) => {
+    const path = `${at}.toCIDRs[${j}]`;
+    const cidr = parseCidr(c.cidr);
+    if (typeof cidr === 'string') {
+      errors.push({ path: `${path}.cidr`, message: cidr });
+      return;
+    }
+    const except: Cidr[] = [];
+    (c.except ?? []).forEach((e, k) => {
+      const ex = parseCidr(e);
+      if (typeof ex === 'string') errors.push({ path: `${path}.except[${k}]`, message: ex });
+      else if (ex.family !== cidr.family || ex.prefix < cidr.prefix) {
+        errors.push({ path: `${path}.except[${k}]`, message: `${ex.text} is not inside ${cidr.text}` });
+      } else except.push(ex);
+    });
+    cidrs.push({ cidr, except });
+  });
+
+  const ranges: PortRange[] = [];
+  ports.forEach((p, j) => {
+    const end = p.endPort ?? p.port;
+    if (end < p.port) {
+      errors.push({ path: `${at}.ports[${j}].endPort`, message: `endPort ${end} is below port ${p.port}` });
+      return;
+    }
+    ranges.push({ protocol: p.protocol, from: p.port, to: end });
+  });
+
+  if (r.verify === 'SNI') {
+    if (ranges.length === 0) {
+      errors.push({
+        path: `${at}.verify`,
+        message: 'verify: SNI needs ports (the TCP ports whose connections are checked)',
+      });
+    } else if (ranges.some((p) => p.protocol !== 'TCP')) {
+      errors.push({ path: `${at}.verify`, message: 'verify: SNI applies to TCP ports only' });
+    }
+    if (toFQDNs.length === 0) {
+      errors.push({
+        path: `${at}.verify`,
+        message: 'verify: SNI needs toFQDNs (the names connections must present)',
+      });
+    }
+  }
+  return { fqdns, cidrs, ports: ranges.length > 0 ? ranges : ALL_PORTS, verify: r.verify };
+}
+
+function pushZodIssues(errors: Problem[], error: z.ZodError, prefix: PropertyKey[]): void {
+  for (const issue of error.issues) {
+    const path = formatPath([...prefix, ...issue.path]);
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') {
+      message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    } else if (issue.code === 'invalid_type') {
+      message = `expected ${issue.expected}`;
+    } else if (issue.code === 'invalid_value' && 'values' in issue) {
+      message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    }
+    errors.push({ path, message });
+  }
+}

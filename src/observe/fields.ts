@@ -1,0 +1,25 @@
+/**
+ * Field names of every decision log line. Dashboards, alerts and tests read these names, so
+ * they change only with a release note.
+ */
+export const F = {
+  /** What the line is about: "dns", "flow", "policy", "datapath", ... */
+  event: 'event',
+  sourceIp: 'src',
+  identity: 'identity',
+  name: 'qname',
+  qtype: 'qtype',
+  verdict: 'verdict',
+  reason: 'reason',
+  policy: 'policy',
+  rule: 'rule',
+  learned: 'ips',
+  ttl: 'ttl',
+  rcode: 'rcode',
+  durationMs: 'ms',
+  destination: 'dst',
+  port: 'dport',
+  protocol: 'proto',
+  error: 'err',
+  code: 'code',
+} as const;
