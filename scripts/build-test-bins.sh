@@ -50,10 +50,11 @@ binpath() {
   OUT=$CACHE/$1-$VER/$1
 }
 
-# modinfo MODULE@VERSION FIELD -> a string field of `go mod download -json` (empty if absent)
+# modinfo MODULE@VERSION FIELD -> a string field of `go list -m -json` (empty if absent):
+# GoMod (downloaded go.mod path), Time (tag time), Hash (commit, when the proxy knows it).
 modinfo() {
-  (cd "$TOOLS" && go mod download -json "$1" 2>/dev/null) |
-    sed -n "s/^[[:space:]]*\"$2\": \"\(.*\)\",\{0,1\}$/\1/p" | head -n1
+  { (cd "$TOOLS" && go list -m -json "$1" 2>/dev/null) || true; } |
+    sed -n "/^[[:space:]]*\"$2\": \"/{s/^[[:space:]]*\"$2\": \"\(.*\)\",\{0,1\}$/\1/p;q;}"
 }
 
 build() {
