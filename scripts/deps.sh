@@ -9,11 +9,19 @@ cd "$(dirname "$0")/.."
 declare -A PKGS=(
   [nft]=nftables [ip]=iproute2 [conntrack]=conntrack [dig]=dnsutils [kdig]=knot-dnsutils
   [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
-  [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2
+  [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2 [nc]=netcat-openbsd
+  [ping]=iputils-ping
+)
+# check file -> Debian package (libraries and headers have no command to look for)
+declare -A FILE_PKGS=(
+  [/usr/include/nftables/libnftables.h]=libnftables-dev [/usr/bin/g++]=g++
 )
 missing=()
 for cmd in "${!PKGS[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ]; then missing+=("${PKGS[$cmd]}"); fi
+done
+for file in "${!FILE_PKGS[@]}"; do
+  if ! [ -e "$file" ]; then missing+=("${FILE_PKGS[$file]}"); fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -32,6 +40,9 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -x node_module
   npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
+
+# The libnftables addon of the datapath (build/nft.node); without it the driver spawns nft.
+scripts/build-addon.sh
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   scripts/build-test-bins.sh all >/dev/null

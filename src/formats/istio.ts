@@ -1,13 +1,302 @@
-/** Importer for istio documents (stub: to be implemented). */
-import type { Importer } from './importer.ts';
+/**
+ * Istio ServiceEntry (networking.istio.io v1, v1beta1, v1alpha3), read as it acts under
+ * meshConfig.outboundTrafficPolicy.mode REGISTRY_ONLY: every pod that sees the entry (exportTo)
+ * may reach its hosts on its ports. The entry becomes a policy that governs exactly those pods.
+ *
+ * Istio's host wildcard is a suffix match on the name (pkg/config/host: HasSuffix), kept exactly:
+ *   "*.example.com"     one or more labels in front        -> "**.example.com"
+ *   "*foo.example.com"  any name ending in foo.example.com  -> "*foo.example.com" + "**.*foo.example.com"
+ *   "*"                 every name (Istio rejects it here)  -> "**"
+ */
+import type { Cidr } from '../core/ip.ts';
+import type { LabelSelector } from '../policy/selector.ts';
+import {
+  absent,
+  admitPattern,
+  Conversion,
+  child,
+  type ForeignMeta,
+  nativeDocument,
+  nativePorts,
+  PatternFlags,
+  type PortSpan,
+  readCidr,
+  readList,
+  readMeta,
+  readPortNumber,
+  readRecord,
+  readString,
+  sourceText,
+  warnUnknown,
+} from './foreign-common.ts';
+import type { ImportContext, Importer, ImportResult } from './importer.ts';
+import type { RuleInput } from './native-schema.ts';
+
+const API_VERSIONS = [
+  'networking.istio.io/v1',
+  'networking.istio.io/v1beta1',
+  'networking.istio.io/v1alpha3',
+];
+const DIALECT = 'Istio';
+const METADATA_NAME = 'kubernetes.io/metadata.name';
 
 export const istioImporter: Importer = {
   dialect: 'istio',
-  accepts: (apiVersion, kind) =>
-    apiVersion.startsWith('networking.istio.io/') && /^(?:ServiceEntry)$/.test(kind),
-  convert: () => ({
-    documents: [],
-    warnings: [],
-    errors: [{ path: '', message: 'istio import is not implemented yet' }],
-  }),
+  accepts: (apiVersion, kind) => apiVersion.startsWith('networking.istio.io/') && kind === 'ServiceEntry',
+  convert: convertServiceEntry,
 };
+
+const SPEC_FIELDS = [
+  'hosts',
+  'addresses',
+  'ports',
+  'location',
+  'resolution',
+  'endpoints',
+  'workloadSelector',
+  'exportTo',
+  'subjectAltNames',
+];
+
+/** Protocols Istio routes by TLS SNI or HTTP Host: kept as verify: SNI. */
+const NAME_CHECKED = ['HTTP', 'HTTPS', 'TLS'];
+/** TCP protocols Istio matches by address and port (or by :authority namegate cannot read). */
+const OPAQUE_TCP = ['TCP', 'MONGO', 'MYSQL', 'REDIS', 'HTTP2', 'GRPC', 'GRPC-WEB', 'THRIFT'];
+
+function convertServiceEntry(doc: Record<string, unknown>, context: ImportContext): ImportResult {
+  const c = new Conversion();
+  const apiVersion = String(doc['apiVersion']);
+  if (!API_VERSIONS.includes(apiVersion)) {
+    c.error(
+      'apiVersion',
+      `${JSON.stringify(apiVersion)} is not supported; expected one of ${API_VERSIONS.join(', ')}`,
+    );
+    return c.result([]);
+  }
+  const meta = readMeta(c, doc, true, context.defaultNamespace);
+  warnUnknown(c, doc, '', ['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+  const spec = readRecord(c, doc['spec'], 'spec');
+  if (!meta || !spec) return c.result([]);
+  warnUnknown(c, spec, 'spec', SPEC_FIELDS);
+
+  const location = absent(spec['location']) ? 'MESH_EXTERNAL' : spec['location'];
+  if (location !== 'MESH_EXTERNAL' && location !== 'MESH_INTERNAL') {
+    c.error('spec.location', 'expected MESH_EXTERNAL or MESH_INTERNAL');
+  }
+  const resolution = absent(spec['resolution']) ? 'NONE' : spec['resolution'];
+  if (!['NONE', 'STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'DYNAMIC_DNS'].includes(String(resolution))) {
+    c.error('spec.resolution', 'expected NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS');
+  }
+  const audience = convertExportTo(c, spec['exportTo'], meta);
+
+  const flags = new PatternFlags();
+  const toFQDNs: NonNullable<RuleInput['toFQDNs']> = [];
+  const hosts = readList(c, spec['hosts'], 'spec.hosts', 256);
+  if (hosts && hosts.length === 0) c.error('spec.hosts', 'a ServiceEntry needs at least one host');
+  (hosts ?? []).forEach((h, i) => {
+    const at = child('spec.hosts', i);
+    const text = readString(c, h, at);
+    if (text === undefined) return;
+    for (const pattern of istioHostToNative(c, text, at)) {
+      const entry = pattern.includes('*') ? { pattern } : { name: pattern };
+      if (admitPattern(c, pattern, at, flags, DIALECT) && !toFQDNs.some((f) => sameEntry(f, entry))) {
+        toFQDNs.push(entry);
+      }
+    }
+  });
+
+  const addresses: Cidr[] = [];
+  (readList(c, spec['addresses'], 'spec.addresses', 256) ?? []).forEach((a, i) => {
+    const cidr = readCidr(c, a, child('spec.addresses', i));
+    if (cidr) addresses.push(cidr);
+  });
+
+  const { checked, opaque } = convertPorts(c, spec['ports']);
+
+  if (!absent(spec['workloadSelector'])) {
+    c.warn(
+      'spec.workloadSelector',
+      'not kept: it selects the endpoints behind the entry, not the pods that call it',
+    );
+  }
+  if (!absent(spec['endpoints'])) {
+    c.warn(
+      'spec.endpoints',
+      "not kept: Istio's sidecar forwards to these endpoints; without a sidecar pods reach the hosts by name",
+    );
+  }
+  if (!absent(spec['subjectAltNames'])) {
+    c.warn('spec.subjectAltNames', 'not kept: namegate does not verify server certificates');
+  }
+  if (c.failed) return c.result([]);
+
+  if (location === 'MESH_INTERNAL') {
+    c.warn(
+      'spec.location',
+      'MESH_INTERNAL services are in-cluster traffic, which namegate leaves to NetworkPolicy; nothing converted',
+    );
+    return c.result([]);
+  }
+  if (audience === 'nobody') return c.result([]);
+
+  const rules: RuleInput[] = [];
+  if (checked.length > 0) {
+    rules.push({ toFQDNs, ports: nativePorts(checked) ?? [], verify: 'SNI' });
+  }
+  if (opaque.length > 0) {
+    const native = nativePorts(opaque);
+    rules.push({ toFQDNs, ...(native ? { ports: native } : {}) });
+    if (resolution === 'NONE' && addresses.length === 0 && opaque.some((p) => p.protocol === 'TCP')) {
+      c.warn(
+        'spec.ports',
+        'with resolution NONE and no addresses Istio lets these TCP ports reach any address; namegate allows only the addresses the hosts resolve to (narrower)',
+      );
+    }
+    if (addresses.length > 0) {
+      rules.push({ toCIDRs: addresses.map((a) => ({ cidr: a.text })), ...(native ? { ports: native } : {}) });
+    }
+  } else if (addresses.length > 0) {
+    c.warn(
+      'spec.addresses',
+      'not converted: Istio matches HTTP and TLS ports by name, and so does the converted policy',
+    );
+  }
+  if (checked.length === 0 && opaque.length === 0) {
+    c.warn('spec.ports', 'no port namegate can allow: the policy governs the pods but allows nothing');
+  }
+
+  const cluster = audience !== 'own';
+  c.warn(
+    'spec.exportTo',
+    `governs every pod of ${describeAudience(audience, meta)}: under REGISTRY_ONLY Istio governs only pods in the mesh ` +
+      '(narrow the selectors if some pods there have no sidecar)',
+  );
+  const parts = {
+    podSelector: {},
+    ...(cluster ? { namespaceSelector: audience as LabelSelector } : {}),
+    rules,
+    flags,
+  };
+  return c.result([
+    nativeDocument({
+      kind: cluster ? 'ClusterEgressPolicy' : 'EgressPolicy',
+      // Cluster-scoped output from a namespaced entry: the namespace keeps names unique.
+      name: cluster ? `${meta.namespace}-${meta.name}` : meta.name,
+      namespace: meta.namespace,
+      source: sourceText(apiVersion, 'ServiceEntry', meta),
+      parts,
+    }),
+  ]);
+}
+
+function sameEntry(
+  a: { name?: string | undefined; pattern?: string | undefined },
+  b: { name?: string | undefined; pattern?: string | undefined },
+): boolean {
+  return a.name === b.name && a.pattern === b.pattern;
+}
+
+/**
+ * exportTo -> who sees the entry: 'own' namespace, a namespace selector, or 'nobody'.
+ * Absent means every namespace (Istio's default unless the mesh config changes it).
+ */
+function convertExportTo(c: Conversion, value: unknown, meta: ForeignMeta): 'own' | 'nobody' | LabelSelector {
+  const list = readList(c, value, 'spec.exportTo');
+  if (!list || list.length === 0) return {};
+  const names = new Set<string>();
+  list.forEach((v, i) => {
+    const text = readString(c, v, child('spec.exportTo', i));
+    if (text !== undefined) names.add(text === '.' ? (meta.namespace ?? '') : text);
+  });
+  if (names.has('~') || names.has('*')) {
+    if (names.size > 1) {
+      c.error('spec.exportTo', '"*" and "~" must be the only entry');
+      return 'nobody';
+    }
+    if (names.has('~')) {
+      c.warn('spec.exportTo', '"~": the entry is visible to no namespace, so nothing is converted');
+      return 'nobody';
+    }
+    return {};
+  }
+  if (names.size === 1 && names.has(meta.namespace ?? '')) return 'own';
+  return { matchExpressions: [{ key: METADATA_NAME, operator: 'In', values: [...names].sort() }] };
+}
+
+function describeAudience(audience: 'own' | LabelSelector, meta: ForeignMeta): string {
+  if (audience === 'own') return `namespace ${meta.namespace}`;
+  const values = audience.matchExpressions?.[0]?.values;
+  return values ? `namespaces ${values.join(', ')}` : 'every namespace';
+}
+
+/** Istio host -> native names/patterns with Istio's suffix meaning. Exported for tests. */
+export function istioHostToNative(c: Conversion, text: string, at: string): string[] {
+  const host = text.toLowerCase().replace(/\.$/, '');
+  if (host === '*') {
+    c.warn(at, 'Istio rejects "*" as a ServiceEntry host; read as every name ("**")');
+    return ['**'];
+  }
+  const labels = host.split('.');
+  const first = labels[0] ?? '';
+  if (labels.slice(1).some((l) => l.includes('*')) || first.lastIndexOf('*') > 0) {
+    c.error(at, `${JSON.stringify(text)}: Istio allows "*" only at the start of the first label`);
+    return [];
+  }
+  if (!first.startsWith('*')) return [host];
+  const rest = labels.slice(1).join('.');
+  if (first === '*') {
+    c.warn(
+      at,
+      `${JSON.stringify(text)} means one or more labels in front of ${rest} in Istio; converted to "**.${rest}"`,
+    );
+    return [`**.${rest}`];
+  }
+  // "*foo.example.com" is a string suffix match: it reaches "foo.example.com", "xfoo.example.com"
+  // and any name below them.
+  c.warn(
+    at,
+    `${JSON.stringify(text)} matches every name ending in ${JSON.stringify(host.slice(1))} in Istio; converted to ` +
+      `"${host}" and "**.${host}" (allowPartialLabelWildcards is set)`,
+  );
+  return [host, `**.${host}`];
+}
+
+/** ports -> TCP/UDP spans whose connections Istio checks by name (verify: SNI) or not. */
+function convertPorts(c: Conversion, value: unknown): { checked: PortSpan[]; opaque: PortSpan[] } {
+  const checked: PortSpan[] = [];
+  const opaque: PortSpan[] = [];
+  (readList(c, value, 'spec.ports', 256) ?? []).forEach((v, i) => {
+    const at = child('spec.ports', i);
+    const port = readRecord(c, v, at);
+    if (!port) return;
+    warnUnknown(c, port, at, ['number', 'protocol', 'name', 'targetPort']);
+    const number = readPortNumber(c, port['number'], child(at, 'number'));
+    if (number === undefined) return;
+    if (!absent(port['targetPort']) && port['targetPort'] !== number) {
+      c.warn(
+        child(at, 'targetPort'),
+        'not kept: pods connect to number; targetPort is where the sidecar forwards',
+      );
+    }
+    const protocol = typeof port['protocol'] === 'string' ? port['protocol'].toUpperCase() : 'TCP';
+    const span = (p: 'TCP' | 'UDP'): PortSpan => ({ protocol: p, from: number, to: number });
+    if (NAME_CHECKED.includes(protocol)) checked.push(span('TCP'));
+    else if (protocol === 'UDP') opaque.push(span('UDP'));
+    else if (OPAQUE_TCP.includes(protocol)) {
+      opaque.push(span('TCP'));
+      if (['HTTP2', 'GRPC', 'GRPC-WEB'].includes(protocol)) {
+        c.warn(
+          child(at, 'protocol'),
+          `${protocol}: Istio routes it by :authority, which namegate does not read; only the address is checked`,
+        );
+      }
+    } else {
+      c.warn(
+        child(at, 'protocol'),
+        `unknown protocol ${JSON.stringify(port['protocol'])}: Istio treats it as TCP, and so does namegate`,
+      );
+      opaque.push(span('TCP'));
+    }
+  });
+  return { checked, opaque };
+}

@@ -50,8 +50,11 @@ export interface LoadOptions {
 }
 
 export function formatProblem(p: FileProblem): string {
-  const where = [p.file, p.object].filter((s) => s !== '').join(': ');
-  return `${where}: ${p.path === '' ? '' : `${p.path}: `}${p.message}`;
+  // A document without a name ("a document must be a mapping") is found by its number instead.
+  const unnamed = p.document >= 0 && !p.object.includes(' ');
+  const file = unnamed && p.file !== '' ? `${p.file} (document ${p.document + 1})` : p.file;
+  const where = [file, p.object].filter((s) => s !== '').join(': ');
+  return `${where === '' ? '' : `${where}: `}${p.path === '' ? '' : `${p.path}: `}${p.message}`;
 }
 
 /** Expand paths (files or folders) to the YAML/JSON files under them, sorted. */
@@ -137,7 +140,8 @@ function parseDocuments(text: string, file: string, report: LoadReport): unknown
         document: index,
         object: '',
         path: '',
-        message: `not valid YAML: ${first?.message.split('\n')[0] ?? 'parse error'}`,
+        // The first line of the message; the code frame after it would not fit on one line.
+        message: `not valid YAML: ${first?.message.split('\n')[0]?.replace(/:$/, '') ?? 'parse error'}`,
       });
       out.push(undefined);
       return;
@@ -212,7 +216,13 @@ function loadDocument(
     return;
   }
   const importer = findImporter(apiVersion, kind);
-  if (!importer || (options.only !== undefined && options.only !== importer.dialect)) {
+  if (importer && options.only !== undefined && options.only !== importer.dialect) {
+    report.warnings.push(
+      at({ path: '', message: `skipped: a ${importer.dialect} document, and only ${options.only} was asked for` }),
+    );
+    return;
+  }
+  if (!importer) {
     report.warnings.push(
       at({
         path: '',

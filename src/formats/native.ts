@@ -4,7 +4,7 @@
  *   spec.egress[2].toFQDNs[0].pattern: "*example.com": a wildcard must be a whole label
  */
 import type { z } from 'zod';
-import { type Cidr, parseCidr } from '../core/ip.ts';
+import { type Cidr, CidrSet, parseCidr } from '../core/ip.ts';
 import {
   ALL_PORTS,
   API_VERSION,
@@ -55,6 +55,7 @@ export const LIMITS = {
   portsPerRule: 1000,
 } as const;
 
+const TOP_LEVEL_FIELDS = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
 const DNS1123_SUBDOMAIN = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
 const DNS1123_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -77,6 +78,12 @@ export function validateNative(doc: unknown, defaultNamespace = 'default'): Nati
     return fail();
   }
   const d = doc as Record<string, unknown>;
+  // A misspelt top-level field ("sepc") would otherwise leave an empty spec: a policy that
+  // silently denies everything to its pods.
+  for (const key of Object.keys(d)) {
+    if (!TOP_LEVEL_FIELDS.has(key))
+      errors.push({ path: key, message: `unknown field ${JSON.stringify(key)}` });
+  }
   if (d['apiVersion'] !== API_VERSION) {
     errors.push({ path: 'apiVersion', message: `expected ${JSON.stringify(API_VERSION)}` });
   }
@@ -165,6 +172,7 @@ function compileRule(
   const toFQDNs = r.toFQDNs ?? [];
   const toCIDRs = r.toCIDRs ?? [];
   const ports = r.ports ?? [];
+  const before = errors.length;
   if (toFQDNs.length > LIMITS.fqdnsPerRule) {
     errors.push({ path: `${at}.toFQDNs`, message: `at most ${LIMITS.fqdnsPerRule} entries per rule` });
   }
@@ -174,7 +182,8 @@ function compileRule(
   if (ports.length > LIMITS.portsPerRule) {
     errors.push({ path: `${at}.ports`, message: `at most ${LIMITS.portsPerRule} entries per rule` });
   }
-  if (errors.length > 0) return { fqdns, cidrs, ports: ALL_PORTS, verify: 'None' };
+  // Over a limit: skip this rule's entries (not later rules: their problems are reported too).
+  if (errors.length > before) return { fqdns, cidrs, ports: ALL_PORTS, verify: 'None' };
   if (toFQDNs.length === 0 && toCIDRs.length === 0) {
     errors.push({
       path: at,
@@ -229,7 +238,7 @@ function compileRule(
     (c.except ?? []).forEach((e, k) => {
       const ex = parseCidr(e);
       if (typeof ex === 'string') errors.push({ path: `${path}.except[${k}]`, message: ex });
-      else if (ex.family !== cidr.family || ex.prefix < cidr.prefix) {
+      else if (ex.family !== cidr.family || ex.prefix < cidr.prefix || !new CidrSet([cidr]).has(ex.address)) {
         errors.push({ path: `${path}.except[${k}]`, message: `${ex.text} is not inside ${cidr.text}` });
       } else except.push(ex);
     });
@@ -275,6 +284,10 @@ function pushZodIssues(errors: Problem[], error: z.ZodError, prefix: PropertyKey
       message = `expected ${issue.expected}`;
     } else if (issue.code === 'invalid_value' && 'values' in issue) {
       message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    } else if (issue.code === 'too_small' && issue.origin === 'number') {
+      message = `must be at least ${issue.minimum}`;
+    } else if (issue.code === 'too_big' && issue.origin === 'number') {
+      message = `must be at most ${issue.maximum}`;
     }
     errors.push({ path, message });
   }

@@ -1,14 +1,509 @@
-/** Importer for npep documents (stub: to be implemented). */
-import type { Importer } from './importer.ts';
+/**
+ * network-policy-api AdminNetworkPolicy (policy.networking.k8s.io/v1alpha1) and
+ * ClusterNetworkPolicy (v1alpha2, v1beta1) -> ClusterEgressPolicy. Only egress rules that accept
+ * traffic to domainNames or networks have a namegate meaning.
+ *
+ * NPEP-133's wildcard, kept exactly: "*.example.com" matches ONE OR MORE labels in front of
+ * example.com (never example.com itself) -> native "**.example.com".
+ *
+ * Rule order: the API evaluates a policy's rules top to bottom and the first match decides;
+ * namegate is an allow-only union. Deny and Pass rules are therefore dropped with a warning when
+ * that cannot widen anything (they come after every accepting rule, or only cover in-cluster
+ * peers or addresses namegate never learns from DNS), and are an error otherwise.
+ */
+import type { Cidr } from '../core/ip.ts';
+import type { LabelSelector } from '../policy/selector.ts';
+import { validateSelector } from '../policy/selector.ts';
+import {
+  absent,
+  admitPattern,
+  Conversion,
+  child,
+  cidrsOverlap,
+  coversEverything,
+  nativeDocument,
+  nativePorts,
+  neverLearned,
+  PatternFlags,
+  type PortSpan,
+  readCidr,
+  readList,
+  readMeta,
+  readPortNumber,
+  readRecord,
+  readSelector,
+  readString,
+  sourceText,
+  warnUnknown,
+} from './foreign-common.ts';
+import type { ImportContext, Importer, ImportResult } from './importer.ts';
+import { LIMITS } from './native.ts';
+import type { RuleInput } from './native-schema.ts';
+
+const DIALECT = 'network-policy-api';
+
+interface Flavour {
+  readonly accept: string;
+  /** Field of a rule that holds ports: v1alpha1 `ports`, later `protocols`. */
+  readonly portsField: 'ports' | 'protocols';
+  readonly tiered: boolean;
+}
+
+const FLAVOURS: Record<string, Flavour> = {
+  'policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy': {
+    accept: 'Allow',
+    portsField: 'ports',
+    tiered: false,
+  },
+  'policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy': {
+    accept: 'Accept',
+    portsField: 'protocols',
+    tiered: true,
+  },
+  'policy.networking.k8s.io/v1beta1 ClusterNetworkPolicy': {
+    accept: 'Accept',
+    portsField: 'protocols',
+    tiered: true,
+  },
+};
 
 export const npepImporter: Importer = {
   dialect: 'npep',
   accepts: (apiVersion, kind) =>
     apiVersion.startsWith('policy.networking.k8s.io/') &&
-    /^(?:AdminNetworkPolicy|ClusterNetworkPolicy)$/.test(kind),
-  convert: () => ({
-    documents: [],
-    warnings: [],
-    errors: [{ path: '', message: 'npep import is not implemented yet' }],
-  }),
+    (kind === 'AdminNetworkPolicy' || kind === 'ClusterNetworkPolicy'),
+  convert: convertNpep,
 };
+
+/** One egress rule, read. */
+interface ReadRule {
+  readonly path: string;
+  readonly action: 'accept' | 'deny' | 'pass';
+  readonly actionText: string;
+  readonly domains: Array<{ name: string } | { pattern: string }>;
+  /** Field path of each domain, for the pattern checks. */
+  readonly domainPaths: string[];
+  readonly networks: Cidr[];
+  /** A peer with no field this importer knows: per the API, "fail closed". */
+  readonly unknownPeer: boolean;
+  readonly inCluster: boolean;
+  /** undefined: every port; []: no port namegate can allow. */
+  readonly ports: PortSpan[] | undefined;
+}
+
+function convertNpep(doc: Record<string, unknown>, _context: ImportContext): ImportResult {
+  const c = new Conversion();
+  const apiVersion = String(doc['apiVersion']);
+  const kind = String(doc['kind']);
+  const flavour = FLAVOURS[`${apiVersion} ${kind}`];
+  if (!flavour) {
+    c.error(
+      'apiVersion',
+      `${apiVersion} ${kind} is not supported; expected AdminNetworkPolicy v1alpha1 or ClusterNetworkPolicy v1alpha2/v1beta1`,
+    );
+    return c.result([]);
+  }
+  const meta = readMeta(c, doc, false, '');
+  warnUnknown(c, doc, '', ['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+  const spec = readRecord(c, doc['spec'], 'spec');
+  if (!meta || !spec) return c.result([]);
+  warnUnknown(c, spec, 'spec', [
+    'priority',
+    'subject',
+    'ingress',
+    'egress',
+    ...(flavour.tiered ? ['tier'] : []),
+  ]);
+  if (!absent(spec['ingress'])) c.warn('spec.ingress', 'ignored: namegate governs egress only');
+
+  const subject = convertSubject(c, spec['subject']);
+  if (flavour.tiered) {
+    const tier = spec['tier'];
+    if (tier !== 'Admin' && tier !== 'Baseline') c.error('spec.tier', 'expected Admin or Baseline');
+    if (tier === 'Baseline') {
+      c.warn(
+        'spec.tier',
+        'Baseline: any NetworkPolicy that selects a pod overrides these rules in Kubernetes; namegate applies them regardless',
+      );
+    }
+  }
+
+  const egressPath = 'spec.egress';
+  const list = readList(c, spec['egress'], egressPath, LIMITS.rulesPerPolicy) ?? [];
+  const read: ReadRule[] = [];
+  list.forEach((r, i) => {
+    const rule = readRule(c, r, child(egressPath, i), flavour);
+    if (rule) read.push(rule);
+  });
+  if (c.failed || !subject) return c.result([]);
+  if (list.length === 0) {
+    c.warn(egressPath, 'no egress rules: the policy does not affect egress, so there is nothing to convert');
+    return c.result([]);
+  }
+
+  const flags = new PatternFlags();
+  const rules: RuleInput[] = [];
+  let shadowedBy: string | null = null;
+  let droppedDeny = false;
+  read.forEach((rule, i) => {
+    const external = rule.domains.length > 0 || rule.networks.length > 0;
+    if (shadowedBy !== null) {
+      c.warn(
+        rule.path,
+        `not converted: the earlier rule ${shadowedBy} matches all of this rule's traffic first`,
+      );
+      return;
+    }
+    if (rule.action === 'accept') {
+      if (!external) {
+        if (rule.inCluster) {
+          c.warn(
+            rule.path,
+            'in-cluster peers (namespaces, pods, nodes) are left to NetworkPolicy; nothing converted',
+          );
+        }
+        return;
+      }
+      if (rule.ports !== undefined && rule.ports.length === 0) {
+        c.warn(rule.path, 'no port namegate can allow: the rule is not converted');
+        return;
+      }
+      rule.domains.forEach((d, k) => {
+        admitPattern(c, 'name' in d ? d.name : d.pattern, rule.domainPaths[k] ?? rule.path, flags, DIALECT);
+      });
+      const native = rule.ports === undefined ? undefined : nativePorts(rule.ports);
+      rules.push({
+        ...(rule.domains.length > 0 ? { toFQDNs: rule.domains } : {}),
+        ...(rule.networks.length > 0 ? { toCIDRs: rule.networks.map((n) => ({ cidr: n.text })) } : {}),
+        ...(native ? { ports: native } : {}),
+      });
+      return;
+    }
+    // Deny or Pass.
+    const verb = rule.actionText;
+    if (!external && !rule.unknownPeer) {
+      c.warn(rule.path, `${verb} to in-cluster peers is left to NetworkPolicy; not converted`);
+      return;
+    }
+    droppedDeny = true;
+    const matchesAll = rule.ports === undefined && (rule.unknownPeer || coversEverything(rule.networks));
+    if (matchesAll) {
+      shadowedBy = rule.path;
+      c.warn(
+        rule.path,
+        verb === 'Deny'
+          ? 'Deny of everything: namegate already denies what no rule allows, so this is kept by governing the subject'
+          : 'Pass of everything: Kubernetes hands the rest to NetworkPolicy; namegate denies what no rule allows (narrower)',
+      );
+      return;
+    }
+    const later = read
+      .slice(i + 1)
+      .filter((r) => r.action === 'accept' && (r.domains.length > 0 || r.networks.length > 0));
+    const harmless =
+      later.length === 0 ||
+      (!rule.unknownPeer &&
+        rule.networks.every(neverLearned) &&
+        later.every((r) => r.networks.every((n) => rule.networks.every((d) => !cidrsOverlap(n, d)))));
+    if (!harmless) {
+      c.error(
+        rule.path,
+        `${verb} before an accepting rule can take away part of what that rule accepts; namegate is allow-only and ` +
+          `cannot keep the order. Move the ${verb} rule after the accepting rules or narrow them`,
+      );
+      return;
+    }
+    c.warn(
+      rule.path,
+      later.length === 0
+        ? `${verb} is not converted: namegate denies what no rule allows` +
+            (verb === 'Pass' ? ' (Kubernetes would hand this traffic to NetworkPolicy: narrower)' : '')
+        : `${verb} is not converted: it covers only addresses namegate never learns from DNS answers`,
+    );
+  });
+  if (c.failed) return c.result([]);
+
+  if (droppedDeny && !absent(spec['priority'])) {
+    c.warn(
+      'spec.priority',
+      "not kept: namegate unites the allows of all policies, so this policy's Deny/Pass rules no longer override what policies with a higher priority number accept",
+    );
+  }
+  if (shadowedBy === null) {
+    c.warn(
+      egressPath,
+      'traffic no rule matches falls through to NetworkPolicy in Kubernetes (allowed when none selects the pod); ' +
+        'namegate governs the subject and denies it (narrower). End the rules with a Deny to 0.0.0.0/0 and ::/0 to say so',
+    );
+  }
+  return c.result([
+    nativeDocument({
+      kind: 'ClusterEgressPolicy',
+      name: meta.name,
+      namespace: null,
+      source: sourceText(apiVersion, kind, meta),
+      parts: { ...subject, rules, flags },
+    }),
+  ]);
+}
+
+/** subject.namespaces or subject.pods {namespaceSelector, podSelector}. */
+function convertSubject(
+  c: Conversion,
+  value: unknown,
+): { podSelector: LabelSelector; namespaceSelector: LabelSelector } | undefined {
+  const subject = readRecord(c, value, 'spec.subject');
+  if (!subject) return undefined;
+  warnUnknown(c, subject, 'spec.subject', ['namespaces', 'pods']);
+  const hasNs = !absent(subject['namespaces']);
+  const hasPods = !absent(subject['pods']);
+  if (hasNs === hasPods) {
+    c.error('spec.subject', 'set exactly one of namespaces or pods');
+    return undefined;
+  }
+  let out: { podSelector: LabelSelector; namespaceSelector: LabelSelector } | undefined;
+  if (hasNs) {
+    const ns = readSelector(c, subject['namespaces'], 'spec.subject.namespaces');
+    if (ns) out = { podSelector: {}, namespaceSelector: ns };
+  } else {
+    const pods = readRecord(c, subject['pods'], 'spec.subject.pods');
+    if (!pods) return undefined;
+    warnUnknown(c, pods, 'spec.subject.pods', ['namespaceSelector', 'podSelector']);
+    const ns = readSelector(c, pods['namespaceSelector'], 'spec.subject.pods.namespaceSelector');
+    const pod = readSelector(c, pods['podSelector'], 'spec.subject.pods.podSelector');
+    if (ns && pod) out = { podSelector: pod, namespaceSelector: ns };
+  }
+  if (!out) return undefined;
+  const before = c.errors.length;
+  const nsPath = hasNs ? 'spec.subject.namespaces' : 'spec.subject.pods.namespaceSelector';
+  for (const [p, m] of validateSelector(out.namespaceSelector, nsPath)) c.error(p, m);
+  for (const [p, m] of validateSelector(out.podSelector, 'spec.subject.pods.podSelector')) c.error(p, m);
+  return c.errors.length > before ? undefined : out;
+}
+
+const PEER_FIELDS = ['namespaces', 'pods', 'nodes', 'networks', 'domainNames'];
+
+function readRule(c: Conversion, value: unknown, path: string, flavour: Flavour): ReadRule | undefined {
+  const rule = readRecord(c, value, path);
+  if (!rule) return undefined;
+  warnUnknown(c, rule, path, ['name', 'action', 'to', flavour.portsField]);
+  const actionText = rule['action'];
+  const action =
+    actionText === flavour.accept
+      ? 'accept'
+      : actionText === 'Deny'
+        ? 'deny'
+        : actionText === 'Pass'
+          ? 'pass'
+          : undefined;
+  if (action === undefined) {
+    c.error(child(path, 'action'), `expected ${flavour.accept}, Deny or Pass`);
+    return undefined;
+  }
+  const domains: ReadRule['domains'] = [];
+  const domainPaths: string[] = [];
+  const networks: Cidr[] = [];
+  let unknownPeer = false;
+  let inCluster = false;
+  const toPath = child(path, 'to');
+  const to = readList(c, rule['to'], toPath, 100);
+  if (to && to.length === 0) c.error(toPath, 'a rule needs at least one peer');
+  (to ?? []).forEach((p, j) => {
+    const at = child(toPath, j);
+    const peer = readRecord(c, p, at);
+    if (!peer) return;
+    const keys = Object.keys(peer).filter((k) => !absent(peer[k]));
+    const known = keys.filter((k) => PEER_FIELDS.includes(k));
+    if (known.length === 0) {
+      // The API's rule for peers from a newer version: an accepting rule matches nothing, a
+      // Deny or Pass rule matches everything.
+      unknownPeer = true;
+      c.warn(
+        at,
+        `no peer type this importer knows (${keys.join(', ') || 'empty'}): read as ${action === 'accept' ? 'matching nothing' : 'matching everything'}, as the API says`,
+      );
+      return;
+    }
+    warnUnknown(c, peer, at, PEER_FIELDS);
+    if (known.length > 1)
+      c.error(at, 'a peer sets exactly one of namespaces, pods, nodes, networks or domainNames');
+    for (const k of ['namespaces', 'pods', 'nodes']) if (known.includes(k)) inCluster = true;
+    const netPath = child(at, 'networks');
+    (readList(c, peer['networks'], netPath, 25) ?? []).forEach((n, k) => {
+      const cidr = readCidr(c, n, child(netPath, k));
+      if (cidr) networks.push(cidr);
+    });
+    const domPath = child(at, 'domainNames');
+    const names = readList(c, peer['domainNames'], domPath, 25) ?? [];
+    if (names.length > 0 && action !== 'accept') {
+      c.error(domPath, `domainNames are allowed only in ${flavour.accept} rules`);
+      return;
+    }
+    names.forEach((n, k) => {
+      const entry = convertDomainName(c, n, child(domPath, k));
+      if (entry) {
+        domains.push(entry);
+        domainPaths.push(child(domPath, k));
+      }
+    });
+  });
+  const ports =
+    flavour.portsField === 'ports'
+      ? readAnpPorts(c, rule['ports'], child(path, 'ports'))
+      : readProtocols(c, rule['protocols'], child(path, 'protocols'));
+  return {
+    path,
+    action,
+    actionText: String(actionText),
+    domains,
+    domainPaths,
+    networks,
+    unknownPeer,
+    inCluster,
+    ports,
+  };
+}
+
+// NPEP's DomainName validation (with the A-z typo of early releases fixed, as upstream did).
+const DOMAIN_NAME =
+  /^(\*\.)?([a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.)+[a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.?$/;
+
+/** An NPEP DomainName -> native name, or pattern "**." + rest for "*." (one or more labels). */
+export function convertDomainName(
+  c: Conversion,
+  value: unknown,
+  path: string,
+): { name: string } | { pattern: string } | undefined {
+  const text = readString(c, value, path);
+  if (text === undefined) return undefined;
+  if (!DOMAIN_NAME.test(text)) {
+    c.error(
+      path,
+      `${JSON.stringify(text)} is not a valid domainName: at least two labels, letters, digits, "-" and "_", and "*." only as a prefix`,
+    );
+    return undefined;
+  }
+  const name = text.toLowerCase().replace(/\.$/, '');
+  if (!name.startsWith('*.')) return { name };
+  const rest = name.slice(2);
+  c.warn(
+    path,
+    `${JSON.stringify(text)}: in network-policy-api "*" matches one or more labels (not ${rest} itself); converted to "**.${rest}"`,
+  );
+  return { pattern: `**.${rest}` };
+}
+
+/** v1alpha1 `ports`: portNumber {protocol, port}, portRange {protocol, start, end}, namedPort. */
+function readAnpPorts(c: Conversion, value: unknown, path: string): PortSpan[] | undefined {
+  if (absent(value)) return undefined;
+  const list = readList(c, value, path, 100);
+  if (!list) return [];
+  const spans: PortSpan[] = [];
+  list.forEach((p, i) => {
+    const at = child(path, i);
+    const port = readRecord(c, p, at);
+    if (!port) return;
+    warnUnknown(c, port, at, ['portNumber', 'portRange', 'namedPort']);
+    if (!absent(port['namedPort'])) {
+      c.warn(
+        child(at, 'namedPort'),
+        'not converted: a named port names a container port of a pod, never of an outside destination',
+      );
+    }
+    if (!absent(port['portNumber'])) {
+      const pn = readRecord(c, port['portNumber'], child(at, 'portNumber'));
+      if (!pn) return;
+      warnUnknown(c, pn, child(at, 'portNumber'), ['protocol', 'port']);
+      const protocol = readProtocol(c, pn['protocol'], child(child(at, 'portNumber'), 'protocol'));
+      const n = readPortNumber(c, pn['port'], child(child(at, 'portNumber'), 'port'));
+      if (protocol && n !== undefined) spans.push({ protocol, from: n, to: n });
+    }
+    if (!absent(port['portRange'])) {
+      const range = readRecord(c, port['portRange'], child(at, 'portRange'));
+      if (!range) return;
+      warnUnknown(c, range, child(at, 'portRange'), ['protocol', 'start', 'end']);
+      const protocol = readProtocol(c, range['protocol'], child(child(at, 'portRange'), 'protocol'));
+      const span = readRange(c, range['start'], range['end'], child(at, 'portRange'));
+      if (protocol && span) spans.push({ protocol, ...span });
+    }
+  });
+  return spans;
+}
+
+/** v1alpha2/v1beta1 `protocols`: {tcp|udp|sctp: {destinationPort: {number} | {range}}} or a named port. */
+function readProtocols(c: Conversion, value: unknown, path: string): PortSpan[] | undefined {
+  if (absent(value)) return undefined;
+  const list = readList(c, value, path, 100);
+  if (!list) return [];
+  const spans: PortSpan[] = [];
+  list.forEach((p, i) => {
+    const at = child(path, i);
+    const proto = readRecord(c, p, at);
+    if (!proto) return;
+    warnUnknown(c, proto, at, ['tcp', 'udp', 'sctp', 'destinationNamedPort']);
+    if (!absent(proto['destinationNamedPort'])) {
+      c.warn(
+        child(at, 'destinationNamedPort'),
+        'not converted: a named port names a container port of a pod, never of an outside destination',
+      );
+    }
+    if (!absent(proto['sctp'])) c.warn(child(at, 'sctp'), 'not converted: namegate governs TCP and UDP only');
+    for (const [field, protocol] of [
+      ['tcp', 'TCP'],
+      ['udp', 'UDP'],
+    ] as const) {
+      if (absent(proto[field])) continue;
+      const fp = child(at, field);
+      const body = readRecord(c, proto[field], fp);
+      if (!body) continue;
+      warnUnknown(c, body, fp, ['destinationPort']);
+      if (absent(body['destinationPort'])) {
+        spans.push({ protocol, from: 1, to: 65535 });
+        continue;
+      }
+      const dp = readRecord(c, body['destinationPort'], child(fp, 'destinationPort'));
+      if (!dp) continue;
+      const dpPath = child(fp, 'destinationPort');
+      warnUnknown(c, dp, dpPath, ['number', 'range']);
+      if (absent(dp['number']) === absent(dp['range'])) {
+        c.error(dpPath, 'set exactly one of number or range');
+        continue;
+      }
+      if (!absent(dp['number'])) {
+        const n = readPortNumber(c, dp['number'], child(dpPath, 'number'));
+        if (n !== undefined) spans.push({ protocol, from: n, to: n });
+      } else {
+        const range = readRecord(c, dp['range'], child(dpPath, 'range'));
+        if (!range) continue;
+        warnUnknown(c, range, child(dpPath, 'range'), ['start', 'end']);
+        const span = readRange(c, range['start'], range['end'], child(dpPath, 'range'));
+        if (span) spans.push({ protocol, ...span });
+      }
+    }
+  });
+  return spans;
+}
+
+function readProtocol(c: Conversion, value: unknown, path: string): 'TCP' | 'UDP' | undefined {
+  const protocol = absent(value) ? 'TCP' : value;
+  if (protocol === 'TCP' || protocol === 'UDP') return protocol;
+  if (protocol === 'SCTP') c.warn(path, 'not converted: namegate governs TCP and UDP only');
+  else c.error(path, 'expected TCP, UDP or SCTP');
+  return undefined;
+}
+
+function readRange(
+  c: Conversion,
+  start: unknown,
+  end: unknown,
+  path: string,
+): { from: number; to: number } | undefined {
+  const from = readPortNumber(c, start, child(path, 'start'));
+  const to = readPortNumber(c, end, child(path, 'end'));
+  if (from === undefined || to === undefined) return undefined;
+  if (to < from) {
+    c.error(child(path, 'end'), `end ${to} is below start ${from}`);
+    return undefined;
+  }
+  return { from, to };
+}

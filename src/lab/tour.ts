@@ -1,0 +1,322 @@
+/**
+ * The tour: checks from the lab's pods that show what the example policies do, run with real
+ * clients (curl with the lab CA, dig, nc), printed as a table of expected against observed.
+ *
+ * The expectations assume the agent runs in the node namespace with examples/. Without it,
+ * nothing answers on the pods' resolver address and nothing is enforced, so the tour runs but
+ * shows mismatches. Checks of one pod run in order (a later check may rely on an address an
+ * earlier one learned); pods run side by side.
+ */
+import { labExec } from './exec.ts';
+import {
+  type ClientResult,
+  type Observation,
+  observeCurl,
+  observeDig,
+  observeTcp,
+  observeUdp,
+  type Verdict,
+} from './observe.ts';
+import { type LabPlan, siteFor, statePaths } from './plan.ts';
+import { listening } from './sockets.ts';
+import { formatTable, matches, type TableRow } from './table.ts';
+
+export type TourCheck =
+  | {
+      readonly kind: 'http';
+      readonly pod: string;
+      readonly url: string;
+      readonly family?: 4 | 6;
+      /** Connect to this address instead of resolving (curl --resolve). */
+      readonly via?: string;
+      readonly expect: Verdict;
+      readonly why: string;
+    }
+  | {
+      readonly kind: 'dns';
+      readonly pod: string;
+      readonly name: string;
+      readonly qtype?: 'A' | 'AAAA';
+      /** Ask this server instead of the pod's resolver. */
+      readonly server?: string;
+      readonly expect: Verdict;
+      readonly why: string;
+    }
+  | {
+      readonly kind: 'tcp' | 'udp';
+      readonly pod: string;
+      readonly ip: string;
+      readonly port: number;
+      readonly expect: Verdict;
+      readonly why: string;
+    };
+
+export interface TourResult {
+  readonly check: TourCheck;
+  readonly observed: Observation;
+}
+
+function hostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** How a check reads in the table's target column. */
+export function targetText(c: TourCheck): string {
+  switch (c.kind) {
+    case 'http': {
+      const via = c.via ? ` via ${c.via}` : '';
+      return `${c.url.replace(/\/$/, '')}${c.family === 6 ? ' (IPv6)' : ''}${via}`;
+    }
+    case 'dns':
+      return `dns ${c.server ? `@${c.server} ` : ''}${c.name}${c.qtype && c.qtype !== 'A' ? ` ${c.qtype}` : ''}`;
+    case 'tcp':
+      return `tcp ${hostPort(c.ip, c.port)}`;
+    case 'udp':
+      return `udp ${hostPort(c.ip, c.port)}${c.port === 443 ? ' (QUIC)' : ''}`;
+  }
+}
+
+function ip4(plan: LabPlan, name: string): string {
+  const site = siteFor(plan, name);
+  if (!site?.ipv4[0]) throw new Error(`no site for ${name}`);
+  return site.ipv4[0];
+}
+
+/** The demo's checks, derived from examples/*.yaml. */
+export function tourChecks(plan: LabPlan): TourCheck[] {
+  const stripe = ip4(plan, 'api.stripe.com');
+  const other = plan.otherResolver.ipv4;
+  return [
+    {
+      kind: 'http',
+      pod: 'payments-api',
+      url: 'https://api.stripe.com/',
+      expect: 'allow',
+      why: 'stripe-only allows it on TCP 443',
+    },
+    {
+      kind: 'http',
+      pod: 'payments-api',
+      url: 'https://api.stripe.com/',
+      family: 6,
+      expect: 'allow',
+      why: 'the same over IPv6',
+    },
+    {
+      kind: 'http',
+      pod: 'payments-api',
+      url: 'http://api.stripe.com/',
+      expect: 'deny',
+      why: 'port 80 is not in the rule',
+    },
+    {
+      kind: 'dns',
+      pod: 'payments-api',
+      name: 'evil.example.com',
+      expect: 'deny',
+      why: 'not allowed: REFUSED',
+    },
+    {
+      kind: 'http',
+      pod: 'payments-api',
+      url: 'https://cdn-neighbour.example.net/',
+      via: stripe,
+      expect: 'deny',
+      why: "api.stripe.com's IP, another name: the SNI check closes it",
+    },
+    {
+      kind: 'tcp',
+      pod: 'payments-api',
+      ip: ip4(plan, 'github.com'),
+      port: 443,
+      expect: 'deny',
+      why: 'an address this pod never learned',
+    },
+    {
+      kind: 'udp',
+      pod: 'payments-api',
+      ip: stripe,
+      port: plan.quicPort,
+      expect: 'deny',
+      why: 'the rule is TCP only',
+    },
+    {
+      kind: 'dns',
+      pod: 'payments-api',
+      name: 'evil.example.com',
+      server: other,
+      expect: 'deny',
+      why: 'DNS to another resolver is redirected to namegate',
+    },
+    {
+      kind: 'tcp',
+      pod: 'payments-api',
+      ip: other,
+      port: plan.dotPort,
+      expect: 'deny',
+      why: 'DNS over TLS does not escape',
+    },
+    {
+      kind: 'http',
+      pod: 'ci-runner',
+      url: 'https://github.com/',
+      expect: 'allow',
+      why: 'ci-sources-and-packages',
+    },
+    {
+      kind: 'http',
+      pod: 'ci-runner',
+      url: 'https://objects.githubusercontent.com/',
+      expect: 'allow',
+      why: 'matched by **.githubusercontent.com',
+    },
+    {
+      kind: 'http',
+      pod: 'ci-runner',
+      url: 'https://registry.npmjs.org/',
+      expect: 'allow',
+      why: 'ci-sources-and-packages',
+    },
+    {
+      kind: 'http',
+      pod: 'ci-runner',
+      url: 'https://api.stripe.com/',
+      expect: 'deny',
+      why: "another pod's name",
+    },
+    {
+      kind: 'http',
+      pod: 'web',
+      url: 'https://pypi.org/',
+      expect: 'allow',
+      why: 'audit-package-mirrors allows it',
+    },
+    {
+      kind: 'http',
+      pod: 'web',
+      url: 'https://evil.example.com/',
+      expect: 'allow',
+      why: 'Audit: logged as a would-be denial, not dropped',
+    },
+    {
+      kind: 'http',
+      pod: 'unmanaged',
+      url: 'https://evil.example.com/',
+      expect: 'allow',
+      why: 'no policy selects this pod',
+    },
+  ];
+}
+
+const CLIENT_TIMEOUT_MS = 15_000;
+
+async function observe(plan: LabPlan, c: TourCheck): Promise<Observation> {
+  const exec = (argv: string[], input?: string): Promise<ClientResult> =>
+    labExec(plan, c.pod, argv, { timeoutMs: CLIENT_TIMEOUT_MS, ...(input !== undefined ? { input } : {}) });
+  switch (c.kind) {
+    case 'http': {
+      const url = new URL(c.url);
+      const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+      const argv = [
+        'curl',
+        '-sS',
+        '--connect-timeout',
+        '3',
+        '--max-time',
+        '6',
+        '--cacert',
+        statePaths(plan).caCert,
+      ];
+      argv.push('-w', '\\n%{http_code}', '-o', '-');
+      if (c.family) argv.push(c.family === 6 ? '-6' : '-4');
+      if (c.via) argv.push('--resolve', `${url.hostname}:${port}:${c.via}`);
+      argv.push(c.url);
+      const o = observeCurl(await exec(argv));
+      if (o.reason !== 'could not resolve host') return o;
+      // Say why DNS gave nothing: REFUSED (namegate's denial), NXDOMAIN, or no resolver at all.
+      const qtype = c.family === 6 ? 'AAAA' : 'A';
+      const d = observeDig(await exec(['dig', '+time=2', '+tries=1', url.hostname, qtype]));
+      return {
+        verdict: 'deny',
+        reason: d.verdict === 'deny' ? `DNS ${d.reason.replace(/^DNS /, '')}` : o.reason,
+      };
+    }
+    case 'dns': {
+      const argv = ['dig', '+time=2', '+tries=1'];
+      if (c.server) argv.push(`@${c.server}`);
+      argv.push(c.name, c.qtype ?? 'A');
+      const answer = plan.otherResolverAnswer;
+      return observeDig(await exec(argv), (ip) =>
+        ip === answer.ipv4 || ip === answer.ipv6 ? '(the other resolver answered)' : null,
+      );
+    }
+    case 'tcp':
+      return observeTcp(await exec(['nc', '-z', '-v', '-w', '3', c.ip, String(c.port)]));
+    case 'udp':
+      return observeUdp(await exec(['nc', '-u', '-w', '2', c.ip, String(c.port)], 'ping\n'));
+  }
+}
+
+/** Run checks: pods side by side, each pod's checks in order. Results keep the checks' order. */
+export async function runChecks(plan: LabPlan, checks: readonly TourCheck[]): Promise<TourResult[]> {
+  const results = new Array<TourResult>(checks.length);
+  const byPod = new Map<string, number[]>();
+  for (const [i, c] of checks.entries()) byPod.set(c.pod, [...(byPod.get(c.pod) ?? []), i]);
+  await Promise.all(
+    [...byPod.values()].map(async (indexes) => {
+      for (const i of indexes) {
+        const check = checks[i]!;
+        let observed: Observation;
+        try {
+          observed = await observe(plan, check);
+        } catch (err) {
+          observed = { verdict: 'deny', reason: `error: ${(err as Error).message}` };
+        }
+        results[i] = { check, observed };
+      }
+    }),
+  );
+  return results;
+}
+
+export function tableRows(results: readonly TourResult[]): TableRow[] {
+  return results.map((r) => ({
+    pod: r.check.pod,
+    target: targetText(r.check),
+    expected: r.check.expect,
+    observed: r.observed.verdict,
+    reason: r.observed.reason,
+  }));
+}
+
+export interface TourOptions {
+  readonly out: (line: string) => void;
+  readonly colour?: boolean;
+  readonly checks?: readonly TourCheck[];
+}
+
+/** Does anything listen for DNS on the pods' resolver address in the node namespace? */
+export async function resolverListens(plan: LabPlan): Promise<boolean> {
+  const have = await listening(plan.nodeNetns).catch(() => new Set<string>());
+  const port = plan.resolver.port;
+  return [`udp ${plan.resolver.ipv4}:${port}`, `udp 0.0.0.0:${port}`, `udp *:${port}`].some((k) =>
+    have.has(k),
+  );
+}
+
+/** Run the tour and print its table; true when every check came out as expected. */
+export async function runTour(plan: LabPlan, options: TourOptions): Promise<boolean> {
+  const checks = options.checks ?? tourChecks(plan);
+  options.out(
+    `namegate lab ${plan.name}: ${checks.length} checks from ${new Set(checks.map((c) => c.pod)).size} pods`,
+  );
+  if (!(await resolverListens(plan))) {
+    options.out(
+      `note: nothing answers DNS at ${plan.resolver.ipv4}:53 in ${plan.nodeNetns} (no agent running), so names do` +
+        ' not resolve and nothing is enforced: expect mismatches. Start it with namegate lab up --agent.',
+    );
+  }
+  const rows = tableRows(await runChecks(plan, checks));
+  for (const line of formatTable(rows, { colour: options.colour === true })) options.out(line);
+  return rows.every(matches);
+}
