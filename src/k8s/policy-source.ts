@@ -1,0 +1,347 @@
+/**
+ * Policies from the Kubernetes API: EgressPolicy and ClusterEgressPolicy, plus the foreign kinds
+ * the config enables (each read only while its CRD is installed; a missing CRD is an empty,
+ * synced resource). Every object is validated on its own, foreign ones through their importer
+ * (src/formats): an invalid object is excluded whole and reported (log line, metric, and the
+ * controller's status condition), and never disturbs the valid ones. A burst of events costs one
+ * compile: changes are coalesced to the next turn of the event loop.
+ *
+ * Implements the agent's PolicySource (current, onChange).
+ */
+import type { Dialect, ImportContext } from '../formats/importer.ts';
+import { findImporter } from '../formats/load.ts';
+import { type Problem, validateNative } from '../formats/native.ts';
+import type { Logger } from '../observe/log.ts';
+import { CompiledPolicies } from '../policy/compile.ts';
+import type { Policy } from '../policy/model.ts';
+import type { KubeApi, KubeObject, ResourceType } from './api.ts';
+import type { KubernetesConfig } from './config.ts';
+import { CLUSTER_EGRESS_POLICY, EGRESS_POLICY } from './crd.ts';
+import type { K8sMetrics } from './metrics.ts';
+import { Reflector, type ReflectorEvent } from './reflector.ts';
+
+export interface DialectResource extends ResourceType {
+  readonly dialect: Exclude<Dialect, 'native'>;
+}
+
+/** The foreign kinds namegate reads from the API, at the versions it reads them. */
+export const DIALECT_RESOURCES: readonly DialectResource[] = [
+  {
+    dialect: 'cilium',
+    group: 'cilium.io',
+    version: 'v2',
+    plural: 'ciliumnetworkpolicies',
+    kind: 'CiliumNetworkPolicy',
+    namespaced: true,
+  },
+  {
+    dialect: 'cilium',
+    group: 'cilium.io',
+    version: 'v2',
+    plural: 'ciliumclusterwidenetworkpolicies',
+    kind: 'CiliumClusterwideNetworkPolicy',
+    namespaced: false,
+  },
+  {
+    dialect: 'istio',
+    group: 'networking.istio.io',
+    version: 'v1',
+    plural: 'serviceentries',
+    kind: 'ServiceEntry',
+    namespaced: true,
+  },
+  {
+    dialect: 'npep',
+    group: 'policy.networking.k8s.io',
+    version: 'v1alpha1',
+    plural: 'adminnetworkpolicies',
+    kind: 'AdminNetworkPolicy',
+    namespaced: false,
+  },
+  {
+    dialect: 'npep',
+    group: 'policy.networking.k8s.io',
+    version: 'v1alpha2',
+    plural: 'clusternetworkpolicies',
+    kind: 'ClusterNetworkPolicy',
+    namespaced: false,
+  },
+  {
+    dialect: 'gke',
+    group: 'networking.gke.io',
+    version: 'v1alpha1',
+    plural: 'fqdnnetworkpolicies',
+    kind: 'FQDNNetworkPolicy',
+    namespaced: true,
+  },
+];
+
+/** What the source keeps of a policy object. */
+export interface PolicyObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: {
+    readonly name: string;
+    readonly namespace?: string;
+    readonly uid?: string;
+    readonly generation?: number;
+    readonly labels?: Record<string, string>;
+    readonly annotations?: Record<string, string>;
+  };
+  readonly spec: unknown;
+}
+
+/** The verdict on one object. */
+export interface Evaluated {
+  /** "Kind namespace/name" or "Kind name". */
+  readonly object: string;
+  readonly dialect: Dialect;
+  readonly kind: string;
+  readonly namespace: string | null;
+  readonly name: string;
+  readonly generation: number | undefined;
+  readonly policies: readonly Policy[];
+  readonly errors: readonly Problem[];
+  readonly warnings: readonly Problem[];
+}
+
+export function policyObject(resource: ResourceType): (raw: KubeObject) => PolicyObject {
+  const apiVersion = resource.group === '' ? resource.version : `${resource.group}/${resource.version}`;
+  return (raw) => {
+    const m = raw.metadata ?? {};
+    return {
+      apiVersion: raw.apiVersion ?? apiVersion,
+      kind: raw.kind ?? resource.kind,
+      metadata: {
+        name: m.name ?? '',
+        ...(m.namespace ? { namespace: m.namespace } : {}),
+        ...(m.uid ? { uid: m.uid } : {}),
+        ...(m.generation !== undefined ? { generation: m.generation } : {}),
+        ...(m.labels ? { labels: m.labels } : {}),
+        ...(m.annotations ? { annotations: m.annotations } : {}),
+      },
+      spec: raw['spec'],
+    };
+  };
+}
+
+export interface EvaluateOptions {
+  /** Istio ServiceEntries are an allow list only in REGISTRY_ONLY mode; otherwise Audit. */
+  readonly istioRegistryOnly: boolean;
+}
+
+/** Validate one object (converting foreign ones); pure. */
+export function evaluatePolicyObject(obj: PolicyObject, options: EvaluateOptions): Evaluated {
+  const namespace = obj.metadata.namespace ?? null;
+  const base = {
+    object: `${obj.kind} ${namespace ? `${namespace}/` : ''}${obj.metadata.name}`,
+    kind: obj.kind,
+    namespace,
+    name: obj.metadata.name,
+    generation: obj.metadata.generation,
+  };
+  const context: ImportContext = { defaultNamespace: namespace ?? 'default' };
+  const doc = obj as unknown as Record<string, unknown>;
+  if (obj.kind === 'EgressPolicy' || obj.kind === 'ClusterEgressPolicy') {
+    const r = validateNative(doc, context.defaultNamespace);
+    return {
+      ...base,
+      dialect: 'native',
+      policies: r.policy ? [r.policy] : [],
+      errors: r.errors,
+      warnings: r.warnings,
+    };
+  }
+  const importer = findImporter(obj.apiVersion, obj.kind);
+  if (!importer) {
+    return {
+      ...base,
+      dialect: 'native',
+      policies: [],
+      errors: [{ path: 'kind', message: 'no importer reads this kind' }],
+      warnings: [],
+    };
+  }
+  const dialect = importer.dialect;
+  let imported: ReturnType<typeof importer.convert>;
+  try {
+    imported = importer.convert(doc, context);
+  } catch (err) {
+    const message = `could not convert: ${err instanceof Error ? err.message : String(err)}`;
+    return { ...base, dialect, policies: [], errors: [{ path: '', message }], warnings: [] };
+  }
+  const errors: Problem[] = [...imported.errors];
+  const warnings: Problem[] = [...imported.warnings];
+  const policies: Policy[] = [];
+  for (const native of imported.documents) {
+    const r = validateNative(native, context.defaultNamespace);
+    const prefix = `(as ${native.kind} ${native.metadata.name}) `;
+    errors.push(...r.errors.map((p) => ({ path: p.path, message: prefix + p.message })));
+    warnings.push(...r.warnings.map((p) => ({ path: p.path, message: prefix + p.message })));
+    if (r.policy) {
+      policies.push(
+        dialect === 'istio' && !options.istioRegistryOnly ? { ...r.policy, mode: 'Audit' } : r.policy,
+      );
+    }
+  }
+  // All or nothing per object: a half-converted policy would be a policy nobody wrote.
+  return { ...base, dialect, policies: errors.length > 0 ? [] : policies, errors, warnings };
+}
+
+export function problemsText(problems: readonly Problem[], limit = 4096): string {
+  const text = problems.map((p) => (p.path === '' ? p.message : `${p.path}: ${p.message}`)).join('; ');
+  return text.length > limit ? `${text.slice(0, limit - 3)}...` : text;
+}
+
+export interface KubePolicySourceOptions {
+  readonly api: KubeApi;
+  readonly logger: Logger;
+  readonly metrics: K8sMetrics;
+  readonly config: Pick<KubernetesConfig, 'dialects' | 'istioRegistryOnly'>;
+  readonly stallMs?: number;
+  readonly watchTimeoutSeconds?: number;
+  readonly absentRetryMs?: number;
+}
+
+export class KubePolicySource {
+  readonly reflectors: readonly Reflector<PolicyObject>[];
+  readonly synced: Promise<void>;
+  readonly #o: KubePolicySourceOptions;
+  readonly #evaluated = new Map<string, Evaluated>();
+  #current: CompiledPolicies | null = null;
+  #listeners: Array<(set: CompiledPolicies) => void> = [];
+  #scheduled: NodeJS.Immediate | null = null;
+  #allSynced = false;
+
+  constructor(options: KubePolicySourceOptions) {
+    this.#o = options;
+    const enabled = options.config.dialects;
+    const resources: ResourceType[] = [EGRESS_POLICY, CLUSTER_EGRESS_POLICY];
+    for (const r of DIALECT_RESOURCES) if (enabled[r.dialect]) resources.push(r);
+    this.reflectors = resources.map((resource) => {
+      const reflector = new Reflector<PolicyObject>({
+        api: options.api,
+        logger: options.logger,
+        metrics: options.metrics,
+        resource,
+        transform: policyObject(resource),
+        ...(options.stallMs !== undefined ? { stallMs: options.stallMs } : {}),
+        ...(options.watchTimeoutSeconds !== undefined
+          ? { watchTimeoutSeconds: options.watchTimeoutSeconds }
+          : {}),
+        ...(options.absentRetryMs !== undefined ? { absentRetryMs: options.absentRetryMs } : {}),
+      });
+      reflector.onChange((events) => this.#onEvents(resource, events));
+      return reflector;
+    });
+    this.synced = Promise.all(this.reflectors.map((r) => r.synced)).then(() => {
+      this.#allSynced = true;
+      this.#compile();
+    });
+  }
+
+  start(): void {
+    for (const r of this.reflectors) r.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#scheduled) clearImmediate(this.#scheduled);
+    await Promise.all(this.reflectors.map((r) => r.stop()));
+  }
+
+  notReadyReason(): string | null {
+    for (const r of this.reflectors) {
+      const why = r.notReadyReason();
+      if (why) return why;
+    }
+    return this.#current ? null : 'policies not compiled yet';
+  }
+
+  /** The set in force; throws before the first full sync. */
+  current(): CompiledPolicies {
+    if (!this.#current) throw new Error('policies from the Kubernetes API are not synced yet');
+    return this.#current;
+  }
+
+  onChange(listener: (set: CompiledPolicies) => void): () => void {
+    this.#listeners.push(listener);
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** Every object read, with its verdict (the controller and `namegate status` report from it). */
+  evaluated(): IterableIterator<Evaluated> {
+    return this.#evaluated.values();
+  }
+
+  /** Objects excluded because they are invalid. */
+  rejected(): Evaluated[] {
+    return [...this.#evaluated.values()].filter((e) => e.errors.length > 0);
+  }
+
+  #onEvents(resource: ResourceType, events: ReflectorEvent<PolicyObject>[]): void {
+    if (events.length === 0) return;
+    for (const e of events) {
+      const id = `${resource.kind}/${e.key}`;
+      if (e.type === 'deleted') {
+        this.#evaluated.delete(id);
+        continue;
+      }
+      const verdict = evaluatePolicyObject(e.object, this.#o.config);
+      const previous = this.#evaluated.get(id);
+      this.#evaluated.set(id, verdict);
+      if (
+        verdict.errors.length > 0 &&
+        problemsText(verdict.errors) !== problemsText(previous?.errors ?? [])
+      ) {
+        this.#o.logger.warn(
+          {
+            event: 'policy',
+            reason: 'policy_invalid',
+            policy: verdict.object,
+            err: problemsText(verdict.errors),
+          },
+          'policy rejected; the other policies stay in force',
+        );
+      }
+    }
+    if (this.#allSynced && !this.#scheduled) {
+      this.#scheduled = setImmediate(() => {
+        this.#scheduled = null;
+        this.#compile();
+      });
+    }
+  }
+
+  #compile(): void {
+    const policies: Policy[] = [];
+    let rejected = 0;
+    for (const e of this.#evaluated.values()) {
+      if (e.errors.length > 0) rejected++;
+      else policies.push(...e.policies);
+    }
+    const set = new CompiledPolicies(policies);
+    this.#current = set;
+    this.#o.metrics.policies.set({ state: 'accepted' }, this.#evaluated.size - rejected);
+    this.#o.metrics.policies.set({ state: 'rejected' }, rejected);
+    this.#o.logger.info(
+      { event: 'policy', reason: 'policy_compiled', policies: set.size, rejected, patterns: set.fqdns.size },
+      'policies from the API compiled',
+    );
+    for (const l of this.#listeners) {
+      try {
+        l(set);
+      } catch (err) {
+        this.#o.logger.error(
+          {
+            event: 'policy',
+            reason: 'listener_failed',
+            err: err instanceof Error ? err.message : String(err),
+          },
+          'a policy listener threw',
+        );
+      }
+    }
+  }
+}
