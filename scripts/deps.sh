@@ -42,7 +42,7 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -x node_module
 fi
 
 # The libnftables addon of the datapath (build/nft.node); without it the driver spawns nft.
-scripts/build-addon.sh
+if [ -x scripts/build-addon.sh ]; then scripts/build-addon.sh; fi
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   scripts/build-test-bins.sh all >/dev/null

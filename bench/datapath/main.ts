@@ -1,0 +1,169 @@
+/**
+ * Datapath benchmark (not a test; root; network namespaces only).
+ * 1. Commit latency: learn() call -> kernel commit, one element per call at 1,000 and 10,000
+ *    elements/s for a few seconds, for the libnftables addon and the `nft -f` spawn fallback.
+ * 2. Bulk TCP throughput (iperf3) through a router namespace whose namegate table holds 100,000
+ *    learned elements (the flow's source governed) against an identical router without a table,
+ *    measured alternately in the same run.
+ * Last line: RESULT datapath commit_p99_ms=<addon p99 at 10k/s> elements_per_s=<achieved>
+ *            throughput_ratio=<with/without>
+ */
+import { cpus, hostname, release } from 'node:os';
+import { Netns, NODE, veth } from '../../test/integration/netns.ts';
+
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
+const FILL = Number(process.env['BENCH_ELEMENTS'] ?? 100_000);
+const IPERF_SECONDS = Number(process.env['BENCH_IPERF_SECONDS'] ?? 2);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 8);
+/** `commit` or `throughput` runs only that part (the RESULT line then has NaN for the other). */
+const ONLY = process.env['BENCH_ONLY'] ?? '';
+
+interface CommitResult {
+  executor: string;
+  transactions: number;
+  txP50: number;
+  txP99: number;
+  loopP99: number;
+  loopMax: number;
+  rate: number;
+  elements: number;
+  failures: number;
+  elementsPerS: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+const namespaces: Netns[] = [];
+async function ns(): Promise<Netns> {
+  const n = await Netns.create(undefined, 'ng-b');
+  namespaces.push(n);
+  return n;
+}
+
+async function commitRun(executor: 'addon' | 'spawn', rate: number): Promise<CommitResult> {
+  const n = await ns();
+  const out = await n.run(
+    [NODE, 'bench/datapath/worker.ts', 'commit', executor, String(rate), String(SECONDS)],
+    {
+      timeoutMs: 300_000,
+    },
+  );
+  await n.delete();
+  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}');
+}
+
+/** client -- router -- server; returns the namespaces. */
+async function path(
+  i: number,
+): Promise<{ client: Netns; router: Netns; server: Netns; clientIp: string; serverIp: string }> {
+  const [client, router, server] = [await ns(), await ns(), await ns()];
+  await veth(client, 'eth0', router, 'down0');
+  await veth(server, 'eth0', router, 'up0');
+  await router.sysctl('net.ipv4.ip_forward', '1');
+  const clientIp = `10.${100 + i}.1.1`;
+  const serverIp = `10.${100 + i}.2.1`;
+  await client.addAddress('eth0', `${clientIp}/24`);
+  await router.addAddress('down0', `10.${100 + i}.1.254/24`);
+  await router.addAddress('up0', `10.${100 + i}.2.254/24`);
+  await server.addAddress('eth0', `${serverIp}/24`);
+  await client.route('default', `10.${100 + i}.1.254`);
+  await server.route('default', `10.${100 + i}.2.254`);
+  return { client, router, server, clientIp, serverIp };
+}
+
+async function iperf(client: Netns, server: string): Promise<number> {
+  const out = await client.run(['iperf3', '-c', server, '-t', String(IPERF_SECONDS), '-J'], {
+    timeoutMs: 60_000,
+  });
+  const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
+  return j.end.sum_received.bits_per_second;
+}
+
+function ms(v: number): string {
+  return v.toFixed(3);
+}
+
+async function main(): Promise<void> {
+  console.log(
+    `machine: ${hostname()} ${cpus().length}x ${cpus()[0]?.model ?? '?'} kernel ${release()} node ${process.version}`,
+  );
+  const commits: CommitResult[] = [];
+  for (const executor of ONLY === 'throughput' ? [] : (['addon', 'spawn'] as const)) {
+    for (const rate of [1_000, 10_000]) {
+      const r = await commitRun(executor, rate);
+      commits.push(r);
+      console.log(
+        `commit ${executor.padEnd(5)} ${String(rate).padStart(6)}/s: p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  max ${ms(r.max)} ms  achieved ${Math.round(r.elementsPerS)}/s  failures ${r.failures}  transactions ${r.transactions} (nft p50 ${ms(r.txP50)} ms, p99 ${ms(r.txP99)} ms)  event loop delay p99 ${ms(r.loopP99)} ms max ${ms(r.loopMax)} ms`,
+      );
+    }
+  }
+
+  let ratio = Number.NaN;
+  if (ONLY !== 'commit') ratio = await throughput();
+  const main10k = commits.find((c) => c.executor === 'addon' && c.rate === 10_000);
+  const spawn10k = commits.find((c) => c.executor === 'spawn' && c.rate === 10_000);
+  if (main10k && spawn10k)
+    console.log(`addon vs spawn p99 at 10k/s: ${ms(main10k.p99)} ms vs ${ms(spawn10k.p99)} ms`);
+  console.log(
+    `RESULT datapath commit_p99_ms=${ms(main10k?.p99 ?? Number.NaN)} elements_per_s=${Math.round(main10k?.elementsPerS ?? 0)} throughput_ratio=${ratio.toFixed(3)}`,
+  );
+}
+
+async function throughput(): Promise<number> {
+  const plain = await path(0);
+  const gated = await path(1);
+  for (const p of [plain, gated]) p.server.spawn(['iperf3', '-s']);
+  const fill = await gated.router.run(
+    [NODE, 'bench/datapath/worker.ts', 'fill', String(FILL), gated.clientIp, gated.serverIp, '5201'],
+    { timeoutMs: 600_000 },
+  );
+  console.log(`table filled: ${fill.trim()}`);
+  // iperf3 servers need a moment to listen; the first client retries until they do.
+  for (const p of [plain, gated]) {
+    for (let i = 0; ; i++) {
+      const r = await p.client.exec(['iperf3', '-c', p.serverIp, '-t', '1', '-J'], { timeoutMs: 30_000 });
+      if (r.code === 0) break;
+      if (i > 50) throw new Error(`iperf3 never connected: ${r.stdout.slice(0, 300)} ${r.stderr}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+  // Alternating rounds; the figure is the median of the per-round ratios, which a slow drift
+  // of the machine (other load) affects less than a ratio of means.
+  const without: number[] = [];
+  const withTable: number[] = [];
+  const ratios: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const first = i % 2 === 0;
+    const x = first ? await iperf(plain.client, plain.serverIp) : Number.NaN;
+    const y = await iperf(gated.client, gated.serverIp);
+    const z = first ? x : await iperf(plain.client, plain.serverIp);
+    without.push(z);
+    withTable.push(y);
+    ratios.push(y / z);
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const a = mean(without);
+  const b = mean(withTable);
+  const sorted = [...ratios].sort((p, q) => p - q);
+  const ratio =
+    sorted.length % 2 === 1
+      ? (sorted[(sorted.length - 1) / 2] as number)
+      : ((sorted[sorted.length / 2 - 1] as number) + (sorted[sorted.length / 2] as number)) / 2;
+  const count = await gated.router.run(['nft', 'list', 'set', 'inet', 'namegate', 'allow4']);
+  const elements = (count.match(/ \. tcp \. /g) ?? []).length;
+  console.log(
+    `throughput without table: ${(a / 1e9).toFixed(2)} Gbit/s (${without.map((x) => (x / 1e9).toFixed(2)).join(', ')})`,
+  );
+  console.log(
+    `throughput with table (${elements} learned elements): ${(b / 1e9).toFixed(2)} Gbit/s (${withTable.map((x) => (x / 1e9).toFixed(2)).join(', ')})`,
+  );
+  console.log(`ratio of means: ${(b / a).toFixed(3)}; median of per-round ratios: ${ratio.toFixed(3)}`);
+  return ratio;
+}
+
+try {
+  await main();
+} finally {
+  for (const n of namespaces) await n.delete();
+}

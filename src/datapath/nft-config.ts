@@ -1,0 +1,124 @@
+/**
+ * What the nftables driver is configured with: where DNS goes, the SNI proxy port, priorities,
+ * logging, the optional output filter and the set sizes. Validated once; the ruleset generator
+ * trusts a validated config.
+ */
+import { isIP } from 'node:net';
+import { ErrorCode, NamegateError } from '../core/errors.ts';
+
+/** How DNS from governed sources reaches the proxy. */
+export type DnsTarget =
+  /** `redirect to :port`: the proxy listens on the node's address of the incoming interface. */
+  | { readonly kind: 'redirect'; readonly port: number }
+  /** `dnat to addr:port`, per family; a family without an address is not redirected (it drops). */
+  | {
+      readonly kind: 'dnat';
+      readonly port: number;
+      readonly ipv4: string | null;
+      readonly ipv6: string | null;
+    };
+
+export interface NftConfig {
+  /** The table in family inet; one table holds everything namegate programs. */
+  readonly table: string;
+  readonly dns: DnsTarget;
+  /** Port of the SNI/Host proxy that verify ports are redirected to; null: no redirect rule. */
+  readonly verifyPort: number | null;
+  /** Priority of the nat prerouting chain: before kube-proxy's DNAT at dstnat (-100). */
+  readonly natPriority: number;
+  readonly filterPriority: number;
+  /** Log Enforce drops (rate limited) with prefix "namegate-drop ". */
+  readonly logDrops: boolean;
+  /** Log Audit would-be drops (rate limited) with prefix "namegate-audit ". */
+  readonly logAudit: boolean;
+  /** nft limit rate for both logs, e.g. "10/second". */
+  readonly logRate: string;
+  /** Govern the node's own processes too (gateway case); off by default. */
+  readonly output: { readonly enabled: boolean; readonly exemptUids: readonly number[] };
+  /** Set sizes per family: a full set makes learn() fail (REL-07), never a silent allow. */
+  readonly sizes: {
+    readonly sources: number;
+    readonly allow: number;
+    readonly cidr: number;
+    readonly verify: number;
+  };
+  /** Element timeouts are clamped into [min, max]; never 0 (a 0 timeout never expires). */
+  readonly minTimeoutMs: number;
+  readonly maxTimeoutMs: number;
+}
+
+export const DEFAULT_NFT_CONFIG: NftConfig = {
+  table: 'namegate',
+  dns: { kind: 'redirect', port: 5353 },
+  verifyPort: null,
+  natPriority: -110,
+  filterPriority: 0,
+  logDrops: false,
+  logAudit: true,
+  logRate: '10/second',
+  output: { enabled: false, exemptUids: [] },
+  sizes: { sources: 65_536, allow: 262_144, cidr: 65_536, verify: 65_536 },
+  minTimeoutMs: 1_000,
+  maxTimeoutMs: 7 * 24 * 3600 * 1000,
+};
+
+export type NftConfigInput = Partial<Omit<NftConfig, 'sizes' | 'output'>> & {
+  readonly sizes?: Partial<NftConfig['sizes']>;
+  readonly output?: Partial<NftConfig['output']>;
+};
+
+function fail(message: string): never {
+  throw new NamegateError(ErrorCode.ConfigInvalid, `datapath config: ${message}`);
+}
+
+function port(value: number, what: string): number {
+  if (!Number.isInteger(value) || value < 1 || value > 65535) fail(`${what} ${value} is not a port 1..65535`);
+  return value;
+}
+
+/** Defaults filled in and every field checked; throws NG_CONFIG_INVALID naming the field. */
+export function resolveNftConfig(input: NftConfigInput = {}): NftConfig {
+  const c: NftConfig = {
+    ...DEFAULT_NFT_CONFIG,
+    ...input,
+    sizes: { ...DEFAULT_NFT_CONFIG.sizes, ...input.sizes },
+    output: { ...DEFAULT_NFT_CONFIG.output, ...input.output },
+  };
+  if (!/^[a-z][a-z0-9_]{0,30}$/.test(c.table))
+    fail(`table ${JSON.stringify(c.table)} is not [a-z][a-z0-9_]*`);
+  port(c.dns.port, 'dns.port');
+  if (c.dns.kind === 'dnat') {
+    if (c.dns.ipv4 !== null && isIP(c.dns.ipv4) !== 4)
+      fail(`dns.ipv4 ${JSON.stringify(c.dns.ipv4)} is not IPv4`);
+    if (c.dns.ipv6 !== null && isIP(c.dns.ipv6) !== 6)
+      fail(`dns.ipv6 ${JSON.stringify(c.dns.ipv6)} is not IPv6`);
+    if (c.dns.ipv4 === null && c.dns.ipv6 === null) fail('dns.kind dnat needs ipv4 or ipv6');
+  } else if (c.dns.kind !== 'redirect') {
+    fail(`dns.kind ${JSON.stringify((c.dns as { kind: unknown }).kind)} is not redirect or dnat`);
+  }
+  if (c.verifyPort !== null) port(c.verifyPort, 'verifyPort');
+  for (const [name, value] of [
+    ['natPriority', c.natPriority],
+    ['filterPriority', c.filterPriority],
+  ] as const) {
+    if (!Number.isInteger(value) || Math.abs(value) > 1000)
+      fail(`${name} ${value} is not an integer in -1000..1000`);
+  }
+  if (!/^[1-9][0-9]{0,5}\/(second|minute|hour)$/.test(c.logRate))
+    fail(`logRate ${JSON.stringify(c.logRate)} is not N/second|minute|hour`);
+  for (const uid of c.output.exemptUids) {
+    if (!Number.isInteger(uid) || uid < 0 || uid > 0xffffffff) fail(`output.exemptUids: ${uid} is not a uid`);
+  }
+  // The DNS proxy's upstream queries and the agent's API calls must never be governed.
+  if (c.output.enabled && c.output.exemptUids.length === 0)
+    fail('output.enabled needs output.exemptUids (the uid the agent and DNS proxy run as)');
+  for (const [name, value] of Object.entries(c.sizes)) {
+    if (!Number.isInteger(value) || value < 1 || value > 16_777_216)
+      fail(`sizes.${name} ${value} is not 1..16777216`);
+  }
+  if (!Number.isInteger(c.minTimeoutMs) || c.minTimeoutMs < 1)
+    fail(`minTimeoutMs ${c.minTimeoutMs} is not >= 1`);
+  if (!Number.isInteger(c.maxTimeoutMs) || c.maxTimeoutMs < c.minTimeoutMs)
+    fail(`maxTimeoutMs ${c.maxTimeoutMs} is not >= minTimeoutMs`);
+  return c;
+}

@@ -1,0 +1,538 @@
+/**
+ * The nftables Datapath: table `inet <table>` (see nft-ruleset.ts), driven through a batching
+ * writer (nft-writer.ts) and an executor (libnftables addon, or `nft -f -`).
+ *
+ * - reconcile(): one transaction from the kernel's table to the wanted one, by difference
+ *   (nft-reconcile.ts); learned elements are never flushed, so a restarted agent leaves
+ *   established and learned traffic flowing (REL-01, REL-04).
+ * - learn()/forget(): queued, coalesced into transactions; learn() resolves once the kernel
+ *   committed its elements and rejects with NG_DATAPATH_COMMIT otherwise (REL-07);
+ *   forget() also deletes the conntrack entries of the ports it revoked.
+ * - Timeouts are clamped into [minTimeoutMs, maxTimeoutMs] and counted: 0 never reaches nft.
+ * - close() stops background work and leaves the kernel state in place.
+ */
+import { type Clock, systemClock } from '../core/clock.ts';
+import { ErrorCode, errorMessage, NamegateError } from '../core/errors.ts';
+import { canonicalIp, ipFamily } from '../core/ip.ts';
+import { F } from '../observe/fields.ts';
+import { type Logger, silentLogger } from '../observe/log.ts';
+import { Conntrack, type ConntrackResult } from './conntrack.ts';
+import type { AllowElement, Datapath, ElementKey, StaticState } from './datapath.ts';
+import { type ElementKind, LearnedModel, type TimedRange } from './learned-model.ts';
+import type { DatapathMetrics, DropCount } from './metrics.ts';
+import { type NftConfig, type NftConfigInput, resolveNftConfig } from './nft-config.ts';
+import {
+  addLearnedCommands,
+  kernelElementText,
+  type LearnedRange,
+  learnedSetName,
+  removeLearnedCommands,
+  StaticStateError,
+  singleAddress,
+  staticElements,
+} from './nft-elements.ts';
+import { type ExecutorChoice, type NftExecutor, openExecutor } from './nft-executor.ts';
+import { type KernelSet, type KernelTable, parseElement, parseSet, parseTable } from './nft-json.ts';
+import { planReconcile, type ReconcilePlan } from './nft-reconcile.ts';
+import { FAMILIES, type Family, SET_ROLES, setName } from './nft-ruleset.ts';
+import { BatchWriter, type WriterItem } from './nft-writer.ts';
+
+export interface NftDatapathOptions {
+  readonly config?: NftConfigInput;
+  /** An executor, or which kind to open (default: addon, else spawn). */
+  readonly executor?: NftExecutor | ExecutorChoice;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  readonly metrics?: DatapathMetrics;
+  /** null: do not delete conntrack entries (tests of the nft side only). */
+  readonly conntrack?: Conntrack | null;
+  /** Queue bound in elements; past it learn/forget reject with NG_LIMIT_EXCEEDED. */
+  readonly maxQueuedElements?: number;
+  /** Elements per transaction at most (a single call is never split). */
+  readonly maxBatchElements?: number;
+  /** Delete UDP/TCP 53 conntrack entries of sources that become governed (K8S-05). */
+  readonly flushDnsOnGovern?: boolean;
+  /** How often expired entries leave the in-memory model. */
+  readonly pruneIntervalMs?: number;
+}
+
+type Op =
+  | { readonly kind: 'learn'; readonly items: readonly TimedRange[]; readonly weight: number }
+  | {
+      readonly kind: 'forget';
+      readonly ranges: readonly LearnedRange[];
+      readonly weight: number;
+      after?: Promise<ConntrackResult>;
+    };
+
+export interface SetStatus {
+  readonly name: string;
+  readonly elements: number;
+  readonly size: number | null;
+}
+
+export interface DatapathStatus {
+  readonly table: string;
+  readonly present: boolean;
+  readonly executor: 'addon' | 'spawn';
+  readonly sets: readonly SetStatus[];
+  readonly drops: readonly DropCount[];
+}
+
+const TABLE_MISSING = /No such file or directory/;
+const SET_FULL = /Too many open files|No space left/;
+
+function commitError(what: string, nftError: string): NamegateError {
+  return new NamegateError(
+    ErrorCode.DatapathCommit,
+    `${what}: ${nftError || 'nft failed without a message'}`,
+  );
+}
+
+export class NftDatapath implements Datapath {
+  readonly config: NftConfig;
+  readonly #exec: NftExecutor;
+  readonly #ownsExecutor: boolean;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #metrics: DatapathMetrics | undefined;
+  readonly #conntrack: Conntrack | null;
+  readonly #flushDnsOnGovern: boolean;
+  readonly #model = new LearnedModel();
+  readonly #writer: BatchWriter<Op & WriterItem>;
+  #modelLoaded = false;
+  #pruneTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  private constructor(exec: NftExecutor, owns: boolean, options: NftDatapathOptions) {
+    this.config = resolveNftConfig(options.config);
+    this.#exec = exec;
+    this.#ownsExecutor = owns;
+    this.#clock = options.clock ?? systemClock;
+    this.#log = options.logger ?? silentLogger();
+    this.#metrics = options.metrics;
+    this.#conntrack = options.conntrack === undefined ? new Conntrack() : options.conntrack;
+    this.#flushDnsOnGovern = options.flushDnsOnGovern ?? true;
+    const m = this.#metrics;
+    this.#writer = new BatchWriter<Op & WriterItem>({
+      maxQueued: options.maxQueuedElements ?? 100_000,
+      maxBatch: options.maxBatchElements ?? 1_000,
+      commit: (ops) => this.#commit(ops),
+      shouldSplit: (err) => !SET_FULL.test(errorMessage(err)),
+      onQueueChange: (n) => m?.queueElements.set(n),
+      onReject: () => m?.queueRejections.inc(),
+    });
+    if (m) {
+      m.executor.set({ kind: exec.kind }, 1);
+      m.readDrops = () => this.readDropCounters();
+    }
+    const every = options.pruneIntervalMs ?? 30_000;
+    this.#pruneTimer = setInterval(() => {
+      this.#model.prune(this.#clock.now());
+      m?.elements.set({ set: 'allow' }, this.#model.size);
+    }, every);
+    this.#pruneTimer.unref();
+  }
+
+  /** A driver with its executor; it does not touch the kernel until the first call. */
+  static async open(options: NftDatapathOptions = {}): Promise<NftDatapath> {
+    const e = options.executor;
+    if (e !== undefined && typeof e !== 'string') return new NftDatapath(e, false, options);
+    const exec = await openExecutor(e ?? 'auto', options.logger);
+    return new NftDatapath(exec, true, options);
+  }
+
+  get executorKind(): 'addon' | 'spawn' {
+    return this.#exec.kind;
+  }
+
+  // ---- reconcile -------------------------------------------------------------------------
+
+  async reconcile(state: StaticState): Promise<void> {
+    let wanted: ReturnType<typeof staticElements>;
+    try {
+      wanted = staticElements(state);
+    } catch (err) {
+      if (err instanceof StaticStateError) {
+        this.#metrics?.reconciles.inc({ result: 'invalid' });
+        throw new NamegateError(ErrorCode.DatapathCommit, `reconcile: ${err.message}`);
+      }
+      throw err;
+    }
+    const started = this.#clock.now();
+    let plan: ReconcilePlan;
+    try {
+      plan = await this.#writer.exclusive(() => this.#reconcileNow(wanted));
+    } catch (err) {
+      this.#metrics?.reconciles.inc({ result: 'error' });
+      this.#log.error(
+        { [F.event]: 'datapath', [F.reason]: 'reconcile-failed', [F.error]: errorMessage(err) },
+        'reconcile failed',
+      );
+      throw err;
+    }
+    this.#metrics?.reconciles.inc({ result: 'ok' });
+    this.#log.info(
+      {
+        [F.event]: 'datapath',
+        [F.reason]: 'reconciled',
+        [F.durationMs]: Math.round((this.#clock.now() - started) * 100) / 100,
+        createdTable: plan.createdTable,
+        recreatedSets: plan.recreatedSets,
+        removedUnknown: plan.removedUnknown,
+        changes: plan.elementChanges,
+        newlyGoverned: plan.newlyGoverned.length,
+      },
+      'datapath reconciled',
+    );
+    if (this.#flushDnsOnGovern && this.#conntrack && plan.newlyGoverned.length > 0) {
+      await this.flushDnsConntrack(plan.newlyGoverned);
+    }
+  }
+
+  async #listSet(name: string, terse = false): Promise<KernelSet | null> {
+    const r = await this.#exec.run(`list set inet ${this.config.table} ${name}`, { json: true, terse });
+    if (!r.ok) {
+      if (TABLE_MISSING.test(r.err)) return null;
+      throw commitError(`list set ${name}`, r.err);
+    }
+    return parseSet(r.out);
+  }
+
+  async #readTable(): Promise<KernelTable | null> {
+    const r = await this.#exec.run(`list table inet ${this.config.table}`, { json: true, terse: true });
+    if (!r.ok) {
+      if (TABLE_MISSING.test(r.err)) return null;
+      throw commitError('list table', r.err);
+    }
+    return parseTable(r.out);
+  }
+
+  async #reconcileNow(wanted: ReturnType<typeof staticElements>): Promise<ReconcilePlan> {
+    const kernel = await this.#readTable();
+    const present = new Map<string, Set<string>>();
+    if (kernel) {
+      for (const name of wanted.keys()) {
+        const k = kernel.sets.get(name);
+        if (!k) continue;
+        const full = await this.#listSet(name);
+        if (!full) continue;
+        present.set(name, new Set(full.elements.map((e) => kernelElementText(parseElement(full.type, e)))));
+      }
+    }
+    const plan = planReconcile(this.config, kernel, present, wanted);
+    const started = this.#clock.now();
+    const r = await this.#exec.run(plan.commands.join('\n'));
+    this.#metrics?.transactionSeconds.observe(
+      { executor: this.#exec.kind },
+      (this.#clock.now() - started) / 1000,
+    );
+    if (!r.ok) throw commitError('reconcile transaction', r.err);
+    for (const f of FAMILIES) {
+      if (plan.recreatedSets.includes(setName('allow', f))) {
+        this.#model.clearFamily(f);
+        this.#log.warn(
+          { [F.event]: 'datapath', [F.reason]: 'learned-set-recreated', set: setName('allow', f) },
+          'the learned set definition changed: it was recreated and its elements are gone',
+        );
+      }
+    }
+    if (!this.#modelLoaded) await this.#loadModel();
+    for (const [name, els] of wanted) this.#metrics?.elements.set({ set: name }, els.size);
+    return plan;
+  }
+
+  // ---- learned elements ------------------------------------------------------------------
+
+  async #readLearned(): Promise<(LearnedRange & { kind: ElementKind; remainingMs: number | null })[]> {
+    const out: (LearnedRange & { kind: ElementKind; remainingMs: number | null })[] = [];
+    for (const f of FAMILIES) {
+      for (const kind of ['port', 'all', 'range'] as const) {
+        const s = await this.#listSet(learnedSetName(kind, f));
+        if (!s) continue;
+        for (const raw of s.elements) {
+          const e = parseElement(s.type, raw);
+          const [src, dst, proto, port] = e.parts;
+          if (src?.kind !== 'addr' || dst?.kind !== 'addr' || proto?.kind !== 'proto') continue;
+          const ports = kind === 'all' ? { from: 0, to: 65535 } : port?.kind === 'port' ? port : null;
+          const source = singleAddress(src.range);
+          const destination = singleAddress(dst.range);
+          if (ports === null || source === null || destination === null) continue;
+          if (proto.proto !== 'tcp' && proto.proto !== 'udp') continue;
+          out.push({
+            kind,
+            source,
+            destination,
+            protocol: proto.proto === 'tcp' ? 'TCP' : 'UDP',
+            from: ports.from,
+            to: ports.to,
+            remainingMs: e.expiresS === null ? null : e.expiresS * 1000,
+          });
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Read what the kernel's learned sets hold into the model (after a restart). */
+  async #loadModel(): Promise<void> {
+    const elements = await this.#readLearned();
+    const now = this.#clock.now();
+    this.#model.clear();
+    // nft prints whole seconds (rounded down): the model then re-sends an element a little
+    // early rather than believe it lives longer than it does.
+    this.#model.load(
+      elements.filter((e) => e.remainingMs !== null).map((e) => ({ ...e, remainingMs: e.remainingMs ?? 0 })),
+      now,
+    );
+    // An element without a timeout would never expire: remove it (fail closed).
+    const eternal = elements.filter((e) => e.remainingMs === null);
+    if (eternal.length > 0) {
+      const r = await this.#exec.run(
+        removeLearnedCommands(
+          this.config.table,
+          eternal.map((e) => ({ kind: e.kind, e })),
+        ).join('\n'),
+      );
+      this.#log.warn(
+        { [F.event]: 'datapath', [F.reason]: 'eternal-elements-removed', count: eternal.length, ok: r.ok },
+        'learned elements without a timeout were removed',
+      );
+    }
+    this.#modelLoaded = true;
+    this.#metrics?.elements.set({ set: 'allow' }, this.#model.size);
+  }
+
+  #validate(e: ElementKey): LearnedRange {
+    const source = canonicalIp(e.source);
+    const destination = canonicalIp(e.destination);
+    if (source === null || destination === null)
+      throw new NamegateError(
+        ErrorCode.DatapathCommit,
+        `element ${e.source} -> ${e.destination}: not IP addresses`,
+      );
+    if (ipFamily(source) !== ipFamily(destination))
+      throw new NamegateError(
+        ErrorCode.DatapathCommit,
+        `element ${source} -> ${destination}: families differ`,
+      );
+    if (e.protocol !== 'TCP' && e.protocol !== 'UDP')
+      throw new NamegateError(
+        ErrorCode.DatapathCommit,
+        `element ${source} -> ${destination}: protocol ${e.protocol}`,
+      );
+    const ok = (p: number) => Number.isInteger(p) && p >= 0 && p <= 65535;
+    if (!ok(e.portFrom) || !ok(e.portTo) || e.portFrom > e.portTo)
+      throw new NamegateError(
+        ErrorCode.DatapathCommit,
+        `element ${source} -> ${destination}: ports ${e.portFrom}-${e.portTo} are not a range in 0..65535`,
+      );
+    return { source, destination, protocol: e.protocol, from: e.portFrom, to: e.portTo };
+  }
+
+  #clamp(ms: number): number {
+    const { minTimeoutMs, maxTimeoutMs } = this.config;
+    if (!(ms >= minTimeoutMs)) {
+      this.#metrics?.timeoutsClamped.inc({ reason: 'below_min' });
+      return minTimeoutMs;
+    }
+    if (ms > maxTimeoutMs) {
+      this.#metrics?.timeoutsClamped.inc({ reason: 'above_max' });
+      return maxTimeoutMs;
+    }
+    return Math.ceil(ms);
+  }
+
+  async learn(elements: readonly AllowElement[]): Promise<void> {
+    if (elements.length === 0) return;
+    const started = this.#clock.now();
+    let items: TimedRange[];
+    try {
+      items = elements.map((e) => ({ e: this.#validate(e), timeoutMs: this.#clamp(e.timeoutMs) }));
+    } catch (err) {
+      this.#metrics?.commitErrors.inc({ op: 'learn' });
+      throw err;
+    }
+    try {
+      await this.#writer.submit({ kind: 'learn', items, weight: items.length });
+    } catch (err) {
+      if (!(err instanceof NamegateError && err.code === ErrorCode.LimitExceeded))
+        this.#metrics?.commitErrors.inc({ op: 'learn' });
+      throw err;
+    }
+    this.#metrics?.commitSeconds.observe({ op: 'learn' }, (this.#clock.now() - started) / 1000);
+  }
+
+  async forget(elements: readonly ElementKey[]): Promise<void> {
+    if (elements.length === 0) return;
+    const started = this.#clock.now();
+    let ranges: LearnedRange[];
+    try {
+      ranges = elements.map((e) => this.#validate(e));
+    } catch (err) {
+      this.#metrics?.commitErrors.inc({ op: 'forget' });
+      throw err;
+    }
+    const op: Op & WriterItem = { kind: 'forget', ranges, weight: ranges.length };
+    try {
+      await this.#writer.submit(op);
+    } catch (err) {
+      if (!(err instanceof NamegateError && err.code === ErrorCode.LimitExceeded))
+        this.#metrics?.commitErrors.inc({ op: 'forget' });
+      throw err;
+    }
+    this.#metrics?.commitSeconds.observe({ op: 'forget' }, (this.#clock.now() - started) / 1000);
+    const ct = op.kind === 'forget' && op.after ? await op.after : null;
+    if (ct && ct.errors.length > 0) {
+      throw new NamegateError(
+        ErrorCode.CommandFailed,
+        `elements removed, but ending their flows failed: ${ct.errors.slice(0, 3).join('; ')}`,
+      );
+    }
+  }
+
+  async #commit(ops: readonly Op[]): Promise<void> {
+    if (!this.#modelLoaded) await this.#loadModel();
+    const now = this.#clock.now();
+    const txn = this.#model.begin(now);
+    for (const op of ops) {
+      if (op.kind === 'learn') for (const it of op.items) txn.learn(it.e, it.timeoutMs);
+      else for (const r of op.ranges) txn.forget(r);
+    }
+    const changes = txn.changes();
+    const cmds = [
+      ...removeLearnedCommands(this.config.table, changes.removes),
+      ...addLearnedCommands(this.config.table, changes.adds),
+    ];
+    this.#metrics?.batchElements.observe(ops.reduce((n, o) => n + o.weight, 0));
+    if (cmds.length > 0) {
+      const started = this.#clock.now();
+      const r = await this.#exec.run(cmds.join('\n'));
+      this.#metrics?.transactionSeconds.observe(
+        { executor: this.#exec.kind },
+        (this.#clock.now() - started) / 1000,
+      );
+      if (!r.ok) {
+        txn.rollback();
+        this.#log.warn(
+          {
+            [F.event]: 'datapath',
+            [F.reason]: 'commit-failed',
+            [F.error]: r.err,
+            elements: changes.adds.length,
+          },
+          'learned elements were not committed',
+        );
+        throw commitError('nft transaction', r.err);
+      }
+    }
+    txn.commit();
+    this.#metrics?.elements.set({ set: 'allow' }, this.#model.size);
+    if (changes.revoked.length > 0) {
+      const ct = this.#conntrack;
+      const after = ct ? this.#endFlows(ct, changes.revoked) : Promise.resolve({ deleted: 0, errors: [] });
+      for (const op of ops) if (op.kind === 'forget') op.after = after;
+    }
+  }
+
+  async #endFlows(ct: Conntrack, revoked: readonly LearnedRange[]): Promise<ConntrackResult> {
+    const r = await ct.deleteFlows(revoked);
+    this.#metrics?.conntrackDeleted.inc({ reason: 'revoked' }, r.deleted);
+    if (r.errors.length > 0) this.#metrics?.conntrackErrors.inc(r.errors.length);
+    this.#log.info(
+      {
+        [F.event]: 'datapath',
+        [F.reason]: 'flows-ended',
+        ranges: revoked.length,
+        deleted: r.deleted,
+        errors: r.errors.slice(0, 3),
+      },
+      'conntrack entries of revoked elements deleted',
+    );
+    return r;
+  }
+
+  /** K8S-05: delete UDP/TCP 53 conntrack entries of these sources so their DNS hits the redirect. */
+  async flushDnsConntrack(sources: readonly string[]): Promise<ConntrackResult> {
+    if (!this.#conntrack) return { deleted: 0, errors: [] };
+    const r = await this.#conntrack.flushDns(sources);
+    this.#metrics?.conntrackDeleted.inc({ reason: 'dns-governed' }, r.deleted);
+    if (r.errors.length > 0) {
+      this.#metrics?.conntrackErrors.inc(r.errors.length);
+      this.#log.warn(
+        { [F.event]: 'datapath', [F.reason]: 'dns-conntrack-flush-failed', [F.error]: r.errors.slice(0, 3) },
+        'flush failed',
+      );
+    }
+    return r;
+  }
+
+  async listLearned(): Promise<AllowElement[]> {
+    const out: AllowElement[] = [];
+    for (const e of await this.#readLearned()) {
+      if (e.remainingMs === null || e.remainingMs <= 0) continue;
+      out.push({
+        source: e.source,
+        destination: e.destination,
+        protocol: e.protocol,
+        portFrom: e.from,
+        portTo: e.to,
+        timeoutMs: e.remainingMs,
+      });
+    }
+    return out;
+  }
+
+  // ---- counters and status ---------------------------------------------------------------
+
+  /** Per-source drop counts from the kernel's `drops` sets. */
+  async readDropCounters(): Promise<DropCount[]> {
+    const out: DropCount[] = [];
+    for (const f of FAMILIES) {
+      const audit = await this.#listSet(setName('audit', f));
+      const audits = new Set(
+        (audit?.elements ?? []).map((e) => kernelElementText(parseElement(audit?.type ?? [], e))),
+      );
+      const drops = await this.#listSet(setName('drops', f));
+      for (const raw of drops?.elements ?? []) {
+        const e = parseElement(drops?.type ?? [], raw);
+        const source = kernelElementText(e);
+        out.push({ source, mode: audits.has(source) ? 'Audit' : 'Enforce', packets: e.packets ?? 0 });
+      }
+    }
+    return out;
+  }
+
+  async status(): Promise<DatapathStatus> {
+    const table = await this.#readTable();
+    const sets: SetStatus[] = [];
+    if (table) {
+      for (const f of FAMILIES as readonly Family[]) {
+        for (const role of SET_ROLES) {
+          const s = await this.#listSet(setName(role, f));
+          if (s) sets.push({ name: s.name, elements: s.elements.length, size: s.size });
+        }
+      }
+    }
+    return {
+      table: this.config.table,
+      present: table !== null,
+      executor: this.#exec.kind,
+      sets,
+      drops: table ? await this.readDropCounters() : [],
+    };
+  }
+
+  /** Wait until every queued call has been committed (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.#writer.idle();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
+    await this.#writer.close();
+    if (this.#ownsExecutor) await this.#exec.close();
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * Element text (pure): what the driver writes into `add/delete element` commands, and the
+ * canonical text of elements read back from the kernel, so that wanted and present compare as
+ * strings. Static sets (sources, CIDR allows, verify ports) are derived from a StaticState here,
+ * made disjoint first: an interval set rejects an element that partly overlaps another.
+ */
+import { canonicalIp, ipFamily } from '../core/ip.ts';
+import type { Protocol } from '../policy/model.ts';
+import type { StaticState } from './datapath.ts';
+import { type AddrRange, cidrRange, mergeRanges, rangeText, subtractRanges } from './ip-range.ts';
+import type { KernelElement, Part } from './nft-json.ts';
+import { type Family, setName } from './nft-ruleset.ts';
+
+export function protoText(p: Protocol): 'tcp' | 'udp' {
+  return p === 'TCP' ? 'tcp' : 'udp';
+}
+
+export function portText(from: number, to: number): string {
+  return from === to ? String(from) : `${from}-${to}`;
+}
+
+export function partText(p: Part): string {
+  switch (p.kind) {
+    case 'addr':
+      return rangeText(p.range);
+    case 'proto':
+      return String(p.proto);
+    case 'port':
+      return portText(p.from, p.to);
+  }
+}
+
+/** Canonical text of an element read from the kernel (without timeout or counter). */
+export function kernelElementText(e: KernelElement): string {
+  return e.parts.map(partText).join(' . ');
+}
+
+/** A learned element's key fields with a port range. */
+export interface LearnedRange {
+  readonly source: string;
+  readonly destination: string;
+  readonly protocol: Protocol;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** Which learned set holds an element: one port, every port, or a range (see learned-model.ts). */
+export type LearnedKind = 'port' | 'all' | 'range';
+
+const LEARNED_SET: Record<LearnedKind, 'allow' | 'allowall' | 'allowrange'> = {
+  port: 'allow',
+  all: 'allowall',
+  range: 'allowrange',
+};
+
+export function learnedSetName(kind: LearnedKind, family: Family): string {
+  return setName(LEARNED_SET[kind], family);
+}
+
+export function learnedText(kind: LearnedKind, e: LearnedRange): string {
+  const head = `${e.source} . ${e.destination} . ${protoText(e.protocol)}`;
+  return kind === 'all' ? head : `${head} . ${portText(e.from, e.to)}`;
+}
+
+/** An integer number of ms, at least 1: `timeout 0` would mean "never expires". */
+export function timeoutText(ms: number): string {
+  const n = Math.max(1, Math.ceil(ms));
+  return `${n}ms`;
+}
+
+function elementCommand(
+  verb: 'add' | 'delete',
+  table: string,
+  set: string,
+  items: readonly string[],
+): string {
+  return `${verb} element inet ${table} ${set} { ${items.join(', ')} }`;
+}
+
+function bySet<T extends { readonly kind: LearnedKind; readonly e: LearnedRange }>(
+  items: readonly T[],
+  text: (item: T) => string,
+): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const item of items) {
+    const set = learnedSetName(item.kind, ipFamily(item.e.source));
+    const list = out.get(set) ?? [];
+    list.push(text(item));
+    out.set(set, list);
+  }
+  return out;
+}
+
+/** Commands that add (or refresh) learned elements, one command per set. */
+export function addLearnedCommands(
+  table: string,
+  items: readonly { readonly kind: LearnedKind; readonly e: LearnedRange; readonly timeoutMs: number }[],
+): string[] {
+  const sets = bySet(items, (i) => `${learnedText(i.kind, i.e)} timeout ${timeoutText(i.timeoutMs)}`);
+  return [...sets].map(([set, list]) => elementCommand('add', table, set, list));
+}
+
+/**
+ * Commands that remove learned elements whether or not the kernel still holds them: `delete`
+ * of a missing element fails the whole transaction (nft 1.0.6 has no `destroy`), so each is
+ * first added with a short timeout (a no-op refresh when present) and then deleted.
+ */
+export function removeLearnedCommands(
+  table: string,
+  items: readonly { readonly kind: LearnedKind; readonly e: LearnedRange }[],
+): string[] {
+  const out: string[] = [];
+  for (const [set, list] of bySet(items, (i) => learnedText(i.kind, i.e))) {
+    out.push(
+      elementCommand(
+        'add',
+        table,
+        set,
+        list.map((t) => `${t} timeout 1s`),
+      ),
+      elementCommand('delete', table, set, list),
+    );
+  }
+  return out;
+}
+
+/** Add or delete static elements (already canonical text). */
+export function staticElementCommands(
+  verb: 'add' | 'delete',
+  table: string,
+  set: string,
+  items: readonly string[],
+): string[] {
+  const out: string[] = [];
+  // Bounded command size; all commands still go in one transaction.
+  for (let i = 0; i < items.length; i += 4096)
+    out.push(elementCommand(verb, table, set, items.slice(i, i + 4096)));
+  return out;
+}
+
+export class StaticStateError extends Error {}
+
+/** Canonical element texts per static set name, derived from the state. */
+export type StaticElements = Map<string, Set<string>>;
+
+interface Box {
+  readonly dst: AddrRange;
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
+ * Disjoint boxes (destination range x port range) covering the union of `boxes`: the port axis
+ * is cut at every boundary, each slice takes the merged destinations covering it, and
+ * neighbouring slices with the same destinations join again.
+ */
+export function disjointBoxes(boxes: readonly Box[]): Box[] {
+  const cuts = [...new Set(boxes.flatMap((b) => [b.from, b.to + 1]))].sort((a, b) => a - b);
+  const slices: { from: number; to: number; dsts: AddrRange[]; sig: string }[] = [];
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const from = cuts[i] as number;
+    const to = (cuts[i + 1] as number) - 1;
+    const dsts = mergeRanges(boxes.filter((b) => b.from <= from && b.to >= to).map((b) => b.dst));
+    if (dsts.length === 0) continue;
+    const sig = dsts.map((d) => `${d.start}-${d.end}`).join(',');
+    const last = slices.at(-1);
+    if (last && last.to + 1 === from && last.sig === sig) last.to = to;
+    else slices.push({ from, to, dsts, sig });
+  }
+  return slices.flatMap((s) => s.dsts.map((dst) => ({ dst, from: s.from, to: s.to })));
+}
+
+/** Merged port ranges (sorted, disjoint, touching ranges joined). */
+export function mergePorts(ranges: readonly { from: number; to: number }[]): { from: number; to: number }[] {
+  const sorted = [...ranges].sort((a, b) => a.from - b.from);
+  const out: { from: number; to: number }[] = [];
+  for (const r of sorted) {
+    const last = out.at(-1);
+    if (last && r.from <= last.to + 1) last.to = Math.max(last.to, r.to);
+    else out.push({ from: r.from, to: r.to });
+  }
+  return out;
+}
+
+function checkPorts(from: number, to: number, what: string): void {
+  if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > 65535 || from > to)
+    throw new StaticStateError(`${what}: port range ${from}-${to} is not within 0..65535`);
+}
+
+function ip(text: string, what: string): string {
+  const c = canonicalIp(text);
+  if (c === null) throw new StaticStateError(`${what}: ${JSON.stringify(text)} is not an IP address`);
+  return c;
+}
+
+/**
+ * The wanted elements of every static set. A source listed as both Enforce and Audit is
+ * Enforce (fail closed). Throws StaticStateError for malformed input.
+ */
+export function staticElements(state: StaticState): StaticElements {
+  const out: StaticElements = new Map();
+  const add = (role: 'enforce' | 'audit' | 'drops' | 'cidr' | 'verify', f: Family, text: string) => {
+    const name = setName(role, f);
+    const set = out.get(name) ?? new Set<string>();
+    set.add(text);
+    out.set(name, set);
+  };
+  for (const f of [4, 6] as const) {
+    for (const role of ['enforce', 'audit', 'drops', 'cidr', 'verify'] as const)
+      out.set(setName(role, f), new Set());
+  }
+  const mode = new Map<string, 'Enforce' | 'Audit'>();
+  for (const s of state.sources) {
+    const a = ip(s.ip, 'source');
+    if (s.mode !== 'Enforce' && s.mode !== 'Audit') throw new StaticStateError(`source ${a}: mode ${s.mode}`);
+    if (mode.get(a) !== 'Enforce') mode.set(a, s.mode);
+  }
+  for (const [a, m] of mode) {
+    const f = ipFamily(a);
+    add(m === 'Enforce' ? 'enforce' : 'audit', f, a);
+    add('drops', f, a);
+  }
+
+  // CIDR allows: per (source, protocol), made disjoint.
+  const cidrGroups = new Map<string, { source: string; proto: Protocol; boxes: Box[] }>();
+  for (const c of state.cidrs) {
+    const src = ip(c.source, 'cidr source');
+    const what = `cidr ${c.cidr.text} for ${src}`;
+    if (c.cidr.family !== ipFamily(src))
+      throw new StaticStateError(`${what}: family differs from the source`);
+    if (c.protocol !== 'TCP' && c.protocol !== 'UDP')
+      throw new StaticStateError(`${what}: protocol ${c.protocol}`);
+    checkPorts(c.portFrom, c.portTo, what);
+    const key = `${src}|${c.protocol}`;
+    const g = cidrGroups.get(key) ?? { source: src, proto: c.protocol, boxes: [] };
+    for (const dst of subtractRanges(cidrRange(c.cidr), c.except.map(cidrRange))) {
+      g.boxes.push({ dst, from: c.portFrom, to: c.portTo });
+    }
+    cidrGroups.set(key, g);
+  }
+  for (const g of cidrGroups.values()) {
+    for (const b of disjointBoxes(g.boxes)) {
+      add(
+        'cidr',
+        ipFamily(g.source),
+        `${g.source} . ${rangeText(b.dst)} . ${protoText(g.proto)} . ${portText(b.from, b.to)}`,
+      );
+    }
+  }
+
+  const verifyGroups = new Map<string, { from: number; to: number }[]>();
+  for (const v of state.verify) {
+    const src = ip(v.source, 'verify source');
+    if (v.protocol !== 'TCP')
+      throw new StaticStateError(`verify for ${src}: protocol ${v.protocol} is not TCP`);
+    checkPorts(v.portFrom, v.portTo, `verify for ${src}`);
+    const list = verifyGroups.get(src) ?? [];
+    list.push({ from: v.portFrom, to: v.portTo });
+    verifyGroups.set(src, list);
+  }
+  for (const [src, ranges] of verifyGroups) {
+    for (const r of mergePorts(ranges)) add('verify', ipFamily(src), `${src} . ${portText(r.from, r.to)}`);
+  }
+  return out;
+}
+
+/** Set difference both ways. */
+export function diffTexts(
+  wanted: ReadonlySet<string>,
+  present: ReadonlySet<string>,
+): { add: string[]; remove: string[] } {
+  const add: string[] = [];
+  const remove: string[] = [];
+  for (const w of wanted) if (!present.has(w)) add.push(w);
+  for (const p of present) if (!wanted.has(p)) remove.push(p);
+  return { add: add.sort(), remove: remove.sort() };
+}
+
+/** The single address of a source-set element text, for counters and conntrack. */
+export function singleAddress(range: AddrRange): string | null {
+  return range.start === range.end ? rangeText(range) : null;
+}

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ManualClock } from '../../../src/core/clock.ts';
+import type { AllowElement } from '../../../src/datapath/datapath.ts';
+import { DatapathMetrics } from '../../../src/datapath/metrics.ts';
+import { NftDatapath } from '../../../src/datapath/nft-driver.ts';
+import type { NftExecutor, NftOutputOptions, NftResult } from '../../../src/datapath/nft-executor.ts';
+import { createRegistry } from '../../../src/observe/metrics.ts';
+
+/** Records commands; listings answer "no such table" unless told otherwise. */
+class FakeExecutor implements NftExecutor {
+  readonly kind = 'addon' as const;
+  readonly runs: { commands: string; options: NftOutputOptions }[] = [];
+  fail: string | null = null;
+
+  async run(commands: string, options: NftOutputOptions = {}): Promise<NftResult> {
+    this.runs.push({ commands, options });
+    if (commands.startsWith('list ')) return { ok: false, out: '', err: 'Error: No such file or directory' };
+    if (this.fail) return { ok: false, out: '', err: this.fail };
+    return { ok: true, out: '', err: '' };
+  }
+
+  async close(): Promise<void> {}
+
+  get writes(): string[] {
+    return this.runs.filter((r) => !r.commands.startsWith('list ')).map((r) => r.commands);
+  }
+}
+
+const el = (port: number, timeoutMs = 30_000): AllowElement => ({
+  source: '10.0.0.1',
+  destination: '203.0.113.10',
+  protocol: 'TCP',
+  portFrom: port,
+  portTo: port,
+  timeoutMs,
+});
+
+async function driver(exec = new FakeExecutor()) {
+  const registry = createRegistry();
+  const metrics = new DatapathMetrics(registry);
+  const dp = await NftDatapath.open({ executor: exec, clock: new ManualClock(), metrics, conntrack: null });
+  return { dp, exec, registry };
+}
+
+test('reconcile is one transaction', async () => {
+  const { dp, exec } = await driver();
+  await dp.reconcile({ sources: [{ ip: '10.0.0.1', mode: 'Enforce' }], cidrs: [], verify: [] });
+  assert.equal(exec.writes.length, 1);
+  assert.match(exec.writes[0] ?? '', /^add table inet namegate\n/);
+  await dp.close();
+});
+
+test('timeout 0 is clamped to the minimum and counted', async () => {
+  const { dp, exec, registry } = await driver();
+  await dp.learn([el(443, 0), el(444, Number.NaN), el(445, 10 * 24 * 3600 * 1000)]);
+  const w = exec.writes.join('\n');
+  assert.match(w, /203\.0\.113\.10 \. tcp \. 443 timeout 1000ms/);
+  assert.match(w, /tcp \. 444 timeout 1000ms/);
+  assert.match(w, /tcp \. 445 timeout 604800000ms/);
+  assert.doesNotMatch(w, /timeout 0/);
+  const text = await registry.metrics();
+  assert.match(text, /namegate_datapath_timeouts_clamped_total\{reason="below_min"\} 2/);
+  assert.match(text, /namegate_datapath_timeouts_clamped_total\{reason="above_max"\} 1/);
+  await dp.close();
+});
+
+test('a failed commit rejects with NG_DATAPATH_COMMIT and nft text; nothing is believed committed', async () => {
+  const { dp, exec, registry } = await driver();
+  exec.fail = 'Error: Could not process rule: Too many open files in system';
+  await assert.rejects(dp.learn([el(443)]), (e: Error & { code?: string }) => {
+    assert.equal(e.code, 'NG_DATAPATH_COMMIT');
+    assert.match(e.message, /Too many open files/);
+    return true;
+  });
+  exec.fail = null;
+  await dp.learn([el(443)]);
+  assert.match(exec.writes.at(-1) ?? '', /tcp \. 443 timeout/, 'the element is sent again after the failure');
+  assert.match(await registry.metrics(), /namegate_datapath_commit_errors_total\{op="learn"\} 1/);
+  await dp.close();
+});
+
+test('malformed elements are rejected before the kernel', async () => {
+  const { dp, exec } = await driver();
+  const bad: AllowElement[] = [
+    { ...el(1), destination: '2001:db8::1' },
+    { ...el(1), source: 'x' },
+    { ...el(1), portFrom: 9, portTo: 3 },
+    { ...el(1), protocol: 'ICMP' as never },
+  ];
+  for (const b of bad)
+    await assert.rejects(dp.learn([b]), (e: Error & { code?: string }) => e.code === 'NG_DATAPATH_COMMIT');
+  assert.equal(exec.writes.length, 0);
+  await dp.close();
+});
+
+test('an element already committed with a longer life is not re-sent; forget sends add+delete', async () => {
+  const { dp, exec } = await driver();
+  await dp.learn([el(443, 60_000)]);
+  const n = exec.writes.length;
+  await dp.learn([el(443, 1_000)]);
+  assert.equal(exec.writes.length, n);
+  await dp.forget([
+    { source: '10.0.0.1', destination: '203.0.113.10', protocol: 'TCP', portFrom: 443, portTo: 443 },
+  ]);
+  assert.match(
+    exec.writes.at(-1) ?? '',
+    /^add element .* timeout 1s }\ndelete element inet namegate allow4 \{ 10\.0\.0\.1 \. 203\.0\.113\.10 \. tcp \. 443 }$/,
+  );
+  await dp.close();
+});
