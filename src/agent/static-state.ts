@@ -12,7 +12,8 @@ export function staticState(set: CompiledPolicies, entries: Iterable<readonly [s
   const sources: SourceEntry[] = [];
   const cidrs: CidrElement[] = [];
   const verify: VerifyElement[] = [];
-  for (const [ip, identity] of entries) {
+  for (const [entry, identity] of entries) {
+    const ip = hostAddress(entry);
     const selection = set.selection(identity);
     if (selection.mode === null) continue;
     sources.push({ ip, mode: selection.mode });
@@ -48,4 +49,12 @@ function dedupe<T>(items: T[], key: (t: T) => string): T[] {
   const seen = new Map<string, T>();
   for (const item of items) if (!seen.has(key(item))) seen.set(key(item), item);
   return [...seen.values()];
+}
+
+/** A host route ("10.0.0.5/32", "2001:db8::5/128") is its address; wider CIDRs stay CIDRs. */
+function hostAddress(entry: string): string {
+  const slash = entry.indexOf('/');
+  if (slash < 0) return entry;
+  const prefix = entry.slice(slash + 1);
+  return prefix === (entry.includes(':') ? '128' : '32') ? entry.slice(0, slash) : entry;
 }

@@ -4,8 +4,14 @@
  */
 import { Command, CommanderError } from 'commander';
 import { isNamegateError } from '../core/errors.ts';
+import { registerAgent } from './agent.ts';
 import { registerCheck } from './check.ts';
+import { registerController } from './controller.ts';
 import { registerConvert } from './convert.ts';
+import { registerCrds } from './crds.ts';
+import { registerDatapath } from './datapath.ts';
+import { registerDns } from './dns.ts';
+import { registerLab } from './lab.ts';
 import { Exit } from './output.ts';
 import { registerValidate } from './validate.ts';
 
@@ -18,6 +24,12 @@ const program = new Command('namegate')
 registerValidate(program);
 registerConvert(program);
 registerCheck(program);
+registerLab(program);
+registerDns(program);
+registerController(program);
+registerCrds(program);
+registerDatapath(program);
+registerAgent(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -71,6 +71,11 @@ export interface Datapath {
   forget(elements: readonly ElementKey[]): Promise<void>;
   /** The learned elements the kernel holds now (after a restart, what survived). */
   listLearned(): Promise<AllowElement[]>;
+  /**
+   * Delete UDP/TCP 53 conntrack entries of sources that just became governed, so queries to
+   * their old resolver go through the redirect (K8S-05). Optional: in-memory datapaths lack it.
+   */
+  flushDnsConntrack?(sources: readonly string[]): Promise<unknown>;
   /** Stop background work; leaves the kernel's state in place (enforcement outlives the agent). */
   close(): Promise<void>;
 }

@@ -208,6 +208,29 @@ export class LearnedModel {
     return n;
   }
 
+  /**
+   * Live grants as callers gave them to learn() (after a restart: the restored kernel
+   * elements), so a caller can diff what it wants against what it asked for.
+   */
+  grants(now: number): (LearnedRange & { readonly remainingMs: number })[] {
+    const out: (LearnedRange & { remainingMs: number })[] = [];
+    for (const s of this.#keys.values()) {
+      for (const g of s.grants) {
+        if (g.expiresAt > now) {
+          out.push({
+            source: s.source,
+            destination: s.destination,
+            protocol: s.protocol,
+            from: g.from,
+            to: g.to,
+            remainingMs: g.expiresAt - now,
+          });
+        }
+      }
+    }
+    return out;
+  }
+
   /** Live segments as elements (for tests and status). */
   elements(now: number): (LearnedRange & { readonly kind: ElementKind; readonly remainingMs: number })[] {
     const out: (LearnedRange & { kind: ElementKind; remainingMs: number })[] = [];

@@ -467,20 +467,21 @@ export class NftDatapath implements Datapath {
     return r;
   }
 
+  /**
+   * The grants learned and not expired, as learn() received them (after a restart, the
+   * elements read back from the kernel). Read from the in-memory model, which mirrors every
+   * committed transaction, so callers can diff against it cheaply.
+   */
   async listLearned(): Promise<AllowElement[]> {
-    const out: AllowElement[] = [];
-    for (const e of await this.#readLearned()) {
-      if (e.remainingMs === null || e.remainingMs <= 0) continue;
-      out.push({
-        source: e.source,
-        destination: e.destination,
-        protocol: e.protocol,
-        portFrom: e.from,
-        portTo: e.to,
-        timeoutMs: e.remainingMs,
-      });
-    }
-    return out;
+    if (!this.#modelLoaded) await this.#loadModel();
+    return this.#model.grants(this.#clock.now()).map((g) => ({
+      source: g.source,
+      destination: g.destination,
+      protocol: g.protocol,
+      portFrom: g.from,
+      portTo: g.to,
+      timeoutMs: g.remainingMs,
+    }));
   }
 
   // ---- counters and status ---------------------------------------------------------------

@@ -218,7 +218,10 @@ function loadDocument(
   const importer = findImporter(apiVersion, kind);
   if (importer && options.only !== undefined && options.only !== importer.dialect) {
     report.warnings.push(
-      at({ path: '', message: `skipped: a ${importer.dialect} document, and only ${options.only} was asked for` }),
+      at({
+        path: '',
+        message: `skipped: a ${importer.dialect} document, and only ${options.only} was asked for`,
+      }),
     );
     return;
   }

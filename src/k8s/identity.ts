@@ -153,6 +153,15 @@ export class KubeIdentityProvider {
     return this.#byIp.entries();
   }
 
+  /** Every address of the pod that holds `ip` (its IPv4 and IPv6 addresses). */
+  siblings(ip: string): readonly string[] {
+    const identity = this.#byIp.get(ip);
+    if (!identity) return [ip];
+    const out: string[] = [];
+    for (const [other, id] of this.#byIp) if (id === identity) out.push(other);
+    return out;
+  }
+
   get size(): number {
     return this.#byIp.size;
   }

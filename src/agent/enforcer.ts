@@ -1,0 +1,157 @@
+/**
+ * Keeps the kernel in step with policy and identity. DNS answers add elements on their own
+ * (the DNS proxy learns and commits them); the enforcer handles everything else:
+ *
+ *   static state   governed sources, toCIDRs allows, verify ports -> Datapath.reconcile
+ *   learned state  elements the store justifies under today's policies; what the kernel holds
+ *                  beyond that is forgotten (and its flows ended), what it lacks is learned
+ *
+ * Syncs run one at a time; a change during a sync schedules one more. The first sync after a
+ * start is lenient: elements of still-governed sources that no checkpoint explains (the store
+ * was lost) are left to expire on their own instead of cutting flows that were fine before the
+ * restart. Later syncs are strict.
+ */
+import type { Clock } from '../core/clock.ts';
+import { errorMessage } from '../core/errors.ts';
+import { type AllowElement, type Datapath, type ElementKey, elementKey } from '../datapath/datapath.ts';
+import type { IdentityProvider } from '../identity/identity.ts';
+import { F } from '../observe/fields.ts';
+import type { Logger } from '../observe/log.ts';
+import type { CompiledPolicies } from '../policy/compile.ts';
+import { desiredLearned } from '../store/elements.ts';
+import type { LearnedStore } from '../store/learned-store.ts';
+import type { AgentMetrics } from './metrics.ts';
+import type { PolicySource } from './policy-source.ts';
+import { staticState } from './static-state.ts';
+
+export interface EnforcerDeps {
+  readonly datapath: Datapath;
+  readonly store: () => LearnedStore | null;
+  readonly identities: IdentityProvider;
+  readonly policies: PolicySource;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: AgentMetrics;
+}
+
+export interface SyncResult {
+  readonly sources: number;
+  readonly learned: number;
+  readonly forgotten: number;
+  readonly stale: number;
+}
+
+export class Enforcer {
+  readonly #d: EnforcerDeps;
+  #running: Promise<SyncResult> | null = null;
+  #again: string | null = null;
+  #synced = 0;
+  #governed = new Set<string>();
+
+  constructor(deps: EnforcerDeps) {
+    this.#d = deps;
+  }
+
+  /** Syncs completed so far (readiness waits for the first). */
+  get syncs(): number {
+    return this.#synced;
+  }
+
+  /** Bring the kernel in step; concurrent calls share the running sync plus one follow-up. */
+  sync(reason: string): Promise<SyncResult> {
+    if (this.#running) {
+      this.#again = reason;
+      return this.#running;
+    }
+    this.#running = this.#syncOnce(reason).finally(() => {
+      this.#running = null;
+      const next = this.#again;
+      if (next !== null) {
+        this.#again = null;
+        this.sync(next).catch(() => {});
+      }
+    });
+    return this.#running;
+  }
+
+  /** A source's IP left (pod deleted, group removed): drop what it learned before reuse. */
+  async removeSources(ips: readonly string[]): Promise<void> {
+    if (ips.length === 0) return;
+    const gone = new Set(ips);
+    const store = this.#d.store();
+    for (const ip of ips) store?.forgetSource(ip);
+    const learned = await this.#d.datapath.listLearned();
+    const keys: ElementKey[] = learned.filter((e) => gone.has(e.source)).map(withoutTimeout);
+    await this.#d.datapath.forget(keys);
+    this.#d.log.info(
+      { [F.event]: 'enforce', [F.reason]: 'sources_removed', sources: ips.length, forgotten: keys.length },
+      'removed sources and their learned elements',
+    );
+  }
+
+  async #syncOnce(reason: string): Promise<SyncResult> {
+    const { datapath, identities, policies, clock, log, metrics } = this.#d;
+    const started = clock.now();
+    const lenient = this.#synced === 0;
+    let set: CompiledPolicies;
+    try {
+      set = policies.current();
+    } catch {
+      return { sources: 0, learned: 0, forgotten: 0, stale: 0 };
+    }
+    try {
+      const entries = [...identities.entries()];
+      const state = staticState(set, entries);
+      await datapath.reconcile(state);
+      const governed = new Set(state.sources.map((s) => s.ip));
+      const newly = [...governed].filter((ip) => !this.#governed.has(ip));
+      this.#governed = governed;
+      if (newly.length > 0 && datapath.flushDnsConntrack) {
+        // K8S-05: a source that just became governed may hold conntrack entries for DNS to its
+        // old resolver; they would bypass the redirect until they expire.
+        await datapath.flushDnsConntrack(newly).catch((err: unknown) =>
+          log.warn({ [F.event]: 'enforce', [F.error]: errorMessage(err) }, 'flushing DNS conntrack entries failed'),
+        );
+      }
+
+      const store = this.#d.store();
+      const now = clock.now();
+      const desired = store ? desiredLearned(store, set, identities, now) : { elements: new Map(), stale: [] };
+      for (const e of desired.stale) store?.forget(e.source, e.name, e.ip);
+
+      const actual = await datapath.listLearned();
+      const actualKeys = new Set(actual.map(elementKey));
+      const forget: ElementKey[] = [];
+      for (const e of actual) {
+        if (desired.elements.has(elementKey(e))) continue;
+        if (lenient && isGoverned(set, identities, e.source)) continue;
+        forget.push(withoutTimeout(e));
+      }
+      const learn: AllowElement[] = [...desired.elements.values()].filter((e) => !actualKeys.has(elementKey(e)));
+      if (forget.length > 0) await datapath.forget(forget);
+      if (learn.length > 0) await datapath.learn(learn);
+
+      this.#synced++;
+      const result = { sources: governed.size, learned: learn.length, forgotten: forget.length, stale: desired.stale.length };
+      metrics.syncs.inc({ result: 'ok' });
+      metrics.syncSeconds.observe((clock.now() - started) / 1000);
+      metrics.governedSources.set(governed.size);
+      log.info({ [F.event]: 'enforce', [F.reason]: reason, ...result, ms: Math.round(clock.now() - started) }, 'kernel in step');
+      return result;
+    } catch (err) {
+      metrics.syncs.inc({ result: 'error' });
+      log.error({ [F.event]: 'enforce', [F.reason]: reason, [F.error]: errorMessage(err) }, 'sync with the kernel failed');
+      throw err;
+    }
+  }
+}
+
+/** Is this source address governed now (its identity selected by some policy)? */
+function isGoverned(set: CompiledPolicies, identities: IdentityProvider, ip: string): boolean {
+  const identity = identities.lookup(ip);
+  return identity !== undefined && set.selection(identity).mode !== null;
+}
+
+function withoutTimeout(e: AllowElement): ElementKey {
+  return { source: e.source, destination: e.destination, protocol: e.protocol, portFrom: e.portFrom, portTo: e.portTo };
+}

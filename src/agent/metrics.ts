@@ -1,0 +1,43 @@
+/** The agent's own metrics: syncs with the kernel, governed sources, policy reloads, readiness. */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { METRIC_PREFIX } from '../observe/metrics.ts';
+
+export interface AgentMetrics {
+  readonly syncs: Counter<'result'>;
+  readonly syncSeconds: Histogram;
+  readonly governedSources: Gauge;
+  readonly policyReloads: Counter<'result'>;
+  readonly policies: Gauge;
+  readonly ready: Gauge;
+}
+
+export function createAgentMetrics(registry: Registry): AgentMetrics {
+  const p = `${METRIC_PREFIX}_agent`;
+  return {
+    syncs: new Counter({
+      name: `${p}_syncs_total`,
+      help: 'Syncs of policy and identity into the kernel, by result (ok, error).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    syncSeconds: new Histogram({
+      name: `${p}_sync_seconds`,
+      help: 'Time of one sync of policy and identity into the kernel.',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+      registers: [registry],
+    }),
+    governedSources: new Gauge({
+      name: `${p}_governed_sources`,
+      help: 'Source addresses at least one policy selects.',
+      registers: [registry],
+    }),
+    policyReloads: new Counter({
+      name: `${p}_policy_reloads_total`,
+      help: 'Policy reloads, by result (ok, rejected: the last good set stayed in force).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    policies: new Gauge({ name: `${p}_policies`, help: 'Policies in force.', registers: [registry] }),
+    ready: new Gauge({ name: `${p}_ready`, help: '1 once the first sync with the kernel is done.', registers: [registry] }),
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * `namegate agent --config FILE`: the node agent (gateway or Kubernetes DaemonSet). Runs until
+ * SIGTERM or SIGINT; the kernel table stays in place after it exits, so learned and established
+ * traffic keeps flowing and new DNS fails closed until the agent is back.
+ */
+import type { Command } from 'commander';
+import { type RunningAgent, startAgent } from '../agent/agent.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { errorMessage } from '../core/errors.ts';
+import { createLogger } from '../observe/log.ts';
+import { Exit } from './output.ts';
+
+interface AgentCliOptions {
+  config: string;
+  listenHealth?: string;
+}
+
+export function registerAgent(program: Command): void {
+  program
+    .command('agent')
+    .description('run the node agent: DNS proxy, nftables datapath, policy and identity sync, metrics')
+    .requiredOption('--config <file>', 'agent config file (YAML)')
+    .option('--listen-health <host:port>', 'address of /metrics, /healthz and /readyz (overrides http.listen)')
+    .action(async (opts: AgentCliOptions) => {
+      let config: Awaited<ReturnType<typeof loadConfig>>;
+      try {
+        config = await loadConfig(opts.config);
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          console.error(err.message);
+          process.exitCode = Exit.BadInput;
+          return;
+        }
+        throw err;
+      }
+      const log = createLogger('agent');
+      let agent: RunningAgent;
+      try {
+        agent = await startAgent({ config, log, ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}) });
+      } catch (err) {
+        log.fatal({ event: 'agent', err: errorMessage(err) }, 'agent did not start');
+        process.exitCode = Exit.Failure;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          log.info({ event: 'agent', signal }, 'stopping');
+          agent.stop().then(resolve, (err: unknown) => {
+            log.error({ event: 'agent', err: errorMessage(err) }, 'stop failed');
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      process.exitCode = Exit.Ok;
+    });
+}

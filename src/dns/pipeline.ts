@@ -1,0 +1,351 @@
+/**
+ * One query's way through the proxy, as a chain of small stages:
+ *
+ *   limit (per-source rate) -> check (message rules) -> identify -> route (policy)
+ *     -> forward (upstream, pending bounds) -> fit (UDP size) -> read answers (CNAME chain)
+ *     -> learn (store; denied ranges, caps) -> commit (datapath batch) -> hold -> reply
+ *
+ * Every query ends in exactly one flow-log line and one count in namegate_dns_queries_total.
+ * Fail closed: a malformed reply, a CNAME loop or a datapath commit failure gives SERVFAIL
+ * and learns nothing; an unexpected exception gives SERVFAIL, never the upstream's answer.
+ */
+import type { Clock } from '../core/clock.ts';
+import { errorMessage } from '../core/errors.ts';
+import type { CanonicalName } from '../core/names.ts';
+import type { AllowElement, Datapath, ElementKey } from '../datapath/datapath.ts';
+import { elementSources, type IdentityProvider } from '../identity/identity.ts';
+import { F } from '../observe/fields.ts';
+import type { Logger } from '../observe/log.ts';
+import type { CompiledPolicies } from '../policy/compile.ts';
+import { cidrCovers } from '../policy/decide.ts';
+import { type Identity, policyRefText } from '../policy/model.ts';
+import { elementsFor, portRanges } from '../store/elements.ts';
+import type { AddressInput, LearnedStore } from '../store/learned-store.ts';
+import { addressClass } from './address-class.ts';
+import { AnswerError, type AnswerFacts, type AnswerLimits, readAnswers } from './answers.ts';
+import { type CommitBatcher, holdKey } from './commit.ts';
+import type { DnsVerdict, FlowLog, FlowRecord } from './flow-log.ts';
+import type { PendingLimiter, RateLimiter } from './limits.ts';
+import {
+  buildReply,
+  checkQuery,
+  type Ede,
+  EdeCode,
+  flagsOf,
+  type ParsedQuery,
+  type QueryRules,
+  type ReplyBasis,
+  setId,
+  truncatedReply,
+} from './message.ts';
+import type { DnsMetrics } from './metrics.ts';
+import { type Route, type RouteSettings, route } from './route.ts';
+import { type Transport, UpstreamError, type UpstreamReply } from './upstream.ts';
+import { Flag, type Question, Rcode, WireError } from './wire.ts';
+
+/** Where the current policies come from; the agent swaps them without restarting the proxy. */
+export interface PolicyProvider {
+  current(): CompiledPolicies;
+}
+
+export interface Upstream {
+  query(query: Buffer, question: Question, tcp: boolean): Promise<UpstreamReply>;
+}
+
+export interface PipelineSettings extends RouteSettings, AnswerLimits, QueryRules {
+  readonly holdTimeoutMs: number;
+}
+
+export interface PipelineDeps {
+  readonly settings: PipelineSettings;
+  readonly policies: PolicyProvider;
+  readonly identities: IdentityProvider;
+  readonly store: LearnedStore;
+  readonly upstream: Upstream;
+  readonly commits: CommitBatcher;
+  readonly datapath: Datapath;
+  readonly clock: Clock;
+  readonly metrics: DnsMetrics;
+  readonly flowLog: FlowLog;
+  readonly rate: RateLimiter;
+  readonly pending: PendingLimiter;
+  /** Operational errors (not flow lines). */
+  readonly log: Logger;
+}
+
+type Hold = 'committed' | 'timeout' | 'failed';
+
+interface Learning {
+  readonly ips: string[];
+  readonly ttl: number | null;
+  readonly hold: Hold | undefined;
+}
+
+const UPSTREAM_EDE: Ede = { code: EdeCode.NoReachableAuthority, text: 'no upstream answered' };
+const COMMIT_EDE: Ede = { code: EdeCode.Other, text: 'namegate could not apply the answer' };
+const MALFORMED_EDE: Ede = { code: EdeCode.Other, text: 'upstream reply rejected by namegate' };
+const OVERLOAD_EDE: Ede = { code: EdeCode.Other, text: 'too many queries in progress' };
+
+export class Pipeline {
+  readonly #d: PipelineDeps;
+
+  constructor(deps: PipelineDeps) {
+    this.#d = deps;
+  }
+
+  /** Handle one message; resolves to the reply to send, or null to send nothing. Never rejects. */
+  async handle(msg: Buffer, src: string, transport: Transport): Promise<Buffer | null> {
+    const started = this.#d.clock.now();
+    try {
+      return await this.#handle(msg, src, transport, started);
+    } catch (err) {
+      this.#d.log.error({ [F.sourceIp]: src, [F.error]: errorMessage(err) }, 'dns pipeline failed');
+      this.#d.metrics.countQuery('error', 'internal', transport, 0);
+      if (msg.length < 12) return null;
+      const basis: ReplyBasis = {
+        id: (msg[0]! << 8) | msg[1]!,
+        flags: flagsOf(msg),
+        questionEnd: 0,
+        edns: false,
+      };
+      return buildReply(basis, msg, Rcode.SERVFAIL, null);
+    }
+  }
+
+  async #handle(msg: Buffer, src: string, transport: Transport, started: number): Promise<Buffer | null> {
+    const d = this.#d;
+    if (!d.rate.allow(src, started)) {
+      d.metrics.drops.inc({ reason: 'rate_limited' });
+      d.flowLog.dropped(src, 'rate_limited', started, transport);
+      return null;
+    }
+    const check = checkQuery(msg, d.settings);
+    if (!check.ok) {
+      if (!check.reply) {
+        d.metrics.drops.inc({ reason: check.problem });
+        return null;
+      }
+      this.#finish(started, {
+        src,
+        identity: null,
+        qname: check.question?.name ?? null,
+        qtype: check.question?.type ?? null,
+        verdict: 'refuse',
+        reason: check.problem,
+        policy: null,
+        rule: null,
+        ips: [],
+        ttl: null,
+        rcode: check.rcode,
+        transport,
+      });
+      return check.reply;
+    }
+    const q = check.query;
+    const identity = d.identities.lookup(src);
+    const set = d.policies.current();
+    const r = route(d.settings, set, identity, q.question.name);
+    const base = {
+      src,
+      identity: identity?.key ?? null,
+      qname: q.question.name,
+      qtype: q.question.type,
+      verdict: r.verdict,
+      reason: r.reason,
+      policy: r.decision?.policy ? policyRefText(r.decision.policy) : null,
+      rule: r.decision?.rule ?? null,
+      ips: [] as string[],
+      ttl: null as number | null,
+      transport,
+    };
+    if (r.kind === 'refuse') {
+      this.#finish(started, { ...base, rcode: r.rcode });
+      return buildReply(basisOf(q), msg, r.rcode, r.ede);
+    }
+    if (!d.pending.acquire(src)) {
+      this.#finish(started, { ...base, verdict: 'error', reason: 'pending_limit', rcode: Rcode.SERVFAIL });
+      return buildReply(basisOf(q), msg, Rcode.SERVFAIL, OVERLOAD_EDE);
+    }
+    let up: UpstreamReply;
+    try {
+      up = await d.upstream.query(msg, q.question, transport === 'tcp');
+    } catch (err) {
+      const reason = err instanceof UpstreamError ? err.reason : 'upstream_failed';
+      this.#finish(started, { ...base, verdict: 'error', reason, rcode: Rcode.SERVFAIL });
+      return buildReply(basisOf(q), msg, Rcode.SERVFAIL, UPSTREAM_EDE);
+    } finally {
+      d.pending.release(src);
+    }
+    const reply = up.bytes;
+    setId(reply, q.id);
+    const flags = flagsOf(reply);
+    const rcode = flags & 0xf;
+    if (transport === 'udp' && reply.length > q.udpLimit) {
+      // Learn nothing from an answer the client does not get; it retries over TCP.
+      this.#finish(started, { ...base, rcode, truncated: true });
+      return truncatedReply(q, msg, flags);
+    }
+    if (!r.learn || rcode !== Rcode.NOERROR || (flags & Flag.TC) !== 0) {
+      this.#finish(started, { ...base, rcode });
+      return reply;
+    }
+
+    let facts: AnswerFacts;
+    try {
+      facts = readAnswers(reply, q.question, d.settings);
+    } catch (err) {
+      if (!(err instanceof WireError || err instanceof AnswerError)) throw err;
+      const reason = err instanceof AnswerError ? err.reason : 'malformed_reply';
+      this.#finish(started, { ...base, verdict: 'error', reason, rcode: Rcode.SERVFAIL });
+      return buildReply(basisOf(q), msg, Rcode.SERVFAIL, MALFORMED_EDE);
+    }
+    const learning = await this.#learn(src, r, set, facts);
+    if (learning.hold === 'failed') {
+      this.#finish(started, {
+        ...base,
+        verdict: 'error',
+        reason: 'commit_failed',
+        rcode: Rcode.SERVFAIL,
+        hold: 'failed',
+      });
+      return buildReply(basisOf(q), msg, Rcode.SERVFAIL, COMMIT_EDE);
+    }
+    this.#finish(started, {
+      ...base,
+      ips: learning.ips,
+      ttl: learning.ttl,
+      rcode,
+      ...(learning.hold ? { hold: learning.hold } : {}),
+    });
+    return reply;
+  }
+
+  /** Store what the answer lets this source reach, hand new elements to the datapath, hold. */
+  async #learn(
+    src: string,
+    r: Extract<Route, { learn: true }>,
+    set: CompiledPolicies,
+    facts: AnswerFacts,
+  ): Promise<Learning> {
+    const d = this.#d;
+    const accept: AddressInput[] = [];
+    let ttl: number | null = null;
+    for (const a of facts.addresses) {
+      // An address is learnable when the source, or a sibling address of its identity (a
+      // dual-stack pod asking for AAAA over IPv4), has the address's family.
+      if (elementSources(d.identities, src, a.ip).length === 0) {
+        d.metrics.notLearned.inc({ reason: 'family' });
+        continue;
+      }
+      if (addressClass(a.ip) !== 'public' && !cidrCovers(set, r.identity, a.ip)) {
+        d.metrics.notLearned.inc({ reason: 'denied_range' });
+        continue;
+      }
+      if (accept.length >= d.store.limits.maxIpsPerName) {
+        d.metrics.notLearned.inc({ reason: 'cap' });
+        continue;
+      }
+      accept.push({ ip: a.ip, ttl: a.ttl });
+      ttl = ttl === null ? a.ttl : Math.min(ttl, a.ttl);
+    }
+    if (accept.length === 0) return { ips: [], ttl, hold: undefined };
+
+    const now = d.clock.now();
+    const result = d.store.learn(src, r.name, accept, now);
+    for (let i = 0; i < result.rejected.length; i++) d.metrics.notLearned.inc({ reason: 'store' });
+    const ranges = portRanges(set, r.identity, r.name);
+    const elements: AllowElement[] = [];
+    const keys: string[] = [];
+    const changed: string[] = [];
+    const waits: Promise<void>[] = [];
+    const ips: string[] = [];
+    for (const l of result.learned) {
+      ips.push(l.ip);
+      const key = holdKey(src, l.ip);
+      if (l.change === 'unchanged') {
+        // Learned by an earlier answer: wait if its commit is still on its way to the kernel.
+        const pending = d.commits.pendingFor(key);
+        if (pending) waits.push(pending);
+        continue;
+      }
+      d.metrics.learned.inc({ change: l.change });
+      const timeoutMs = Math.max(1, d.store.expiryFor(src, l.ip) - now);
+      for (const e of elementsFor(d.identities, src, l.ip, ranges, timeoutMs)) elements.push(e);
+      keys.push(key);
+      changed.push(l.ip);
+    }
+    this.#forgetEvicted(src, r.identity, set, result.evicted);
+    if (elements.length > 0) {
+      const commit = d.commits.submit(elements, keys);
+      // Whenever the commit fails (even after the hold released the answer), the store must not
+      // claim what the kernel does not hold: the next answer then learns it again.
+      commit.catch((err: unknown) => {
+        for (const ip of changed) d.store.forget(src, r.name, ip);
+        d.log.error(
+          { [F.sourceIp]: src, [F.name]: r.name, [F.error]: errorMessage(err) },
+          'datapath commit failed',
+        );
+      });
+      waits.push(commit);
+    }
+    if (waits.length === 0) return { ips, ttl, hold: undefined };
+    const holdStarted = d.clock.now();
+    const hold = await holdFor(waits, d.settings.holdTimeoutMs);
+    d.metrics.commitWait.observe((d.clock.now() - holdStarted) / 1000);
+    if (hold === 'timeout') d.metrics.holdTimeouts.inc();
+    if (hold === 'failed') d.metrics.commitFailures.inc();
+    return { ips, ttl, hold };
+  }
+
+  /** Remove kernel elements of evicted entries that no other name of the source still holds. */
+  #forgetEvicted(
+    src: string,
+    identity: Identity,
+    set: CompiledPolicies,
+    evicted: ReadonlyArray<{ name: string; ip: string; orphaned: boolean }>,
+  ): void {
+    const keys: ElementKey[] = [];
+    for (const e of evicted) {
+      if (!e.orphaned) continue;
+      const ranges = portRanges(set, identity, e.name as CanonicalName);
+      for (const el of elementsFor(this.#d.identities, src, e.ip, ranges, 1)) {
+        keys.push({ source: el.source, destination: el.destination, protocol: el.protocol, portFrom: el.portFrom, portTo: el.portTo });
+      }
+    }
+    if (keys.length === 0) return;
+    this.#d.datapath.forget(keys).catch((err: unknown) => {
+      this.#d.log.error({ [F.sourceIp]: src, [F.error]: errorMessage(err) }, 'datapath forget failed');
+    });
+  }
+
+  #finish(started: number, rec: Omit<FlowRecord, 'ms'>): void {
+    const d = this.#d;
+    const ms = d.clock.now() - started;
+    d.metrics.countQuery(rec.verdict, rec.reason, rec.transport, ms / 1000);
+    d.flowLog.record({ ...rec, ms });
+  }
+}
+
+function basisOf(q: ParsedQuery): ReplyBasis {
+  return { id: q.id, flags: q.flags, questionEnd: q.questionEnd, edns: q.edns };
+}
+
+/** Wait for every commit, at most `ms`. */
+function holdFor(waits: Promise<void>[], ms: number): Promise<Hold> {
+  return new Promise<Hold>((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), ms);
+    const all = waits.length === 1 ? waits[0]! : Promise.all(waits);
+    all.then(
+      () => {
+        clearTimeout(timer);
+        resolve('committed');
+      },
+      () => {
+        clearTimeout(timer);
+        resolve('failed');
+      },
+    );
+  });
+}
+
+export type { DnsVerdict };

@@ -1,0 +1,275 @@
+/**
+ * The sockets clients talk to: UDP and TCP on every listen address, IPv4 and IPv6.
+ *
+ * TCP follows RFC 7766: a 2-byte length prefix, several queries per connection (pipelined,
+ * answered as each completes, so possibly out of order), frames split across reads or several
+ * in one read. Bounds: connections in total and per source, queries in progress per connection
+ * (reading pauses at the limit), an idle timeout, and output buffered for a slow reader (the
+ * connection is closed past it). A frame shorter than a DNS header ends the connection.
+ *
+ * With port 0 the UDP socket is bound first and TCP listens on the same port, so tests get one
+ * address for both transports.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { errorMessage } from '../core/errors.ts';
+import { F } from '../observe/fields.ts';
+import type { Logger } from '../observe/log.ts';
+import { literalLookup } from './lookup.ts';
+import type { DnsMetrics } from './metrics.ts';
+import type { Transport } from './upstream.ts';
+import { HEADER_BYTES, MAX_MESSAGE_BYTES } from './wire.ts';
+
+export interface Handler {
+  handle(msg: Buffer, src: string, transport: Transport): Promise<Buffer | null>;
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+}
+
+export interface ServerLimits {
+  readonly tcpMaxConnections: number;
+  readonly tcpMaxConnectionsPerSource: number;
+  readonly tcpMaxInFlightPerConnection: number;
+  readonly tcpIdleTimeoutMs: number;
+  readonly recvBufferBytes: number;
+}
+
+const MAX_TCP_OUTPUT_BYTES = 1024 * 1024;
+
+/** Source text the way identities and the store key it: IPv4-mapped IPv6 becomes IPv4. */
+export function normalizeSource(address: string): string {
+  let a = address;
+  const pct = a.indexOf('%');
+  if (pct >= 0) a = a.slice(0, pct);
+  if (a.startsWith('::ffff:') && a.includes('.')) return a.slice(7);
+  return a;
+}
+
+export class DnsServer {
+  readonly #handler: Handler;
+  readonly #listen: readonly ListenAddress[];
+  readonly #limits: ServerLimits;
+  readonly #metrics: DnsMetrics;
+  readonly #log: Logger;
+  readonly #udp: dgram.Socket[] = [];
+  readonly #tcp: net.Server[] = [];
+  readonly #conns = new Set<net.Socket>();
+  readonly #perSource = new Map<string, number>();
+  /** Set by reusePort workers: several processes or threads serve the same UDP port. */
+  readonly #reusePort: boolean;
+
+  constructor(
+    handler: Handler,
+    listen: readonly ListenAddress[],
+    limits: ServerLimits,
+    metrics: DnsMetrics,
+    log: Logger,
+    options: { reusePort?: boolean } = {},
+  ) {
+    this.#handler = handler;
+    this.#listen = listen;
+    this.#limits = limits;
+    this.#metrics = metrics;
+    this.#log = log;
+    this.#reusePort = options.reusePort ?? false;
+  }
+
+  get tcpConnections(): number {
+    return this.#conns.size;
+  }
+
+  /** The bound addresses (UDP and TCP share each port). */
+  addresses(): ListenAddress[] {
+    return this.#udp.map((s) => {
+      const a = s.address();
+      return { host: a.address, port: a.port, family: a.family === 'IPv6' ? 6 : 4 };
+    });
+  }
+
+  async start(): Promise<void> {
+    try {
+      for (const l of this.#listen) await this.#bindPair(l);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  async #bindPair(l: ListenAddress): Promise<void> {
+    // Port 0: retry when the kernel's UDP choice is taken for TCP.
+    for (let attempt = 0; ; attempt++) {
+      const udp = await this.#bindUdp(l);
+      const port = udp.address().port;
+      try {
+        const tcp = await this.#listenTcp({ ...l, port });
+        this.#udp.push(udp);
+        this.#tcp.push(tcp);
+        return;
+      } catch (err) {
+        udp.close();
+        if (l.port !== 0 || attempt >= 10 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      }
+    }
+  }
+
+  #bindUdp(l: ListenAddress): Promise<dgram.Socket> {
+    return new Promise((resolve, reject) => {
+      const sock = dgram.createSocket({
+        type: l.family === 6 ? 'udp6' : 'udp4',
+        ipv6Only: l.family === 6,
+        reusePort: this.#reusePort,
+        recvBufferSize: this.#limits.recvBufferBytes,
+        sendBufferSize: this.#limits.recvBufferBytes,
+        lookup: literalLookup as never,
+      });
+      const onError = (err: Error) => reject(err);
+      sock.once('error', onError);
+      sock.bind({ address: l.host, port: l.port, exclusive: !this.#reusePort }, () => {
+        sock.off('error', onError);
+        sock.on('error', (err) => this.#log.error({ [F.error]: errorMessage(err) }, 'dns udp socket error'));
+        sock.on('message', (msg, rinfo) => this.#onDatagram(sock, msg, rinfo));
+        resolve(sock);
+      });
+    });
+  }
+
+  #onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const src = normalizeSource(rinfo.address);
+    this.#handler.handle(msg, src, 'udp').then(
+      (reply) => {
+        if (!reply) return;
+        sock.send(reply, rinfo.port, rinfo.address, (err) => {
+          if (err) this.#metrics.drops.inc({ reason: 'send_failed' });
+        });
+      },
+      () => {},
+    );
+  }
+
+  #listenTcp(l: ListenAddress): Promise<net.Server> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (c) => this.#onConnection(c));
+      server.maxConnections = this.#limits.tcpMaxConnections;
+      server.on('drop', () => this.#metrics.drops.inc({ reason: 'tcp_connections' }));
+      const onError = (err: Error) => reject(err);
+      server.once('error', onError);
+      server.listen(
+        { host: l.host, port: l.port, ipv6Only: l.family === 6, exclusive: true, reusePort: this.#reusePort },
+        () => {
+          server.off('error', onError);
+          server.on('error', (err) =>
+            this.#log.error({ [F.error]: errorMessage(err) }, 'dns tcp server error'),
+          );
+          resolve(server);
+        },
+      );
+    });
+  }
+
+  #onConnection(conn: net.Socket): void {
+    const src = normalizeSource(conn.remoteAddress ?? '');
+    const n = this.#perSource.get(src) ?? 0;
+    if (src === '' || n >= this.#limits.tcpMaxConnectionsPerSource) {
+      this.#metrics.drops.inc({ reason: 'tcp_connections' });
+      conn.destroy();
+      return;
+    }
+    this.#perSource.set(src, n + 1);
+    this.#conns.add(conn);
+    let pending: Buffer | null = null;
+    let inFlight = 0;
+    let paused = false;
+    const max = this.#limits.tcpMaxInFlightPerConnection;
+
+    conn.setTimeout(this.#limits.tcpIdleTimeoutMs, () => {
+      // Idle means no query in progress and none arriving; a slow upstream is not idleness.
+      if (inFlight === 0) conn.destroy();
+    });
+    conn.on('error', () => {});
+    conn.on('close', () => {
+      this.#conns.delete(conn);
+      const left = (this.#perSource.get(src) ?? 1) - 1;
+      if (left <= 0) this.#perSource.delete(src);
+      else this.#perSource.set(src, left);
+    });
+
+    const answer = (frame: Buffer) => {
+      inFlight++;
+      this.#handler.handle(frame, src, 'tcp').then(
+        (reply) => {
+          inFlight--;
+          if (reply && !conn.destroyed) {
+            const head = Buffer.allocUnsafe(2);
+            head.writeUInt16BE(reply.length, 0);
+            conn.write(head);
+            conn.write(reply);
+            if (conn.writableLength > MAX_TCP_OUTPUT_BYTES) {
+              this.#metrics.drops.inc({ reason: 'tcp_slow_reader' });
+              conn.destroy();
+              return;
+            }
+          }
+          if (paused && inFlight < max && !conn.destroyed) {
+            paused = false;
+            conn.resume();
+            drain();
+          }
+        },
+        () => {
+          inFlight--;
+        },
+      );
+    };
+
+    // Take whole frames off the buffer while the in-flight limit allows.
+    const drain = () => {
+      while (pending && pending.length >= 2 && inFlight < max) {
+        const len = pending.readUInt16BE(0);
+        if (len < HEADER_BYTES) {
+          this.#metrics.drops.inc({ reason: 'tcp_short_frame' });
+          conn.destroy();
+          pending = null;
+          return;
+        }
+        if (pending.length < 2 + len) break;
+        const frame = Buffer.from(pending.subarray(2, 2 + len));
+        pending = pending.length === 2 + len ? null : pending.subarray(2 + len);
+        answer(frame);
+      }
+      if (inFlight >= max && !paused) {
+        paused = true;
+        conn.pause();
+      }
+    };
+
+    conn.on('data', (chunk: Buffer) => {
+      pending = pending ? Buffer.concat([pending, chunk]) : chunk;
+      // At most one frame and a read's worth beyond it is ever buffered.
+      if (pending.length > 2 * (MAX_MESSAGE_BYTES + 2)) {
+        this.#metrics.drops.inc({ reason: 'tcp_buffer' });
+        conn.destroy();
+        return;
+      }
+      drain();
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#udp) {
+      try {
+        s.close();
+      } catch {
+        // already closed
+      }
+    }
+    this.#udp.length = 0;
+    const closing = this.#tcp.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const c of this.#conns) c.destroy();
+    this.#tcp.length = 0;
+    await Promise.all(closing);
+  }
+}
