@@ -10,7 +10,7 @@ declare -A PKGS=(
   [nft]=nftables [ip]=iproute2 [conntrack]=conntrack [dig]=dnsutils [kdig]=knot-dnsutils
   [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2 [nc]=netcat-openbsd
-  [ping]=iputils-ping
+  [ping]=iputils-ping [haproxy]=haproxy
 )
 # check file -> Debian package (libraries and headers have no command to look for)
 declare -A FILE_PKGS=(
@@ -43,6 +43,8 @@ fi
 
 # The libnftables addon of the datapath (build/nft.node); without it the driver spawns nft.
 if [ -x scripts/build-addon.sh ]; then scripts/build-addon.sh; fi
+# The SO_ORIGINAL_DST addon of the SNI proxy (build/sockopt.node); without it the proxy uses conntrack.
+if [ -x scripts/build-sockopt-addon.sh ]; then scripts/build-sockopt-addon.sh; fi
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   scripts/build-test-bins.sh all >/dev/null

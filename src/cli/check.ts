@@ -12,6 +12,8 @@ import { type Protocol, policyRefText } from '../policy/model.ts';
 import { parseLabelList } from '../policy/selector.ts';
 import { colour, Exit, usageError } from './output.ts';
 
+const NAMESPACE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
 interface CheckOptions {
   policy: string[];
   namespace: string;
@@ -38,6 +40,11 @@ export function registerCheck(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('--explain', 'print the path to the verdict')
     .action(async (opts: CheckOptions) => {
+      if (!NAMESPACE.test(opts.namespace)) {
+        throw usageError(
+          `--namespace: ${JSON.stringify(opts.namespace)} is not a namespace (1-63 lowercase letters, digits and "-")`,
+        );
+      }
       const name = tryCanonicalName(opts.name);
       if (typeof name !== 'string') throw usageError(`--name: ${name.message}`);
       if (!/^[0-9]{1,5}$/.test(opts.port) || Number(opts.port) < 1 || Number(opts.port) > 65535) {

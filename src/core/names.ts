@@ -51,6 +51,12 @@ function clip(s: string): string {
 // Plain LDH+underscore ASCII (any case, dots) needs no IDNA mapping: lowercasing is all
 // UTS #46 would do to it. Anything else goes through domainToASCII.
 const PLAIN_ASCII = /^[A-Za-z0-9_.-]+$/;
+// ASCII outside letters, digits, "-", "_" and "." is never part of a name, and must be rejected
+// before IDNA: domainToASCII runs the URL host parser, which percent-decodes ("a%2eb" -> "a.b"),
+// drops tabs and newlines, and cuts the host at "/", "\\", "?" or "#"
+// ("allowed.com/.evil.net" -> "allowed.com").
+// (Written as "not non-ASCII and not allowed" so the regex holds no control characters.)
+const BAD_ASCII = /[^\u0080-\uffffA-Za-z0-9_.-]/;
 const LABEL_CHARS = /^[a-z0-9_-]+$/;
 const NUMERIC_LABEL = /^(?:[0-9]+|0x[0-9a-f]*)$/;
 
@@ -75,12 +81,29 @@ export function tryCanonicalName(input: string): CanonicalName | NameError {
 
   if (PLAIN_ASCII.test(name)) {
     name = name.toLowerCase();
+  } else if (BAD_ASCII.test(name)) {
+    return badAscii(input, name);
   } else {
     const ascii = domainToASCII(name);
     if (ascii === '') return idnaFailure(input, name);
     name = ascii;
   }
   return checkLabels(input, name);
+}
+
+function badAscii(input: string, name: string): NameError {
+  const bare = name.startsWith('[') && name.endsWith(']') ? name.slice(1, -1) : name;
+  if (isIP(bare) !== 0) {
+    return new NameError(input, 'ip-literal', null, 'an IP address is not a domain name');
+  }
+  const label = name.split('.').find((l) => BAD_ASCII.test(l)) ?? name;
+  const bad = label.match(BAD_ASCII)?.[0] ?? '?';
+  return new NameError(
+    input,
+    'bad-character',
+    label,
+    `label ${JSON.stringify(clip(label))} contains ${JSON.stringify(bad)}; only letters, digits, hyphen and underscore are allowed`,
+  );
 }
 
 /** Find the label that made IDNA fail, so the error can name it. */

@@ -1,11 +1,12 @@
 /**
  * Ending flows: `conntrack -D` for the (source, destination, protocol, port) pairs that forget()
- * revoked, and for UDP/TCP 53 of a source that just became governed (K8S-05: a stale UDP/53
- * entry would carry its queries past the new redirect). Spawned per forget batch (a rare path),
+ * revoked, and for UDP/TCP 53 of a source (address or CIDR) that just became governed (K8S-05:
+ * a stale UDP/53 entry would carry its queries past the new redirect). Spawned per forget batch (a rare path),
  * one process at a time, each bounded in time; counts what it deleted.
  */
 import { spawn } from 'node:child_process';
-import { ipFamily } from '../core/ip.ts';
+import { canonicalIp, ipFamily, parseCidr } from '../core/ip.ts';
+import { type AddrRange, addressRange, cidrRange, rangeContains } from './ip-range.ts';
 import type { LearnedRange } from './nft-elements.ts';
 
 export interface ConntrackResult {
@@ -28,6 +29,7 @@ export class Conntrack {
   readonly #binary: string;
   readonly #timeoutMs: number;
   #tail: Promise<unknown> = Promise.resolve();
+  #maskSupport: Promise<boolean> | null = null;
 
   constructor(options: { binary?: string; timeoutMs?: number } = {}) {
     this.#binary = options.binary ?? 'conntrack';
@@ -81,55 +83,146 @@ export class Conntrack {
     return 0;
   }
 
-  /** End the flows of these revoked ranges. */
+  /**
+   * Delete entries of one direction: `base` selects addresses and protocol, `portFlag` which
+   * port carries the range (--dport for the source's own direction, --sport for a flow the peer
+   * opened towards the source).
+   */
+  async #deleteRange(
+    base: readonly string[],
+    portFlag: '--dport' | '--sport',
+    from: number,
+    to: number,
+    errors: string[],
+  ): Promise<number> {
+    if (from === 0 && to === 65535) return this.#delete(base, errors);
+    let deleted = 0;
+    if (to - from < PER_PORT_LIMIT) {
+      for (let p = from; p <= to; p++) deleted += await this.#delete([...base, portFlag, String(p)], errors);
+      return deleted;
+    }
+    const listed = await this.#spawn(['-L', ...base]);
+    let n = 0;
+    for (const line of listed.out.split('\n')) {
+      // The first sport=/dport= pair is the original direction.
+      const sport = /\bsport=(\d+)/.exec(line);
+      const dport = /\bdport=(\d+)/.exec(line);
+      if (!sport || !dport) continue;
+      const p = Number(portFlag === '--dport' ? dport[1] : sport[1]);
+      if (p < from || p > to) continue;
+      if (++n > LISTED_LIMIT) {
+        errors.push(`more than ${LISTED_LIMIT} flows for ${base.join(' ')}; the rest stay`);
+        break;
+      }
+      deleted += await this.#delete(
+        [...base, '--sport', String(sport[1]), '--dport', String(dport[1])],
+        errors,
+      );
+    }
+    return deleted;
+  }
+
+  /**
+   * End the flows of these revoked ranges. For UDP also the entries the peer opened towards the
+   * source from a revoked port: with no NAT between them, a peer that keeps sending after the
+   * source's entry went creates one, and the source's packets would pass as its replies.
+   */
   deleteFlows(ranges: readonly LearnedRange[]): Promise<ConntrackResult> {
     return this.#serial(async () => {
       const errors: string[] = [];
       let deleted = 0;
       for (const r of ranges) {
         const fam = ['-f', ipFamily(r.source) === 6 ? 'ipv6' : 'ipv4'];
-        const base = [...fam, '-s', r.source, '-d', r.destination, '-p', r.protocol.toLowerCase()];
-        if (r.from === 0 && r.to === 65535) {
-          deleted += await this.#delete(base, errors);
-        } else if (r.to - r.from < PER_PORT_LIMIT) {
-          for (let p = r.from; p <= r.to; p++)
-            deleted += await this.#delete([...base, '--dport', String(p)], errors);
-        } else {
-          const listed = await this.#spawn(['-L', ...base]);
-          let n = 0;
-          for (const line of listed.out.split('\n')) {
-            // The first sport=/dport= pair is the original direction.
-            const sport = /\bsport=(\d+)/.exec(line);
-            const dport = /\bdport=(\d+)/.exec(line);
-            if (!sport || !dport) continue;
-            const d = Number(dport[1]);
-            if (d < r.from || d > r.to) continue;
-            if (++n > LISTED_LIMIT) {
-              errors.push(
-                `more than ${LISTED_LIMIT} flows for ${r.source} -> ${r.destination}; the rest stay`,
-              );
-              break;
-            }
-            deleted += await this.#delete(
-              [...base, '--sport', String(sport[1]), '--dport', String(d)],
-              errors,
-            );
-          }
-        }
+        const proto = ['-p', r.protocol.toLowerCase()];
+        deleted += await this.#deleteRange(
+          [...fam, '-s', r.source, '-d', r.destination, ...proto],
+          '--dport',
+          r.from,
+          r.to,
+          errors,
+        );
+        if (r.protocol === 'UDP')
+          deleted += await this.#deleteRange(
+            [...fam, '-s', r.destination, '-d', r.source, ...proto],
+            '--sport',
+            r.from,
+            r.to,
+            errors,
+          );
       }
       return { deleted, errors };
     });
   }
 
-  /** Delete UDP and TCP port 53 entries of these sources (they just became governed). */
+  /**
+   * Whether this conntrack takes `-s ADDR/LEN` (1.4.5 and later do); asked once, with a listing
+   * that matches nothing.
+   */
+  #masks(): Promise<boolean> {
+    this.#maskSupport ??= this.#spawn([
+      '-L',
+      '-f',
+      'ipv4',
+      '-s',
+      '192.0.2.0/24',
+      '-p',
+      'udp',
+      '--dport',
+      '9',
+    ]).then((r) => r.code === 0 && /flow entries have been shown/.test(r.err));
+    return this.#maskSupport;
+  }
+
+  /**
+   * Delete UDP and TCP port 53 entries of these sources (they just became governed): addresses
+   * or CIDRs (canonical). A CIDR goes to conntrack as a mask when it takes one; otherwise the
+   * port 53 entries of the family are listed once and matched here, at most LISTED_LIMIT.
+   */
   flushDns(sources: readonly string[]): Promise<ConntrackResult> {
     return this.#serial(async () => {
       const errors: string[] = [];
       let deleted = 0;
+      const listed: { family: 4 | 6; range: AddrRange }[] = [];
+      const masks = sources.some((s) => s.includes('/')) ? await this.#masks() : true;
       for (const s of sources) {
-        const fam = ['-f', ipFamily(s) === 6 ? 'ipv6' : 'ipv4'];
+        const slash = s.indexOf('/');
+        const addr = slash < 0 ? s : s.slice(0, slash);
+        const family = ipFamily(addr);
+        if (slash >= 0 && !masks) {
+          const c = parseCidr(s);
+          if (typeof c === 'string') errors.push(`flush DNS of ${s}: ${c}`);
+          else listed.push({ family, range: cidrRange(c) });
+          continue;
+        }
+        const fam = ['-f', family === 6 ? 'ipv6' : 'ipv4'];
         for (const proto of ['udp', 'tcp']) {
           deleted += await this.#delete([...fam, '-s', s, '-p', proto, '--dport', '53'], errors);
+        }
+      }
+      for (const family of [4, 6] as const) {
+        const ranges = listed.filter((l) => l.family === family).map((l) => l.range);
+        if (ranges.length === 0) continue;
+        const fam = ['-f', family === 6 ? 'ipv6' : 'ipv4'];
+        let n = 0;
+        for (const proto of ['udp', 'tcp']) {
+          const out = await this.#spawn(['-L', ...fam, '-p', proto, '--dport', '53']);
+          for (const line of out.out.split('\n')) {
+            const src = /\bsrc=(\S+)/.exec(line)?.[1];
+            const dst = /\bdst=(\S+)/.exec(line)?.[1];
+            const sport = /\bsport=(\d+)/.exec(line)?.[1];
+            const ip = src === undefined ? null : canonicalIp(src);
+            if (ip === null || dst === undefined || sport === undefined) continue;
+            const a = addressRange(ip);
+            if (!ranges.some((r) => rangeContains(r, a))) continue;
+            if (++n > LISTED_LIMIT) {
+              errors.push(`more than ${LISTED_LIMIT} DNS flows of newly governed sources; the rest stay`);
+              break;
+            }
+            deleted += await this.#delete(
+              [...fam, '-s', ip, '-d', dst, '-p', proto, '--sport', sport, '--dport', '53'],
+              errors,
+            );
+          }
         }
       }
       return { deleted, errors };

@@ -13,7 +13,10 @@ import type { Mode, Protocol } from '../policy/model.ts';
 
 /** One learned permission: this source may open this destination on these ports. */
 export interface AllowElement {
-  /** Canonical IP text of the governed source. */
+  /**
+   * Canonical IP text of the source address that asked (the DNS query's source), never a CIDR:
+   * learning is per address even when the source is governed as part of a CIDR group.
+   */
   readonly source: string;
   /** Canonical IP text of the destination; same family as source. */
   readonly destination: string;
@@ -31,14 +34,27 @@ export function elementKey(e: ElementKey): string {
   return `${e.source}|${e.destination}|${e.protocol}|${e.portFrom}-${e.portTo}`;
 }
 
-/** A governed source and the mode it is governed in. */
+/**
+ * A governed source and the mode it is governed in. Sources may nest (a /32 inside a /24): an
+ * address is governed by the longest prefix listed that contains it, in that prefix's mode, with
+ * that prefix's CIDR allows and verify ports only (src/datapath/source-ranges.ts).
+ */
 export interface SourceEntry {
+  /**
+   * An address ("10.0.1.2") or a CIDR ("10.0.1.0/24", host bits zero): a pod's IP, or a gateway
+   * source group's prefix. A /32 or /128 is the same as the bare address.
+   */
   readonly ip: string;
   readonly mode: Mode;
 }
 
 /** A static allow from a toCIDRs rule: this source may reach this network on these ports. */
 export interface CidrElement {
+  /**
+   * The governed source it belongs to, as in SourceEntry.ip (address or CIDR). It applies to the
+   * addresses that source owns after longest-prefix resolution; a source not in `sources` is not
+   * governed and its elements are left out.
+   */
   readonly source: string;
   readonly cidr: Cidr;
   readonly except: readonly Cidr[];
@@ -49,6 +65,7 @@ export interface CidrElement {
 
 /** A port whose connections from this source are redirected to the SNI/Host proxy. */
 export interface VerifyElement {
+  /** As CidrElement.source. */
   readonly source: string;
   readonly protocol: 'TCP';
   readonly portFrom: number;
@@ -60,6 +77,13 @@ export interface StaticState {
   readonly sources: readonly SourceEntry[];
   readonly cidrs: readonly CidrElement[];
   readonly verify: readonly VerifyElement[];
+  /**
+   * Optional: prefixes (address or CIDR) that identity resolves to a group no policy governs.
+   * Nested in a governed prefix, such a prefix is carved out of it: its addresses are then not
+   * governed, as identity says. Without it they would take the enclosing prefix's mode (fail
+   * closed). Prefixes listed here and in `sources` are governed.
+   */
+  readonly ungoverned?: readonly string[];
 }
 
 export interface Datapath {
@@ -72,8 +96,9 @@ export interface Datapath {
   /** The learned elements the kernel holds now (after a restart, what survived). */
   listLearned(): Promise<AllowElement[]>;
   /**
-   * Delete UDP/TCP 53 conntrack entries of sources that just became governed, so queries to
-   * their old resolver go through the redirect (K8S-05). Optional: in-memory datapaths lack it.
+   * Delete UDP/TCP 53 conntrack entries of sources (addresses or CIDRs) that just became
+   * governed, so queries to their old resolver go through the redirect (K8S-05). Optional:
+   * in-memory datapaths lack it.
    */
   flushDnsConntrack?(sources: readonly string[]): Promise<unknown>;
   /** Stop background work; leaves the kernel's state in place (enforcement outlives the agent). */

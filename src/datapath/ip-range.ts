@@ -93,3 +93,46 @@ export function prefixRange(address: string, len: number): AddrRange | null {
   const mask = (1n << hostBits) - 1n;
   return { family, start: start & ~mask, end: (start & ~mask) + mask };
 }
+
+export function compareRanges(a: AddrRange, b: AddrRange): number {
+  if (a.family !== b.family) return a.family - b.family;
+  return a.start < b.start ? -1 : a.start > b.start ? 1 : a.end < b.end ? -1 : a.end > b.end ? 1 : 0;
+}
+
+export function rangeContains(outer: AddrRange, inner: AddrRange): boolean {
+  return outer.family === inner.family && outer.start <= inner.start && inner.end <= outer.end;
+}
+
+/** The range `rangeText` printed ("a" or "a-b"), or null when it is not one. */
+export function parseRangeText(text: string): AddrRange | null {
+  const dash = text.indexOf('-');
+  const a = canonicalIp(dash < 0 ? text : text.slice(0, dash));
+  const b = dash < 0 ? a : canonicalIp(text.slice(dash + 1));
+  if (a === null || b === null || ipFamily(a) !== ipFamily(b)) return null;
+  const start = ipToBigInt(a);
+  const end = ipToBigInt(b);
+  return start <= end ? { family: ipFamily(a), start, end } : null;
+}
+
+/**
+ * The fewest prefixes whose union is exactly `r`, in order (at most 2 x address bits of them),
+ * as [network address, prefix length].
+ */
+export function rangePrefixes(r: AddrRange): [string, number][] {
+  const width = bits(r.family);
+  const out: [string, number][] = [];
+  let start = r.start;
+  while (start <= r.end) {
+    // The largest block that starts at `start` (alignment) and does not pass the end.
+    let host = 0n;
+    while (
+      host < width &&
+      (start & ((1n << (host + 1n)) - 1n)) === 0n &&
+      start + (1n << (host + 1n)) - 1n <= r.end
+    )
+      host++;
+    out.push([bigIntToIp(start, r.family), Number(width - host)]);
+    start += 1n << host;
+  }
+  return out;
+}

@@ -6,8 +6,12 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
+/** The drop counter of one owned range (a source may own several, around nested sources). */
 export interface DropCount {
+  /** The owning source (address or CIDR, as reconciled). */
   readonly source: string;
+  /** The range counted: "a" or "a-b". */
+  readonly range: string;
   readonly mode: 'Enforce' | 'Audit';
   readonly packets: number;
 }
@@ -129,7 +133,15 @@ export class DatapathMetrics {
           }
         }
         this.reset();
-        const sorted = [...cache.rows].sort((a, b) => b.packets - a.packets);
+        // Per source and mode: the ranges a source owns are summed.
+        const sums = new Map<string, { source: string; mode: string; packets: number }>();
+        for (const r of cache.rows) {
+          const k = `${r.mode} ${r.source}`;
+          const s = sums.get(k) ?? { source: r.source, mode: r.mode, packets: 0 };
+          s.packets += r.packets;
+          sums.set(k, s);
+        }
+        const sorted = [...sums.values()].sort((a, b) => b.packets - a.packets);
         for (const [i, r] of sorted.entries()) {
           const source = i < maxSources ? r.source : 'other';
           this.inc({ source, mode: r.mode }, r.packets);

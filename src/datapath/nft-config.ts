@@ -41,7 +41,15 @@ export interface NftConfig {
     readonly allow: number;
     readonly cidr: number;
     readonly verify: number;
+    /** UDP grants revoked within the revoke window (see revokeWindowMs). */
+    readonly revoked: number;
   };
+  /**
+   * After forget() revokes a UDP grant, new packets from that peer to the source are dropped
+   * until the peer has been silent this long (s resolution), so it cannot revive the flow whose
+   * conntrack entry was deleted. 0 turns it off.
+   */
+  readonly revokeWindowMs: number;
   /** Element timeouts are clamped into [min, max]; never 0 (a 0 timeout never expires). */
   readonly minTimeoutMs: number;
   readonly maxTimeoutMs: number;
@@ -57,7 +65,8 @@ export const DEFAULT_NFT_CONFIG: NftConfig = {
   logAudit: true,
   logRate: '10/second',
   output: { enabled: false, exemptUids: [] },
-  sizes: { sources: 65_536, allow: 262_144, cidr: 65_536, verify: 65_536 },
+  sizes: { sources: 65_536, allow: 262_144, cidr: 65_536, verify: 65_536, revoked: 65_536 },
+  revokeWindowMs: 30_000,
   minTimeoutMs: 1_000,
   maxTimeoutMs: 7 * 24 * 3600 * 1000,
 };
@@ -116,6 +125,8 @@ export function resolveNftConfig(input: NftConfigInput = {}): NftConfig {
     if (!Number.isInteger(value) || value < 1 || value > 16_777_216)
       fail(`sizes.${name} ${value} is not 1..16777216`);
   }
+  if (!Number.isInteger(c.revokeWindowMs) || c.revokeWindowMs < 0 || c.revokeWindowMs > 3_600_000)
+    fail(`revokeWindowMs ${c.revokeWindowMs} is not 0..3600000`);
   if (!Number.isInteger(c.minTimeoutMs) || c.minTimeoutMs < 1)
     fail(`minTimeoutMs ${c.minTimeoutMs} is not >= 1`);
   if (!Number.isInteger(c.maxTimeoutMs) || c.maxTimeoutMs < c.minTimeoutMs)

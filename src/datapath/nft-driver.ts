@@ -18,6 +18,7 @@ import { F } from '../observe/fields.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
 import { Conntrack, type ConntrackResult } from './conntrack.ts';
 import type { AllowElement, Datapath, ElementKey, StaticState } from './datapath.ts';
+import { type AddrRange, rangeContains, rangePrefixes, rangeText } from './ip-range.ts';
 import { type ElementKind, LearnedModel, type TimedRange } from './learned-model.ts';
 import type { DatapathMetrics, DropCount } from './metrics.ts';
 import { type NftConfig, type NftConfigInput, resolveNftConfig } from './nft-config.ts';
@@ -26,16 +27,20 @@ import {
   kernelElementText,
   type LearnedRange,
   learnedSetName,
+  PIPAPO_LARGE,
+  parseDropComment,
   removeLearnedCommands,
   StaticStateError,
   singleAddress,
   staticElements,
+  timeoutText,
 } from './nft-elements.ts';
 import { type ExecutorChoice, type NftExecutor, openExecutor } from './nft-executor.ts';
 import { type KernelSet, type KernelTable, parseElement, parseSet, parseTable } from './nft-json.ts';
-import { planReconcile, type ReconcilePlan } from './nft-reconcile.ts';
-import { FAMILIES, type Family, SET_ROLES, setName } from './nft-ruleset.ts';
+import { planReconcile, type ReconcilePlan, type SetChange } from './nft-reconcile.ts';
+import { FAMILIES, type Family, LEARNED_ROLES, SET_ROLES, setName } from './nft-ruleset.ts';
 import { BatchWriter, type WriterItem } from './nft-writer.ts';
+import { parseSource } from './source-ranges.ts';
 
 export interface NftDatapathOptions {
   readonly config?: NftConfigInput;
@@ -64,6 +69,17 @@ type Op =
       readonly weight: number;
       after?: Promise<ConntrackResult>;
     };
+
+/** What a reconcile changed. */
+export interface ReconcileSummary {
+  readonly createdTable: boolean;
+  readonly recreatedSets: readonly string[];
+  readonly rebuiltSets: readonly string[];
+  readonly removedUnknown: readonly string[];
+  readonly elementChanges: readonly SetChange[];
+  /** Prefixes that became governed (their DNS conntrack entries were flushed). */
+  readonly newlyGoverned: readonly string[];
+}
 
 export interface SetStatus {
   readonly name: string;
@@ -101,6 +117,7 @@ export class NftDatapath implements Datapath {
   readonly #model = new LearnedModel();
   readonly #writer: BatchWriter<Op & WriterItem>;
   #modelLoaded = false;
+  #lastReconcile: ReconcileSummary | null = null;
   #pruneTimer: NodeJS.Timeout | null = null;
   #closed = false;
 
@@ -148,6 +165,11 @@ export class NftDatapath implements Datapath {
 
   // ---- reconcile -------------------------------------------------------------------------
 
+  /** What the last successful reconcile changed (nothing, for a repeat with the same state). */
+  get lastReconcile(): ReconcileSummary | null {
+    return this.#lastReconcile;
+  }
+
   async reconcile(state: StaticState): Promise<void> {
     let wanted: ReturnType<typeof staticElements>;
     try {
@@ -172,6 +194,14 @@ export class NftDatapath implements Datapath {
       throw err;
     }
     this.#metrics?.reconciles.inc({ result: 'ok' });
+    this.#lastReconcile = {
+      createdTable: plan.createdTable,
+      recreatedSets: plan.recreatedSets,
+      rebuiltSets: plan.rebuiltSets,
+      removedUnknown: plan.removedUnknown,
+      elementChanges: plan.elementChanges,
+      newlyGoverned: plan.newlyGoverned,
+    };
     this.#log.info(
       {
         [F.event]: 'datapath',
@@ -179,12 +209,20 @@ export class NftDatapath implements Datapath {
         [F.durationMs]: Math.round((this.#clock.now() - started) * 100) / 100,
         createdTable: plan.createdTable,
         recreatedSets: plan.recreatedSets,
+        rebuiltSets: plan.rebuiltSets,
         removedUnknown: plan.removedUnknown,
         changes: plan.elementChanges,
         newlyGoverned: plan.newlyGoverned.length,
       },
       'datapath reconciled',
     );
+    for (const [name, els] of wanted) {
+      if ((name.startsWith('cidr') || name.startsWith('verify')) && els.size > PIPAPO_LARGE)
+        this.#log.warn(
+          { [F.event]: 'datapath', [F.reason]: 'large-interval-set', set: name, elements: els.size },
+          'a concatenated interval set is large: every change to it costs kernel time in proportion',
+        );
+    }
     if (this.#flushDnsOnGovern && this.#conntrack && plan.newlyGoverned.length > 0) {
       await this.flushDnsConntrack(plan.newlyGoverned);
     }
@@ -229,11 +267,12 @@ export class NftDatapath implements Datapath {
     );
     if (!r.ok) throw commitError('reconcile transaction', r.err);
     for (const f of FAMILIES) {
-      if (plan.recreatedSets.includes(setName('allow', f))) {
+      const gone = LEARNED_ROLES.map((r) => setName(r, f)).filter((n) => plan.recreatedSets.includes(n));
+      if (gone.length > 0) {
         this.#model.clearFamily(f);
         this.#log.warn(
-          { [F.event]: 'datapath', [F.reason]: 'learned-set-recreated', set: setName('allow', f) },
-          'the learned set definition changed: it was recreated and its elements are gone',
+          { [F.event]: 'datapath', [F.reason]: 'learned-set-recreated', sets: gone },
+          'a learned set definition changed: it was recreated and its elements are gone',
         );
       }
     }
@@ -429,10 +468,39 @@ export class NftDatapath implements Datapath {
     txn.commit();
     this.#metrics?.elements.set({ set: 'allow' }, this.#model.size);
     if (changes.revoked.length > 0) {
+      // Before conntrack forgets the flows: see revokedRules in nft-ruleset.ts.
+      await this.#markRevoked(changes.revoked);
       const ct = this.#conntrack;
       const after = ct ? this.#endFlows(ct, changes.revoked) : Promise.resolve({ deleted: 0, errors: [] });
       for (const op of ops) if (op.kind === 'forget') op.after = after;
     }
+  }
+
+  /**
+   * Put revoked UDP (source, peer) pairs into the `revoked` sets. Its own transaction, after the
+   * elements are gone: a full revoked set must not fail the forget itself. Best effort (logged);
+   * until conntrack deletes the flow nothing can revive it anyway.
+   */
+  async #markRevoked(revoked: readonly LearnedRange[]): Promise<void> {
+    if (this.config.revokeWindowMs <= 0) return;
+    const bySet = new Map<string, Set<string>>();
+    for (const r of revoked) {
+      if (r.protocol !== 'UDP') continue;
+      const set = setName('revoked', ipFamily(r.source));
+      const list = bySet.get(set) ?? new Set<string>();
+      list.add(`${r.source} . ${r.destination} . udp timeout ${timeoutText(this.config.revokeWindowMs)}`);
+      bySet.set(set, list);
+    }
+    if (bySet.size === 0) return;
+    const cmds = [...bySet].map(
+      ([set, items]) => `add element inet ${this.config.table} ${set} { ${[...items].join(', ')} }`,
+    );
+    const r = await this.#exec.run(cmds.join('\n'));
+    if (!r.ok)
+      this.#log.warn(
+        { [F.event]: 'datapath', [F.reason]: 'revoked-mark-failed', [F.error]: r.err },
+        'revoked UDP pairs were not marked; a peer may revive a revoked flow by sending first',
+      );
   }
 
   async #endFlows(ct: Conntrack, revoked: readonly LearnedRange[]): Promise<ConntrackResult> {
@@ -452,10 +520,21 @@ export class NftDatapath implements Datapath {
     return r;
   }
 
-  /** K8S-05: delete UDP/TCP 53 conntrack entries of these sources so their DNS hits the redirect. */
+  /**
+   * K8S-05: delete UDP/TCP 53 conntrack entries of these sources (addresses or CIDRs) so their
+   * DNS hits the redirect.
+   */
   async flushDnsConntrack(sources: readonly string[]): Promise<ConntrackResult> {
     if (!this.#conntrack) return { deleted: 0, errors: [] };
-    const r = await this.#conntrack.flushDns(sources);
+    const prefixes: string[] = [];
+    const errors: string[] = [];
+    for (const s of sources) {
+      const p = parseSource(s);
+      if (typeof p === 'string') errors.push(`flush DNS conntrack of ${JSON.stringify(s)}: ${p}`);
+      else prefixes.push(p.text);
+    }
+    const flushed = await this.#conntrack.flushDns(prefixes);
+    const r = { deleted: flushed.deleted, errors: [...errors, ...flushed.errors] };
     this.#metrics?.conntrackDeleted.inc({ reason: 'dns-governed' }, r.deleted);
     if (r.errors.length > 0) {
       this.#metrics?.conntrackErrors.inc(r.errors.length);
@@ -486,19 +565,43 @@ export class NftDatapath implements Datapath {
 
   // ---- counters and status ---------------------------------------------------------------
 
-  /** Per-source drop counts from the kernel's `drops` sets. */
+  /**
+   * Drop counts from the kernel's `drops` sets: one row per owned range, with the owning source
+   * and mode from the element's comment. A table written by an older driver has no comments:
+   * the range then stands for itself and its mode comes from the audit set.
+   */
   async readDropCounters(): Promise<DropCount[]> {
     const out: DropCount[] = [];
     for (const f of FAMILIES) {
-      const audit = await this.#listSet(setName('audit', f));
-      const audits = new Set(
-        (audit?.elements ?? []).map((e) => kernelElementText(parseElement(audit?.type ?? [], e))),
-      );
       const drops = await this.#listSet(setName('drops', f));
-      for (const raw of drops?.elements ?? []) {
-        const e = parseElement(drops?.type ?? [], raw);
-        const source = kernelElementText(e);
-        out.push({ source, mode: audits.has(source) ? 'Audit' : 'Enforce', packets: e.packets ?? 0 });
+      if (!drops || drops.elements.length === 0) continue;
+      let audits: AddrRange[] | null = null;
+      for (const raw of drops.elements) {
+        const e = parseElement(drops.type, raw);
+        const part = e.parts[0];
+        if (part?.kind !== 'addr') continue;
+        const range = part.range;
+        const owner = parseDropComment(e.comment);
+        let source: string;
+        let mode: 'Enforce' | 'Audit';
+        if (owner) {
+          source = owner.owner;
+          mode = owner.mode;
+        } else {
+          const prefixes = rangePrefixes(range);
+          const [addr, len] = prefixes[0] ?? ['', 0];
+          source =
+            prefixes.length !== 1 ? rangeText(range) : len === (f === 4 ? 32 : 128) ? addr : `${addr}/${len}`;
+          if (audits === null) {
+            const audit = await this.#listSet(setName('audit', f));
+            audits = (audit?.elements ?? []).flatMap((x) => {
+              const p = parseElement(audit?.type ?? [], x).parts[0];
+              return p?.kind === 'addr' ? [p.range] : [];
+            });
+          }
+          mode = audits.some((a) => rangeContains(a, range)) ? 'Audit' : 'Enforce';
+        }
+        out.push({ source, range: rangeText(range), mode, packets: e.packets ?? 0 });
       }
     }
     return out;

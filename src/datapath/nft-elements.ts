@@ -3,13 +3,21 @@
  * canonical text of elements read back from the kernel, so that wanted and present compare as
  * strings. Static sets (sources, CIDR allows, verify ports) are derived from a StaticState here,
  * made disjoint first: an interval set rejects an element that partly overlaps another.
+ * Sources, and the source field of CIDR allows and verify ports, are address ranges.
  */
-import { canonicalIp, ipFamily } from '../core/ip.ts';
+import { ipFamily } from '../core/ip.ts';
 import type { Protocol } from '../policy/model.ts';
 import type { StaticState } from './datapath.ts';
 import { type AddrRange, cidrRange, mergeRanges, rangeText, subtractRanges } from './ip-range.ts';
 import type { KernelElement, Part } from './nft-json.ts';
 import { type Family, setName } from './nft-ruleset.ts';
+import {
+  modeRanges,
+  ownedRanges,
+  parseSource,
+  type SourceClaim,
+  type SourcePrefix,
+} from './source-ranges.ts';
 
 export function protoText(p: Protocol): 'tcp' | 'udp' {
   return p === 'TCP' ? 'tcp' : 'udp';
@@ -30,9 +38,9 @@ export function partText(p: Part): string {
   }
 }
 
-/** Canonical text of an element read from the kernel (without timeout or counter). */
+/** Canonical text of an element read from the kernel (without timeout or counter, with its comment). */
 export function kernelElementText(e: KernelElement): string {
-  return e.parts.map(partText).join(' . ');
+  return withComment(e.parts.map(partText).join(' . '), e.comment);
 }
 
 /** A learned element's key fields with a port range. */
@@ -132,9 +140,11 @@ export function staticElementCommands(
   items: readonly string[],
 ): string[] {
   const out: string[] = [];
+  // `delete element` takes the key alone; a comment would not match.
+  const list = verb === 'delete' ? items.map(elementKeyText) : items;
   // Bounded command size; all commands still go in one transaction.
-  for (let i = 0; i < items.length; i += 4096)
-    out.push(elementCommand(verb, table, set, items.slice(i, i + 4096)));
+  for (let i = 0; i < list.length; i += 4096)
+    out.push(elementCommand(verb, table, set, list.slice(i, i + 4096)));
   return out;
 }
 
@@ -187,15 +197,45 @@ function checkPorts(from: number, to: number, what: string): void {
     throw new StaticStateError(`${what}: port range ${from}-${to} is not within 0..65535`);
 }
 
-function ip(text: string, what: string): string {
-  const c = canonicalIp(text);
-  if (c === null) throw new StaticStateError(`${what}: ${JSON.stringify(text)} is not an IP address`);
-  return c;
+function source(text: string, what: string): SourcePrefix {
+  const p = parseSource(text);
+  if (typeof p === 'string') throw new StaticStateError(`${what}: ${JSON.stringify(text)}: ${p}`);
+  return p;
 }
 
+/** Static element text with an element comment (only the drop counters carry one). */
+export function withComment(key: string, comment: string | null): string {
+  return comment === null ? key : `${key} comment "${comment}"`;
+}
+
+/** The key of a static element text (what `delete element` takes): without its comment. */
+export function elementKeyText(text: string): string {
+  const i = text.indexOf(' comment "');
+  return i < 0 ? text : text.slice(0, i);
+}
+
+/** The comment of a drop-counter element: the owning source and its mode. */
+export function dropComment(mode: 'Enforce' | 'Audit', owner: string): string {
+  return `${mode} ${owner}`;
+}
+
+export function parseDropComment(
+  comment: string | null,
+): { mode: 'Enforce' | 'Audit'; owner: string } | null {
+  const m = comment === null ? null : /^(Enforce|Audit) (\S{1,64})$/.exec(comment);
+  return m ? { mode: m[1] as 'Enforce' | 'Audit', owner: m[2] as string } : null;
+}
+
+/** Beyond this many elements a concatenated interval (pipapo) set is logged as large. */
+export const PIPAPO_LARGE = 4096;
+
 /**
- * The wanted elements of every static set. A source listed as both Enforce and Audit is
- * Enforce (fail closed). Throws StaticStateError for malformed input.
+ * The wanted elements of every static set. Sources are addresses or CIDRs, resolved by longest
+ * prefix (source-ranges.ts): `enforce`/`audit` hold the disjoint ranges by mode, `drops` one
+ * element per owned range (its comment names the owner and mode, so the counters can be told
+ * apart after a restart), and a source's CIDR allows and verify ports are written for the
+ * ranges that source owns only. A prefix listed as both Enforce and Audit is Enforce (fail
+ * closed). Throws StaticStateError for malformed input.
  */
 export function staticElements(state: StaticState): StaticElements {
   const out: StaticElements = new Map();
@@ -209,57 +249,75 @@ export function staticElements(state: StaticState): StaticElements {
     for (const role of ['enforce', 'audit', 'drops', 'cidr', 'verify'] as const)
       out.set(setName(role, f), new Set());
   }
-  const mode = new Map<string, 'Enforce' | 'Audit'>();
+  const claims: SourceClaim[] = [];
   for (const s of state.sources) {
-    const a = ip(s.ip, 'source');
-    if (s.mode !== 'Enforce' && s.mode !== 'Audit') throw new StaticStateError(`source ${a}: mode ${s.mode}`);
-    if (mode.get(a) !== 'Enforce') mode.set(a, s.mode);
+    const p = source(s.ip, 'source');
+    if (s.mode !== 'Enforce' && s.mode !== 'Audit')
+      throw new StaticStateError(`source ${p.text}: mode ${s.mode}`);
+    claims.push({ prefix: p, mode: s.mode });
   }
-  for (const [a, m] of mode) {
-    const f = ipFamily(a);
-    add(m === 'Enforce' ? 'enforce' : 'audit', f, a);
-    add('drops', f, a);
+  for (const u of state.ungoverned ?? []) claims.push({ prefix: source(u, 'ungoverned source'), mode: null });
+  const owned = ownedRanges(claims);
+  const ownedBy = new Map<string, AddrRange[]>();
+  for (const o of owned) {
+    const list = ownedBy.get(o.owner) ?? [];
+    list.push(o.range);
+    ownedBy.set(o.owner, list);
+    add('drops', o.range.family, withComment(rangeText(o.range), dropComment(o.mode, o.owner)));
   }
+  for (const r of modeRanges(owned, 'Enforce')) add('enforce', r.family, rangeText(r));
+  for (const r of modeRanges(owned, 'Audit')) add('audit', r.family, rangeText(r));
 
-  // CIDR allows: per (source, protocol), made disjoint.
-  const cidrGroups = new Map<string, { source: string; proto: Protocol; boxes: Box[] }>();
+  // CIDR allows: per (source, protocol), made disjoint, then written for each owned range.
+  const cidrGroups = new Map<string, { source: string; family: Family; proto: Protocol; boxes: Box[] }>();
   for (const c of state.cidrs) {
-    const src = ip(c.source, 'cidr source');
-    const what = `cidr ${c.cidr.text} for ${src}`;
-    if (c.cidr.family !== ipFamily(src))
+    const src = source(c.source, 'cidr source');
+    const what = `cidr ${c.cidr.text} for ${src.text}`;
+    if (c.cidr.family !== src.range.family)
       throw new StaticStateError(`${what}: family differs from the source`);
     if (c.protocol !== 'TCP' && c.protocol !== 'UDP')
       throw new StaticStateError(`${what}: protocol ${c.protocol}`);
     checkPorts(c.portFrom, c.portTo, what);
-    const key = `${src}|${c.protocol}`;
-    const g = cidrGroups.get(key) ?? { source: src, proto: c.protocol, boxes: [] };
+    const key = `${src.text}|${c.protocol}`;
+    const g = cidrGroups.get(key) ?? {
+      source: src.text,
+      family: src.range.family,
+      proto: c.protocol,
+      boxes: [],
+    };
     for (const dst of subtractRanges(cidrRange(c.cidr), c.except.map(cidrRange))) {
       g.boxes.push({ dst, from: c.portFrom, to: c.portTo });
     }
     cidrGroups.set(key, g);
   }
   for (const g of cidrGroups.values()) {
+    const ranges = ownedBy.get(g.source) ?? [];
     for (const b of disjointBoxes(g.boxes)) {
-      add(
-        'cidr',
-        ipFamily(g.source),
-        `${g.source} . ${rangeText(b.dst)} . ${protoText(g.proto)} . ${portText(b.from, b.to)}`,
-      );
+      for (const r of ranges) {
+        add(
+          'cidr',
+          g.family,
+          `${rangeText(r)} . ${rangeText(b.dst)} . ${protoText(g.proto)} . ${portText(b.from, b.to)}`,
+        );
+      }
     }
   }
 
-  const verifyGroups = new Map<string, { from: number; to: number }[]>();
+  const verifyGroups = new Map<string, { family: Family; ports: { from: number; to: number }[] }>();
   for (const v of state.verify) {
-    const src = ip(v.source, 'verify source');
+    const src = source(v.source, 'verify source');
     if (v.protocol !== 'TCP')
-      throw new StaticStateError(`verify for ${src}: protocol ${v.protocol} is not TCP`);
-    checkPorts(v.portFrom, v.portTo, `verify for ${src}`);
-    const list = verifyGroups.get(src) ?? [];
-    list.push({ from: v.portFrom, to: v.portTo });
-    verifyGroups.set(src, list);
+      throw new StaticStateError(`verify for ${src.text}: protocol ${v.protocol} is not TCP`);
+    checkPorts(v.portFrom, v.portTo, `verify for ${src.text}`);
+    const g = verifyGroups.get(src.text) ?? { family: src.range.family, ports: [] };
+    g.ports.push({ from: v.portFrom, to: v.portTo });
+    verifyGroups.set(src.text, g);
   }
-  for (const [src, ranges] of verifyGroups) {
-    for (const r of mergePorts(ranges)) add('verify', ipFamily(src), `${src} . ${portText(r.from, r.to)}`);
+  for (const [src, g] of verifyGroups) {
+    for (const r of ownedBy.get(src) ?? []) {
+      for (const p of mergePorts(g.ports))
+        add('verify', g.family, `${rangeText(r)} . ${portText(p.from, p.to)}`);
+    }
   }
   return out;
 }

@@ -46,6 +46,8 @@ export interface KernelElement {
   readonly expiresS: number | null;
   readonly packets: number | null;
   readonly bytes: number | null;
+  /** The element's comment (drop counters carry their owning source). */
+  readonly comment: string | null;
 }
 
 function bad(message: string): never {
@@ -220,5 +222,6 @@ export function parseElement(type: readonly string[], raw: unknown): KernelEleme
     expiresS: num(meta['expires']),
     packets: counter ? num(counter['packets']) : null,
     bytes: counter ? num(counter['bytes']) : null,
+    comment: typeof meta['comment'] === 'string' && meta['comment'].length <= 256 ? meta['comment'] : null,
   };
 }

@@ -9,11 +9,17 @@
  *      and add the missing ones: a changed definition is the only case that recreates a set
  *      (and, for a learned set, drops its elements: the caller resets its model and logs it);
  *   4. add missing chains, then every rule of every chain;
- *   5. static sets (sources, drop counters, CIDR allows, verify ports) by difference.
+ *   5. static sets (sources, drop counters, CIDR allows, verify ports) by difference. A
+ *      concatenated interval set (pipapo: cidr, verify) that would lose more than
+ *      PIPAPO_MAX_DELETES elements is deleted and refilled in step 3 instead: removing elements
+ *      one by one from pipapo costs O(set size) each in the kernel commit (see
+ *      notes/KERNEL-WARNING.md), destroying the set is linear.
  * The kernel applies all of it at once, so packets see the old ruleset or the new one.
  */
+
+import { type AddrRange, mergeRanges, parseRangeText, rangePrefixes, subtractRanges } from './ip-range.ts';
 import type { NftConfig } from './nft-config.ts';
-import { diffTexts, type StaticElements, staticElementCommands } from './nft-elements.ts';
+import { diffTexts, elementKeyText, type StaticElements, staticElementCommands } from './nft-elements.ts';
 import type { KernelChain, KernelSet, KernelTable } from './nft-json.ts';
 import {
   type ChainDef,
@@ -35,11 +41,55 @@ export interface ReconcilePlan {
   readonly createdTable: boolean;
   /** Sets deleted and added again because their definition changed. */
   readonly recreatedSets: readonly string[];
+  /** Pipapo sets deleted and refilled instead of losing many elements one by one. */
+  readonly rebuiltSets: readonly string[];
   /** Sets or chains of the table that namegate does not define (deleted). */
   readonly removedUnknown: readonly string[];
   readonly elementChanges: readonly SetChange[];
-  /** Governed sources (Enforce or Audit) that the kernel did not govern before. */
+  /**
+   * Addresses the kernel did not govern before, as the fewest prefixes (a bare address for a
+   * single one): for the UDP/TCP 53 conntrack flush (K8S-05).
+   */
   readonly newlyGoverned: readonly string[];
+}
+
+/** More deletions than this from one pipapo set in one transaction rebuild the set instead. */
+export const PIPAPO_MAX_DELETES = 256;
+
+function isPipapo(def: SetDef): boolean {
+  return def.type.length > 1 && def.flags.includes('interval');
+}
+
+function rangesOf(texts: Iterable<string>): AddrRange[] {
+  const out: AddrRange[] = [];
+  for (const t of texts) {
+    const r = parseRangeText(elementKeyText(t));
+    if (r) out.push(r);
+  }
+  return out;
+}
+
+/** What `wanted` governs that `present` did not, as prefixes. */
+export function newlyGovernedPrefixes(
+  present: ReadonlyMap<string, ReadonlySet<string>>,
+  wanted: ReadonlyMap<string, ReadonlySet<string>>,
+): string[] {
+  const out: string[] = [];
+  for (const f of [4, 6]) {
+    const before = mergeRanges(
+      ['enforce', 'audit'].flatMap((role) => rangesOf(present.get(`${role}${f}`) ?? [])),
+    );
+    const after = mergeRanges(
+      ['enforce', 'audit'].flatMap((role) => rangesOf(wanted.get(`${role}${f}`) ?? [])),
+    );
+    for (const r of after) {
+      for (const piece of subtractRanges(r, before)) {
+        const width = f === 4 ? 32 : 128;
+        for (const [addr, len] of rangePrefixes(piece)) out.push(len === width ? addr : `${addr}/${len}`);
+      }
+    }
+  }
+  return out;
 }
 
 export function setMatches(def: SetDef, k: KernelSet): boolean {
@@ -94,17 +144,27 @@ export function planReconcile(
     }
   }
 
+  const rebuilt: string[] = [];
+  for (const def of sets) {
+    const k = kSets.get(def.name);
+    const want = wanted.get(def.name);
+    if (!k || !setMatches(def, k) || !want || !isPipapo(def)) continue;
+    let removals = 0;
+    for (const p of present.get(def.name) ?? []) if (!want.has(p)) removals++;
+    if (removals > PIPAPO_MAX_DELETES) rebuilt.push(def.name);
+  }
+
   const freshSets = new Set<string>();
   for (const k of kSets.values()) {
     const def = wantedSets.get(k.name);
-    if (def && setMatches(def, k)) continue;
+    if (def && setMatches(def, k) && !rebuilt.includes(k.name)) continue;
     cmds.push(`delete set ${t} ${k.name}`);
-    if (def) recreated.push(k.name);
-    else removedUnknown.push(`set ${k.name}`);
+    if (def && !rebuilt.includes(k.name)) recreated.push(k.name);
+    else if (!def) removedUnknown.push(`set ${k.name}`);
   }
   for (const s of sets) {
     const k = kSets.get(s.name);
-    if (k && setMatches(s, k)) continue;
+    if (k && setMatches(s, k) && !rebuilt.includes(s.name)) continue;
     cmds.push(`add set ${t} ${s.name} { ${renderSetBody(s)} }`);
     freshSets.add(s.name);
   }
@@ -126,22 +186,13 @@ export function planReconcile(
       changes.push({ set: name, added: d.add.length, removed: d.remove.length });
   }
 
-  const governedBefore = new Set<string>();
-  for (const role of ['enforce', 'audit']) {
-    for (const f of [4, 6]) for (const a of present.get(`${role}${f}`) ?? []) governedBefore.add(a);
-  }
-  const newlyGoverned: string[] = [];
-  for (const role of ['enforce', 'audit']) {
-    for (const f of [4, 6])
-      for (const a of wanted.get(`${role}${f}`) ?? []) if (!governedBefore.has(a)) newlyGoverned.push(a);
-  }
-
   return {
     commands: cmds,
     createdTable: kernel === null,
     recreatedSets: recreated,
+    rebuiltSets: rebuilt,
     removedUnknown,
     elementChanges: changes,
-    newlyGoverned,
+    newlyGoverned: newlyGovernedPrefixes(present, wanted),
   };
 }

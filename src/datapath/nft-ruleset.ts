@@ -16,7 +16,16 @@ import type { NftConfig } from './nft-config.ts';
 export type Family = 4 | 6;
 export const FAMILIES: readonly Family[] = [4, 6];
 
-export type SetRole = 'enforce' | 'audit' | 'drops' | 'allow' | 'allowall' | 'allowrange' | 'cidr' | 'verify';
+export type SetRole =
+  | 'enforce'
+  | 'audit'
+  | 'drops'
+  | 'allow'
+  | 'allowall'
+  | 'allowrange'
+  | 'cidr'
+  | 'verify'
+  | 'revoked';
 export const SET_ROLES: readonly SetRole[] = [
   'enforce',
   'audit',
@@ -26,6 +35,7 @@ export const SET_ROLES: readonly SetRole[] = [
   'allowrange',
   'cidr',
   'verify',
+  'revoked',
 ];
 /** The learned sets: one port (hash), every port (hash), a port range (interval). */
 export const LEARNED_ROLES = ['allow', 'allowall', 'allowrange'] as const;
@@ -77,11 +87,14 @@ export function setDefs(c: NftConfig): SetDef[] {
       counter,
     });
     out.push(
-      def('enforce', [addr], [], c.sizes.sources),
-      def('audit', [addr], [], c.sizes.sources),
+      // Sources are address ranges (CIDR groups, cut by longest prefix): single-field interval
+      // sets, which the kernel keeps in an rbtree (not pipapo); they are small and change only
+      // on reconcile.
+      def('enforce', [addr], ['interval'], c.sizes.sources),
+      def('audit', [addr], ['interval'], c.sizes.sources),
       // Looked up only where a packet is dropped (or would be, in Audit), so each element's
-      // counter is that source's drop count.
-      def('drops', [addr], [], c.sizes.sources, true),
+      // counter is the drop count of one owned range (its comment names the owning source).
+      def('drops', [addr], ['interval'], c.sizes.sources, true),
       // Learned elements live in three sets, by port shape. A concatenated interval set
       // (pipapo) copies its lookup tables on every transaction, so commits slow down as it
       // grows (measured: ~1.3 ms per single add at 26k elements, 5 ms per 1000 elements more);
@@ -93,6 +106,10 @@ export function setDefs(c: NftConfig): SetDef[] {
       def('cidr', [addr, addr, 'inet_proto', 'inet_service'], ['interval'], c.sizes.cidr),
       // Verify is TCP only (TLS SNI / HTTP Host), so the protocol is not part of the key.
       def('verify', [addr, 'inet_service'], ['interval'], c.sizes.verify),
+      // (source, peer, protocol) of UDP grants just revoked: new packets from the peer to the
+      // source are dropped while the peer keeps sending (the packet path refreshes the timeout),
+      // so a peer cannot revive a flow whose conntrack entry `forget` deleted (see docs).
+      def('revoked', [addr, addr, 'inet_proto'], ['timeout'], c.sizes.revoked),
     );
   }
   return out;
@@ -134,6 +151,21 @@ function verifyRules(c: NftConfig): string[] {
   );
 }
 
+/**
+ * After `forget` deleted a UDP flow's conntrack entry, the peer's next datagram would open a new
+ * entry in the other direction (the peer as originator) and the source's packets would then pass
+ * as replies. While a revoked (source, peer, protocol) is in the set, such new packets towards an
+ * Enforce source are dropped, and each one extends the window.
+ */
+function revokedRules(c: NftConfig): string[] {
+  if (c.revokeWindowMs <= 0) return [];
+  const t = `${Math.max(1, Math.ceil(c.revokeWindowMs / 1000))}s`;
+  return FAMILIES.map((f) => {
+    const key = `${ipOf(f)} daddr . ${ipOf(f)} saddr . meta l4proto`;
+    return `${ipOf(f)} daddr @${setName('enforce', f)} ${key} @${setName('revoked', f)} update @${setName('revoked', f)} { ${key} timeout ${t} } drop`;
+  });
+}
+
 function countRules(): string[] {
   return FAMILIES.map((f) => `${ipOf(f)} saddr @${setName('drops', f)}`);
 }
@@ -171,6 +203,7 @@ export function chainDefs(c: NftConfig): ChainDef[] {
           (f) =>
             `${ipOf(f)} daddr @${setName('enforce', f)} ct state new tcp flags & (syn | ack) != syn drop`,
         ),
+        ...revokedRules(c),
         ...governedJumps('governed'),
       ],
     },

@@ -20,6 +20,8 @@ export interface DnsMetrics {
   readonly drops: Counter<'reason'>;
   readonly learned: Counter<'change'>;
   readonly notLearned: Counter<'reason'>;
+  /** Observe one successful upstream attempt (label children are cached). */
+  observeUpstream(transport: string, seconds: number): void;
   /** Count a finished query and observe its duration (label children are cached). */
   countQuery(verdict: string, reason: string, transport: string, seconds: number): void;
   /** Point the gauges at live values (call once the proxy exists). */
@@ -60,6 +62,14 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
   });
   // prom-client hashes label objects on every call; the set of label values is small and
   // fixed, so each child is looked up once and reused.
+  const upstreamDuration = new Histogram({
+    name: 'namegate_dns_upstream_duration_seconds',
+    help: 'Time an upstream took to answer (per successful attempt).',
+    labelNames: ['transport'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const upstreamChildren = new Map<string, { observe(v: number): void }>();
   const queryChildren = new Map<string, { inc(): void }>();
   const durationChildren = new Map<string, { observe(v: number): void }>();
   return {
@@ -78,15 +88,17 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       }
       h.observe(seconds);
     },
+    observeUpstream(transport, seconds) {
+      let h = upstreamChildren.get(transport);
+      if (!h) {
+        h = upstreamDuration.labels(transport);
+        upstreamChildren.set(transport, h);
+      }
+      h.observe(seconds);
+    },
     queries,
     duration,
-    upstreamDuration: new Histogram({
-      name: 'namegate_dns_upstream_duration_seconds',
-      help: 'Time an upstream took to answer (per successful attempt).',
-      labelNames: ['transport'] as const,
-      buckets: LATENCY_BUCKETS,
-      registers,
-    }),
+    upstreamDuration,
     upstreamErrors: new Counter({
       name: 'namegate_dns_upstream_errors_total',
       help: 'Upstream attempts that failed (timeout, network, tcp) and replies ignored (mismatch).',

@@ -309,7 +309,13 @@ export class Pipeline {
       if (!e.orphaned) continue;
       const ranges = portRanges(set, identity, e.name as CanonicalName);
       for (const el of elementsFor(this.#d.identities, src, e.ip, ranges, 1)) {
-        keys.push({ source: el.source, destination: el.destination, protocol: el.protocol, portFrom: el.portFrom, portTo: el.portTo });
+        keys.push({
+          source: el.source,
+          destination: el.destination,
+          protocol: el.protocol,
+          portFrom: el.portFrom,
+          portTo: el.portTo,
+        });
       }
     }
     if (keys.length === 0) return;

@@ -132,7 +132,7 @@ export class DnsProxy {
       ids,
       now: () => clock.now(),
       observe: {
-        answered: (transport, ms) => metrics.upstreamDuration.observe({ transport }, ms / 1000),
+        answered: (transport, ms) => metrics.observeUpstream(transport, ms / 1000),
         failed: (kind) => metrics.upstreamErrors.inc({ kind }),
       },
     });

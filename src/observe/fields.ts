@@ -22,4 +22,12 @@ export const F = {
   protocol: 'proto',
   error: 'err',
   code: 'code',
+  /** Proxies: the TLS server_name, the HTTP Host, the CONNECT authority. */
+  sni: 'sni',
+  host: 'host',
+  authority: 'authority',
+  /** Proxies: one id per connection, on its decision and close lines. */
+  connection: 'conn',
+  bytesUp: 'bytes_up',
+  bytesDown: 'bytes_down',
 } as const;

@@ -4,8 +4,9 @@
  * selectors, and CIDR sets. The result is immutable; a policy change builds a new one.
  */
 import { CidrSet } from '../core/ip.ts';
+import { type Decision, ruleDecisions } from './decide.ts';
 import { FqdnIndex } from './fqdn-index.ts';
-import type { Identity, Mode, Policy, Rule } from './model.ts';
+import type { Identity, Mode, Policy, PortRange, Rule, Verify } from './model.ts';
 import { compileSelector, type Selector } from './selector.ts';
 
 /** Points at one rule of one policy of a compiled set. */
@@ -14,12 +15,32 @@ export interface RuleRef {
   readonly rule: number;
 }
 
+/**
+ * What the FQDN index holds for a rule: its place, what the hot path reads (ports, verify), and
+ * the decisions that name it, built once so a decision allocates nothing. One per rule, shared
+ * by all its patterns: a few thousand small objects that stay in cache.
+ */
+export interface IndexedRule extends RuleRef {
+  /** A plain { policy, rule } for callers that keep references. */
+  readonly ref: RuleRef;
+  readonly ports: readonly PortRange[];
+  /** The same ranges in CompiledPolicies.portTable: entries from portStart to portEnd. */
+  readonly portStart: number;
+  readonly portEnd: number;
+  readonly verify: Verify;
+  /** allow in Enforce, allow in Audit, port_not_allowed in Enforce, port_not_allowed in Audit. */
+  readonly decisions: readonly [Decision, Decision, Decision, Decision];
+}
+
 /** Which policies apply to one identity, computed once per identity object. */
 export interface Selection {
   /** Enforce if any Enforce policy selects the identity, else Audit if any Audit one does. */
   readonly mode: Mode | null;
-  /** selected[i] === 1 when policy i selects the identity in `mode`. */
-  readonly selected: Uint8Array;
+  /**
+   * Bit i (word i >>> 5, bit i & 31) is set when policy i selects the identity in `mode`; see
+   * isSelected. A bitset keeps every identity's selection small enough to stay in cache.
+   */
+  readonly selected: Uint32Array;
   /** The indices of those policies, in order. */
   readonly policies: readonly number[];
 }
@@ -38,7 +59,13 @@ interface CompiledPolicy {
 
 export class CompiledPolicies {
   readonly policies: readonly Policy[];
-  readonly fqdns = new FqdnIndex<RuleRef>();
+  readonly fqdns = new FqdnIndex<IndexedRule>();
+  /**
+   * Every FQDN rule's port ranges, three numbers each: protocol (0 TCP, 1 UDP), first, last.
+   * One small array instead of range objects spread over the heap keeps the port check of a
+   * decision in cache.
+   */
+  readonly portTable: Int32Array;
   readonly #compiled: readonly CompiledPolicy[];
   readonly #selections = new WeakMap<Identity, Selection>();
   /** True when at least one rule has a toCIDRs entry (lets hot paths skip CIDR work). */
@@ -48,9 +75,25 @@ export class CompiledPolicies {
     // A stable order makes "which policy decided" deterministic whatever the input order.
     this.policies = [...policies].sort(comparePolicies);
     let hasCidrRules = false;
+    const ports: number[] = [];
     this.#compiled = this.policies.map((policy, p) => {
       const rules = policy.rules.map((rule, r) => {
-        for (const f of rule.fqdns) this.fqdns.add(f.pattern, { policy: p, rule: r });
+        if (rule.fqdns.length > 0) {
+          const ref: RuleRef = { policy: p, rule: r };
+          const portStart = ports.length;
+          for (const range of rule.ports) ports.push(range.protocol === 'TCP' ? 0 : 1, range.from, range.to);
+          const indexed: IndexedRule = {
+            policy: p,
+            rule: r,
+            ref,
+            ports: rule.ports,
+            portStart,
+            portEnd: ports.length,
+            verify: rule.verify,
+            decisions: ruleDecisions(policy.ref, r),
+          };
+          for (const f of rule.fqdns) this.fqdns.add(f.pattern, indexed);
+        }
         if (rule.cidrs.length > 0) hasCidrRules = true;
         return {
           rule,
@@ -65,6 +108,8 @@ export class CompiledPolicies {
       };
     });
     this.hasCidrRules = hasCidrRules;
+    this.portTable = Int32Array.from(ports);
+    this.fqdns.seal();
   }
 
   get size(): number {
@@ -106,8 +151,8 @@ export class CompiledPolicies {
     // Audit policies never loosen or tighten what Enforce policies decide for the same source.
     const mode: Mode | null = enforce.length > 0 ? 'Enforce' : audit.length > 0 ? 'Audit' : null;
     const chosen = mode === 'Enforce' ? enforce : audit;
-    const selected = new Uint8Array(this.policies.length);
-    for (const i of chosen) selected[i] = 1;
+    const selected = new Uint32Array((this.policies.length + 31) >>> 5);
+    for (const i of chosen) selected[i >>> 5] = (selected[i >>> 5] as number) | (1 << (i & 31));
     return { mode, selected, policies: chosen };
   }
 
@@ -125,10 +170,21 @@ export class CompiledPolicies {
   }
 }
 
+// Code-unit order, not localeCompare: the order (and so which policy a decision names) must not
+// depend on the machine's locale ("aa" sorts after "z" in Danish collation).
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Does policy i count for the identity of this selection? */
+export function isSelected(selection: Selection, i: number): boolean {
+  return (((selection.selected[i >>> 5] as number) >>> (i & 31)) & 1) === 1;
+}
+
 function comparePolicies(a: Policy, b: Policy): number {
   return (
-    a.ref.kind.localeCompare(b.ref.kind) ||
-    (a.ref.namespace ?? '').localeCompare(b.ref.namespace ?? '') ||
-    a.ref.name.localeCompare(b.ref.name)
+    compareText(a.ref.kind, b.ref.kind) ||
+    compareText(a.ref.namespace ?? '', b.ref.namespace ?? '') ||
+    compareText(a.ref.name, b.ref.name)
   );
 }

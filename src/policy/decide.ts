@@ -9,9 +9,10 @@
  *   3. A rule of one of those policies matches the name and lists the port: allow.
  *   4. Otherwise deny (Enforce) or audit (Audit: would deny, passes), with the reason
  *      `no_matching_rule` or `port_not_allowed`.
+ * Where several rules qualify, the decision names the first in policy order, then rule order.
  */
 import type { CanonicalName } from '../core/names.ts';
-import type { CompiledPolicies, RuleRef, Selection } from './compile.ts';
+import type { CompiledPolicies, IndexedRule, RuleRef, Selection } from './compile.ts';
 import type { Identity, Mode, PolicyRef, PortRange, Protocol, Verify } from './model.ts';
 
 export type Verdict = 'allow' | 'deny' | 'audit';
@@ -48,25 +49,50 @@ export interface Grant {
   readonly ref: RuleRef;
 }
 
-const UNGOVERNED: Decision = {
+// Decisions are plain frozen values; the ones that do not depend on the question are shared.
+const UNGOVERNED: Decision = Object.freeze({
   verdict: 'allow',
   reason: Reason.Ungoverned,
   policy: null,
   rule: null,
   mode: null,
-};
+});
+const NO_MATCH: readonly [Decision, Decision] = [
+  Object.freeze({
+    verdict: 'deny',
+    reason: Reason.NoMatchingRule,
+    policy: null,
+    rule: null,
+    mode: 'Enforce',
+  }),
+  Object.freeze({ verdict: 'audit', reason: Reason.NoMatchingRule, policy: null, rule: null, mode: 'Audit' }),
+];
+
+/** The four decisions that name a rule (IndexedRule.decisions), built once at compile time. */
+export function ruleDecisions(policy: PolicyRef, rule: number): [Decision, Decision, Decision, Decision] {
+  const make = (verdict: Verdict, reason: Reason, mode: Mode): Decision =>
+    Object.freeze({ verdict, reason, policy, rule, mode });
+  return [
+    make('allow', Reason.FqdnRule, 'Enforce'),
+    make('allow', Reason.FqdnRule, 'Audit'),
+    make('deny', Reason.PortNotAllowed, 'Enforce'),
+    make('audit', Reason.PortNotAllowed, 'Audit'),
+  ];
+}
 
 // Reused across calls: decisions are synchronous, so one scratch array is enough and saves an
 // allocation per decision on the DNS hot path.
-const scratch: RuleRef[] = [];
+const scratch: IndexedRule[] = [];
 
-function matchingRules(set: CompiledPolicies, selection: Selection, name: CanonicalName): RuleRef[] {
+function matchingRules(set: CompiledPolicies, selection: Selection, name: CanonicalName): IndexedRule[] {
   scratch.length = 0;
   set.fqdns.match(name, scratch);
+  const selected = selection.selected;
   let kept = 0;
   for (let i = 0; i < scratch.length; i++) {
-    const ref = scratch[i] as RuleRef;
-    if (selection.selected[ref.policy] === 1) scratch[kept++] = ref;
+    const ref = scratch[i] as IndexedRule;
+    const p = ref.policy;
+    if ((((selected[p >>> 5] as number) >>> (p & 31)) & 1) === 1) scratch[kept++] = ref;
   }
   scratch.length = kept;
   return scratch;
@@ -84,6 +110,21 @@ function deny(set: CompiledPolicies, mode: Mode, reason: Reason, ref: RuleRef | 
 
 function allow(set: CompiledPolicies, mode: Mode, reason: Reason, ref: RuleRef): Decision {
   return { verdict: 'allow', reason, policy: set.policies[ref.policy]?.ref ?? null, rule: ref.rule, mode };
+}
+
+/**
+ * Of several matching rules, the decision names the first in policy order (the sorted order of
+ * CompiledPolicies), then rule order: the same answer whatever order the index reports matches
+ * in, and one people can predict from the policy names.
+ */
+function earlier(a: RuleRef, b: RuleRef | null): boolean {
+  return b === null || a.policy < b.policy || (a.policy === b.policy && a.rule < b.rule);
+}
+
+function firstOf<R extends RuleRef>(refs: readonly R[]): R | null {
+  let best: R | null = null;
+  for (const ref of refs) if (earlier(ref, best)) best = ref;
+  return best;
 }
 
 export function portAllows(ranges: readonly PortRange[], protocol: Protocol, port: number): boolean {
@@ -105,11 +146,24 @@ export function decide(
   const mode = selection.mode;
   if (mode === null) return UNGOVERNED;
   const refs = matchingRules(set, selection, name);
-  if (refs.length === 0) return deny(set, mode, Reason.NoMatchingRule, null);
-  for (const ref of refs) {
-    if (portAllows(set.rule(ref).ports, protocol, port)) return allow(set, mode, Reason.FqdnRule, ref);
+  const m = mode === 'Enforce' ? 0 : 1;
+  if (refs.length === 0) return NO_MATCH[m] as Decision;
+  const table = set.portTable;
+  const proto = protocol === 'TCP' ? 0 : 1;
+  let best: IndexedRule | null = null;
+  for (let i = 0; i < refs.length; i++) {
+    const ref = refs[i] as IndexedRule;
+    if (!earlier(ref, best)) continue;
+    // portAllows(ref.ports, protocol, port), on the compact copy of the ranges
+    for (let k = ref.portStart; k < ref.portEnd; k += 3) {
+      if (table[k] === proto && port >= (table[k + 1] as number) && port <= (table[k + 2] as number)) {
+        best = ref;
+        break;
+      }
+    }
   }
-  return deny(set, mode, Reason.PortNotAllowed, refs[0] ?? null);
+  if (best) return best.decisions[m] as Decision;
+  return (firstOf(refs) as IndexedRule).decisions[2 + m] as Decision;
 }
 
 /** May `identity` resolve `name` at all? True when some rule for the name allows some port. */
@@ -117,20 +171,17 @@ export function decideQuery(set: CompiledPolicies, identity: Identity, name: Can
   const selection = set.selection(identity);
   const mode = selection.mode;
   if (mode === null) return UNGOVERNED;
-  const refs = matchingRules(set, selection, name);
-  const first = refs[0];
-  if (!first) return deny(set, mode, Reason.NoMatchingRule, null);
-  return allow(set, mode, Reason.FqdnRule, first);
+  const first = firstOf(matchingRules(set, selection, name));
+  const m = mode === 'Enforce' ? 0 : 1;
+  if (!first) return NO_MATCH[m] as Decision;
+  return first.decisions[m] as Decision;
 }
 
 /** The port ranges (per rule) that resolving `name` opens for `identity`. */
 export function grantsFor(set: CompiledPolicies, identity: Identity, name: CanonicalName): Grant[] {
   const selection = set.selection(identity);
   if (selection.mode === null) return [];
-  return matchingRules(set, selection, name).map((ref) => {
-    const rule = set.rule(ref);
-    return { ports: rule.ports, verify: rule.verify, ref };
-  });
+  return matchingRules(set, selection, name).map((r) => ({ ports: r.ports, verify: r.verify, ref: r.ref }));
 }
 
 /** May `identity` connect to the address `ip` by a toCIDRs rule? */
@@ -145,11 +196,13 @@ export function decideAddress(
   const mode = selection.mode;
   if (mode === null) return UNGOVERNED;
   const refs = set.cidrRulesFor(selection, ip);
-  if (refs.length === 0) return deny(set, mode, Reason.NoMatchingRule, null);
+  if (refs.length === 0) return NO_MATCH[mode === 'Enforce' ? 0 : 1] as Decision;
+  let best: RuleRef | null = null;
   for (const ref of refs) {
-    if (portAllows(set.rule(ref).ports, protocol, port)) return allow(set, mode, Reason.CidrRule, ref);
+    if (earlier(ref, best) && portAllows(set.rule(ref).ports, protocol, port)) best = ref;
   }
-  return deny(set, mode, Reason.PortNotAllowed, refs[0] ?? null);
+  if (best) return allow(set, mode, Reason.CidrRule, best);
+  return deny(set, mode, Reason.PortNotAllowed, firstOf(refs));
 }
 
 /** Does a toCIDRs rule of a selecting policy cover `ip`? Lets answers in denied ranges be learned. */

@@ -4,7 +4,7 @@
  * decide, so the explanation cannot drift from the decision.
  */
 import type { CanonicalName } from '../core/names.ts';
-import type { CompiledPolicies } from './compile.ts';
+import { type CompiledPolicies, isSelected } from './compile.ts';
 import { type Decision, decide, portAllows } from './decide.ts';
 import { type Identity, type PortRange, type Protocol, policyRefText } from './model.ts';
 import { patternMatches } from './pattern.ts';
@@ -50,8 +50,9 @@ export function explain(
     for (const i of selecting) {
       const p = set.policies[i];
       if (!p) continue;
-      const counted =
-        selection.selected[i] === 1 ? '' : ' (not counted: an Enforce policy also selects the source)';
+      const counted = isSelected(selection, i)
+        ? ''
+        : ' (not counted: an Enforce policy also selects the source)';
       lines.push(`selected by ${p.ref.kind} ${policyRefText(p.ref)} [${p.mode}]${counted}`);
     }
     lines.push(`governed in ${selection.mode} mode`);

@@ -63,6 +63,9 @@ export function parsePattern(text: string, options: PatternOptions = {}): FqdnPa
   }
   const body = text.endsWith('.') ? text.slice(0, -1) : text;
   const labels = body.split('.');
+  // Only the one trailing dot (the root) is dropped; any other empty label is an error, also
+  // where it would leave an empty fixed part ("*.." is not "*").
+  if (labels.includes('')) return new PatternError(text, 'empty label (two dots in a row, or a leading dot)');
   const first = labels[0] ?? '';
   const rest = labels.slice(1).join('.');
   const restHasStar = rest.includes('*');
@@ -70,7 +73,8 @@ export function parsePattern(text: string, options: PatternOptions = {}): FqdnPa
   if ((first === '*' || first === '**') && !restHasStar) {
     const suffix = rest === '' ? '' : canonicalSuffix(text, rest);
     if (suffix instanceof PatternError) return suffix;
-    const guard = publicSuffixGuard(text, suffix, options);
+    const guard =
+      publicSuffixGuard(text, suffix, options) ?? lengthGuard(text, suffix === '' ? 1 : suffix.length + 2);
     if (guard) return guard;
     return first === '*' ? { kind: 'one-label', suffix } : { kind: 'any-depth', suffix };
   }
@@ -114,7 +118,12 @@ function parseLabelGlob(text: string, labels: string[], options: PatternOptions)
   const suffixText = rest.slice(lastGlob + 1).join('.');
   const suffix = suffixText === '' ? '' : canonicalSuffix(text, suffixText);
   if (suffix instanceof PatternError) return suffix;
-  const guard = publicSuffixGuard(text, suffix, options);
+  // The shortest name the pattern can match: every glob label needs at least one octet.
+  const shortest =
+    globs.reduce((n, g) => n + Math.max(1, g.replaceAll('*', '').length) + 1, -1) +
+    (anyDepthPrefix ? 2 : 0) +
+    (suffix === '' ? 0 : suffix.length + 1);
+  const guard = publicSuffixGuard(text, suffix, options) ?? lengthGuard(text, shortest);
   if (guard) return guard;
   return { kind: 'label-glob', globs, suffix, anyDepthPrefix };
 }
@@ -135,6 +144,15 @@ function stripQuoted(message: string, quoted: string): string {
 export function isPublicSuffix(name: string): boolean {
   if (name === '') return true;
   return getPublicSuffix(name, { allowPrivateDomains: false }) === name;
+}
+
+/** A wildcard no name of at most 253 octets can match is a mistake (NAME-11), not a rule. */
+function lengthGuard(text: string, shortest: number): PatternError | null {
+  if (shortest <= MAX_NAME_OCTETS) return null;
+  return new PatternError(
+    text,
+    `no name can match: the shortest match has ${shortest} octets; at most ${MAX_NAME_OCTETS} are allowed`,
+  );
 }
 
 function publicSuffixGuard(text: string, suffix: string, options: PatternOptions): PatternError | null {

@@ -83,6 +83,11 @@ export function validateSelector(selector: LabelSelector, path: string): Array<[
     if ((req.operator === 'Exists' || req.operator === 'DoesNotExist') && n > 0) {
       problems.push([`${at}.values`, `operator ${req.operator} takes no values`]);
     }
+    (req.values ?? []).forEach((value, j) => {
+      if (!LABEL_VALUE.test(value)) {
+        problems.push([`${at}.values[${j}]`, `${JSON.stringify(value)} is not a valid label value`]);
+      }
+    });
   });
   return problems;
 }

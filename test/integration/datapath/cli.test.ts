@@ -22,7 +22,7 @@ test('datapath status shows sets and counters; uninstall removes the table', asy
   const status = JSON.parse(await ns.run([NODE, 'src/cli/main.ts', 'datapath', 'status', '--json']));
   assert.equal(status.present, true);
   assert.equal(status.sets.find((s: { name: string }) => s.name === 'allow4').elements, 1);
-  assert.deepEqual(status.drops, [{ source: '10.0.0.1', mode: 'Audit', packets: 0 }]);
+  assert.deepEqual(status.drops, [{ source: '10.0.0.1', range: '10.0.0.1', mode: 'Audit', packets: 0 }]);
   const text = await ns.run([NODE, 'src/cli/main.ts', 'datapath', 'status']);
   assert.match(text, /set allow4/);
   assert.match(await ns.run([NODE, 'src/cli/main.ts', 'datapath', 'uninstall']), /deleted/);

@@ -20,7 +20,11 @@ const methods: Record<string, (...args: never[]) => Promise<unknown>> = {
     dp = await NftDatapath.open({ ...options, executor: options.executorKind ?? 'addon' });
     return dp.executorKind;
   },
-  reconcile: (state: Parameters<NftDatapath['reconcile']>[0]) => need().reconcile(state),
+  /** Returns what the reconcile changed. */
+  reconcile: async (state: Parameters<NftDatapath['reconcile']>[0]) => {
+    await need().reconcile(state);
+    return need().lastReconcile;
+  },
   learn: (elements: Parameters<NftDatapath['learn']>[0]) => need().learn(elements),
   /** Several learn calls at once, to exercise coalescing; returns each call's outcome. */
   learnMany: async (calls: Parameters<NftDatapath['learn']>[0][]) =>

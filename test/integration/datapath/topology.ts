@@ -89,15 +89,63 @@ export async function startServer(ns: Netns, name: string, ports: number[]): Pro
 
 export type Probe = { result: string; reply?: string };
 
+/** One exchange; `local` picks the source address (one of the namespace's own). */
 export async function probe(
   ns: Netns,
   proto: 'tcp' | 'udp',
   host: string,
   port: number,
   timeoutMs = 1500,
+  local?: string,
 ): Promise<Probe> {
-  const child = ns.spawn([NODE, PEER, proto, host, String(port), String(timeoutMs)]);
+  const child = ns.spawn([
+    NODE,
+    PEER,
+    proto,
+    host,
+    String(port),
+    String(timeoutMs),
+    ...(local ? [local] : []),
+  ]);
   return firstJson(lines(child));
+}
+
+/** A UDP server that keeps sending to every peer that contacted it (see peer.ts `streamer`). */
+export async function startStreamer(ns: Netns, port: number): Promise<void> {
+  const child = ns.spawn([NODE, PEER, 'streamer', String(port)]);
+  const r = await firstJson(lines(child));
+  if (r.result !== 'ready') throw new Error(`streamer did not start: ${JSON.stringify(r)}`);
+}
+
+/** One UDP socket towards host:port: send() a datagram, count() what came back since last time. */
+export class UdpClient {
+  readonly #child: ChildProcess;
+  readonly #it: AsyncIterator<string>;
+
+  private constructor(child: ChildProcess) {
+    this.#child = child;
+    this.#it = lines(child);
+  }
+
+  static async open(ns: Netns, host: string, port: number): Promise<UdpClient> {
+    const c = new UdpClient(ns.spawn([NODE, PEER, 'udpclient', host, String(port)]));
+    const r = await firstJson(c.#it);
+    if (r.result !== 'ready') throw new Error(`udp client: ${JSON.stringify(r)}`);
+    return c;
+  }
+
+  send(): void {
+    this.#child.stdin?.write('send\n');
+  }
+
+  async count(): Promise<{ received: number; echoes: number }> {
+    this.#child.stdin?.write('count\n');
+    return (await firstJson(this.#it)) as unknown as { received: number; echoes: number };
+  }
+
+  close(): void {
+    this.#child.kill('SIGKILL');
+  }
 }
 
 /** A long-lived TCP connection; ping() sends one line and reports the echo or its absence. */

@@ -7,7 +7,9 @@ import {
   cidrRange,
   ipToBigInt,
   mergeRanges,
+  parseRangeText,
   prefixRange,
+  rangePrefixes,
   rangeText,
   subtractRanges,
 } from '../../../src/datapath/ip-range.ts';
@@ -73,4 +75,47 @@ test('prefixRange masks host bits and rejects bad lengths', () => {
   );
   assert.equal(prefixRange('10.1.2.3', 33), null);
   assert.equal(prefixRange('nope', 8), null);
+});
+
+test('rangePrefixes: the fewest aligned prefixes whose union is the range (property)', () => {
+  const v4 = (n: number) => ({ family: 4 as const, start: BigInt(n), end: BigInt(n) });
+  assert.deepEqual(rangePrefixes({ family: 4, start: 0n, end: 2n ** 32n - 1n }), [['0.0.0.0', 0]]);
+  assert.deepEqual(rangePrefixes(v4(5)), [['0.0.0.5', 32]]);
+  const r = parseRangeText('10.0.1.3-10.0.1.255');
+  assert.ok(r);
+  assert.deepEqual(rangePrefixes(r), [
+    ['10.0.1.3', 32],
+    ['10.0.1.4', 30],
+    ['10.0.1.8', 29],
+    ['10.0.1.16', 28],
+    ['10.0.1.32', 27],
+    ['10.0.1.64', 26],
+    ['10.0.1.128', 25],
+  ]);
+  fc.assert(
+    fc.property(fc.nat(2 ** 32 - 1), fc.nat(2 ** 32 - 1), (a, b) => {
+      const range = { family: 4 as const, start: BigInt(Math.min(a, b)), end: BigInt(Math.max(a, b)) };
+      const ps = rangePrefixes(range);
+      if (ps.length > 62) return false;
+      let next = range.start;
+      for (const [addr, len] of ps) {
+        const start = ipToBigInt(addr);
+        const size = 1n << BigInt(32 - len);
+        // Contiguous and aligned (greedy largest blocks: at most 2 x 31 of them).
+        if (start !== next || start % size !== 0n) return false;
+        next = start + size;
+      }
+      return next === range.end + 1n;
+    }),
+  );
+});
+
+test('parseRangeText reads what rangeText prints', () => {
+  for (const t of ['10.0.0.1', '10.0.0.1-10.0.0.9', 'fd00::-fd00::ff', '::']) {
+    const r = parseRangeText(t);
+    assert.ok(r, t);
+    assert.equal(rangeText(r), t);
+  }
+  for (const t of ['10.0.0.9-10.0.0.1', '10.0.0.1-fd00::1', 'x', '10.0.0.1/24', ''])
+    assert.equal(parseRangeText(t), null, t);
 });

@@ -109,3 +109,61 @@ test('an element already committed with a longer life is not re-sent; forget sen
   );
   await dp.close();
 });
+
+test('drop counters: one row per owned range, owner and mode from the comment (or the audit set)', async () => {
+  const set = (name: string, elem: unknown[]) =>
+    JSON.stringify({
+      nftables: [
+        { set: { family: 'inet', name, table: 'namegate', type: 'ipv4_addr', flags: ['interval'], elem } },
+      ],
+    });
+  const listings: Record<string, string> = {
+    drops4: set('drops4', [
+      {
+        elem: {
+          val: { prefix: { addr: '10.0.1.0', len: 31 } },
+          comment: 'Enforce 10.0.1.0/24',
+          counter: { packets: 3, bytes: 1 },
+        },
+      },
+      { elem: { val: '10.0.1.2', comment: 'Audit 10.0.1.2', counter: { packets: 5, bytes: 1 } } },
+      {
+        elem: {
+          val: { range: ['10.0.1.3', '10.0.1.255'] },
+          comment: 'Enforce 10.0.1.0/24',
+          counter: { packets: 4, bytes: 1 },
+        },
+      },
+      // Written by an older driver: no comment.
+      { elem: { val: { prefix: { addr: '10.0.9.0', len: 24 } }, counter: { packets: 1, bytes: 1 } } },
+      { elem: { val: '10.0.8.1', counter: { packets: 2, bytes: 1 } } },
+    ]),
+    audit4: set('audit4', ['10.0.1.2', { prefix: { addr: '10.0.9.0', len: 24 } }]),
+  };
+  const exec: NftExecutor = {
+    kind: 'addon',
+    run: async (commands: string) => {
+      const name = /^list set inet namegate (\w+)$/.exec(commands)?.[1] ?? '';
+      const out = listings[name];
+      return out
+        ? { ok: true, out, err: '' }
+        : { ok: false, out: '', err: 'Error: No such file or directory' };
+    },
+    close: async () => {},
+  };
+  const registry = createRegistry();
+  const metrics = new DatapathMetrics(registry);
+  const dp = await NftDatapath.open({ executor: exec, clock: new ManualClock(), metrics, conntrack: null });
+  assert.deepEqual(await dp.readDropCounters(), [
+    { source: '10.0.1.0/24', range: '10.0.1.0-10.0.1.1', mode: 'Enforce', packets: 3 },
+    { source: '10.0.1.2', range: '10.0.1.2', mode: 'Audit', packets: 5 },
+    { source: '10.0.1.0/24', range: '10.0.1.3-10.0.1.255', mode: 'Enforce', packets: 4 },
+    { source: '10.0.9.0/24', range: '10.0.9.0-10.0.9.255', mode: 'Audit', packets: 1 },
+    { source: '10.0.8.1', range: '10.0.8.1', mode: 'Enforce', packets: 2 },
+  ]);
+  // The metric sums a source's ranges.
+  const text = await registry.metrics();
+  assert.match(text, /namegate_datapath_dropped_packets_total\{source="10\.0\.1\.0\/24",mode="Enforce"\} 7/);
+  assert.match(text, /namegate_datapath_dropped_packets_total\{source="10\.0\.1\.2",mode="Audit"\} 5/);
+  await dp.close();
+});

@@ -6,9 +6,12 @@ import {
   addLearnedCommands,
   diffTexts,
   disjointBoxes,
+  elementKeyText,
   mergePorts,
+  parseDropComment,
   removeLearnedCommands,
   StaticStateError,
+  staticElementCommands,
   staticElements,
   timeoutText,
 } from '../../../src/datapath/nft-elements.ts';
@@ -74,14 +77,17 @@ test('static elements: Enforce wins over Audit; drop counters for every governed
   });
   assert.deepEqual([...(s.get('enforce4') ?? [])], ['10.0.0.1']);
   assert.deepEqual([...(s.get('audit4') ?? [])], ['10.0.0.2']);
-  assert.deepEqual([...(s.get('drops4') ?? [])].sort(), ['10.0.0.1', '10.0.0.2']);
+  assert.deepEqual([...(s.get('drops4') ?? [])].sort(), [
+    '10.0.0.1 comment "Enforce 10.0.0.1"',
+    '10.0.0.2 comment "Audit 10.0.0.2"',
+  ]);
   assert.deepEqual([...(s.get('enforce6') ?? [])], ['fd00::1']);
   assert.deepEqual([...(s.get('verify4') ?? [])], ['10.0.0.1 . 440-451']);
 });
 
 test('static elements: CIDR minus except, made disjoint', () => {
   const s = staticElements({
-    sources: [],
+    sources: [{ ip: '10.0.0.1', mode: 'Enforce' }],
     cidrs: [
       {
         source: '10.0.0.1',
@@ -189,4 +195,98 @@ test('mergePorts and diffTexts', () => {
 
 test('StaticStateError is an Error', () => {
   assert.ok(new StaticStateError('x') instanceof Error);
+});
+
+test('CIDR sources: longest prefix owns; the /24 allows and verify ports skip the /32 carved out', () => {
+  const s = staticElements({
+    sources: [
+      { ip: '10.0.1.0/24', mode: 'Enforce' },
+      { ip: '10.0.1.2/32', mode: 'Audit' },
+      { ip: '10.0.1.3', mode: 'Enforce' },
+    ],
+    cidrs: [
+      {
+        source: '10.0.1.0/24',
+        cidr: cidr('203.0.113.0/24'),
+        except: [],
+        protocol: 'TCP',
+        portFrom: 443,
+        portTo: 443,
+      },
+      {
+        source: '10.0.1.2',
+        cidr: cidr('198.51.100.7/32'),
+        except: [],
+        protocol: 'UDP',
+        portFrom: 53,
+        portTo: 53,
+      },
+      // Not governed: left out.
+      {
+        source: '10.9.0.0/16',
+        cidr: cidr('1.1.1.1/32'),
+        except: [],
+        protocol: 'TCP',
+        portFrom: 1,
+        portTo: 1,
+      },
+    ],
+    verify: [
+      { source: '10.0.1.0/24', protocol: 'TCP', portFrom: 8443, portTo: 8443 },
+      { source: '10.0.1.3/32', protocol: 'TCP', portFrom: 443, portTo: 443 },
+    ],
+  });
+  assert.deepEqual([...(s.get('enforce4') ?? [])], ['10.0.1.0-10.0.1.1', '10.0.1.3-10.0.1.255']);
+  assert.deepEqual([...(s.get('audit4') ?? [])], ['10.0.1.2']);
+  assert.deepEqual(
+    [...(s.get('drops4') ?? [])],
+    [
+      '10.0.1.0-10.0.1.1 comment "Enforce 10.0.1.0/24"',
+      '10.0.1.2 comment "Audit 10.0.1.2"',
+      '10.0.1.3 comment "Enforce 10.0.1.3"',
+      '10.0.1.4-10.0.1.255 comment "Enforce 10.0.1.0/24"',
+    ],
+  );
+  assert.deepEqual(
+    [...(s.get('cidr4') ?? [])].sort(),
+    [
+      '10.0.1.0-10.0.1.1 . 203.0.113.0-203.0.113.255 . tcp . 443',
+      '10.0.1.2 . 198.51.100.7 . udp . 53',
+      '10.0.1.4-10.0.1.255 . 203.0.113.0-203.0.113.255 . tcp . 443',
+    ].sort(),
+  );
+  assert.deepEqual(
+    [...(s.get('verify4') ?? [])].sort(),
+    ['10.0.1.0-10.0.1.1 . 8443', '10.0.1.3 . 443', '10.0.1.4-10.0.1.255 . 8443'].sort(),
+  );
+});
+
+test('ungoverned prefixes are carved out of governed ones', () => {
+  const s = staticElements({
+    sources: [{ ip: '10.0.1.0/24', mode: 'Enforce' }],
+    cidrs: [],
+    verify: [],
+    ungoverned: ['10.0.1.128/25', '10.0.1.0/24'],
+  });
+  assert.deepEqual([...(s.get('enforce4') ?? [])], ['10.0.1.0-10.0.1.127']);
+  assert.throws(
+    () => staticElements({ sources: [], cidrs: [], verify: [], ungoverned: ['10.0.1.1/24'] }),
+    StaticStateError,
+  );
+});
+
+test('element comments: only in add commands; delete takes the key', () => {
+  assert.equal(elementKeyText('10.0.1.2 comment "Audit 10.0.1.2"'), '10.0.1.2');
+  assert.equal(elementKeyText('10.0.1.2'), '10.0.1.2');
+  assert.deepEqual(parseDropComment('Enforce 10.0.1.0/24'), { mode: 'Enforce', owner: '10.0.1.0/24' });
+  assert.equal(parseDropComment('something else'), null);
+  assert.equal(parseDropComment(null), null);
+  assert.deepEqual(
+    staticElementCommands('delete', 'namegate', 'drops4', ['10.0.1.2 comment "Audit 10.0.1.2"']),
+    ['delete element inet namegate drops4 { 10.0.1.2 }'],
+  );
+  assert.deepEqual(
+    staticElementCommands('add', 'namegate', 'drops4', ['10.0.1.2 comment "Audit 10.0.1.2"']),
+    ['add element inet namegate drops4 { 10.0.1.2 comment "Audit 10.0.1.2" }'],
+  );
 });

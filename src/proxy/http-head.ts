@@ -1,0 +1,277 @@
+/**
+ * A strict, bounded HTTP/1.x request-head reader for the proxies (plain HTTP on verify ports, and
+ * the CONNECT proxy's requests). Pure: bytes in, a head or a stable reason out; never throws.
+ *
+ * Strictness is the point (NODE-08, RFC 9112): every line ends in CRLF (a bare LF or CR is
+ * refused), no obs-fold, no whitespace between a field name and its colon, no control bytes in
+ * values, one Host, no duplicate or comma-listed Content-Length, Transfer-Encoding only as a lone
+ * `chunked` and never together with Content-Length. A request two parsers could read differently
+ * is refused rather than interpreted. h2c upgrades and the HTTP/2 prior-knowledge preface are
+ * refused because nothing after them could be inspected (SNI-08, SNI-09).
+ */
+import { isIP } from 'node:net';
+import { canonicalIp } from '../core/ip.ts';
+import { type CanonicalName, tryCanonicalName } from '../core/names.ts';
+
+export type HeadReason =
+  /** Not an HTTP/1.x request line at all. */
+  | 'not_http'
+  /** Syntax broken (request line, field line, target). */
+  | 'malformed'
+  /** A line ended in LF without CR, or a CR without LF. */
+  | 'bare_lf'
+  /** A field line starts with whitespace (obsolete line folding). */
+  | 'obs_fold'
+  /** The head is larger than the cap, or has too many fields. */
+  | 'too_large'
+  /** HTTP version other than 1.0 / 1.1. */
+  | 'bad_version'
+  /** Content-Length twice, comma-listed, not a number, or together with Transfer-Encoding. */
+  | 'bad_length'
+  /** Transfer-Encoding other than a single `chunked`. */
+  | 'bad_transfer_encoding'
+  /** No Host, two Hosts, or a Host that is not an authority. */
+  | 'bad_host'
+  /** The absolute-form target's authority differs from Host. */
+  | 'authority_mismatch'
+  /** `Upgrade: h2c` or an HTTP2-Settings field. */
+  | 'h2c_upgrade'
+  /** The HTTP/2 connection preface (prior knowledge). */
+  | 'h2_prior_knowledge';
+
+export interface HeadLimits {
+  readonly maxHeadBytes: number;
+  readonly maxFields: number;
+}
+
+export const DEFAULT_HEAD_LIMITS: HeadLimits = { maxHeadBytes: 16_384, maxFields: 100 };
+
+/** host[:port] after normalisation: a canonical name or a canonical IP literal. */
+export interface Authority {
+  readonly host: CanonicalName | null;
+  /** Set when the host is an IP literal (then `host` is null). */
+  readonly ip: string | null;
+  /** The explicit port, or null when none was written. */
+  readonly port: number | null;
+}
+
+export type BodyFraming =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'length'; readonly length: number }
+  | { readonly kind: 'chunked' };
+
+export interface RequestHead {
+  readonly method: string;
+  readonly target: string;
+  readonly version: '1.0' | '1.1';
+  /** Field names lowercased, values trimmed, in order. */
+  readonly fields: ReadonlyArray<readonly [string, string]>;
+  readonly host: Authority;
+  /** absolute-form: the target's authority; CONNECT: the authority-form target; else null. */
+  readonly targetAuthority: Authority | null;
+  /** The target's scheme for absolute-form ('http' | 'https'), else null. */
+  readonly scheme: string | null;
+  readonly body: BodyFraming;
+  /** The Upgrade field's value (e.g. "websocket"), or null. */
+  readonly upgrade: string | null;
+  /** Bytes of the head including the final empty line. */
+  readonly headBytes: number;
+}
+
+export type HeadResult =
+  | { readonly kind: 'more' }
+  | { readonly kind: 'head'; readonly head: RequestHead }
+  | { readonly kind: 'error'; readonly reason: HeadReason; readonly detail: string };
+
+const MORE: HeadResult = Object.freeze({ kind: 'more' });
+const fail = (reason: HeadReason, detail: string): HeadResult => ({ kind: 'error', reason, detail });
+
+const H2_PREFACE = 'PRI * HTTP/2.0\r\n';
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Visible ASCII only: no space, no control, no obs-text in a request target.
+const TARGET = /^[\x21-\x7e]+$/;
+// Field values: visible ASCII, space and tab (obs-text refused: nothing we check needs it).
+const VALUE = /^[\x20-\x7e\t]*$/;
+
+function isTokenByte(c: number): boolean {
+  return (
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x30 && c <= 0x39) ||
+    '!#$%&\'*+-.^_`|~'.includes(String.fromCharCode(c))
+  );
+}
+
+/** Where the head ends (index after the empty line), -1 when not yet, or a reason for bare line ends. */
+function findHeadEnd(buf: Uint8Array, limit: number): number | HeadReason {
+  const n = Math.min(buf.length, limit);
+  let lineStart = 0;
+  for (let i = 0; i < n; i++) {
+    const c = buf[i]!;
+    if (c === 0x0a) return 'bare_lf';
+    if (c !== 0x0d) continue;
+    if (i + 1 >= buf.length) return -1;
+    if (buf[i + 1] !== 0x0a) return 'bare_lf';
+    if (i === lineStart) return i + 2;
+    i++;
+    lineStart = i + 1;
+  }
+  return -1;
+}
+
+/**
+ * Read the request head at the start of `buf`. `defaultPort` is the port an authority without
+ * one means (80 for http targets and the transparent proxy).
+ */
+export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = DEFAULT_HEAD_LIMITS): HeadResult {
+  if (buf.length === 0) return MORE;
+  // The HTTP/2 preface, as early as its first bytes prove it.
+  const pre = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, H2_PREFACE.length)).toString('latin1');
+  if (H2_PREFACE.startsWith(pre) && pre.length >= 4) {
+    return pre.length === H2_PREFACE.length
+      ? fail('h2_prior_knowledge', 'the HTTP/2 connection preface')
+      : MORE;
+  }
+  if (!isTokenByte(buf[0]!)) return fail('not_http', `first byte 0x${buf[0]!.toString(16)} does not start a method`);
+  const end = findHeadEnd(buf, limits.maxHeadBytes);
+  if (typeof end === 'string') return fail(end, 'a line does not end in CRLF');
+  if (end < 0) {
+    if (buf.length >= limits.maxHeadBytes) return fail('too_large', `no end of head within ${limits.maxHeadBytes} bytes`);
+    // Fail early on a request line that cannot become valid.
+    const firstLine = Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('latin1');
+    const sp = firstLine.indexOf(' ');
+    if (sp < 0 ? !TOKEN.test(firstLine) : !TOKEN.test(firstLine.slice(0, sp)))
+      return fail('not_http', 'the request line does not start with a method');
+    return MORE;
+  }
+  const text = Buffer.from(buf.buffer, buf.byteOffset, end).toString('latin1');
+  const lines = text.slice(0, -4).split('\r\n');
+  const requestLine = lines[0]!;
+  const m = /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(requestLine);
+  if (!m) return fail('malformed', 'bad request line');
+  const method = m[1]!;
+  const target = m[2]!;
+  if (!TOKEN.test(method)) return fail('malformed', 'bad method');
+  if (m[3] !== '1' || (m[4] !== '0' && m[4] !== '1'))
+    return fail('bad_version', `HTTP/${m[3]}.${m[4]} is not HTTP/1.0 or 1.1`);
+  const version = m[4] === '1' ? '1.1' : '1.0';
+  if (!TARGET.test(target)) return fail('malformed', 'bad request target');
+  if (lines.length - 1 > limits.maxFields) return fail('too_large', `more than ${limits.maxFields} fields`);
+
+  const fields: Array<readonly [string, string]> = [];
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.startsWith(' ') || line.startsWith('\t')) return fail('obs_fold', 'obsolete line folding');
+    const colon = line.indexOf(':');
+    if (colon <= 0) return fail('malformed', 'a field line without a name');
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) return fail('malformed', `bad field name ${JSON.stringify(name.slice(0, 40))}`);
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (!VALUE.test(value)) return fail('malformed', `field ${name} holds a control byte`);
+    fields.push([name.toLowerCase(), value]);
+  }
+
+  const all = (n: string) => fields.filter(([k]) => k === n).map(([, v]) => v);
+  const hosts = all('host');
+  if (hosts.length !== 1) return fail('bad_host', hosts.length === 0 ? 'no Host field' : 'more than one Host field');
+  const host = parseAuthority(hosts[0]!);
+  if (typeof host === 'string') return fail('bad_host', host);
+
+  let targetAuthority: Authority | null = null;
+  let scheme: string | null = null;
+  if (method === 'CONNECT') {
+    const a = parseAuthority(target);
+    if (typeof a === 'string') return fail('malformed', `CONNECT target: ${a}`);
+    if (a.port === null) return fail('malformed', 'CONNECT target without a port');
+    targetAuthority = a;
+  } else if (!target.startsWith('/') && !(target === '*' && method === 'OPTIONS')) {
+    const u = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([/?#].*)?$/.exec(target);
+    if (!u) return fail('malformed', 'the target is neither origin-form nor absolute-form');
+    scheme = u[1]!.toLowerCase();
+    if (scheme !== 'http' && scheme !== 'https') return fail('malformed', `scheme ${scheme} is not http(s)`);
+    if (u[2]!.includes('@')) return fail('malformed', 'userinfo in the target');
+    const a = parseAuthority(u[2]!);
+    if (typeof a === 'string') return fail('malformed', `target authority: ${a}`);
+    targetAuthority = a;
+    const dflt = scheme === 'https' ? 443 : 80;
+    if (!sameAuthority(a, host, dflt))
+      return fail('authority_mismatch', 'the absolute-form authority differs from Host');
+  }
+
+  const lengths = all('content-length');
+  const te = all('transfer-encoding');
+  let body: BodyFraming = { kind: 'none' };
+  if (te.length > 0) {
+    if (lengths.length > 0) return fail('bad_length', 'Content-Length together with Transfer-Encoding');
+    if (te.length > 1 || te[0]!.toLowerCase() !== 'chunked' || version === '1.0')
+      return fail('bad_transfer_encoding', 'Transfer-Encoding other than one chunked');
+    body = { kind: 'chunked' };
+  } else if (lengths.length > 0) {
+    if (lengths.length > 1) return fail('bad_length', 'more than one Content-Length');
+    if (!/^[0-9]{1,15}$/.test(lengths[0]!)) return fail('bad_length', 'Content-Length is not a number');
+    const n = Number(lengths[0]);
+    body = n === 0 ? { kind: 'none' } : { kind: 'length', length: n };
+  }
+
+  if (all('http2-settings').length > 0) return fail('h2c_upgrade', 'an HTTP2-Settings field (h2c upgrade)');
+  const upgrades = all('upgrade');
+  if (upgrades.length > 1) return fail('malformed', 'more than one Upgrade field');
+  const upgrade = upgrades[0] ?? null;
+  if (upgrade !== null) {
+    for (const p of upgrade.split(',')) {
+      const proto = (p.trim().split('/')[0] ?? '').toLowerCase();
+      if (proto === 'h2c' || proto === 'h2') return fail('h2c_upgrade', `Upgrade: ${proto} cannot be inspected`);
+    }
+  }
+  return {
+    kind: 'head',
+    head: { method, target, version, fields, host, targetAuthority, scheme, body, upgrade, headBytes: end },
+  };
+}
+
+/**
+ * host[:port] with the host a name (canonicalized: case, one trailing dot, IDNA) or an IP
+ * literal (IPv6 in brackets). Returns a message when it is neither.
+ */
+export function parseAuthority(text: string): Authority | string {
+  if (text.length === 0 || text.length > 300) return 'empty or overlong authority';
+  let hostText: string;
+  let portText: string | null = null;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0) return 'unclosed [';
+    hostText = text.slice(1, close);
+    const rest = text.slice(close + 1);
+    if (rest !== '') {
+      if (!rest.startsWith(':')) return 'junk after ]';
+      portText = rest.slice(1);
+    }
+    if (isIP(hostText) !== 6) return 'not an IPv6 literal in brackets';
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon >= 0) {
+      hostText = text.slice(0, colon);
+      portText = text.slice(colon + 1);
+    } else hostText = text;
+    if (hostText.includes(':')) return 'an IPv6 literal must be in brackets';
+  }
+  let port: number | null = null;
+  if (portText !== null) {
+    if (!/^[0-9]{1,5}$/.test(portText)) return 'bad port';
+    port = Number(portText);
+    if (port < 1 || port > 65535) return 'port out of range';
+  }
+  const bare = hostText.endsWith('.') ? hostText.slice(0, -1) : hostText;
+  if (isIP(bare) !== 0) return { host: null, ip: canonicalIp(bare), port };
+  const name = tryCanonicalName(hostText);
+  if (typeof name !== 'string') {
+    if (name.rule === 'numeric-tld' || name.rule === 'ip-literal') return 'an IP address in a non-canonical form';
+    return name.message;
+  }
+  return { host: name, ip: null, port };
+}
+
+/** Do two authorities name the same host and effective port? */
+export function sameAuthority(a: Authority, b: Authority, defaultPort: number): boolean {
+  return a.host === b.host && a.ip === b.ip && (a.port ?? defaultPort) === (b.port ?? defaultPort);
+}
