@@ -10,17 +10,69 @@ import type { AllowElement } from '../../src/datapath/datapath.ts';
 import { NftDatapath } from '../../src/datapath/nft-driver.ts';
 import { type NftExecutor, openExecutor } from '../../src/datapath/nft-executor.ts';
 
-/** Times every transaction, to tell queueing from kernel time. */
-function timed(inner: NftExecutor, into: number[]): NftExecutor {
+interface Span {
+  readonly start: number;
+  end: number;
+}
+
+/** Times every write transaction (start and end as the event loop sees them). */
+function timed(inner: NftExecutor, into: Span[]): NftExecutor {
   return {
     kind: inner.kind,
     run: async (commands, options) => {
-      const t0 = performance.now();
+      const span = { start: performance.now(), end: Number.NaN };
       const r = await inner.run(commands, options);
-      if (!commands.startsWith('list ')) into.push(performance.now() - t0);
+      span.end = performance.now();
+      if (!commands.startsWith('list ')) into.push(span);
       return r;
     },
     close: () => inner.close(),
+  };
+}
+
+function quantile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN;
+}
+
+/**
+ * Where each call's time went. The writer is FIFO and batches never fill at these rates, so a
+ * call rides the first transaction that starts after it was made: `queued` is the wait for that
+ * start (behind the transaction in flight, plus event-loop delay), `txn` the transaction as the
+ * event loop sees it (libuv pool hand-off, libnftables, kernel, completion callback), `settle`
+ * from its end to the caller's continuation.
+ */
+function breakdown(calls: readonly { t0: number; done: number }[], spans: readonly Span[]) {
+  const starts = spans.map((s) => s.start);
+  const parts = { queued: [] as number[], txn: [] as number[], settle: [] as number[] };
+  const slow: { queued: number; txn: number; settle: number }[] = [];
+  const total = calls.map((c) => c.done - c.t0).sort((a, b) => a - b);
+  const p99 = quantile(total, 0.99);
+  for (const c of calls) {
+    let lo = 0;
+    let hi = starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((starts[mid] as number) < c.t0) lo = mid + 1;
+      else hi = mid;
+    }
+    const s = spans[lo];
+    if (!s) continue;
+    const x = { queued: s.start - c.t0, txn: s.end - s.start, settle: c.done - s.end };
+    parts.queued.push(x.queued);
+    parts.txn.push(x.txn);
+    parts.settle.push(x.settle);
+    if (c.done - c.t0 >= p99) slow.push(x);
+  }
+  const q = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return { p50: quantile(s, 0.5), p99: quantile(s, 0.99) };
+  };
+  const mean = (k: 'queued' | 'txn' | 'settle') => slow.reduce((n, x) => n + x[k], 0) / Math.max(1, slow.length);
+  return {
+    queued: q(parts.queued),
+    txn: q(parts.txn),
+    settle: q(parts.settle),
+    slowest1pct: { queued: mean('queued'), txn: mean('txn'), settle: mean('settle') },
   };
 }
 
@@ -34,11 +86,12 @@ function filler(i: number, source: string): AllowElement {
 }
 
 async function commit(executor: 'addon' | 'spawn', rate: number, seconds: number): Promise<void> {
-  const txns: number[] = [];
+  const spans: Span[] = [];
   const dp = await NftDatapath.open({
-    executor: timed(await openExecutor(executor), txns),
+    executor: timed(await openExecutor(executor), spans),
     conntrack: null,
     maxQueuedElements: 1_000_000,
+    writerStart: process.env['BENCH_WRITER_START'] === 'now' ? 'now' : 'immediate',
   });
   const sources = Array.from({ length: 100 }, (_, i) => `10.77.${i >> 8}.${i & 255}`);
   await dp.reconcile({
@@ -51,6 +104,7 @@ async function commit(executor: 'addon' | 'spawn', rate: number, seconds: number
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const latencies: number[] = [];
+  const calls: { t0: number; done: number }[] = [];
   const pending: Promise<void>[] = [];
   let failures = 0;
   const start = performance.now();
@@ -63,7 +117,9 @@ async function commit(executor: 'addon' | 'spawn', rate: number, seconds: number
       pending.push(
         dp.learn([filler(issued, source)]).then(
           () => {
-            latencies.push(performance.now() - t0);
+            const done = performance.now();
+            latencies.push(done - t0);
+            calls.push({ t0, done });
           },
           () => {
             failures++;
@@ -81,8 +137,13 @@ async function commit(executor: 'addon' | 'spawn', rate: number, seconds: number
   const q = (p: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? Number.NaN;
   await dp.close();
-  txns.sort((a, b) => a - b);
-  const tq = (p: number) => txns[Math.min(txns.length - 1, Math.floor(p * txns.length))] ?? Number.NaN;
+  const reconcileSpans = 1;
+  const txns = spans
+    .slice(reconcileSpans)
+    .map((x) => x.end - x.start)
+    .sort((a, b) => a - b);
+  const tq = (p: number) => quantile(txns, p);
+  const parts = breakdown(calls, spans.slice(reconcileSpans));
   console.log(
     JSON.stringify({
       executor,
@@ -100,6 +161,7 @@ async function commit(executor: 'addon' | 'spawn', rate: number, seconds: number
       p50: q(0.5),
       p99: q(0.99),
       max: latencies.at(-1),
+      parts,
     }),
   );
 }

@@ -22,8 +22,8 @@ import type { Datapath } from '../datapath/datapath.ts';
 import { DatapathMetrics } from '../datapath/metrics.ts';
 import { NftDatapath } from '../datapath/nft-driver.ts';
 import { RecordingDatapath } from '../datapath/recording.ts';
-import { DnsProxy } from '../dns/proxy.ts';
 import type { LineSink } from '../dns/flow-log.ts';
+import { DnsProxy } from '../dns/proxy.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { StaticGroups } from '../identity/static-groups.ts';
 import { F } from '../observe/fields.ts';
@@ -33,10 +33,10 @@ import { createRegistry } from '../observe/metrics.ts';
 import { nftConfigFrom } from './config.ts';
 import { Enforcer } from './enforcer.ts';
 import { kubernetesSources } from './kubernetes.ts';
+import { parseListen } from './listen.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { PolicyFiles } from './policy-files.ts';
 import type { PolicySource } from './policy-source.ts';
-import { parseListen } from './listen.ts';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -85,7 +85,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       identities ??= kube.identities;
     }
     if (!policies) {
-      const files = new PolicyFiles({ paths: config.policies, logger: log.child({ component: 'policy' }) });
+      const files = new PolicyFiles({
+        paths: config.policies,
+        logger: log.child({ component: 'policy' }),
+        onRejected: () => metrics.policyReloads.inc({ result: 'rejected' }),
+      });
       const first = await files.reload();
       if (!first.ok) {
         throw new Error(`policies are invalid (${first.errors.length} problem(s) logged); not starting`);
@@ -209,7 +213,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         stopped = true;
         metrics.ready.set(0);
         await runCleanups(cleanups, log);
-        log.info({ [F.event]: 'agent', [F.reason]: 'stopped' }, 'namegate agent stopped; the kernel table stays');
+        log.info(
+          { [F.event]: 'agent', [F.reason]: 'stopped' },
+          'namegate agent stopped; the kernel table stays',
+        );
       },
     };
   } catch (err) {
@@ -249,7 +256,6 @@ function defaultFlowLog(config: AgentConfig): LineSink | null {
   if (config.dns.flowLog.mode === 'none') return null;
   return createFlowSink(config.dns.flowLog.path);
 }
-
 
 function createFlowSink(path: string | undefined): LineSink {
   // Synchronous writes: one line per query, in order, and nothing lost when the process dies;

@@ -11,11 +11,17 @@ export const DatapathSectionSchema = z.strictObject({
     .enum(['nftables', 'recording'])
     .default('nftables')
     .describe('nftables enforces in the kernel; recording only records (trials without root).'),
-  table: z.string().regex(/^[a-z][a-z0-9_]{0,30}$/).default('namegate').describe('The inet table namegate owns.'),
+  table: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,30}$/)
+    .default('namegate')
+    .describe('The inet table namegate owns.'),
   executor: z
     .enum(['auto', 'addon', 'spawn'])
     .default('auto')
-    .describe('How transactions reach the kernel: the libnftables addon, `nft -f`, or the addon when it loads.'),
+    .describe(
+      'How transactions reach the kernel: the libnftables addon, `nft -f`, or the addon when it loads.',
+    ),
   dnsRedirect: z
     .strictObject({
       ipv4: z.string().optional(),
@@ -23,9 +29,14 @@ export const DatapathSectionSchema = z.strictObject({
       port: z.number().int().min(1).max(65535).default(53),
     })
     .optional()
-    .describe("Where governed sources' DNS goes (dnat). Absent: redirect to the port of the first dns.listen address."),
+    .describe(
+      "Where governed sources' DNS goes (dnat). Absent: redirect to the port of the first dns.listen address.",
+    ),
   logDrops: z.boolean().default(false).describe('Kernel log line (rate limited) for every Enforce drop.'),
-  logAudit: z.boolean().default(true).describe('Kernel log line (rate limited) for every Audit would-be drop.'),
+  logAudit: z
+    .boolean()
+    .default(true)
+    .describe('Kernel log line (rate limited) for every Audit would-be drop.'),
   output: z
     .strictObject({
       enabled: z.boolean().default(false),

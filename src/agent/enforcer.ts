@@ -109,14 +109,21 @@ export class Enforcer {
       if (newly.length > 0 && datapath.flushDnsConntrack) {
         // K8S-05: a source that just became governed may hold conntrack entries for DNS to its
         // old resolver; they would bypass the redirect until they expire.
-        await datapath.flushDnsConntrack(newly).catch((err: unknown) =>
-          log.warn({ [F.event]: 'enforce', [F.error]: errorMessage(err) }, 'flushing DNS conntrack entries failed'),
-        );
+        await datapath
+          .flushDnsConntrack(newly)
+          .catch((err: unknown) =>
+            log.warn(
+              { [F.event]: 'enforce', [F.error]: errorMessage(err) },
+              'flushing DNS conntrack entries failed',
+            ),
+          );
       }
 
       const store = this.#d.store();
       const now = clock.now();
-      const desired = store ? desiredLearned(store, set, identities, now) : { elements: new Map(), stale: [] };
+      const desired = store
+        ? desiredLearned(store, set, identities, now)
+        : { elements: new Map(), stale: [] };
       for (const e of desired.stale) store?.forget(e.source, e.name, e.ip);
 
       const actual = await datapath.listLearned();
@@ -127,20 +134,33 @@ export class Enforcer {
         if (lenient && isGoverned(set, identities, e.source)) continue;
         forget.push(withoutTimeout(e));
       }
-      const learn: AllowElement[] = [...desired.elements.values()].filter((e) => !actualKeys.has(elementKey(e)));
+      const learn: AllowElement[] = [...desired.elements.values()].filter(
+        (e) => !actualKeys.has(elementKey(e)),
+      );
       if (forget.length > 0) await datapath.forget(forget);
       if (learn.length > 0) await datapath.learn(learn);
 
       this.#synced++;
-      const result = { sources: governed.size, learned: learn.length, forgotten: forget.length, stale: desired.stale.length };
+      const result = {
+        sources: governed.size,
+        learned: learn.length,
+        forgotten: forget.length,
+        stale: desired.stale.length,
+      };
       metrics.syncs.inc({ result: 'ok' });
       metrics.syncSeconds.observe((clock.now() - started) / 1000);
       metrics.governedSources.set(governed.size);
-      log.info({ [F.event]: 'enforce', [F.reason]: reason, ...result, ms: Math.round(clock.now() - started) }, 'kernel in step');
+      log.info(
+        { [F.event]: 'enforce', [F.reason]: reason, ...result, ms: Math.round(clock.now() - started) },
+        'kernel in step',
+      );
       return result;
     } catch (err) {
       metrics.syncs.inc({ result: 'error' });
-      log.error({ [F.event]: 'enforce', [F.reason]: reason, [F.error]: errorMessage(err) }, 'sync with the kernel failed');
+      log.error(
+        { [F.event]: 'enforce', [F.reason]: reason, [F.error]: errorMessage(err) },
+        'sync with the kernel failed',
+      );
       throw err;
     }
   }
@@ -153,5 +173,11 @@ function isGoverned(set: CompiledPolicies, identities: IdentityProvider, ip: str
 }
 
 function withoutTimeout(e: AllowElement): ElementKey {
-  return { source: e.source, destination: e.destination, protocol: e.protocol, portFrom: e.portFrom, portTo: e.portTo };
+  return {
+    source: e.source,
+    destination: e.destination,
+    protocol: e.protocol,
+    portFrom: e.portFrom,
+    portTo: e.portTo,
+  };
 }

@@ -38,6 +38,10 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
       registers: [registry],
     }),
     policies: new Gauge({ name: `${p}_policies`, help: 'Policies in force.', registers: [registry] }),
-    ready: new Gauge({ name: `${p}_ready`, help: '1 once the first sync with the kernel is done.', registers: [registry] }),
+    ready: new Gauge({
+      name: `${p}_ready`,
+      help: '1 once the first sync with the kernel is done.',
+      registers: [registry],
+    }),
   };
 }

@@ -7,9 +7,9 @@
 import { type FSWatcher, watch } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from '../observe/log.ts';
 import type { ImportContext } from '../formats/importer.ts';
 import { type FileProblem, formatProblem, type LoadReport, loadPolicies } from '../formats/load.ts';
+import type { Logger } from '../observe/log.ts';
 import { CompiledPolicies } from '../policy/compile.ts';
 
 export interface PolicyFilesOptions {
@@ -18,6 +18,8 @@ export interface PolicyFilesOptions {
   readonly context?: ImportContext;
   /** Wait this long after the last file event before reloading (editors write in bursts). */
   readonly debounceMs?: number;
+  /** Called when a reload is rejected and the last good set stays in force (for a metric). */
+  readonly onRejected?: (errors: readonly FileProblem[]) => void;
 }
 
 export type ReloadOutcome =
@@ -69,19 +71,28 @@ export class PolicyFiles {
 
   async #load(): Promise<ReloadOutcome> {
     const log = this.#options.logger;
-    const report = await loadPolicies(this.#options.paths, this.#options.context ? { context: this.#options.context } : {});
-    for (const w of report.warnings) log.warn({ event: 'policy', reason: 'policy_warning' }, formatProblem(w));
+    const report = await loadPolicies(
+      this.#options.paths,
+      this.#options.context ? { context: this.#options.context } : {},
+    );
+    for (const w of report.warnings)
+      log.warn({ event: 'policy', reason: 'policy_warning' }, formatProblem(w));
     if (report.errors.length > 0) {
-      for (const e of report.errors) log.error({ event: 'policy', reason: 'policy_invalid' }, formatProblem(e));
+      for (const e of report.errors)
+        log.error({ event: 'policy', reason: 'policy_invalid' }, formatProblem(e));
       log.error(
         { event: 'policy', reason: 'policy_reload_rejected', errors: report.errors.length },
         this.#current ? 'new policies are invalid; the last good set stays in force' : 'policies are invalid',
       );
+      if (this.#current) this.#options.onRejected?.(report.errors);
       return { ok: false, errors: report.errors };
     }
     const set = new CompiledPolicies(report.policies.map((p) => p.policy));
     this.#current = set;
-    log.info({ event: 'policy', reason: 'policy_loaded', policies: set.size, patterns: set.fqdns.size }, 'policies loaded');
+    log.info(
+      { event: 'policy', reason: 'policy_loaded', policies: set.size, patterns: set.fqdns.size },
+      'policies loaded',
+    );
     for (const l of this.#listeners) l(set);
     return { ok: true, set, report };
   }
@@ -100,7 +111,10 @@ export class PolicyFiles {
         this.#timer = setTimeout(() => void this.reload(), debounce);
       });
       watcher.on('error', (err) =>
-        this.#options.logger.error({ event: 'policy', reason: 'policy_watch_failed', err: err.message }, 'watching policy files failed'),
+        this.#options.logger.error(
+          { event: 'policy', reason: 'policy_watch_failed', err: err.message },
+          'watching policy files failed',
+        ),
       );
       this.#watchers.push(watcher);
     }

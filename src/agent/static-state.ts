@@ -8,7 +8,10 @@ import type { CidrElement, SourceEntry, StaticState, VerifyElement } from '../da
 import type { CompiledPolicies } from '../policy/compile.ts';
 import type { Identity } from '../policy/model.ts';
 
-export function staticState(set: CompiledPolicies, entries: Iterable<readonly [string, Identity]>): StaticState {
+export function staticState(
+  set: CompiledPolicies,
+  entries: Iterable<readonly [string, Identity]>,
+): StaticState {
   const sources: SourceEntry[] = [];
   const cidrs: CidrElement[] = [];
   const verify: VerifyElement[] = [];
@@ -23,18 +26,30 @@ export function staticState(set: CompiledPolicies, entries: Iterable<readonly [s
         for (const c of rule.cidrs) {
           if (c.cidr.family !== family) continue;
           for (const port of rule.ports) {
-            cidrs.push({ source: ip, cidr: c.cidr, except: c.except, protocol: port.protocol, portFrom: port.from, portTo: port.to });
+            cidrs.push({
+              source: ip,
+              cidr: c.cidr,
+              except: c.except,
+              protocol: port.protocol,
+              portFrom: port.from,
+              portTo: port.to,
+            });
           }
         }
         if (rule.verify === 'SNI') {
           for (const port of rule.ports) {
-            if (port.protocol === 'TCP') verify.push({ source: ip, protocol: 'TCP', portFrom: port.from, portTo: port.to });
+            if (port.protocol === 'TCP')
+              verify.push({ source: ip, protocol: 'TCP', portFrom: port.from, portTo: port.to });
           }
         }
       }
     }
   }
-  return { sources: dedupe(sources, (s) => s.ip), cidrs: dedupe(cidrs, cidrKey), verify: dedupe(verify, verifyKey) };
+  return {
+    sources: dedupe(sources, (s) => s.ip),
+    cidrs: dedupe(cidrs, cidrKey),
+    verify: dedupe(verify, verifyKey),
+  };
 }
 
 function cidrKey(c: CidrElement): string {

@@ -20,7 +20,10 @@ export function registerAgent(program: Command): void {
     .command('agent')
     .description('run the node agent: DNS proxy, nftables datapath, policy and identity sync, metrics')
     .requiredOption('--config <file>', 'agent config file (YAML)')
-    .option('--listen-health <host:port>', 'address of /metrics, /healthz and /readyz (overrides http.listen)')
+    .option(
+      '--listen-health <host:port>',
+      'address of /metrics, /healthz and /readyz (overrides http.listen)',
+    )
     .action(async (opts: AgentCliOptions) => {
       let config: Awaited<ReturnType<typeof loadConfig>>;
       try {
@@ -36,7 +39,11 @@ export function registerAgent(program: Command): void {
       const log = createLogger('agent');
       let agent: RunningAgent;
       try {
-        agent = await startAgent({ config, log, ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}) });
+        agent = await startAgent({
+          config,
+          log,
+          ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}),
+        });
       } catch (err) {
         log.fatal({ event: 'agent', err: errorMessage(err) }, 'agent did not start');
         process.exitCode = Exit.Failure;

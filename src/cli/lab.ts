@@ -9,12 +9,16 @@ import type { Command } from 'commander';
 import { flowLogPath } from '../lab/agent-config.ts';
 import { setAddresses } from '../lab/dns-update.ts';
 import { targetNetns } from '../lab/exec.ts';
+import { formatFlowLine } from '../lab/flows.ts';
+import { followLines } from '../lab/follow.ts';
 import { AGENT_COMMANDS, type AgentCommand, labDown, labStatus, labUp } from '../lab/lab.ts';
 import { netnsExists } from '../lab/netns.ts';
 import { DEFAULT_LAB_NAME, labPlan, statePaths } from '../lab/plan.ts';
 import { findTool, inNetns, requireRoot } from '../lab/run.ts';
 import { runTour } from '../lab/tour.ts';
 import { colour, Exit, usageError } from './output.ts';
+
+const id = (s: string): string => s;
 
 interface NameOption {
   name: string;
@@ -124,6 +128,22 @@ export function registerLab(program: Command): void {
         colour: process.stdout.isTTY === true && !process.env['NO_COLOR'],
       });
       process.exitCode = ok ? Exit.Ok : Exit.Deny;
+    });
+
+  lab
+    .command('flows')
+    .description("print the agent's DNS decisions, one line each (--follow waits for new ones)")
+    .option('--name <name>', 'lab name', DEFAULT_LAB_NAME)
+    .option('-f, --follow', 'keep printing new decisions until Ctrl-C')
+    .action(async (opts: NameOption & { follow?: boolean }) => {
+      const plan = labPlan(opts.name);
+      const file = flowLogPath(plan);
+      const useColour = process.stdout.isTTY === true && !process.env['NO_COLOR'];
+      const style = useColour ? colour : { green: id, red: id, yellow: id, dim: id };
+      await followLines(file, opts.follow === true, (line) => {
+        const text = formatFlowLine(line, style);
+        if (text !== null) console.log(text);
+      });
     });
 
   lab

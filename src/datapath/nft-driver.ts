@@ -18,7 +18,7 @@ import { F } from '../observe/fields.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
 import { Conntrack, type ConntrackResult } from './conntrack.ts';
 import type { AllowElement, Datapath, ElementKey, StaticState } from './datapath.ts';
-import { type AddrRange, rangeContains, rangePrefixes, rangeText } from './ip-range.ts';
+import { type AddrRange, compareRanges, rangeContains, rangePrefixes, rangeText } from './ip-range.ts';
 import { type ElementKind, LearnedModel, type TimedRange } from './learned-model.ts';
 import type { DatapathMetrics, DropCount } from './metrics.ts';
 import { type NftConfig, type NftConfigInput, resolveNftConfig } from './nft-config.ts';
@@ -38,7 +38,7 @@ import {
 import { type ExecutorChoice, type NftExecutor, openExecutor } from './nft-executor.ts';
 import { type KernelSet, type KernelTable, parseElement, parseSet, parseTable } from './nft-json.ts';
 import { planReconcile, type ReconcilePlan, type SetChange } from './nft-reconcile.ts';
-import { FAMILIES, type Family, LEARNED_ROLES, SET_ROLES, setName } from './nft-ruleset.ts';
+import { FAMILIES, type Family, LEARNED_ROLES, SET_ROLES, SOURCE_ROLES, setName } from './nft-ruleset.ts';
 import { BatchWriter, type WriterItem } from './nft-writer.ts';
 import { parseSource } from './source-ranges.ts';
 
@@ -59,6 +59,8 @@ export interface NftDatapathOptions {
   readonly flushDnsOnGovern?: boolean;
   /** How often expired entries leave the in-memory model. */
   readonly pruneIntervalMs?: number;
+  /** When an idle writer starts a transaction (see WriterOptions.start); default `immediate`. */
+  readonly writerStart?: 'now' | 'immediate';
 }
 
 type Op =
@@ -97,6 +99,14 @@ export interface DatapathStatus {
 
 const TABLE_MISSING = /No such file or directory/;
 const SET_FULL = /Too many open files|No space left/;
+
+/** A range as a source text: a bare address, a CIDR when it is one, else "a-b". */
+function prefixText(range: AddrRange): string {
+  const prefixes = rangePrefixes(range);
+  const [addr, len] = prefixes[0] ?? ['', 0];
+  if (prefixes.length !== 1) return rangeText(range);
+  return len === (range.family === 4 ? 32 : 128) ? addr : `${addr}/${len}`;
+}
 
 function commitError(what: string, nftError: string): NamegateError {
   return new NamegateError(
@@ -138,6 +148,7 @@ export class NftDatapath implements Datapath {
       shouldSplit: (err) => !SET_FULL.test(errorMessage(err)),
       onQueueChange: (n) => m?.queueElements.set(n),
       onReject: () => m?.queueRejections.inc(),
+      start: options.writerStart ?? 'immediate',
     });
     if (m) {
       m.executor.set({ kind: exec.kind }, 1);
@@ -571,37 +582,43 @@ export class NftDatapath implements Datapath {
    * the range then stands for itself and its mode comes from the audit set.
    */
   async readDropCounters(): Promise<DropCount[]> {
-    const out: DropCount[] = [];
+    const rows: { range: AddrRange; row: DropCount }[] = [];
     for (const f of FAMILIES) {
-      const drops = await this.#listSet(setName('drops', f));
-      if (!drops || drops.elements.length === 0) continue;
       let audits: AddrRange[] | null = null;
-      for (const raw of drops.elements) {
-        const e = parseElement(drops.type, raw);
-        const part = e.parts[0];
-        if (part?.kind !== 'addr') continue;
-        const range = part.range;
-        const owner = parseDropComment(e.comment);
-        let source: string;
-        let mode: 'Enforce' | 'Audit';
-        if (owner) {
-          source = owner.owner;
-          mode = owner.mode;
-        } else {
-          const prefixes = rangePrefixes(range);
-          const [addr, len] = prefixes[0] ?? ['', 0];
-          source =
-            prefixes.length !== 1 ? rangeText(range) : len === (f === 4 ? 32 : 128) ? addr : `${addr}/${len}`;
-          if (audits === null) {
-            const audit = await this.#listSet(setName('audit', f));
-            audits = (audit?.elements ?? []).flatMap((x) => {
-              const p = parseElement(audit?.type ?? [], x).parts[0];
-              return p?.kind === 'addr' ? [p.range] : [];
+      for (const role of SOURCE_ROLES.drops) {
+        const drops = await this.#listSet(setName(role, f));
+        for (const raw of drops?.elements ?? []) {
+          const e = parseElement(drops?.type ?? [], raw);
+          const part = e.parts[0];
+          if (part?.kind !== 'addr') continue;
+          const range = part.range;
+          const packets = e.packets ?? 0;
+          const owner = parseDropComment(e.comment);
+          if (owner) {
+            rows.push({
+              range,
+              row: { source: owner.owner, range: rangeText(range), mode: owner.mode, packets },
             });
+            continue;
           }
-          mode = audits.some((a) => rangeContains(a, range)) ? 'Audit' : 'Enforce';
+          audits ??= await this.#ranges(SOURCE_ROLES.Audit.map((r) => setName(r, f)));
+          const mode = audits.some((a) => rangeContains(a, range)) ? 'Audit' : 'Enforce';
+          rows.push({ range, row: { source: prefixText(range), range: rangeText(range), mode, packets } });
         }
-        out.push({ source, range: rangeText(range), mode, packets: e.packets ?? 0 });
+      }
+    }
+    // By address, whichever set a range came from.
+    return rows.sort((x, y) => compareRanges(x.range, y.range)).map((x) => x.row);
+  }
+
+  /** The address ranges these single-field sets hold. */
+  async #ranges(names: readonly string[]): Promise<AddrRange[]> {
+    const out: AddrRange[] = [];
+    for (const name of names) {
+      const s = await this.#listSet(name);
+      for (const raw of s?.elements ?? []) {
+        const p = parseElement(s?.type ?? [], raw).parts[0];
+        if (p?.kind === 'addr') out.push(p.range);
       }
     }
     return out;

@@ -10,7 +10,7 @@ import type { Protocol } from '../policy/model.ts';
 import type { StaticState } from './datapath.ts';
 import { type AddrRange, cidrRange, mergeRanges, rangeText, subtractRanges } from './ip-range.ts';
 import type { KernelElement, Part } from './nft-json.ts';
-import { type Family, setName } from './nft-ruleset.ts';
+import { type Family, SOURCE_ROLES, setName } from './nft-ruleset.ts';
 import {
   modeRanges,
   ownedRanges,
@@ -150,6 +150,18 @@ export function staticElementCommands(
 
 export class StaticStateError extends Error {}
 
+/** The sets a StaticState fills (per family). */
+export const STATIC_ROLES = [
+  'enforce',
+  'audit',
+  'drops',
+  'enforcenet',
+  'auditnet',
+  'dropsnet',
+  'cidr',
+  'verify',
+] as const;
+
 /** Canonical element texts per static set name, derived from the state. */
 export type StaticElements = Map<string, Set<string>>;
 
@@ -234,20 +246,29 @@ export const PIPAPO_LARGE = 4096;
  * prefix (source-ranges.ts): `enforce`/`audit` hold the disjoint ranges by mode, `drops` one
  * element per owned range (its comment names the owner and mode, so the counters can be told
  * apart after a restart), and a source's CIDR allows and verify ports are written for the
- * ranges that source owns only. A prefix listed as both Enforce and Audit is Enforce (fail
+ * ranges that source owns only. Single addresses and wider ranges go to different sets
+ * (`enforce` / `enforcenet`, ...: see nft-ruleset.ts). A prefix listed as both Enforce and Audit is Enforce (fail
  * closed). Throws StaticStateError for malformed input.
  */
 export function staticElements(state: StaticState): StaticElements {
   const out: StaticElements = new Map();
-  const add = (role: 'enforce' | 'audit' | 'drops' | 'cidr' | 'verify', f: Family, text: string) => {
+  type StaticRole =
+    | 'enforce'
+    | 'audit'
+    | 'drops'
+    | 'enforcenet'
+    | 'auditnet'
+    | 'dropsnet'
+    | 'cidr'
+    | 'verify';
+  const add = (role: StaticRole, f: Family, text: string) => {
     const name = setName(role, f);
     const set = out.get(name) ?? new Set<string>();
     set.add(text);
     out.set(name, set);
   };
   for (const f of [4, 6] as const) {
-    for (const role of ['enforce', 'audit', 'drops', 'cidr', 'verify'] as const)
-      out.set(setName(role, f), new Set());
+    for (const role of STATIC_ROLES) out.set(setName(role, f), new Set());
   }
   const claims: SourceClaim[] = [];
   for (const s of state.sources) {
@@ -263,10 +284,14 @@ export function staticElements(state: StaticState): StaticElements {
     const list = ownedBy.get(o.owner) ?? [];
     list.push(o.range);
     ownedBy.set(o.owner, list);
-    add('drops', o.range.family, withComment(rangeText(o.range), dropComment(o.mode, o.owner)));
+    const role = o.range.start === o.range.end ? 'drops' : 'dropsnet';
+    add(role, o.range.family, withComment(rangeText(o.range), dropComment(o.mode, o.owner)));
   }
-  for (const r of modeRanges(owned, 'Enforce')) add('enforce', r.family, rangeText(r));
-  for (const r of modeRanges(owned, 'Audit')) add('audit', r.family, rangeText(r));
+  // A single address goes to the hash set, a wider range to the interval set (nft-ruleset.ts).
+  for (const mode of ['Enforce', 'Audit'] as const) {
+    const [single, net] = SOURCE_ROLES[mode];
+    for (const r of modeRanges(owned, mode)) add(r.start === r.end ? single : net, r.family, rangeText(r));
+  }
 
   // CIDR allows: per (source, protocol), made disjoint, then written for each owned range.
   const cidrGroups = new Map<string, { source: string; family: Family; proto: Protocol; boxes: Box[] }>();

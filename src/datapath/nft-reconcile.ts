@@ -27,6 +27,7 @@ import {
   renderChainHead,
   renderSetBody,
   type SetDef,
+  SOURCE_ROLES,
   setDefs,
 } from './nft-ruleset.ts';
 
@@ -76,12 +77,9 @@ export function newlyGovernedPrefixes(
 ): string[] {
   const out: string[] = [];
   for (const f of [4, 6]) {
-    const before = mergeRanges(
-      ['enforce', 'audit'].flatMap((role) => rangesOf(present.get(`${role}${f}`) ?? [])),
-    );
-    const after = mergeRanges(
-      ['enforce', 'audit'].flatMap((role) => rangesOf(wanted.get(`${role}${f}`) ?? [])),
-    );
+    const roles = [...SOURCE_ROLES.Enforce, ...SOURCE_ROLES.Audit];
+    const before = mergeRanges(roles.flatMap((role) => rangesOf(present.get(`${role}${f}`) ?? [])));
+    const after = mergeRanges(roles.flatMap((role) => rangesOf(wanted.get(`${role}${f}`) ?? [])));
     for (const r of after) {
       for (const piece of subtractRanges(r, before)) {
         const width = f === 4 ? 32 : 128;

@@ -24,6 +24,12 @@ export interface WriterOptions<T extends WriterItem> {
   readonly shouldSplit?: (err: unknown) => boolean;
   readonly onQueueChange?: (queuedWeight: number) => void;
   readonly onReject?: () => void;
+  /**
+   * When an idle writer starts its next transaction: `now` (in the submitting call), or
+   * `immediate` (setImmediate: after the callbacks of the current event-loop phase, so calls
+   * made in one burst, e.g. several DNS answers read in one poll, share one transaction).
+   */
+  readonly start?: 'now' | 'immediate';
 }
 
 type Entry<T> =
@@ -100,7 +106,8 @@ export class BatchWriter<T extends WriterItem> {
   #kick(): void {
     if (this.#running) return;
     this.#running = true;
-    void this.#loop();
+    if (this.#opts.start === 'immediate') setImmediate(() => void this.#loop());
+    else void this.#loop();
   }
 
   async #loop(): Promise<void> {

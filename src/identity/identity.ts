@@ -42,7 +42,11 @@ export function makeIdentity(
  * `querySource`, is programmed for: the query source and its siblings, of the destination's
  * family (an element pairs addresses of one family).
  */
-export function elementSources(identities: IdentityProvider, querySource: string, destination: string): string[] {
+export function elementSources(
+  identities: IdentityProvider,
+  querySource: string,
+  destination: string,
+): string[] {
   const v6 = destination.includes(':');
   const all = identities.siblings ? identities.siblings(querySource) : [querySource];
   const out = all.filter((a) => a.includes(':') === v6);

@@ -32,6 +32,8 @@ export interface LabAgentConfig {
   };
   /** Short clamps so the TTL-5 s name expires within seconds in the lab. */
   readonly ttl: { readonly minTTL: number; readonly maxTTL: number; readonly grace: number };
+  /** The learned store survives agent restarts through a checkpoint in the state dir. */
+  readonly store: { readonly checkpoint: { readonly path: string; readonly intervalSeconds: number } };
   readonly sources: readonly LabSourceGroup[];
   readonly policies: readonly string[];
   /** Where governed sources' DNS (UDP and TCP 53 to any address) is redirected to. */
@@ -63,6 +65,7 @@ export function labAgentConfig(plan: LabPlan, policies: readonly string[]): LabA
       flowLog: { mode: 'all', path: flowLogPath(plan) },
     },
     ttl: { minTTL: 5, maxTTL: 3600, grace: 5 },
+    store: { checkpoint: { path: path.join(plan.stateDir, 'store.ckpt'), intervalSeconds: 5 } },
     sources: plan.pods.map((p) => ({
       name: p.id,
       namespace: p.namespace,

@@ -42,9 +42,14 @@ export class HealthServer {
   }
 
   async #handle(method: string, url: string): Promise<{ status: number; type: string; body: string }> {
-    if (method !== 'GET' && method !== 'HEAD') return { status: 405, type: 'text/plain', body: 'method not allowed\n' };
+    if (method !== 'GET' && method !== 'HEAD')
+      return { status: 405, type: 'text/plain', body: 'method not allowed\n' };
     if (url === '/metrics') {
-      return { status: 200, type: this.#options.registry.contentType, body: await this.#options.registry.metrics() };
+      return {
+        status: 200,
+        type: this.#options.registry.contentType,
+        body: await this.#options.registry.metrics(),
+      };
     }
     if (url === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
     if (url === '/readyz') {

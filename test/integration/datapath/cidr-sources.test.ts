@@ -164,7 +164,7 @@ test('CIDR sources: longest prefix wins, counters per range, learning per addres
     assert.equal((await probe(topo.podA, 'tcp', S4, 80, 800, H2)).result, 'timeout');
     const again = await dp.call<ReconcileSummary>('reconcile', merged);
     assert.deepEqual(again.elementChanges, []);
-    const enforce = await topo.router.run(['nft', 'list', 'set', 'inet', 'namegate', 'enforce4']);
+    const enforce = await topo.router.run(['nft', 'list', 'set', 'inet', 'namegate', 'enforcenet4']);
     assert.match(enforce, /10\.0\.1\.0-10\.0\.1\.4\b/);
     assert.match(enforce, /10\.0\.1\.6-10\.0\.1\.255\b/);
   });

@@ -15,6 +15,7 @@ import {
   assertDropped,
   assertServed,
   closeAll,
+  DROP,
   dig,
   downLab,
   droppedMetric,
@@ -123,7 +124,7 @@ describe('end to end: the example policies in the lab', { skip, concurrency: fal
         const target = ip('github.com', f);
         const dropsBefore = await kernelDrops(plan, src(PAY, f));
         const [pay, unm] = await Promise.all([
-          http(plan, PAY, 'github.com', { family: f, via: target }),
+          http(plan, PAY, 'github.com', { family: f, via: target, ...DROP }),
           http(plan, UNM, 'github.com', { family: f, via: target }),
         ]);
         assertDropped(pay, `payments-api -> ${target}:443 (never learned)`);
@@ -146,7 +147,7 @@ describe('end to end: the example policies in the lab', { skip, concurrency: fal
         assert.ok(keys.has(element(src(PAY, f), target, 443)), 'port 443 learned');
         assert.ok(!keys.has(element(src(PAY, f), target, 80)), 'port 80 not learned');
         const [plain, other, ssh] = await Promise.all([
-          http(plan, PAY, 'api.stripe.com', { family: f, scheme: 'http' }),
+          http(plan, PAY, 'api.stripe.com', { family: f, scheme: 'http', ...DROP }),
           tcpConnects(plan, PAY, target, 8443),
           tcpConnects(plan, PAY, target, 22),
         ]);
@@ -189,8 +190,8 @@ describe('end to end: the example policies in the lab', { skip, concurrency: fal
       assert.ok(keys.has(element(src(CI, f), github, 443)), "ci-runner's element exists");
       assert.ok(!keys.has(element(src(CI, f), stripe, 443)), 'nothing learned for ci-runner to stripe');
       const [ciToStripe, payToGithub, ciToGithub] = await Promise.all([
-        http(plan, CI, 'api.stripe.com', { family: f, via: stripe }),
-        http(plan, PAY, 'github.com', { family: f, via: github }),
+        http(plan, CI, 'api.stripe.com', { family: f, via: stripe, ...DROP }),
+        http(plan, PAY, 'github.com', { family: f, via: github, ...DROP }),
         http(plan, CI, 'github.com', { family: f }),
       ]);
       assertDropped(ciToStripe, `ci-runner -> api.stripe.com at ${stripe} (learned by payments-api only)`);
@@ -215,7 +216,7 @@ describe('end to end: the example policies in the lab', { skip, concurrency: fal
       );
       // What an Enforce source loses, an Audit source keeps: another port, QUIC, DoT, ICMP.
       const [port, quic, dot, icmp] = await Promise.all([
-        tcpConnects(plan, WEB, ip('example.org', f), 443),
+        tcpConnects(plan, WEB, ip('example.org', f), 443, 5),
         udpReply(plan, WEB, ip('evil.example.com', f), plan.quicPort),
         tcpGreeting(plan, WEB, f === 4 ? plan.otherResolver.ipv4 : plan.otherResolver.ipv6, plan.dotPort),
         pings(plan, WEB, ip('example.org', f)),
@@ -337,7 +338,7 @@ describe('end to end: the example policies in the lab', { skip, concurrency: fal
     const dropsBefore = await kernelDrops(plan, src(PAY, 4));
     const [pay, unm] = await Promise.all([
       tcpConnects(plan, PAY, METADATA, METADATA_PORT),
-      tcpConnects(plan, UNM, METADATA, METADATA_PORT),
+      tcpConnects(plan, UNM, METADATA, METADATA_PORT, 5),
     ]);
     assert.equal(pay, false, 'payments-api: TCP to 169.254.169.254:80 dropped');
     assert.equal(unm, true, 'unmanaged connects (control)');

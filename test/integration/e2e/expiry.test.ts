@@ -17,6 +17,7 @@ import {
   assertDropped,
   assertServed,
   closeAll,
+  DROP,
   dig,
   downLab,
   EchoServer,
@@ -102,7 +103,7 @@ describe('end to end: TTL expiry and address changes', { skip, concurrency: fals
           `IPv${f}: a new connection after expiry is dropped`,
         );
         assertDropped(
-          await http(plan, PAY, 'short.example.com', { family: f, via: addr[f] }),
+          await http(plan, PAY, 'short.example.com', { family: f, via: addr[f], ...DROP }),
           `IPv${f}: https to the expired address`,
         );
         assert.ok(await conn.ping(), `IPv${f}: the established connection still passes`);
@@ -112,7 +113,7 @@ describe('end to end: TTL expiry and address changes', { skip, concurrency: fals
         assert.deepEqual(again.addresses, [addr[f]]);
         assert.ok(await hasElement(plan, src(f), addr[f], ECHO_PORT), `IPv${f} element learned again`);
         assert.equal(
-          await tcpConnects(plan, PAY, addr[f], ECHO_PORT),
+          await tcpConnects(plan, PAY, addr[f], ECHO_PORT, 5),
           true,
           `IPv${f}: new connections pass again`,
         );
@@ -159,7 +160,7 @@ describe('end to end: TTL expiry and address changes', { skip, concurrency: fals
           { timeoutMs: EXPIRY_DEADLINE_MS, intervalMs: 500 },
         );
         assertDropped(
-          await http(plan, PAY, 'moving.example.com', { family: f, via: old[f] }),
+          await http(plan, PAY, 'moving.example.com', { family: f, via: old[f], ...DROP }),
           `IPv${f}: a new connection to the old address`,
         );
         // The new address keeps working as long as answers keep coming.

@@ -28,6 +28,7 @@ import { type LabPlan, labPlan, statePaths } from '../../../src/lab/plan.ts';
 import { findTool, LAB_TOOLS, run } from '../../../src/lab/run.ts';
 
 const HOLD = fileURLToPath(new URL('./hold.ts', import.meta.url));
+const IP = findTool('ip') ?? 'ip';
 const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
 const missing = Object.keys(LAB_TOOLS).filter((t) => findTool(t) === null);
@@ -197,6 +198,12 @@ export interface HttpOptions {
   readonly connectTimeoutS?: number;
 }
 
+/**
+ * For a connection expected to be dropped: the time curl waits for the handshake (a dropped SYN
+ * gets no answer, so the wait is the whole budget). Expected successes get 5 s.
+ */
+export const DROP: HttpOptions = { connectTimeoutS: 2 };
+
 /** curl from a pod with the lab CA; the body names the virtual host that answered. */
 export async function http(
   plan: LabPlan,
@@ -206,7 +213,7 @@ export async function http(
 ): Promise<HttpResult> {
   const scheme = options.scheme ?? 'https';
   const port = scheme === 'https' ? 443 : 80;
-  const connect = options.connectTimeoutS ?? 2;
+  const connect = options.connectTimeoutS ?? 5;
   const argv = ['curl', '-sS', '--connect-timeout', String(connect), '--max-time', String(connect + 4)];
   argv.push('--cacert', statePaths(plan).caCert, '-w', '\n%{http_code} %{remote_ip}');
   if (options.family) argv.push(options.family === 6 ? '-6' : '-4');
@@ -563,7 +570,7 @@ export class EchoServer {
   }
 
   static async start(plan: LabPlan, port: number, host = '::'): Promise<EchoServer> {
-    const child = spawn('ip', [
+    const child = spawn(IP, [
       'netns',
       'exec',
       plan.inetNetns,
@@ -625,7 +632,7 @@ export class HeldConnection {
   static async open(plan: LabPlan, pod: string, ip: string, port: number): Promise<HeldConnection> {
     const netns = plan.pods.find((p) => p.id === pod)?.netns;
     assert.ok(netns, `pod ${pod}`);
-    const child = spawn('ip', ['netns', 'exec', netns, process.execPath, HOLD, 'client', ip, String(port)]);
+    const child = spawn(IP, ['netns', 'exec', netns, process.execPath, HOLD, 'client', ip, String(port)]);
     const c = new HeldConnection(child, `${pod} -> ${ip}:${port}`);
     try {
       await waitFor(

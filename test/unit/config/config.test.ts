@@ -139,7 +139,7 @@ describe('agent config', () => {
   });
 
   test('the example config is valid', async () => {
-    const c = await loadConfig(path.join(import.meta.dirname, '../../../examples/gateway-config.yaml'));
+    const c = await loadConfig(path.join(import.meta.dirname, '../../../deploy/gateway/agent.yaml'));
     assert.ok(c.sources.length > 0);
     assert.ok(c.dns.upstreams.length > 0);
   });

@@ -158,8 +158,8 @@ test('drop counters: one row per owned range, owner and mode from the comment (o
     { source: '10.0.1.0/24', range: '10.0.1.0-10.0.1.1', mode: 'Enforce', packets: 3 },
     { source: '10.0.1.2', range: '10.0.1.2', mode: 'Audit', packets: 5 },
     { source: '10.0.1.0/24', range: '10.0.1.3-10.0.1.255', mode: 'Enforce', packets: 4 },
-    { source: '10.0.9.0/24', range: '10.0.9.0-10.0.9.255', mode: 'Audit', packets: 1 },
     { source: '10.0.8.1', range: '10.0.8.1', mode: 'Enforce', packets: 2 },
+    { source: '10.0.9.0/24', range: '10.0.9.0-10.0.9.255', mode: 'Audit', packets: 1 },
   ]);
   // The metric sums a source's ranges.
   const text = await registry.metrics();

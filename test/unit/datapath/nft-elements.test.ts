@@ -236,16 +236,18 @@ test('CIDR sources: longest prefix owns; the /24 allows and verify ports skip th
       { source: '10.0.1.3/32', protocol: 'TCP', portFrom: 443, portTo: 443 },
     ],
   });
-  assert.deepEqual([...(s.get('enforce4') ?? [])], ['10.0.1.0-10.0.1.1', '10.0.1.3-10.0.1.255']);
+  // Single addresses in the hash sets, wider ranges in the interval sets.
+  assert.deepEqual([...(s.get('enforce4') ?? [])], []);
+  assert.deepEqual([...(s.get('enforcenet4') ?? [])], ['10.0.1.0-10.0.1.1', '10.0.1.3-10.0.1.255']);
   assert.deepEqual([...(s.get('audit4') ?? [])], ['10.0.1.2']);
+  assert.deepEqual([...(s.get('auditnet4') ?? [])], []);
   assert.deepEqual(
     [...(s.get('drops4') ?? [])],
-    [
-      '10.0.1.0-10.0.1.1 comment "Enforce 10.0.1.0/24"',
-      '10.0.1.2 comment "Audit 10.0.1.2"',
-      '10.0.1.3 comment "Enforce 10.0.1.3"',
-      '10.0.1.4-10.0.1.255 comment "Enforce 10.0.1.0/24"',
-    ],
+    ['10.0.1.2 comment "Audit 10.0.1.2"', '10.0.1.3 comment "Enforce 10.0.1.3"'],
+  );
+  assert.deepEqual(
+    [...(s.get('dropsnet4') ?? [])],
+    ['10.0.1.0-10.0.1.1 comment "Enforce 10.0.1.0/24"', '10.0.1.4-10.0.1.255 comment "Enforce 10.0.1.0/24"'],
   );
   assert.deepEqual(
     [...(s.get('cidr4') ?? [])].sort(),
@@ -268,7 +270,7 @@ test('ungoverned prefixes are carved out of governed ones', () => {
     verify: [],
     ungoverned: ['10.0.1.128/25', '10.0.1.0/24'],
   });
-  assert.deepEqual([...(s.get('enforce4') ?? [])], ['10.0.1.0-10.0.1.127']);
+  assert.deepEqual([...(s.get('enforcenet4') ?? [])], ['10.0.1.0-10.0.1.127']);
   assert.throws(
     () => staticElements({ sources: [], cidrs: [], verify: [], ungoverned: ['10.0.1.1/24'] }),
     StaticStateError,

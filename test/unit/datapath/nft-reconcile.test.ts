@@ -225,14 +225,19 @@ test('CIDR sources read back as nft prints them: a second reconcile changes noth
   const dst = { prefix: { addr: '203.0.113.0', len: 25 } };
   const counter = { packets: 7, bytes: 420 };
   const listings = [
-    kernelSet('enforce4', 'ipv4_addr', [low, high]),
+    kernelSet('enforcenet4', 'ipv4_addr', [low, high]),
     kernelSet('audit4', 'ipv4_addr', ['10.0.1.2']),
     kernelSet(
       'drops4',
       'ipv4_addr',
+      [{ elem: { val: '10.0.1.2', comment: 'Audit 10.0.1.2', counter } }],
+      true,
+    ),
+    kernelSet(
+      'dropsnet4',
+      'ipv4_addr',
       [
         { elem: { val: low, comment: 'Enforce 10.0.1.0/24', counter } },
-        { elem: { val: '10.0.1.2', comment: 'Audit 10.0.1.2', counter } },
         { elem: { val: high, comment: 'Enforce 10.0.1.0/24', counter } },
       ],
       true,
@@ -262,7 +267,7 @@ test('CIDR sources read back as nft prints them: a second reconcile changes noth
 
 test('newly governed addresses are what the ranges add, as prefixes', () => {
   const present = new Map([
-    ['enforce4', new Set(['10.0.1.0-10.0.1.127'])],
+    ['enforcenet4', new Set(['10.0.1.0-10.0.1.127'])],
     ['audit6', new Set(['fd00::1'])],
   ]);
   const want = staticElements({

@@ -1,0 +1,94 @@
+/**
+ * What both proxies share around the per-connection logic: TCP listeners on IP literals (IPv6
+ * listeners are IPv6-only, so an IPv4 client is always seen with its IPv4 address), the
+ * connection caps (total and per source address), and source address normalisation.
+ */
+import net from 'node:net';
+import { parseHostPort } from '../config/load.ts';
+import { canonicalIp } from '../core/ip.ts';
+import { ErrorCode, NamegateError } from '../core/errors.ts';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export function parseProxyListen(text: string): ListenAddress {
+  const hp = parseHostPort(text, 0);
+  if (typeof hp === 'string') throw new NamegateError(ErrorCode.ConfigInvalid, `proxy listen address: ${hp}`);
+  return { host: hp.host, port: hp.port };
+}
+
+/** A peer address as canonical text; IPv4-mapped IPv6 becomes plain IPv4. */
+export function peerAddress(text: string | undefined): string | null {
+  if (!text) return null;
+  const plain = text.startsWith('::ffff:') && net.isIPv4(text.slice(7)) ? text.slice(7) : text;
+  return canonicalIp(plain);
+}
+
+/** Open connections, in total and per source; acquire fails past either cap. */
+export class ConnectionLimiter {
+  readonly #max: number;
+  readonly #maxPerSource: number;
+  readonly #bySource = new Map<string, number>();
+  #total = 0;
+
+  constructor(max: number, maxPerSource: number) {
+    this.#max = max;
+    this.#maxPerSource = maxPerSource;
+  }
+
+  get total(): number {
+    return this.#total;
+  }
+
+  acquire(source: string): boolean {
+    const n = this.#bySource.get(source) ?? 0;
+    if (this.#total >= this.#max || n >= this.#maxPerSource) return false;
+    this.#bySource.set(source, n + 1);
+    this.#total++;
+    return true;
+  }
+
+  release(source: string): void {
+    const n = this.#bySource.get(source);
+    if (n === undefined) return;
+    if (n <= 1) this.#bySource.delete(source);
+    else this.#bySource.set(source, n - 1);
+    this.#total--;
+  }
+}
+
+/** Listen on every address; resolves with the bound addresses (port 0 picks one). */
+export async function listenAll(
+  addresses: readonly ListenAddress[],
+  onConnection: (socket: net.Socket) => void,
+): Promise<{ servers: net.Server[]; bound: ListenAddress[] }> {
+  const servers: net.Server[] = [];
+  const bound: ListenAddress[] = [];
+  try {
+    for (const a of addresses) {
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, onConnection);
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: a.host, port: a.port, ipv6Only: a.host.includes(':'), backlog: 1024 }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const addr = server.address() as net.AddressInfo;
+      bound.push({ host: addr.address, port: addr.port });
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    throw err;
+  }
+  return { servers, bound };
+}
+
+export async function closeAll(servers: readonly net.Server[], sockets: Iterable<net.Socket>): Promise<void> {
+  const closed = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+  for (const s of sockets) s.destroy();
+  await Promise.all(closed);
+}
