@@ -44,6 +44,7 @@ k8s:
 	else echo "(none yet)"; fi
 
 bench: deps
+	@scripts/build-test-bins.sh coredns >/dev/null
 	@for b in bench/*/main.ts; do echo "== $$b"; $(NODE) $$b || exit 1; done
 
 format:

@@ -47,5 +47,6 @@ if [ -x scripts/build-addon.sh ]; then scripts/build-addon.sh; fi
 if [ -x scripts/build-sockopt-addon.sh ]; then scripts/build-sockopt-addon.sh; fi
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
-  scripts/build-test-bins.sh all >/dev/null
+  # kube-apiserver, etcd and helm for the Kubernetes tests; CoreDNS only for `make bench`.
+  scripts/build-test-bins.sh kube-apiserver etcd helm >/dev/null
 fi

@@ -1,14 +1,16 @@
 /**
  * Datapath benchmark (not a test; root; network namespaces only).
  * 1. Commit latency: learn() call -> kernel commit, one element per call at 1,000 and 10,000
- *    elements/s for a few seconds, for the libnftables addon and the `nft -f` spawn fallback.
+ *    elements/s for a few seconds, for the libnftables addon and the `nft -f` spawn fallback;
+ *    with where the time went (queued behind the transaction in flight, the transaction as the
+ *    event loop sees it, settling the caller).
  * 2. Bulk TCP throughput (iperf3) through a router namespace whose namegate table holds 100,000
  *    learned elements (the flow's source governed) against an identical router without a table,
  *    measured alternately in the same run.
  * Last line: RESULT datapath commit_p99_ms=<addon p99 at 10k/s> elements_per_s=<achieved>
  *            throughput_ratio=<with/without>
  */
-import { cpus, hostname, release } from 'node:os';
+import { cpus, hostname, loadavg, release } from 'node:os';
 import { Netns, NODE, veth } from '../../test/integration/netns.ts';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
@@ -18,8 +20,19 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 8);
 /** `commit` or `throughput` runs only that part (the RESULT line then has NaN for the other). */
 const ONLY = process.env['BENCH_ONLY'] ?? '';
 
+interface Quantiles {
+  p50: number;
+  p99: number;
+}
+
 interface CommitResult {
   executor: string;
+  parts: {
+    queued: Quantiles;
+    txn: Quantiles;
+    settle: Quantiles;
+    slowest1pct: { queued: number; txn: number; settle: number };
+  };
   transactions: number;
   txP50: number;
   txP99: number;
@@ -86,7 +99,9 @@ function ms(v: number): string {
 
 async function main(): Promise<void> {
   console.log(
-    `machine: ${hostname()} ${cpus().length}x ${cpus()[0]?.model ?? '?'} kernel ${release()} node ${process.version}`,
+    `machine: ${hostname()} ${cpus().length}x ${cpus()[0]?.model ?? '?'} kernel ${release()} node ${process.version} load ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
   );
   const commits: CommitResult[] = [];
   for (const executor of ONLY === 'throughput' ? [] : (['addon', 'spawn'] as const)) {
@@ -94,7 +109,11 @@ async function main(): Promise<void> {
       const r = await commitRun(executor, rate);
       commits.push(r);
       console.log(
-        `commit ${executor.padEnd(5)} ${String(rate).padStart(6)}/s: p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  max ${ms(r.max)} ms  achieved ${Math.round(r.elementsPerS)}/s  failures ${r.failures}  transactions ${r.transactions} (nft p50 ${ms(r.txP50)} ms, p99 ${ms(r.txP99)} ms)  event loop delay p99 ${ms(r.loopP99)} ms max ${ms(r.loopMax)} ms`,
+        `commit ${executor.padEnd(5)} ${String(rate).padStart(6)}/s: p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  max ${ms(r.max)} ms  achieved ${Math.round(r.elementsPerS)}/s  failures ${r.failures}  transactions ${r.transactions} (nft p50 ${ms(r.txP50)} ms, p99 ${ms(r.txP99)} ms)  event loop delay p99 ${ms(r.loopP99)} ms max ${ms(r.loopMax)} ms  load ${loadavg()[0]?.toFixed(2)}`,
+      );
+      const p = r.parts;
+      console.log(
+        `  where the time went (p50 / p99): queued ${ms(p.queued.p50)} / ${ms(p.queued.p99)}, transaction ${ms(p.txn.p50)} / ${ms(p.txn.p99)}, settle ${ms(p.settle.p50)} / ${ms(p.settle.p99)}; slowest 1%: queued ${ms(p.slowest1pct.queued)}, transaction ${ms(p.slowest1pct.txn)}, settle ${ms(p.slowest1pct.settle)} (mean)`,
       );
     }
   }

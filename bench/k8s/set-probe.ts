@@ -31,9 +31,11 @@ function texts(json: string): Set<string> {
   const out = new Set<string>();
   for (const item of doc.nftables) {
     for (const raw of item.set?.elem ?? []) {
-      const v = raw && typeof raw === 'object' && 'elem' in raw ? (raw as { elem: { val: unknown } }).elem.val : raw;
-      const concat = (v as { concat?: unknown[] } | null)?.concat;
-      out.add(concat ? concat.map(String).join(' . ') : String(v));
+      const v =
+        raw && typeof raw === 'object' && 'elem' in raw ? (raw as { elem: { val: unknown } }).elem.val : raw;
+      // A plain set's element is a bare string; a concatenation is {concat: [...]}.
+      const concat = v && typeof v === 'object' ? (v as { concat?: unknown[] }).concat : undefined;
+      out.add(Array.isArray(concat) ? concat.map(String).join(' . ') : String(v));
     }
   }
   return out;
@@ -62,7 +64,9 @@ lines.on('line', (line) => {
     process.stdout.write(`${JSON.stringify({ id: -1, ok: false, error: 'bad question' })}\n`);
     return;
   }
-  void answer(q).then((a) => process.stdout.write(`${JSON.stringify(a)}\n`));
+  void answer(q)
+    .catch((err: unknown) => ({ id: q.id, ok: false, error: String(err) }))
+    .then((a) => process.stdout.write(`${JSON.stringify(a)}\n`));
 });
 lines.on('close', () => {
   void exec.close().then(() => process.exit(0));

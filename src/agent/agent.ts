@@ -23,7 +23,11 @@ import { DatapathMetrics } from '../datapath/metrics.ts';
 import { NftDatapath } from '../datapath/nft-driver.ts';
 import { RecordingDatapath } from '../datapath/recording.ts';
 import type { LineSink } from '../dns/flow-log.ts';
-import { DnsProxy } from '../dns/proxy.ts';
+import { DnsProxy, upstreamFrom } from '../dns/proxy.ts';
+import { ConnectProxy } from '../proxy/connect-proxy.ts';
+import { originalDestinationFor } from '../proxy/original-dst.ts';
+import { UpstreamResolver } from '../proxy/resolver.ts';
+import { SniProxy } from '../proxy/sni-proxy.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { StaticGroups } from '../identity/static-groups.ts';
 import { F } from '../observe/fields.ts';
@@ -108,9 +112,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         datapath = new RecordingDatapath(clock);
       } else {
         const dnsPort = parseListen(config.dns.listen[0] ?? '127.0.0.1:53').port;
+        const sniPort = config.proxy.sni.enabled ? parseListen(config.proxy.sni.listen[0] ?? '').port : null;
         const dpMetrics = new DatapathMetrics(registry);
         const nft = await NftDatapath.open({
-          config: nftConfigFrom(config.datapath, dnsPort),
+          config: nftConfigFrom(config.datapath, dnsPort, sniPort),
           executor: config.datapath.executor,
           clock,
           logger: log.child({ component: 'datapath' }),
@@ -148,6 +153,42 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     });
     const proxy = dns;
     cleanups.push(() => proxy.stop());
+
+    // The proxies: verify ports of governed sources arrive at the SNI proxy (the datapath
+    // redirects them), clients with HTTPS_PROXY use the CONNECT proxy.
+    const proxyFlow = options.flowLog === undefined ? proxyFlowLog(config) : options.flowLog;
+    if (config.proxy.sni.enabled) {
+      const od = originalDestinationFor(config.proxy.originalDst);
+      if (od.problem) log.warn({ [F.event]: 'proxy', method: od.method, [F.error]: od.problem }, 'original destination addon unavailable');
+      const sni = await SniProxy.start({
+        policies,
+        identities,
+        learned: proxy.store,
+        originalDestination: od.lookup,
+        originalDestinationMethod: od.method,
+        log: log.child({ component: 'sni-proxy' }),
+        registry,
+        flowLog: proxyFlow,
+        clock,
+        config: config.proxy,
+      });
+      cleanups.push(() => sni.stop());
+    }
+    if (config.proxy.connect.enabled) {
+      const upstream = upstreamFrom(config, clock);
+      cleanups.push(() => upstream.close());
+      const connect = await ConnectProxy.start({
+        policies,
+        identities,
+        resolver: new UpstreamResolver(upstream),
+        log: log.child({ component: 'connect-proxy' }),
+        registry,
+        flowLog: proxyFlow,
+        clock,
+        config: config.proxy,
+      });
+      cleanups.push(() => connect.stop());
+    }
 
     // 5: the first full sync, then follow changes.
     await enforcer.sync('startup');
@@ -250,6 +291,11 @@ function policiesSummary(policies: PolicySource): unknown {
   } catch (err) {
     return { error: errorMessage(err) };
   }
+}
+
+function proxyFlowLog(config: AgentConfig): LineSink | null {
+  if (config.proxy.flowLog.mode === 'none') return null;
+  return createFlowSink(config.proxy.flowLog.path ?? config.dns.flowLog.path);
 }
 
 function defaultFlowLog(config: AgentConfig): LineSink | null {

@@ -62,11 +62,15 @@ export const HttpSectionSchema = z.strictObject({
 export type DatapathSection = z.output<typeof DatapathSectionSchema>;
 export type HttpSection = z.output<typeof HttpSectionSchema>;
 
-/** The nftables driver's config from the datapath section and the DNS listen port. */
-export function nftConfigFrom(section: DatapathSection, dnsListenPort: number): NftConfigInput {
+/**
+ * The nftables driver's config from the datapath section, the DNS listen port and the SNI
+ * proxy's port (null: verify ports are not redirected, the proxy is off).
+ */
+export function nftConfigFrom(section: DatapathSection, dnsListenPort: number, verifyPort: number | null): NftConfigInput {
   const r = section.dnsRedirect;
   return {
     table: section.table,
+    verifyPort,
     dns: r
       ? { kind: 'dnat', port: r.port, ipv4: r.ipv4 ?? null, ipv6: r.ipv6 ?? null }
       : { kind: 'redirect', port: dnsListenPort },

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { DatapathSectionSchema, HttpSectionSchema } from '../agent/config.ts';
 import { KubernetesConfigSchema } from '../k8s/config.ts';
+import { ProxySectionSchema } from '../proxy/config.ts';
 
 const seconds = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
 const count = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
@@ -106,6 +107,7 @@ export const SECTIONS = {
   policies: z.array(z.string()).default([]).describe('Policy files or folders; relative to the config file.'),
   datapath: DatapathSectionSchema.prefault({}),
   http: HttpSectionSchema.prefault({}),
+  proxy: ProxySectionSchema.prefault({}),
   kubernetes: KubernetesConfigSchema.optional(),
 };
 

@@ -47,8 +47,9 @@ export interface Segment {
 }
 
 interface KeyState {
-  readonly source: string;
-  readonly destination: string;
+  /** Set to the store's own map keys when stored (one string per source, not per element). */
+  source: string;
+  destination: string;
   readonly protocol: Protocol;
   grants: Grant[];
   /** What the kernel holds (or may still hold) for this key. */
@@ -83,8 +84,58 @@ function keyOf(source: string, destination: string, protocol: Protocol): string 
   return `${source}|${destination}|${protocol}`;
 }
 
+/**
+ * Key states by protocol, source and destination. Nested maps rather than one map keyed by a
+ * joined string: the model holds an entry per learned element for its whole life, and a key
+ * string per element (plus its concatenation pieces) was most of the ~650 bytes an element
+ * cost; at 10,000 elements/s those survivors set the young-generation GC pauses.
+ */
+class KeyStore {
+  readonly #tables = {
+    TCP: new Map<string, Map<string, KeyState>>(),
+    UDP: new Map<string, Map<string, KeyState>>(),
+  };
+
+  get(source: string, destination: string, protocol: Protocol): KeyState | undefined {
+    return this.#tables[protocol].get(source)?.get(destination);
+  }
+
+  set(s: KeyState): void {
+    const table = this.#tables[s.protocol];
+    let inner = table.get(s.source);
+    if (!inner) {
+      inner = new Map();
+      table.set(s.source, inner);
+    } else {
+      // One source string for all of its elements (callers pass a new string each time).
+      const first = inner.values().next().value;
+      if (first) s.source = first.source;
+    }
+    inner.set(s.destination, s);
+  }
+
+  delete(source: string, destination: string, protocol: Protocol): void {
+    const table = this.#tables[protocol];
+    const inner = table.get(source);
+    if (!inner) return;
+    inner.delete(destination);
+    if (inner.size === 0) table.delete(source);
+  }
+
+  *values(): IterableIterator<KeyState> {
+    for (const table of [this.#tables.TCP, this.#tables.UDP]) {
+      for (const inner of table.values()) yield* inner.values();
+    }
+  }
+
+  clear(): void {
+    this.#tables.TCP.clear();
+    this.#tables.UDP.clear();
+  }
+}
+
 function cloneState(s: KeyState): KeyState {
-  return { ...s, grants: s.grants.map((g) => ({ ...g })), segments: [...s.segments] };
+  return { ...s, grants: s.grants.map((g) => ({ ...g })), segments: s.segments.slice() };
 }
 
 /**
@@ -111,7 +162,9 @@ export function deriveSegments(
     }
     if (expiresAt > now) out.push({ kind: 'range', from, to, expiresAt });
   }
-  return out;
+  // An array grown by push keeps spare capacity (17 slots for one element); the model holds one
+  // of these per key for the element's whole life, so keep it exact (GC pauses, memory).
+  return out.slice();
 }
 
 type Shape = { readonly kind: ElementKind; readonly from: number; readonly to: number };
@@ -142,7 +195,7 @@ export function uncovered(
 }
 
 export class LearnedModel {
-  readonly #keys = new Map<string, KeyState>();
+  readonly #keys = new KeyStore();
   readonly #ghostMs: number;
   #segments = 0;
 
@@ -162,10 +215,10 @@ export class LearnedModel {
 
   /** Forget everything of one family (its set was recreated). */
   clearFamily(family: 4 | 6): void {
-    for (const [k, s] of this.#keys) {
+    for (const s of [...this.#keys.values()]) {
       if (s.source.includes(':') === (family === 6)) {
         this.#segments -= s.segments.length;
-        this.#keys.delete(k);
+        this.#keys.delete(s.source, s.destination, s.protocol);
       }
     }
   }
@@ -176,8 +229,7 @@ export class LearnedModel {
     now: number,
   ): void {
     for (const e of elements) {
-      const k = keyOf(e.source, e.destination, e.protocol);
-      const s = this.#keys.get(k) ?? {
+      const s = this.#keys.get(e.source, e.destination, e.protocol) ?? {
         source: e.source,
         destination: e.destination,
         protocol: e.protocol,
@@ -188,20 +240,20 @@ export class LearnedModel {
       s.grants.push({ kind: e.kind, from: e.from, to: e.to, expiresAt, restored: true });
       s.segments.push({ kind: e.kind, from: e.from, to: e.to, expiresAt });
       this.#segments++;
-      this.#keys.set(k, s);
+      this.#keys.set(s);
     }
   }
 
   /** Drop keys whose every segment is past the ghost window; returns how many went. */
   prune(now: number): number {
     let n = 0;
-    for (const [k, s] of this.#keys) {
+    for (const s of [...this.#keys.values()]) {
       const before = s.segments.length;
       s.segments = s.segments.filter((g) => g.expiresAt > now - this.#ghostMs);
       s.grants = s.grants.filter((g) => g.expiresAt > now);
       this.#segments -= before - s.segments.length;
       if (s.segments.length === 0 && s.grants.length === 0) {
-        this.#keys.delete(k);
+        this.#keys.delete(s.source, s.destination, s.protocol);
         n++;
       }
     }
@@ -257,17 +309,17 @@ export class LearnedModel {
   }
 
   /** @internal used by ModelTxn */
-  _get(k: string): KeyState | undefined {
-    return this.#keys.get(k);
+  _get(source: string, destination: string, protocol: Protocol): KeyState | undefined {
+    return this.#keys.get(source, destination, protocol);
   }
 
-  /** @internal */
-  _set(k: string, s: KeyState | undefined): void {
-    const old = this.#keys.get(k);
+  /** @internal `s` replaces the key's state; `keep` false removes the key. */
+  _set(s: KeyState, keep: boolean): void {
+    const old = this.#keys.get(s.source, s.destination, s.protocol);
     this.#segments -= old ? old.segments.length : 0;
-    if (s === undefined) this.#keys.delete(k);
+    if (!keep) this.#keys.delete(s.source, s.destination, s.protocol);
     else {
-      this.#keys.set(k, s);
+      this.#keys.set(s);
       this.#segments += s.segments.length;
     }
   }
@@ -298,7 +350,7 @@ export class ModelTxn {
     let s = this.#working.get(k);
     if (!s) {
       // Work on a copy: the model itself changes only on commit, so rollback is a no-op.
-      const orig = this.#model._get(k);
+      const orig = this.#model._get(source, destination, protocol);
       s = orig ? cloneState(orig) : { source, destination, protocol, grants: [], segments: [] };
       this.#working.set(k, s);
     }
@@ -315,7 +367,7 @@ export class ModelTxn {
       g.expiresAt = Math.max(g.expiresAt, expiresAt);
       g.restored = false;
     } else {
-      s.grants.push({ kind, from: e.from, to: e.to, expiresAt, restored: false });
+      s.grants = s.grants.concat({ kind, from: e.from, to: e.to, expiresAt, restored: false });
     }
   }
 
@@ -363,8 +415,8 @@ export class ModelTxn {
   commit(): void {
     if (this.#done) return;
     this.#done = true;
-    for (const [k, s] of this.#working) {
-      this.#model._set(k, s.grants.length === 0 && s.segments.length === 0 ? undefined : s);
+    for (const s of this.#working.values()) {
+      this.#model._set(s, s.grants.length > 0 || s.segments.length > 0);
     }
   }
 

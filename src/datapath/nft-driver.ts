@@ -61,6 +61,11 @@ export interface NftDatapathOptions {
   readonly pruneIntervalMs?: number;
   /** When an idle writer starts a transaction (see WriterOptions.start); default `immediate`. */
   readonly writerStart?: 'now' | 'immediate';
+  /**
+   * Addon executor: run write transactions on the event-loop thread when the addon has
+   * `runSync` (default true; see AddonExecutorOptions). Ignored for a given executor.
+   */
+  readonly syncWrites?: boolean;
 }
 
 type Op =
@@ -166,7 +171,7 @@ export class NftDatapath implements Datapath {
   static async open(options: NftDatapathOptions = {}): Promise<NftDatapath> {
     const e = options.executor;
     if (e !== undefined && typeof e !== 'string') return new NftDatapath(e, false, options);
-    const exec = await openExecutor(e ?? 'auto', options.logger);
+    const exec = await openExecutor(e ?? 'auto', options.logger, { syncWrites: options.syncWrites ?? true });
     return new NftDatapath(exec, true, options);
   }
 

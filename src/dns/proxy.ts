@@ -34,7 +34,7 @@ import { createDnsMetrics, type DnsMetrics } from './metrics.ts';
 import { Pipeline, type PipelineSettings, type PolicyProvider } from './pipeline.ts';
 import { RandomIds } from './random.ts';
 import { DnsServer, type ListenAddress } from './server.ts';
-import { UpstreamClient, type UpstreamServer } from './upstream.ts';
+import { UpstreamClient, type UpstreamObserver, type UpstreamServer } from './upstream.ts';
 import { Rcode, RrType } from './wire.ts';
 
 export interface DnsProxyDeps {
@@ -97,6 +97,21 @@ export function storeFrom(config: AgentConfig, events: StoreMetrics['events'], i
   });
 }
 
+/** An upstream client for the trusted upstreams of the config (the DNS proxy's, the CONNECT proxy's). */
+export function upstreamFrom(config: AgentConfig, clock: Clock, observe?: UpstreamObserver): UpstreamClient {
+  return new UpstreamClient({
+    servers: config.dns.upstreams.map((u) => addressOf(u) as UpstreamServer),
+    timeoutMs: config.dns.timeoutMs,
+    attempts: config.dns.attempts,
+    socketsPerServer: config.dns.upstreamSockets,
+    queriesPerSocket: config.dns.queriesPerSocket,
+    tcpFallback: config.dns.tcpFallback,
+    ids: new RandomIds(),
+    now: () => clock.now(),
+    ...(observe ? { observe } : {}),
+  });
+}
+
 export class DnsProxy {
   readonly store: LearnedStore;
   readonly metrics: DnsMetrics;
@@ -119,22 +134,11 @@ export class DnsProxy {
     this.storeMetrics = createStoreMetrics(deps.registry);
     this.store = deps.store ?? storeFrom(config, this.storeMetrics.events, deps.inUse);
     this.storeMetrics.watch(this.store);
-    const ids = new RandomIds();
     const clock = this.#clock;
     const metrics = this.metrics;
-    this.#upstream = new UpstreamClient({
-      servers: config.dns.upstreams.map((u) => addressOf(u) as UpstreamServer),
-      timeoutMs: config.dns.timeoutMs,
-      attempts: config.dns.attempts,
-      socketsPerServer: config.dns.upstreamSockets,
-      queriesPerSocket: config.dns.queriesPerSocket,
-      tcpFallback: config.dns.tcpFallback,
-      ids,
-      now: () => clock.now(),
-      observe: {
-        answered: (transport, ms) => metrics.observeUpstream(transport, ms / 1000),
-        failed: (kind) => metrics.upstreamErrors.inc({ kind }),
-      },
+    this.#upstream = upstreamFrom(config, clock, {
+      answered: (transport, ms) => metrics.observeUpstream(transport, ms / 1000),
+      failed: (kind) => metrics.upstreamErrors.inc({ kind }),
     });
     this.#pending = new PendingLimiter(config.dns.limits.maxPending, config.dns.limits.maxPendingPerSource);
     const commits = new CommitBatcher(

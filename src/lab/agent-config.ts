@@ -42,6 +42,8 @@ export interface LabAgentConfig {
   };
   /** The agent's metrics and health endpoint, on the node's loopback. */
   readonly http?: { readonly listen: string };
+  /** The SNI/Host proxy checks verify ports (api.stripe.com shares its IP with a neighbour). */
+  readonly proxy?: { readonly sni: { readonly enabled: boolean } };
 }
 
 export const AGENT_HTTP_LISTEN = '127.0.0.1:9253';
@@ -76,6 +78,7 @@ export function labAgentConfig(plan: LabPlan, policies: readonly string[]): LabA
     policies: [...policies],
     ...(Object.hasOwn(sections, 'datapath') ? { datapath: { dnsRedirect: dnsRedirectTarget(plan) } } : {}),
     ...(Object.hasOwn(sections, 'http') ? { http: { listen: AGENT_HTTP_LISTEN } } : {}),
+    ...(Object.hasOwn(sections, 'proxy') ? { proxy: { sni: { enabled: true } } } : {}),
   };
 }
 

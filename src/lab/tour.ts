@@ -125,12 +125,19 @@ export function tourChecks(plan: LabPlan): TourCheck[] {
       why: "api.stripe.com's IP, another name: the SNI check closes it",
     },
     {
-      kind: 'tcp',
+      kind: 'http',
       pod: 'payments-api',
-      ip: ip4(plan, 'github.com'),
-      port: 443,
+      url: 'https://api.stripe.com/',
+      via: ip4(plan, 'github.com'),
       expect: 'deny',
-      why: 'an address this pod never learned',
+      why: 'an allowed name (spoofed SNI) sent to an address never learned for it',
+    },
+    {
+      kind: 'http',
+      pod: 'payments-api',
+      url: `https://${ip4(plan, 'github.com')}/`,
+      expect: 'deny',
+      why: 'an address this pod never learned, without a name (port 443 goes through the SNI check)',
     },
     {
       kind: 'udp',

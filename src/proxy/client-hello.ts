@@ -16,7 +16,7 @@
  * ECH (0xfe0d) is reported, not refused: the outer server_name is the name decided on (a real
  * ECH hello names the provider's public_name there; GREASE ECH names the real server).
  */
-import { tryCanonicalName, type CanonicalName } from '../core/names.ts';
+import { type CanonicalName, tryCanonicalName } from '../core/names.ts';
 
 /** Why a hello was refused; stable, used in logs, metrics and tests. */
 export type HelloReason =
@@ -151,8 +151,7 @@ export function parseClientHello(buf: Uint8Array, limits: HelloLimits = DEFAULT_
       // Check what is there of the next header before asking for more.
       if (at < buf.length && buf[at] !== CONTENT_HANDSHAKE)
         return fail('malformed', 'a record other than handshake inside the ClientHello');
-      if (at + 1 < buf.length && buf[at + 1] !== 3)
-        return fail('malformed', 'record version major is not 3');
+      if (at + 1 < buf.length && buf[at + 1] !== 3) return fail('malformed', 'record version major is not 3');
       return MORE;
     }
     if (buf[at] !== CONTENT_HANDSHAKE)
@@ -262,10 +261,12 @@ function readBody(body: Uint8Array, records: number, consumed: number): HelloRes
   if (!suites || suites.end === suites.start || (suites.end - suites.start) % 2 !== 0)
     return fail('malformed', 'bad cipher_suites');
   const compression = r.vec(1);
-  if (!compression || compression.end === compression.start) return fail('malformed', 'bad compression_methods');
+  if (!compression || compression.end === compression.start)
+    return fail('malformed', 'bad compression_methods');
   if (r.left() === 0) return fail('no_sni', 'the ClientHello has no extensions');
   const exts = r.vec(2);
-  if (!exts || r.left() !== 0) return fail('malformed', 'the extensions do not end where the ClientHello ends');
+  if (!exts || r.left() !== 0)
+    return fail('malformed', 'the extensions do not end where the ClientHello ends');
 
   const seen = new Set<number>();
   const order: number[] = [];
@@ -294,7 +295,8 @@ function readBody(body: Uint8Array, records: number, consumed: number): HelloRes
       }
       case Ext.alpn: {
         const list = e.vec(2);
-        if (!list || e.left() !== 0 || list.end === list.start) return fail('malformed', 'bad ALPN extension');
+        if (!list || e.left() !== 0 || list.end === list.start)
+          return fail('malformed', 'bad ALPN extension');
         const p = new Reader(body, list.start, list.end);
         const names: string[] = [];
         while (p.left() > 0) {
@@ -390,17 +392,24 @@ export function checkSniBytes(name: Uint8Array): CanonicalName | HelloResult {
       c === 0x5f ||
       c === 0x2e;
     if (!ok) {
-      if ((c === 0x3a || c === 0x5b || c === 0x5d) && /^[0-9a-fA-F:.[\]]+$/.test(Buffer.from(name).toString('latin1')))
+      if (
+        (c === 0x3a || c === 0x5b || c === 0x5d) &&
+        /^[0-9a-fA-F:.[\]]+$/.test(Buffer.from(name).toString('latin1'))
+      )
         return fail('ip_sni', 'server_name is an IPv6 literal');
       return fail('bad_sni', `server_name holds byte 0x${hex2(c)}`);
     }
     text += String.fromCharCode(c);
   }
   if (text.endsWith('.')) return fail('bad_sni', 'server_name ends with a dot');
-  if (/^[0-9.]+$/.test(text) || /^(?:\d+\.){3}\d+$/.test(text)) return fail('ip_sni', 'server_name is an IPv4 literal');
+  if (/^[0-9.]+$/.test(text) || /^(?:\d+\.){3}\d+$/.test(text))
+    return fail('ip_sni', 'server_name is an IPv4 literal');
   const canonical = tryCanonicalName(text);
   if (typeof canonical !== 'string') {
-    return fail(canonical.rule === 'ip-literal' || canonical.rule === 'numeric-tld' ? 'ip_sni' : 'bad_sni', canonical.message);
+    return fail(
+      canonical.rule === 'ip-literal' || canonical.rule === 'numeric-tld' ? 'ip_sni' : 'bad_sni',
+      canonical.message,
+    );
   }
   if (canonical !== text.toLowerCase()) return fail('bad_sni', 'server_name is not in canonical form');
   return canonical;

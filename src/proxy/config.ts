@@ -23,7 +23,12 @@ export const SniProxySchema = z.strictObject({
 
 export const ConnectProxySchema = z.strictObject({
   enabled: z.boolean().default(false),
-  listen: z.array(z.string()).min(1).max(8).default(['127.0.0.1:3128']).describe('Addresses of the HTTP CONNECT proxy.'),
+  listen: z
+    .array(z.string())
+    .min(1)
+    .max(8)
+    .default(['127.0.0.1:3128'])
+    .describe('Addresses of the HTTP CONNECT proxy.'),
   tlsPorts: z
     .array(z.number().int().min(1).max(65535))
     .default([443])
@@ -37,20 +42,24 @@ export const ConnectProxySchema = z.strictObject({
 export const ProxySectionSchema = z.strictObject({
   sni: SniProxySchema.prefault({}),
   connect: ConnectProxySchema.prefault({}),
-  peekTimeoutMs: ms(100, 60_000, 5000).describe('Longest wait for a complete ClientHello or request head (TLS-04).'),
+  peekTimeoutMs: ms(100, 60_000, 5000).describe(
+    'Longest wait for a complete ClientHello or request head (TLS-04).',
+  ),
   maxHelloBytes: count(512, 65_536, 16_384).describe('Largest ClientHello accepted (TLS-03).'),
   maxHelloRecords: count(1, 1024, 64).describe('Most TLS records a ClientHello may be spread over.'),
   maxHeadBytes: count(1024, 65_536, 16_384).describe('Largest HTTP request head accepted.'),
   maxHeadFields: count(8, 1000, 100),
   connectTimeoutMs: ms(100, 60_000, 5000).describe('Longest wait for the upstream TCP connection.'),
-  idleTimeoutMs: ms(1000, 86_400_000, 300_000).describe('A connection silent this long in both directions is closed.'),
+  idleTimeoutMs: ms(1000, 86_400_000, 300_000).describe(
+    'A connection silent this long in both directions is closed.',
+  ),
   maxConnections: count(1, 1_000_000, 16_384).describe('Open connections per proxy, in total.'),
   maxConnectionsPerSource: count(1, 100_000, 512).describe('Open connections per proxy, per source address.'),
   originalDst: z
     .enum(['auto', 'addon', 'conntrack'])
     .default('auto')
     .describe(
-      'How the SNI proxy reads a redirected connection\'s original destination: the sockopt addon, the conntrack tool, or the addon when it loads. Without either the connection is closed.',
+      "How the SNI proxy reads a redirected connection's original destination: the sockopt addon, the conntrack tool, or the addon when it loads. Without either the connection is closed.",
     ),
   flowLog: z
     .strictObject({

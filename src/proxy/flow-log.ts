@@ -47,7 +47,8 @@ export interface CloseRecord {
 }
 
 const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 253)}...` : s);
-const str = (v: string | null | undefined) => (v === null || v === undefined ? 'null' : JSON.stringify(clip(v)));
+const str = (v: string | null | undefined) =>
+  v === null || v === undefined ? 'null' : JSON.stringify(clip(v));
 const num = (v: number | null) => (v === null ? 'null' : String(v));
 
 export class ProxyFlowLog {

@@ -37,22 +37,56 @@ type State =
   | { kind: 'data'; left: number; next: 'head' | 'tunnel' }
   | { kind: 'data-end'; next: 'head' | 'tunnel' }
   | { kind: 'trailers'; bytes: number; next: 'head' | 'tunnel' }
-  | { kind: 'tunnel' };
+  | { kind: 'tunnel' }
+  /** single mode, after the one request: further bytes are dropped, never forwarded. */
+  | { kind: 'drop' };
 
 export class HttpGate extends Transform {
   readonly #check: HeadCheck;
   readonly #limits: HeadLimits;
   readonly #onRequest: ((head: RequestHead) => void) | undefined;
+  readonly #single: boolean;
   #state: State = { kind: 'head' };
   #pending: Buffer = Buffer.alloc(0);
   /** Requests that passed. */
   requests = 0;
+  /** Bytes dropped after the one request (single mode). */
+  dropped = 0;
 
-  constructor(check: HeadCheck, limits: HeadLimits, onRequest?: (head: RequestHead) => void) {
+  /**
+   * `single`: one request per connection (the CONNECT proxy's absolute-form requests, sent
+   * upstream with `Connection: close`): bytes after its body are dropped.
+   */
+  constructor(
+    check: HeadCheck,
+    limits: HeadLimits,
+    onRequest?: (head: RequestHead) => void,
+    options: { single?: boolean } = {},
+  ) {
     super();
     this.#check = check;
     this.#limits = limits;
     this.#onRequest = onRequest;
+    this.#single = options.single ?? false;
+  }
+
+  /** The caller sent this (already checked) head itself: continue with its body. */
+  afterHead(head: RequestHead): void {
+    this.requests++;
+    this.#state = this.#bodyState(head);
+  }
+
+  #bodyState(head: RequestHead): State {
+    const next = head.upgrade !== null ? 'tunnel' : 'head';
+    const b = head.body;
+    if (b.kind === 'length') return { kind: 'length', left: b.length, next };
+    if (b.kind === 'chunked') return { kind: 'size', next };
+    return this.#after(next);
+  }
+
+  #after(next: 'head' | 'tunnel'): State {
+    if (next === 'tunnel') return { kind: 'tunnel' };
+    return this.#single && this.requests > 0 ? { kind: 'drop' } : { kind: 'head' };
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -75,6 +109,10 @@ export class HttpGate extends Transform {
         case 'tunnel':
           this.#emit(buf.length);
           return;
+        case 'drop':
+          this.dropped += buf.length;
+          this.#pending = Buffer.alloc(0);
+          return;
         case 'head': {
           const r = parseRequestHead(buf, this.#limits);
           if (r.kind === 'more') return;
@@ -85,23 +123,14 @@ export class HttpGate extends Transform {
           this.requests++;
           this.#onRequest?.(head);
           this.#emit(head.headBytes);
-          const next = head.upgrade !== null ? 'tunnel' : 'head';
-          const b = head.body;
-          this.#state =
-            b.kind === 'length'
-              ? { kind: 'length', left: b.length, next }
-              : b.kind === 'chunked'
-                ? { kind: 'size', next }
-                : next === 'tunnel'
-                  ? { kind: 'tunnel' }
-                  : { kind: 'head' };
+          this.#state = this.#bodyState(head);
           break;
         }
         case 'length': {
           const n = Math.min(s.left, buf.length);
           this.#emit(n);
           s.left -= n;
-          if (s.left === 0) this.#state = s.next === 'tunnel' ? { kind: 'tunnel' } : { kind: 'head' };
+          if (s.left === 0) this.#state = this.#after(s.next);
           break;
         }
         case 'size': {
@@ -116,7 +145,10 @@ export class HttpGate extends Transform {
           if (!m) throw new GateError('bad_chunk', 'bad chunk size line');
           const size = Number.parseInt(m[1]!, 16);
           this.#emit(eol + 2);
-          this.#state = size === 0 ? { kind: 'trailers', bytes: 0, next: s.next } : { kind: 'data', left: size, next: s.next };
+          this.#state =
+            size === 0
+              ? { kind: 'trailers', bytes: 0, next: s.next }
+              : { kind: 'data', left: size, next: s.next };
           break;
         }
         case 'data': {
@@ -131,7 +163,8 @@ export class HttpGate extends Transform {
             if (buf[0] !== 0x0d) throw new GateError('bad_chunk', 'chunk data not followed by CRLF');
             return;
           }
-          if (buf[0] !== 0x0d || buf[1] !== 0x0a) throw new GateError('bad_chunk', 'chunk data not followed by CRLF');
+          if (buf[0] !== 0x0d || buf[1] !== 0x0a)
+            throw new GateError('bad_chunk', 'chunk data not followed by CRLF');
           this.#emit(2);
           this.#state = { kind: 'size', next: s.next };
           break;
@@ -139,18 +172,20 @@ export class HttpGate extends Transform {
         case 'trailers': {
           const eol = buf.indexOf('\r\n');
           if (eol < 0) {
-            if (s.bytes + buf.length > MAX_TRAILER_BYTES) throw new GateError('too_large', 'trailers too long');
+            if (s.bytes + buf.length > MAX_TRAILER_BYTES)
+              throw new GateError('too_large', 'trailers too long');
             if (buf.includes(0x0a)) throw new GateError('bare_lf', 'trailer line ends in LF');
             return;
           }
           const line = buf.toString('latin1', 0, eol);
-          if (line.includes('\n') || line.includes('\r')) throw new GateError('bare_lf', 'bare CR or LF in trailers');
+          if (line.includes('\n') || line.includes('\r'))
+            throw new GateError('bare_lf', 'bare CR or LF in trailers');
           if (line !== '' && !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\x20-\x7e\t]*$/.test(line))
             throw new GateError('malformed', 'bad trailer line');
           s.bytes += eol + 2;
           if (s.bytes > MAX_TRAILER_BYTES) throw new GateError('too_large', 'trailers too long');
           this.#emit(eol + 2);
-          if (line === '') this.#state = s.next === 'tunnel' ? { kind: 'tunnel' } : { kind: 'head' };
+          if (line === '') this.#state = this.#after(s.next);
           break;
         }
       }

@@ -98,7 +98,7 @@ function isTokenByte(c: number): boolean {
     (c >= 0x61 && c <= 0x7a) ||
     (c >= 0x41 && c <= 0x5a) ||
     (c >= 0x30 && c <= 0x39) ||
-    '!#$%&\'*+-.^_`|~'.includes(String.fromCharCode(c))
+    "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c))
   );
 }
 
@@ -126,17 +126,21 @@ function findHeadEnd(buf: Uint8Array, limit: number): number | HeadReason {
 export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = DEFAULT_HEAD_LIMITS): HeadResult {
   if (buf.length === 0) return MORE;
   // The HTTP/2 preface, as early as its first bytes prove it.
-  const pre = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, H2_PREFACE.length)).toString('latin1');
+  const pre = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, H2_PREFACE.length)).toString(
+    'latin1',
+  );
   if (H2_PREFACE.startsWith(pre) && pre.length >= 4) {
     return pre.length === H2_PREFACE.length
       ? fail('h2_prior_knowledge', 'the HTTP/2 connection preface')
       : MORE;
   }
-  if (!isTokenByte(buf[0]!)) return fail('not_http', `first byte 0x${buf[0]!.toString(16)} does not start a method`);
+  if (!isTokenByte(buf[0]!))
+    return fail('not_http', `first byte 0x${buf[0]!.toString(16)} does not start a method`);
   const end = findHeadEnd(buf, limits.maxHeadBytes);
   if (typeof end === 'string') return fail(end, 'a line does not end in CRLF');
   if (end < 0) {
-    if (buf.length >= limits.maxHeadBytes) return fail('too_large', `no end of head within ${limits.maxHeadBytes} bytes`);
+    if (buf.length >= limits.maxHeadBytes)
+      return fail('too_large', `no end of head within ${limits.maxHeadBytes} bytes`);
     // Fail early on a request line that cannot become valid.
     const firstLine = Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('latin1');
     const sp = firstLine.indexOf(' ');
@@ -173,7 +177,8 @@ export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = DEFAULT_H
 
   const all = (n: string) => fields.filter(([k]) => k === n).map(([, v]) => v);
   const hosts = all('host');
-  if (hosts.length !== 1) return fail('bad_host', hosts.length === 0 ? 'no Host field' : 'more than one Host field');
+  if (hosts.length !== 1)
+    return fail('bad_host', hosts.length === 0 ? 'no Host field' : 'more than one Host field');
   const host = parseAuthority(hosts[0]!);
   if (typeof host === 'string') return fail('bad_host', host);
 
@@ -220,7 +225,8 @@ export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = DEFAULT_H
   if (upgrade !== null) {
     for (const p of upgrade.split(',')) {
       const proto = (p.trim().split('/')[0] ?? '').toLowerCase();
-      if (proto === 'h2c' || proto === 'h2') return fail('h2c_upgrade', `Upgrade: ${proto} cannot be inspected`);
+      if (proto === 'h2c' || proto === 'h2')
+        return fail('h2c_upgrade', `Upgrade: ${proto} cannot be inspected`);
     }
   }
   return {
@@ -265,7 +271,8 @@ export function parseAuthority(text: string): Authority | string {
   if (isIP(bare) !== 0) return { host: null, ip: canonicalIp(bare), port };
   const name = tryCanonicalName(hostText);
   if (typeof name !== 'string') {
-    if (name.rule === 'numeric-tld' || name.rule === 'ip-literal') return 'an IP address in a non-canonical form';
+    if (name.rule === 'numeric-tld' || name.rule === 'ip-literal')
+      return 'an IP address in a non-canonical form';
     return name.message;
   }
   return { host: name, ip: null, port };

@@ -5,8 +5,8 @@
  */
 import net from 'node:net';
 import { parseHostPort } from '../config/load.ts';
-import { canonicalIp } from '../core/ip.ts';
 import { ErrorCode, NamegateError } from '../core/errors.ts';
+import { canonicalIp } from '../core/ip.ts';
 
 export interface ListenAddress {
   readonly host: string;
@@ -68,7 +68,10 @@ export async function listenAll(
   const bound: ListenAddress[] = [];
   try {
     for (const a of addresses) {
-      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, onConnection);
+      const server = net.createServer(
+        { allowHalfOpen: true, pauseOnConnect: true, noDelay: true },
+        onConnection,
+      );
       servers.push(server);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

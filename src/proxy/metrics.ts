@@ -19,7 +19,9 @@ export interface ProxyMetrics {
   watch(proxy: ProxyKind, active: () => number): void;
 }
 
-const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /** One set of metrics per registry: both proxies share it. */
 const byRegistry = new WeakMap<Registry, ProxyMetrics>();

@@ -35,7 +35,8 @@ export interface SockoptAddon {
 /** Where the addon is: $NAMEGATE_SOCKOPT_ADDON, else build/sockopt.node at the repository root. */
 export function sockoptAddonPath(): string {
   return (
-    process.env['NAMEGATE_SOCKOPT_ADDON'] ?? fileURLToPath(new URL('../../build/sockopt.node', import.meta.url))
+    process.env['NAMEGATE_SOCKOPT_ADDON'] ??
+    fileURLToPath(new URL('../../build/sockopt.node', import.meta.url))
   );
 }
 

@@ -48,12 +48,15 @@ export function relay(client: Socket, upstream: Socket, options: RelayOptions): 
     client.destroy();
     upstream.destroy();
   };
-  const onClose = () => {
+  // A socket that closed cannot carry either direction any more: the other one is closed too,
+  // after what is already written to it has left (a clean close comes after both FINs anyway).
+  const onClose = (other: Socket) => () => {
     closed++;
     if (closed === 2) finish();
+    else other.destroySoon();
   };
-  client.once('close', onClose);
-  upstream.once('close', onClose);
+  client.once('close', onClose(upstream));
+  upstream.once('close', onClose(client));
   client.on('error', (err) => fail(`client: ${err.message}`));
   upstream.on('error', (err) => fail(`upstream: ${err.message}`));
 

@@ -100,7 +100,8 @@ const HTTP_STATUS: Record<string, number> = {
 };
 
 function httpError(status: number, reason: string): Buffer {
-  const text = status === 403 ? 'Forbidden' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+  const text =
+    status === 403 ? 'Forbidden' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
   const body = `namegate: ${reason}\n`;
   return Buffer.from(
     `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
@@ -224,7 +225,8 @@ export class SniProxy {
     if (socket.destroyed) return;
     if (peeked.kind === 'fail') {
       const d = refuse(c.mode, peeked.reason);
-      if (d.verdict === 'audit') return this.#pass(c, d, { proto: peeked.proto, name: null }, peeked.held, null);
+      if (d.verdict === 'audit')
+        return this.#pass(c, d, { proto: peeked.proto, name: null }, peeked.held, null);
       return this.#refuse(c, d, peeked.proto, null, peeked.proto === 'http' ? 'http' : 'close');
     }
     const now = this.#clock.now();
@@ -254,20 +256,17 @@ export class SniProxy {
     let gate: HttpGate | null = null;
     if (d.verdict === 'allow') {
       let first = true;
-      gate = new HttpGate(
-        (head) => {
-          if (first) {
-            first = false; // decided above, with this very head
-            return null;
-          }
-          const later = this.#checkHead(c, head, this.#clock.now());
-          if (later.verdict === 'allow') return null;
-          this.#logDecision(c, later, { proto: 'http', name: head.host.host ?? head.host.ip });
-          this.#metrics.count('sni', later.verdict, later.reason);
-          return later.verdict === 'audit' ? null : later.reason;
-        },
-        this.#headLimits,
-      );
+      gate = new HttpGate((head) => {
+        if (first) {
+          first = false; // decided above, with this very head
+          return null;
+        }
+        const later = this.#checkHead(c, head, this.#clock.now());
+        if (later.verdict === 'allow') return null;
+        this.#logDecision(c, later, { proto: 'http', name: head.host.host ?? head.host.ip });
+        this.#metrics.count('sni', later.verdict, later.reason);
+        return later.verdict === 'audit' ? null : later.reason;
+      }, this.#headLimits);
     }
     return this.#pass(c, d, info, peeked.held, gate);
   }
@@ -343,7 +342,12 @@ export class SniProxy {
           const r = parseRequestHead(held, this.#headLimits);
           if (r.kind === 'head') return finish({ kind: 'http', head: r.head, held });
           if (r.kind === 'error')
-            return finish({ kind: 'fail', reason: r.reason === 'not_http' ? 'not_tls' : r.reason, proto, held });
+            return finish({
+              kind: 'fail',
+              reason: r.reason === 'not_http' ? 'not_tls' : r.reason,
+              proto,
+              held,
+            });
         }
         if (held.length > cap) finish({ kind: 'fail', reason: 'too_large', proto, held });
       };
@@ -357,7 +361,12 @@ export class SniProxy {
   #logDecision(
     c: Conn,
     d: ProxyDecision,
-    info: { proto: 'tls' | 'http' | 'tcp' | null; name: string | null; ech?: boolean; alpn?: readonly string[] },
+    info: {
+      proto: 'tls' | 'http' | 'tcp' | null;
+      name: string | null;
+      ech?: boolean;
+      alpn?: readonly string[];
+    },
     detail?: string,
   ): void {
     this.#flow.decision({
@@ -417,7 +426,12 @@ export class SniProxy {
   #pass(
     c: Conn,
     d: ProxyDecision,
-    info: { proto: 'tls' | 'http' | 'tcp' | null; name: string | null; ech?: boolean; alpn?: readonly string[] },
+    info: {
+      proto: 'tls' | 'http' | 'tcp' | null;
+      name: string | null;
+      ech?: boolean;
+      alpn?: readonly string[];
+    },
     held: Buffer,
     gate: HttpGate | null,
   ): void {

@@ -50,6 +50,7 @@ import {
   kernelState,
   kubeAgentConfig,
   msUntil,
+  PodConnection,
   RELEASE_NAMESPACE,
   startApiBridge,
   startKubeAgent,
@@ -343,6 +344,11 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
       const before = await kernelState(plan);
       assert.ok(hasElement(before.learned, ci.ipv4, '203.0.113.20'));
       assert.ok(hasElement(before.learned, ci.ipv6, '2001:db8:113::20'));
+      // An established connection, to show that it ends too (its flow is deleted with the element).
+      const held = PodConnection.open(plan, ci.id, 'github.com', '203.0.113.20');
+      t.after(() => held.close());
+      assert.ok(await held.request(5000), 'a request on the held connection before the relabel');
+      assert.ok(await held.request(5000), 'the connection is kept alive');
 
       const t0 = performance.now();
       await labelPod(admin, 'ci', ci.id, { role: 'builder' });
@@ -357,6 +363,11 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
       assert.ok(goneMs < DEADLINE_MS, `relabel took ${goneMs.toFixed(0)} ms to reach the kernel`);
 
       assert.equal((await dnsAnswer(plan, ci.id, 'github.com')).status, 'REFUSED');
+      assert.equal(
+        await held.request(2000),
+        false,
+        'the established connection carries nothing after the relabel',
+      );
       for (const ip of ['203.0.113.20', '2001:db8:113::20']) {
         const r = await curlFrom(plan, ci.id, 'github.com', { ip });
         assert.equal(r.code, 28, `github.com at ${ip} after the relabel must be dropped: ${r.stderr}`);

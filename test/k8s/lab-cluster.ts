@@ -19,11 +19,13 @@ import path from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { KubeObject } from '../../src/k8s/api.ts';
 import { labAgentConfig } from '../../src/lab/agent-config.ts';
-import { type ExecResult, labExec } from '../../src/lab/exec.ts';
+import { type ExecResult, labExec, targetNetns } from '../../src/lab/exec.ts';
 import { startAgent } from '../../src/lab/lab.ts';
+import { helloBody } from '../../src/lab/nginx-config.ts';
 import type { LabPlan } from '../../src/lab/plan.ts';
 import { statePaths } from '../../src/lab/plan.ts';
 import { type Daemon, isAlive, logTail, startDaemon } from '../../src/lab/processes.ts';
+import { findTool } from '../../src/lab/run.ts';
 import { waitListening } from '../../src/lab/sockets.ts';
 import type { TestApiServer } from './apiserver.ts';
 import { testBinary } from './apiserver.ts';
@@ -235,6 +237,63 @@ export function curlFrom(plan: LabPlan, pod: string, name: string, o: CurlOption
   if (o.ip) argv.push('--resolve', `${name}:${port}:${o.ip.includes(':') ? `[${o.ip}]` : o.ip}`);
   argv.push(`${scheme}://${name}/`);
   return labExec(plan, pod, argv, { timeoutMs: (connect + 5) * 1000 });
+}
+
+/**
+ * One TLS connection from a pod, held open (openssl s_client), carrying HTTP/1.1 requests: to show
+ * that an established flow ends when its element is revoked, not only new connections.
+ */
+export class PodConnection {
+  readonly #child: ChildProcess;
+  readonly #name: string;
+  #out = '';
+
+  private constructor(child: ChildProcess, name: string) {
+    this.#child = child;
+    this.#name = name;
+    child.stdout?.on('data', (b: Buffer) => {
+      this.#out += b.toString();
+    });
+  }
+
+  static open(plan: LabPlan, pod: string, name: string, ip: string): PodConnection {
+    const target = ip.includes(':') ? `[${ip}]:443` : `${ip}:443`;
+    const argv = [
+      'netns',
+      'exec',
+      targetNetns(plan, pod),
+      'openssl',
+      's_client',
+      '-quiet',
+      '-connect',
+      target,
+      '-servername',
+      name,
+      '-CAfile',
+      statePaths(plan).caCert,
+      '-verify_return_error',
+    ];
+    const child = spawn(findTool('ip') ?? 'ip', argv, { stdio: ['pipe', 'pipe', 'ignore'] });
+    return new PodConnection(child, name);
+  }
+
+  /** Send one request on the connection; true when the answer came within timeoutMs. */
+  async request(timeoutMs: number): Promise<boolean> {
+    const want = helloBody(this.#name);
+    const from = this.#out.length;
+    this.#child.stdin?.write(`GET / HTTP/1.1\r\nHost: ${this.#name}\r\n\r\n`);
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      if (this.#out.slice(from).includes(want)) return true;
+      if (this.#child.exitCode !== null || this.#child.signalCode !== null) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return false;
+  }
+
+  close(): Promise<void> {
+    return stopChild(this.#child);
+  }
 }
 
 export interface KernelElement {

@@ -37,6 +37,7 @@ import {
   upLab,
   waitFor,
   waitForFlow,
+  withoutSniProxy,
 } from './helpers.ts';
 
 const NAME = 'e2ebasic';
@@ -63,7 +64,7 @@ describe('end to end: the example policies in the lab', { skip, concurrency: fal
   const qtype = (f: 4 | 6) => (f === 4 ? 'A' : 'AAAA');
 
   before(async () => {
-    plan = await upLab(NAME);
+    plan = await upLab(NAME, { config: withoutSniProxy });
   });
   after(async () => {
     closeAll(cleanup);

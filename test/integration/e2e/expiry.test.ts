@@ -30,6 +30,7 @@ import {
   tcpConnects,
   upLab,
   waitFor,
+  withoutSniProxy,
 } from './helpers.ts';
 
 const NAME = 'e2eexpiry';
@@ -69,7 +70,7 @@ describe('end to end: TTL expiry and address changes', { skip, concurrency: fals
 
   before(async () => {
     dir = await policyDir({ 'e2e-time.yaml': HOLD_POLICY });
-    plan = await upLab(NAME, { policies: [dir] });
+    plan = await upLab(NAME, { policies: [dir], config: withoutSniProxy });
     open.push(await EchoServer.start(plan, ECHO_PORT));
   });
   after(async () => {

@@ -77,6 +77,15 @@ export interface UpOptions {
   readonly config?: (c: LabAgentConfig) => Record<string, unknown>;
 }
 
+/**
+ * The lab's config without the SNI proxy: payments-api's HTTPS then meets the IP sets alone, as
+ * the datapath tests need (with the proxy, a refused 443 connection is closed by the proxy
+ * instead of its SYN being dropped; sni.test.ts covers that side).
+ */
+export function withoutSniProxy(c: LabAgentConfig): Record<string, unknown> {
+  return { ...c, proxy: { sni: { enabled: false } } };
+}
+
 /** Bring a lab up with the agent and wait until the agent is ready. */
 export async function upLab(name: string, options: UpOptions = {}): Promise<LabPlan> {
   const policies = options.policies ? { policies: options.policies } : {};

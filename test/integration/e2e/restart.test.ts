@@ -35,6 +35,7 @@ import {
   upLab,
   waitFor,
   waitForLog,
+  withoutSniProxy,
 } from './helpers.ts';
 
 const NAME = 'e2erestart';
@@ -71,7 +72,10 @@ describe('end to end: SIGKILL and restart of the agent', { skip, concurrency: fa
     checkpoint = path.join(labPlan(NAME).stateDir, 'store.ckpt');
     plan = await upLab(NAME, {
       policies: [dir],
-      config: (c) => ({ ...c, store: { checkpoint: { path: checkpoint, intervalSeconds: 1 } } }),
+      config: (c) => ({
+        ...withoutSniProxy(c),
+        store: { checkpoint: { path: checkpoint, intervalSeconds: 1 } },
+      }),
     });
     open.push(await EchoServer.start(plan, ECHO_PORT));
   });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { isIP } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { canonicalName } from '../../../src/core/names.ts';
@@ -12,7 +13,7 @@ import {
   observeUdp,
   parseDig,
 } from '../../../src/lab/observe.ts';
-import { labPlan } from '../../../src/lab/plan.ts';
+import { labPlan, siteFor } from '../../../src/lab/plan.ts';
 import { parseSs } from '../../../src/lab/sockets.ts';
 import { formatTable, type TableRow } from '../../../src/lab/table.ts';
 import { tableRows, targetText, tourChecks } from '../../../src/lab/tour.ts';
@@ -204,15 +205,25 @@ describe('the tour checks agree with the policy engine on examples/', async () =
         pod.namespaceLabels,
       );
       let verdict: string;
+      const mode = set.selection(identity).mode;
       if (check.kind === 'http') {
         const url = new URL(check.url);
         const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-        verdict = decide(set, identity, canonicalName(url.hostname), 'TCP', port).verdict;
+        const host = url.hostname.replace(/^\[|\]$/g, '');
+        if (isIP(host) !== 0) {
+          // No name to check (no SNI): only an ungoverned or audited pod gets through.
+          verdict = mode === 'Enforce' ? 'deny' : 'allow';
+        } else {
+          verdict = decide(set, identity, canonicalName(host), 'TCP', port).verdict;
+          // Sent to an address the name does not have: the SNI check (and the IP sets) refuse it.
+          const site = siteFor(plan, host);
+          const learnable = [...(site?.ipv4 ?? []), ...(site?.ipv6 ?? [])];
+          if (verdict === 'allow' && check.via && !learnable.includes(check.via) && mode === 'Enforce') verdict = 'deny';
+        }
       } else if (check.kind === 'dns') {
         verdict = decideQuery(set, identity, canonicalName(check.name)).verdict;
       } else {
         // A raw address no answer taught this pod: only an ungoverned or audited pod gets through.
-        const mode = set.selection(identity).mode;
         verdict = mode === 'Enforce' ? 'deny' : 'allow';
       }
       assert.equal(verdict === 'deny' ? 'deny' : 'allow', check.expect);

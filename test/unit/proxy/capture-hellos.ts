@@ -62,8 +62,23 @@ async function main(): Promise<void> {
     const key = path.join(dir, 'k.pem');
     const cert = path.join(dir, 'c.pem');
     await run('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-subj', '/CN=api.example.com', '-addext', 'subjectAltName=DNS:api.example.com', '-keyout', key, '-out', cert,
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=api.example.com',
+      '-addext',
+      'subjectAltName=DNS:api.example.com',
+      '-keyout',
+      key,
+      '-out',
+      cert,
     ]);
     const files: Record<string, Buffer> = {};
     const sc = (port: number, extra: string[]) =>
@@ -73,17 +88,29 @@ async function main(): Promise<void> {
     files['openssl-default.bin'] = await capture((p) => sc(p, []));
     const curl = (port: number, extra: string[]) =>
       run('curl', [
-        '-sk', '--max-time', '2', '--resolve', `api.example.com:${port}:127.0.0.1`, ...extra,
+        '-sk',
+        '--max-time',
+        '2',
+        '--resolve',
+        `api.example.com:${port}:127.0.0.1`,
+        ...extra,
         `https://api.example.com:${port}/`,
       ]);
     files['curl-default.bin'] = await capture((p) => curl(p, []));
     files['curl-tls12.bin'] = await capture((p) => curl(p, ['--tlsv1.2', '--tls-max', '1.2', '--http1.1']));
     files['curl-upper-sni.bin'] = await capture((p) =>
       run('curl', [
-        '-sk', '--max-time', '2', '--resolve', `API.Example.COM:${p}:127.0.0.1`, `https://API.Example.COM:${p}/`,
+        '-sk',
+        '--max-time',
+        '2',
+        '--resolve',
+        `API.Example.COM:${p}:127.0.0.1`,
+        `https://API.Example.COM:${p}/`,
       ]),
     );
-    files['curl-ip-no-sni.bin'] = await capture((p) => run('curl', ['-sk', '--max-time', '2', `https://127.0.0.1:${p}/`]));
+    files['curl-ip-no-sni.bin'] = await capture((p) =>
+      run('curl', ['-sk', '--max-time', '2', `https://127.0.0.1:${p}/`]),
+    );
 
     // Resumption with 0-RTT: a session from a real s_server, then a hello with a PSK and early data.
     const sess = path.join(dir, 'sess.pem');
@@ -103,11 +130,12 @@ async function main(): Promise<void> {
       });
       setTimeout(() => reject(new Error(`s_server did not start: ${text}`)), 5000);
     });
-    await openssl(['s_client', '-connect', `127.0.0.1:${sport}`, '-servername', 'api.example.com', '-sess_out', sess], 'Q\n');
-    server.kill('SIGKILL');
-    files['openssl-psk-early.bin'] = await capture((p) =>
-      sc(p, ['-sess_in', sess, '-early_data', early]),
+    await openssl(
+      ['s_client', '-connect', `127.0.0.1:${sport}`, '-servername', 'api.example.com', '-sess_out', sess],
+      'Q\n',
     );
+    server.kill('SIGKILL');
+    files['openssl-psk-early.bin'] = await capture((p) => sc(p, ['-sess_in', sess, '-early_data', early]));
 
     for (const [name, bytes] of Object.entries(files)) {
       if (bytes.length === 0) throw new Error(`${name}: nothing captured`);

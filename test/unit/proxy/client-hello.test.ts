@@ -93,7 +93,10 @@ describe('captured hellos of real clients', () => {
         if (size === 64 && r.kind === 'hello') {
           for (let i = 0; i < r.consumed; i++) {
             const prefix = parseClientHello(framed.subarray(0, i), limits);
-            assert.ok(prefix.kind === 'more' || reason(whole) !== 'hello', `${name} prefix ${i}: ${reason(prefix)}`);
+            assert.ok(
+              prefix.kind === 'more' || reason(whole) !== 'hello',
+              `${name} prefix ${i}: ${reason(prefix)}`,
+            );
           }
         }
       }
@@ -120,12 +123,32 @@ describe('crafted hellos', () => {
     ['TLS-05: no SNI extension', hello({ extensions: [alpnExt('h2')] }), 'no_sni'],
     ['TLS-05: an empty extensions block', hello({ extensions: [] }), 'no_sni'],
     ['TLS-05: no extensions block (TLS 1.2 allows it)', noExtensions(), 'no_sni'],
-    ['TLS-06: two server_name extensions', hello({ extensions: [sniExt('a.example.com'), sniExt('b.example.com')] }), 'duplicate_extension'],
-    ['TLS-06: two names in one extension', hello({ extensions: [sniExt('a.example.com', 'b.example.com')] }), 'multiple_names'],
-    ['TLS-06: a duplicated other extension', hello({ extensions: [sniExt('a.example.com'), alpnExt('h2'), alpnExt('h2')] }), 'duplicate_extension'],
+    [
+      'TLS-06: two server_name extensions',
+      hello({ extensions: [sniExt('a.example.com'), sniExt('b.example.com')] }),
+      'duplicate_extension',
+    ],
+    [
+      'TLS-06: two names in one extension',
+      hello({ extensions: [sniExt('a.example.com', 'b.example.com')] }),
+      'multiple_names',
+    ],
+    [
+      'TLS-06: a duplicated other extension',
+      hello({ extensions: [sniExt('a.example.com'), alpnExt('h2'), alpnExt('h2')] }),
+      'duplicate_extension',
+    ],
     ['TLS-07: trailing dot', simpleHello('api.example.com.'), 'bad_sni'],
-    ['TLS-07: NUL inside', hello({ extensions: [sniExt(Buffer.from('api.example.com\0.evil.net', 'latin1'))] }), 'bad_sni'],
-    ['TLS-07: overlong UTF-8 dot', hello({ extensions: [sniExt(Buffer.from([0x61, 0xc0, 0x80, 0x62]))] }), 'bad_sni'],
+    [
+      'TLS-07: NUL inside',
+      hello({ extensions: [sniExt(Buffer.from('api.example.com\0.evil.net', 'latin1'))] }),
+      'bad_sni',
+    ],
+    [
+      'TLS-07: overlong UTF-8 dot',
+      hello({ extensions: [sniExt(Buffer.from([0x61, 0xc0, 0x80, 0x62]))] }),
+      'bad_sni',
+    ],
     ['TLS-07: space', simpleHello('api example.com'), 'bad_sni'],
     ['TLS-07: label of 64', simpleHello(`${'a'.repeat(64)}.example.com`), 'bad_sni'],
     ['TLS-07: name of 254', simpleHello(`${'a.'.repeat(126)}ab`), 'bad_sni'],
@@ -138,15 +161,48 @@ describe('crafted hellos', () => {
     ['TLS-09: SSH banner', Buffer.from('SSH-2.0-OpenSSH_9.2\r\n'), 'not_tls'],
     ['TLS-09: record major 2', Buffer.from([22, 2, 0, 0, 5]), 'not_tls'],
     ['TLS-10: SSLv2-compatible hello', Buffer.from([0x80, 0x2e, 0x01, 0x03, 0x01, 0, 0x15]), 'sslv2'],
-    ['TLS-10: SSL 3.0 legacy_version', hello({ extensions: [sniExt('a.example.com')], legacyVersion: 0x0300 }), 'bad_version'],
-    ['TLS-10: unknown legacy_version', hello({ extensions: [sniExt('a.example.com')], legacyVersion: 0x7f1c }), 'bad_version'],
-    ['TLS-13: legacy ESNI 0xffce', hello({ extensions: [sniExt('a.example.com'), [0xffce, Buffer.alloc(40, 3)]] }), 'esni'],
+    [
+      'TLS-10: SSL 3.0 legacy_version',
+      hello({ extensions: [sniExt('a.example.com')], legacyVersion: 0x0300 }),
+      'bad_version',
+    ],
+    [
+      'TLS-10: unknown legacy_version',
+      hello({ extensions: [sniExt('a.example.com')], legacyVersion: 0x7f1c }),
+      'bad_version',
+    ],
+    [
+      'TLS-13: legacy ESNI 0xffce',
+      hello({ extensions: [sniExt('a.example.com'), [0xffce, Buffer.alloc(40, 3)]] }),
+      'esni',
+    ],
     ['not a ClientHello (ServerHello type)', records(Buffer.from([2, 0, 0, 2, 3, 3])), 'not_client_hello'],
     ['empty record', Buffer.from([22, 3, 1, 0, 0]), 'malformed'],
-    ['alert record inside the hello', Buffer.concat([records(helloMessage({ extensions: [sniExt('a.example.com')] }).subarray(0, 20)), Buffer.from([21, 3, 3, 0, 2, 2, 40])]), 'malformed'],
-    ['bytes after the hello in its record', records(Buffer.concat([helloMessage({ extensions: [sniExt('a.example.com')] }), Buffer.from([1, 2, 3])])), 'malformed'],
-    ['psk not last', hello({ extensions: [sniExt('a.example.com'), [41, Buffer.alloc(4)], alpnExt('h2')] }), 'malformed'],
-    ['session id of 33 bytes', hello({ extensions: [sniExt('a.example.com')], sessionId: Buffer.alloc(33) }), 'malformed'],
+    [
+      'alert record inside the hello',
+      Buffer.concat([
+        records(helloMessage({ extensions: [sniExt('a.example.com')] }).subarray(0, 20)),
+        Buffer.from([21, 3, 3, 0, 2, 2, 40]),
+      ]),
+      'malformed',
+    ],
+    [
+      'bytes after the hello in its record',
+      records(
+        Buffer.concat([helloMessage({ extensions: [sniExt('a.example.com')] }), Buffer.from([1, 2, 3])]),
+      ),
+      'malformed',
+    ],
+    [
+      'psk not last',
+      hello({ extensions: [sniExt('a.example.com'), [41, Buffer.alloc(4)], alpnExt('h2')] }),
+      'malformed',
+    ],
+    [
+      'session id of 33 bytes',
+      hello({ extensions: [sniExt('a.example.com')], sessionId: Buffer.alloc(33) }),
+      'malformed',
+    ],
     ['no cipher suites', hello({ extensions: [sniExt('a.example.com')], suites: [] }), 'malformed'],
   ];
   for (const [what, bytes, want] of refusals) {
@@ -170,7 +226,13 @@ describe('crafted hellos', () => {
   });
 
   test('TLS-12: GREASE ECH alone does not refuse the hello', () => {
-    const r = parseClientHello(simpleHello('api.example.com', [echOuterExt(144), [0x0a0a, Buffer.alloc(0)], [0x1a1a, Buffer.alloc(1)]]));
+    const r = parseClientHello(
+      simpleHello('api.example.com', [
+        echOuterExt(144),
+        [0x0a0a, Buffer.alloc(0)],
+        [0x1a1a, Buffer.alloc(1)],
+      ]),
+    );
     assert.equal(sniOf(r), 'api.example.com');
   });
 });
@@ -191,7 +253,9 @@ describe('properties', () => {
   test('random bytes behind a valid record header: never throws, any SNI is canonical', () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 4, maxLength: 600 }), (body) => {
-        const r = parseClientHello(records(Buffer.concat([Buffer.from([1, 0, (body.length >> 8) & 0xff, body.length & 0xff]), body])));
+        const r = parseClientHello(
+          records(Buffer.concat([Buffer.from([1, 0, (body.length >> 8) & 0xff, body.length & 0xff]), body])),
+        );
         if (r.kind === 'hello') assert.match(r.hello.sni, /^[a-z0-9_.-]+$/);
       }),
       { numRuns: 3000 },
@@ -270,16 +334,24 @@ describe('differential: read-tls-client-hello as oracle', () => {
   test('generated hellos: whenever the oracle reads a lowercase LDH name, we read the same', async () => {
     const name = fc.stringMatching(/^[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){1,3}\.[a-z]{2,6}$/);
     await fc.assert(
-      fc.asyncProperty(name, fc.array(fc.constantFrom('h2', 'http/1.1', 'spdy/3'), { maxLength: 3 }), async (n, protos) => {
-        const exts = [sniExt(n), versionsExt(0x0304, 0x0303), ...(protos.length > 0 ? [alpnExt(...protos)] : [])];
-        const bytes = hello({ extensions: exts });
-        const o = await oracle(bytes);
-        const r = parseClientHello(bytes);
-        assert.notEqual(o, 'error');
-        if (o === 'error') return;
-        assert.equal(sniOf(r), o.sni);
-        if (r.kind === 'hello') assert.deepEqual(r.hello.alpn, o.alpn);
-      }),
+      fc.asyncProperty(
+        name,
+        fc.array(fc.constantFrom('h2', 'http/1.1', 'spdy/3'), { maxLength: 3 }),
+        async (n, protos) => {
+          const exts = [
+            sniExt(n),
+            versionsExt(0x0304, 0x0303),
+            ...(protos.length > 0 ? [alpnExt(...protos)] : []),
+          ];
+          const bytes = hello({ extensions: exts });
+          const o = await oracle(bytes);
+          const r = parseClientHello(bytes);
+          assert.notEqual(o, 'error');
+          if (o === 'error') return;
+          assert.equal(sniOf(r), o.sni);
+          if (r.kind === 'hello') assert.deepEqual(r.hello.alpn, o.alpn);
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -19,7 +19,9 @@ export function sniExt(...names: Array<string | Buffer>): Extension {
 }
 
 export function alpnExt(...protos: string[]): Extension {
-  const list = Buffer.concat(protos.map((p) => Buffer.concat([Buffer.from([p.length]), Buffer.from(p, 'latin1')])));
+  const list = Buffer.concat(
+    protos.map((p) => Buffer.concat([Buffer.from([p.length]), Buffer.from(p, 'latin1')])),
+  );
   return [16, Buffer.concat([u16(list.length), list])];
 }
 
@@ -33,7 +35,16 @@ export function echOuterExt(payloadBytes = 32): Extension {
   const payload = Buffer.alloc(payloadBytes, 9);
   return [
     0xfe0d,
-    Buffer.concat([Buffer.from([0]), u16(1), u16(1), Buffer.from([42]), u16(enc.length), enc, u16(payload.length), payload]),
+    Buffer.concat([
+      Buffer.from([0]),
+      u16(1),
+      u16(1),
+      Buffer.from([42]),
+      u16(enc.length),
+      enc,
+      u16(payload.length),
+      payload,
+    ]),
   ];
 }
 
@@ -92,7 +103,10 @@ export function reframe(captured: Buffer, size: number): Buffer {
     at += 5 + len;
     end = at;
   }
-  return Buffer.concat([records(Buffer.concat(parts), size, captured.readUInt16BE(1)), captured.subarray(end)]);
+  return Buffer.concat([
+    records(Buffer.concat(parts), size, captured.readUInt16BE(1)),
+    captured.subarray(end),
+  ]);
 }
 
 export const simpleHello = (name: string, extra: Extension[] = []) =>

@@ -72,6 +72,7 @@ export async function backend(t: TestContext, opts: { reply?: boolean } = {}): P
       for (const w of waiters.splice(0)) w();
     });
     s.on('end', () => {
+      s.end();
       for (const w of waiters.splice(0)) w();
     });
   };
@@ -176,7 +177,12 @@ export function client(
   opts: { host?: string; end?: boolean; until?: number; localAddress?: string } = {},
 ): Promise<ClientResult> {
   return new Promise((resolve) => {
-    const s = net.connect({ port, host: opts.host ?? '127.0.0.1', allowHalfOpen: true, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    const s = net.connect({
+      port,
+      host: opts.host ?? '127.0.0.1',
+      allowHalfOpen: true,
+      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+    });
     const got: Buffer[] = [];
     let size = 0;
     let done = false;
@@ -218,8 +224,10 @@ export async function line(
   throw new Error(`no such line in ${JSON.stringify(lines)}`);
 }
 
-export const decisionLine = (lines: Array<Record<string, unknown>>) => line(lines, (l) => l['event'] === 'proxy');
-export const closeLine = (lines: Array<Record<string, unknown>>) => line(lines, (l) => l['event'] === 'proxy_close');
+export const decisionLine = (lines: Array<Record<string, unknown>>) =>
+  line(lines, (l) => l['event'] === 'proxy');
+export const closeLine = (lines: Array<Record<string, unknown>>) =>
+  line(lines, (l) => l['event'] === 'proxy_close');
 
 const run = promisify(execFile);
 
@@ -230,9 +238,23 @@ export async function certificate(t: TestContext, names: string[]): Promise<{ ce
   const key = path.join(dir, 'k.pem');
   const cert = path.join(dir, 'c.pem');
   await run('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
-    '-keyout', key, '-out', cert,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${names[0]}`,
+    '-addext',
+    `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
+    '-keyout',
+    key,
+    '-out',
+    cert,
   ]);
   return { cert: await readFile(cert), key: await readFile(key) };
 }

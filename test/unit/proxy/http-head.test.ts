@@ -24,7 +24,10 @@ describe('request head', () => {
     if (r.kind !== 'head') return;
     assert.equal(r.head.host.host, 'api.example.com');
     assert.equal(r.head.host.port, 8080);
-    assert.equal(r.head.headBytes, 'GET /x HTTP/1.1\r\nHost: API.Example.COM.:8080\r\nAccept: */*\r\n\r\n'.length);
+    assert.equal(
+      r.head.headBytes,
+      'GET /x HTTP/1.1\r\nHost: API.Example.COM.:8080\r\nAccept: */*\r\n\r\n'.length,
+    );
     assert.deepEqual(r.head.body, { kind: 'none' });
   });
 
@@ -38,21 +41,57 @@ describe('request head', () => {
     ['NODE-08: LF-only lines', 'GET / HTTP/1.1\nHost: a.example.com\n\n', 'bare_lf'],
     ['NODE-08: bare CR', 'GET / HTTP/1.1\rHost: a.example.com\r\n\r\n', 'bare_lf'],
     ['NODE-08: obs-fold', 'GET / HTTP/1.1\r\nHost: a.example.com\r\nX: a\r\n b\r\n\r\n', 'obs_fold'],
-    ['NODE-08: two Content-Length', 'POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n', 'bad_length'],
-    ['NODE-08: CL list', 'POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 1, 1\r\n\r\n', 'bad_length'],
-    ['NODE-08: CL and TE', 'POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n', 'bad_length'],
-    ['NODE-08: two TE', 'POST / HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n', 'bad_transfer_encoding'],
-    ['NODE-08: TE gzip, chunked', 'POST / HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 'bad_transfer_encoding'],
+    [
+      'NODE-08: two Content-Length',
+      'POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n',
+      'bad_length',
+    ],
+    [
+      'NODE-08: CL list',
+      'POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 1, 1\r\n\r\n',
+      'bad_length',
+    ],
+    [
+      'NODE-08: CL and TE',
+      'POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'bad_length',
+    ],
+    [
+      'NODE-08: two TE',
+      'POST / HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'bad_transfer_encoding',
+    ],
+    [
+      'NODE-08: TE gzip, chunked',
+      'POST / HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n',
+      'bad_transfer_encoding',
+    ],
     ['NODE-08: space before colon', 'GET / HTTP/1.1\r\nHost : a.example.com\r\n\r\n', 'malformed'],
     ['NODE-08: NUL in a value', 'GET / HTTP/1.1\r\nHost: a.example.com\r\nX: a\0b\r\n\r\n', 'malformed'],
     ['no Host', 'GET / HTTP/1.1\r\n\r\n', 'bad_host'],
     ['two Hosts', 'GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n', 'bad_host'],
     ['Host with a path', 'GET / HTTP/1.1\r\nHost: a.example.com/x\r\n\r\n', 'bad_host'],
     ['Host with userinfo', 'GET / HTTP/1.1\r\nHost: u@a.example.com\r\n\r\n', 'bad_host'],
-    ['SNI-05: absolute-form differs from Host', 'GET http://evil.com/ HTTP/1.1\r\nHost: allowed.com\r\n\r\n', 'authority_mismatch'],
-    ['SNI-05: absolute-form port differs', 'GET http://allowed.com:8080/ HTTP/1.1\r\nHost: allowed.com\r\n\r\n', 'authority_mismatch'],
-    ['SNI-08: Upgrade h2c', 'GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n', 'h2c_upgrade'],
-    ['SNI-08: Upgrade h2c alone', 'GET / HTTP/1.1\r\nHost: a.example.com\r\nUpgrade: websocket, H2C\r\n\r\n', 'h2c_upgrade'],
+    [
+      'SNI-05: absolute-form differs from Host',
+      'GET http://evil.com/ HTTP/1.1\r\nHost: allowed.com\r\n\r\n',
+      'authority_mismatch',
+    ],
+    [
+      'SNI-05: absolute-form port differs',
+      'GET http://allowed.com:8080/ HTTP/1.1\r\nHost: allowed.com\r\n\r\n',
+      'authority_mismatch',
+    ],
+    [
+      'SNI-08: Upgrade h2c',
+      'GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n',
+      'h2c_upgrade',
+    ],
+    [
+      'SNI-08: Upgrade h2c alone',
+      'GET / HTTP/1.1\r\nHost: a.example.com\r\nUpgrade: websocket, H2C\r\n\r\n',
+      'h2c_upgrade',
+    ],
     ['SNI-09: HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'h2_prior_knowledge'],
     ['HTTP/2.0 request line', 'GET / HTTP/2.0\r\nHost: a.example.com\r\n\r\n', 'bad_version'],
     ['HTTP/0.9', 'GET /\r\n\r\n', 'malformed'],
@@ -65,12 +104,17 @@ describe('request head', () => {
   }
 
   test('websocket upgrade is allowed (checked like any request)', () => {
-    const r = parse('GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    const r = parse(
+      'GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+    );
     assert.equal(r.kind === 'head' && r.head.upgrade, 'websocket');
   });
 
   test('too large: no end of head within the cap', () => {
-    const r = parseRequestHead(Buffer.from(`GET / HTTP/1.1\r\nX: ${'a'.repeat(20_000)}`), DEFAULT_HEAD_LIMITS);
+    const r = parseRequestHead(
+      Buffer.from(`GET / HTTP/1.1\r\nX: ${'a'.repeat(20_000)}`),
+      DEFAULT_HEAD_LIMITS,
+    );
     assert.equal(reason(r), 'too_large');
   });
 
@@ -142,7 +186,10 @@ describe('per-request gate', () => {
   });
 
   test('smuggling attempt: a bad chunk size line fails the stream', async () => {
-    const r = await gate(['POST / HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'], allowA);
+    const r = await gate(
+      ['POST / HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'],
+      allowA,
+    );
     assert.ok(r.error instanceof GateError && r.error.reason === 'bad_chunk');
   });
 
