@@ -24,16 +24,16 @@ import { NftDatapath } from '../datapath/nft-driver.ts';
 import { RecordingDatapath } from '../datapath/recording.ts';
 import type { LineSink } from '../dns/flow-log.ts';
 import { DnsProxy, upstreamFrom } from '../dns/proxy.ts';
-import { ConnectProxy } from '../proxy/connect-proxy.ts';
-import { originalDestinationFor } from '../proxy/original-dst.ts';
-import { UpstreamResolver } from '../proxy/resolver.ts';
-import { SniProxy } from '../proxy/sni-proxy.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { StaticGroups } from '../identity/static-groups.ts';
 import { F } from '../observe/fields.ts';
 import { HealthServer, type ReadinessCheck } from '../observe/http.ts';
 import { createLogger, type Logger } from '../observe/log.ts';
 import { createRegistry } from '../observe/metrics.ts';
+import { ConnectProxy } from '../proxy/connect-proxy.ts';
+import { originalDestinationFor } from '../proxy/original-dst.ts';
+import { UpstreamResolver } from '../proxy/resolver.ts';
+import { SniProxy } from '../proxy/sni-proxy.ts';
 import { nftConfigFrom } from './config.ts';
 import { Enforcer } from './enforcer.ts';
 import { kubernetesSources } from './kubernetes.ts';
@@ -159,7 +159,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const proxyFlow = options.flowLog === undefined ? proxyFlowLog(config) : options.flowLog;
     if (config.proxy.sni.enabled) {
       const od = originalDestinationFor(config.proxy.originalDst);
-      if (od.problem) log.warn({ [F.event]: 'proxy', method: od.method, [F.error]: od.problem }, 'original destination addon unavailable');
+      if (od.problem)
+        log.warn(
+          { [F.event]: 'proxy', method: od.method, [F.error]: od.problem },
+          'original destination addon unavailable',
+        );
       const sni = await SniProxy.start({
         policies,
         identities,

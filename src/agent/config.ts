@@ -66,7 +66,11 @@ export type HttpSection = z.output<typeof HttpSectionSchema>;
  * The nftables driver's config from the datapath section, the DNS listen port and the SNI
  * proxy's port (null: verify ports are not redirected, the proxy is off).
  */
-export function nftConfigFrom(section: DatapathSection, dnsListenPort: number, verifyPort: number | null): NftConfigInput {
+export function nftConfigFrom(
+  section: DatapathSection,
+  dnsListenPort: number,
+  verifyPort: number | null,
+): NftConfigInput {
   const r = section.dnsRedirect;
   return {
     table: section.table,

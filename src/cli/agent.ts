@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { type RunningAgent, startAgent } from '../agent/agent.ts';
-import { ConfigError, loadConfig } from '../config/load.ts';
+import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../core/errors.ts';
 import { createLogger } from '../observe/log.ts';
 import { Exit } from './output.ts';
@@ -25,17 +25,8 @@ export function registerAgent(program: Command): void {
       'address of /metrics, /healthz and /readyz (overrides http.listen)',
     )
     .action(async (opts: AgentCliOptions) => {
-      let config: Awaited<ReturnType<typeof loadConfig>>;
-      try {
-        config = await loadConfig(opts.config);
-      } catch (err) {
-        if (err instanceof ConfigError) {
-          console.error(err.message);
-          process.exitCode = Exit.BadInput;
-          return;
-        }
-        throw err;
-      }
+      // An invalid config is a ConfigError (NG_CONFIG_INVALID): main.ts prints it and exits 2.
+      const config = await loadConfig(opts.config);
       const log = createLogger('agent');
       let agent: RunningAgent;
       try {

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { ConfigError, loadConfig, parseHostPort } from '../config/load.ts';
+import { loadConfig, parseHostPort } from '../config/load.ts';
 import type { AgentConfig } from '../config/schema.ts';
 import { systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
@@ -43,17 +43,8 @@ export function registerDns(program: Command): void {
     .requiredOption('--config <file>', 'agent config file (YAML)')
     .option('--metrics <addr:port>', 'serve Prometheus metrics at http://<addr:port>/metrics')
     .action(async (opts: DnsOptions) => {
-      let config: AgentConfig;
-      try {
-        config = await loadConfig(opts.config);
-      } catch (err) {
-        if (err instanceof ConfigError) {
-          console.error(err.message);
-          process.exitCode = Exit.BadInput;
-          return;
-        }
-        throw err;
-      }
+      // An invalid config is a ConfigError (NG_CONFIG_INVALID): main.ts prints it and exits 2.
+      const config = await loadConfig(opts.config);
       const metricsAt = opts.metrics === undefined ? null : parseHostPort(opts.metrics, 9153);
       if (typeof metricsAt === 'string') throw usageError(`--metrics: ${metricsAt}`);
 

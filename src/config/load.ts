@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { ErrorCode, NamegateError } from '../core/errors.ts';
 import { canonicalIp } from '../core/ip.ts';
 import { tryCanonicalName } from '../core/names.ts';
-import { formatPath } from '../formats/native.ts';
+import { formatPath, zodProblems as nativeZodProblems } from '../formats/native.ts';
 import { groupProblems } from '../identity/static-groups.ts';
 import { ttlPolicyProblems } from '../store/ttl.ts';
 import { type AgentConfig, AgentConfigSchema } from './schema.ts';
@@ -122,7 +122,7 @@ export function validateConfig(doc: unknown, baseDir: string, file = 'config'): 
 }
 
 export function zodProblems(error: z.ZodError): ConfigProblem[] {
-  return error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
+  return nativeZodProblems(error);
 }
 
 /** Read, parse (YAML or JSON, one document) and validate a config file. */

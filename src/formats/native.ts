@@ -275,7 +275,12 @@ function compileRule(
 }
 
 function pushZodIssues(errors: Problem[], error: z.ZodError, prefix: PropertyKey[]): void {
-  for (const issue of error.issues) {
+  errors.push(...zodProblems(error, prefix));
+}
+
+/** zod issues as field-path problems, in words a person reads (shared with the config loader). */
+export function zodProblems(error: z.ZodError, prefix: PropertyKey[] = []): Problem[] {
+  return error.issues.map((issue) => {
     const path = formatPath([...prefix, ...issue.path]);
     let message = issue.message;
     if (issue.code === 'unrecognized_keys') {
@@ -284,11 +289,21 @@ function pushZodIssues(errors: Problem[], error: z.ZodError, prefix: PropertyKey
       message = `expected ${issue.expected}`;
     } else if (issue.code === 'invalid_value' && 'values' in issue) {
       message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-    } else if (issue.code === 'too_small' && issue.origin === 'number') {
-      message = `must be at least ${issue.minimum}`;
-    } else if (issue.code === 'too_big' && issue.origin === 'number') {
-      message = `must be at most ${issue.maximum}`;
+    } else if (issue.code === 'too_small') {
+      message =
+        issue.origin === 'array'
+          ? `needs at least ${issue.minimum} item(s)`
+          : issue.origin === 'string'
+            ? `needs at least ${issue.minimum} character(s)`
+            : `must be at least ${issue.minimum}`;
+    } else if (issue.code === 'too_big') {
+      message =
+        issue.origin === 'array'
+          ? `takes at most ${issue.maximum} item(s)`
+          : issue.origin === 'string'
+            ? `takes at most ${issue.maximum} character(s)`
+            : `must be at most ${issue.maximum}`;
     }
-    errors.push({ path, message });
-  }
+    return { path, message };
+  });
 }

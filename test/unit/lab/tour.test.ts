@@ -218,7 +218,8 @@ describe('the tour checks agree with the policy engine on examples/', async () =
           // Sent to an address the name does not have: the SNI check (and the IP sets) refuse it.
           const site = siteFor(plan, host);
           const learnable = [...(site?.ipv4 ?? []), ...(site?.ipv6 ?? [])];
-          if (verdict === 'allow' && check.via && !learnable.includes(check.via) && mode === 'Enforce') verdict = 'deny';
+          if (verdict === 'allow' && check.via && !learnable.includes(check.via) && mode === 'Enforce')
+            verdict = 'deny';
         }
       } else if (check.kind === 'dns') {
         verdict = decideQuery(set, identity, canonicalName(check.name)).verdict;
