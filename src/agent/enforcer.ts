@@ -6,8 +6,8 @@
  *   learned state  elements the store justifies under today's policies; what the kernel holds
  *                  beyond that is forgotten (and its flows ended), what it lacks is learned
  *
- * Syncs run one at a time; a change during a sync schedules one more. The first sync after a
- * start is lenient: elements of still-governed sources that no checkpoint explains (the store
+ * Syncs run one at a time; a change during a sync schedules one more. The syncs of a start
+ * (reasons "startup*") are lenient: elements of still-governed sources that no checkpoint explains (the store
  * was lost) are left to expire on their own instead of cutting flows that were fine before the
  * restart. Later syncs are strict.
  */
@@ -46,7 +46,8 @@ export class Enforcer {
   #running: Promise<SyncResult> | null = null;
   #again: string | null = null;
   #synced = 0;
-  #governed = new Set<string>();
+  /** Bumped by every sync request: a sync that sees it move knows its view is outdated. */
+  #changes = 0;
 
   constructor(deps: EnforcerDeps) {
     this.#d = deps;
@@ -59,6 +60,7 @@ export class Enforcer {
 
   /** Bring the kernel in step; concurrent calls share the running sync plus one follow-up. */
   sync(reason: string): Promise<SyncResult> {
+    this.#changes++;
     if (this.#running) {
       this.#again = reason;
       return this.#running;
@@ -89,10 +91,33 @@ export class Enforcer {
     );
   }
 
+  #done(
+    reason: string,
+    started: number,
+    sources: number,
+    learned: number,
+    forgotten: number,
+    stale: number,
+  ): SyncResult {
+    const { clock, log, metrics } = this.#d;
+    this.#synced++;
+    const result = { sources, learned, forgotten, stale };
+    metrics.syncs.inc({ result: 'ok' });
+    metrics.syncSeconds.observe((clock.now() - started) / 1000);
+    metrics.governedSources.set(sources);
+    log.info(
+      { [F.event]: 'enforce', [F.reason]: reason, ...result, ms: Math.round(clock.now() - started) },
+      'kernel in step',
+    );
+    return result;
+  }
+
   async #syncOnce(reason: string): Promise<SyncResult> {
     const { datapath, identities, policies, clock, log, metrics } = this.#d;
     const started = clock.now();
-    const lenient = this.#synced === 0;
+    // The syncs of a start are lenient (see the file comment); every later one is strict.
+    const lenient = reason.startsWith('startup');
+    const generation = this.#changes;
     let set: CompiledPolicies;
     try {
       set = policies.current();
@@ -102,23 +127,20 @@ export class Enforcer {
     try {
       const entries = [...identities.entries()];
       const state = staticState(set, entries);
+      // The datapath deletes stale DNS conntrack entries of newly governed sources itself
+      // (K8S-05), in merged ranges, as part of the reconcile.
       await datapath.reconcile(state);
       const governed = new Set(state.sources.map((s) => s.ip));
-      const newly = [...governed].filter((ip) => !this.#governed.has(ip));
-      this.#governed = governed;
-      if (newly.length > 0 && datapath.flushDnsConntrack) {
-        // K8S-05: a source that just became governed may hold conntrack entries for DNS to its
-        // old resolver; they would bypass the redirect until they expire.
-        await datapath
-          .flushDnsConntrack(newly)
-          .catch((err: unknown) =>
-            log.warn(
-              { [F.event]: 'enforce', [F.error]: errorMessage(err) },
-              'flushing DNS conntrack entries failed',
-            ),
-          );
-      }
 
+      // What the kernel holds first, then what the store justifies, with no await between the
+      // store read and the comparison: the DNS proxy writes the store before it commits, so
+      // every element the kernel reports is already explained by the store we read.
+      const actual = await datapath.listLearned();
+      if (this.#changes !== generation) {
+        // Policy or identity changed while this sync ran; judging learned state by the old view
+        // would forget what the proxy just learned under the new one. The follow-up sync does it.
+        return this.#done(reason, started, governed.size, 0, 0, 0);
+      }
       const store = this.#d.store();
       const now = clock.now();
       const desired = store
@@ -126,7 +148,6 @@ export class Enforcer {
         : { elements: new Map(), stale: [] };
       for (const e of desired.stale) store?.forget(e.source, e.name, e.ip);
 
-      const actual = await datapath.listLearned();
       const actualKeys = new Set(actual.map(elementKey));
       const forget: ElementKey[] = [];
       for (const e of actual) {
@@ -139,22 +160,7 @@ export class Enforcer {
       );
       if (forget.length > 0) await datapath.forget(forget);
       if (learn.length > 0) await datapath.learn(learn);
-
-      this.#synced++;
-      const result = {
-        sources: governed.size,
-        learned: learn.length,
-        forgotten: forget.length,
-        stale: desired.stale.length,
-      };
-      metrics.syncs.inc({ result: 'ok' });
-      metrics.syncSeconds.observe((clock.now() - started) / 1000);
-      metrics.governedSources.set(governed.size);
-      log.info(
-        { [F.event]: 'enforce', [F.reason]: reason, ...result, ms: Math.round(clock.now() - started) },
-        'kernel in step',
-      );
-      return result;
+      return this.#done(reason, started, governed.size, learn.length, forget.length, desired.stale.length);
     } catch (err) {
       metrics.syncs.inc({ result: 'error' });
       log.error(
