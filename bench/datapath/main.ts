@@ -6,7 +6,7 @@
  *    event loop sees it, settling the caller).
  * 2. Bulk TCP throughput (iperf3) through a router namespace whose namegate table holds 100,000
  *    learned elements (the flow's source governed) against an identical router without a table,
- *    measured alternately in the same run.
+ *    and one with only conntrack (a one-rule stateful table), measured in rotation in the run.
  * Last line: RESULT datapath commit_p99_ms=<addon p99 at 10k/s> elements_per_s=<achieved>
  *            throughput_ratio=<with/without>
  */
@@ -19,6 +19,8 @@ const IPERF_SECONDS = Number(process.env['BENCH_IPERF_SECONDS'] ?? 2);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 8);
 /** `commit` or `throughput` runs only that part (the RESULT line then has NaN for the other). */
 const ONLY = process.env['BENCH_ONLY'] ?? '';
+/** Node flags for the commit worker, e.g. `--max-semi-space-size=2` (GC pauses; see docs). */
+const NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
 
 interface Quantiles {
   p50: number;
@@ -27,6 +29,7 @@ interface Quantiles {
 
 interface CommitResult {
   executor: string;
+  inPlace: boolean;
   parts: {
     queued: Quantiles;
     txn: Quantiles;
@@ -57,7 +60,7 @@ async function ns(): Promise<Netns> {
 async function commitRun(executor: 'addon' | 'spawn', rate: number): Promise<CommitResult> {
   const n = await ns();
   const out = await n.run(
-    [NODE, 'bench/datapath/worker.ts', 'commit', executor, String(rate), String(SECONDS)],
+    [NODE, ...NODE_FLAGS, 'bench/datapath/worker.ts', 'commit', executor, String(rate), String(SECONDS)],
     {
       timeoutMs: 300_000,
     },
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
   console.log(
     `machine: ${hostname()} ${cpus().length}x ${cpus()[0]?.model ?? '?'} kernel ${release()} node ${process.version} load ${loadavg()
       .map((x) => x.toFixed(2))
-      .join(' ')}`,
+      .join(' ')}${NODE_FLAGS.length > 0 ? ` worker flags ${NODE_FLAGS.join(' ')}` : ''}`,
   );
   const commits: CommitResult[] = [];
   for (const executor of ONLY === 'throughput' ? [] : (['addon', 'spawn'] as const)) {
@@ -109,7 +112,7 @@ async function main(): Promise<void> {
       const r = await commitRun(executor, rate);
       commits.push(r);
       console.log(
-        `commit ${executor.padEnd(5)} ${String(rate).padStart(6)}/s: p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  max ${ms(r.max)} ms  achieved ${Math.round(r.elementsPerS)}/s  failures ${r.failures}  transactions ${r.transactions} (nft p50 ${ms(r.txP50)} ms, p99 ${ms(r.txP99)} ms)  event loop delay p99 ${ms(r.loopP99)} ms max ${ms(r.loopMax)} ms  load ${loadavg()[0]?.toFixed(2)}`,
+        `commit ${(executor + (r.inPlace ? '*' : '')).padEnd(6)} ${String(rate).padStart(6)}/s: p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  max ${ms(r.max)} ms  achieved ${Math.round(r.elementsPerS)}/s  failures ${r.failures}  transactions ${r.transactions} (nft p50 ${ms(r.txP50)} ms, p99 ${ms(r.txP99)} ms)  event loop delay p99 ${ms(r.loopP99)} ms max ${ms(r.loopMax)} ms  load ${loadavg()[0]?.toFixed(2)}`,
       );
       const p = r.parts;
       console.log(
@@ -124,22 +127,43 @@ async function main(): Promise<void> {
   const spawn10k = commits.find((c) => c.executor === 'spawn' && c.rate === 10_000);
   if (main10k && spawn10k)
     console.log(`addon vs spawn p99 at 10k/s: ${ms(main10k.p99)} ms vs ${ms(spawn10k.p99)} ms`);
+  if (commits.length > 0)
+    console.log(
+      main10k?.inPlace
+        ? 'addon*: write transactions run on the event-loop thread (runSync)'
+        : 'addon: write transactions run on the libuv pool (this addon build has no runSync; see bench/datapath/addon-runsync.patch)',
+    );
   console.log(
     `RESULT datapath commit_p99_ms=${ms(main10k?.p99 ?? Number.NaN)} elements_per_s=${Math.round(main10k?.elementsPerS ?? 0)} throughput_ratio=${ratio.toFixed(3)}`,
   );
 }
 
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((p, q) => p - q);
+  return sorted.length % 2 === 1
+    ? (sorted[(sorted.length - 1) / 2] as number)
+    : ((sorted[sorted.length / 2 - 1] as number) + (sorted[sorted.length / 2] as number)) / 2;
+}
+
 async function throughput(): Promise<number> {
   const plain = await path(0);
   const gated = await path(1);
-  for (const p of [plain, gated]) p.server.spawn(['iperf3', '-s']);
+  // A router with conntrack and the same first forward rule, but nothing of namegate: tells
+  // the cost of a stateful firewall at all from the cost of namegate's table.
+  const stateful = await path(2);
+  await stateful.router.run([
+    'nft',
+    'add table inet stateful; add chain inet stateful f { type filter hook forward priority 0; policy accept; }; add rule inet stateful f ct state established,related accept',
+  ]);
+  const paths = [plain, gated, stateful];
+  for (const p of paths) p.server.spawn(['iperf3', '-s']);
   const fill = await gated.router.run(
     [NODE, 'bench/datapath/worker.ts', 'fill', String(FILL), gated.clientIp, gated.serverIp, '5201'],
     { timeoutMs: 600_000 },
   );
   console.log(`table filled: ${fill.trim()}`);
   // iperf3 servers need a moment to listen; the first client retries until they do.
-  for (const p of [plain, gated]) {
+  for (const p of paths) {
     for (let i = 0; ; i++) {
       const r = await p.client.exec(['iperf3', '-c', p.serverIp, '-t', '1', '-J'], { timeoutMs: 30_000 });
       if (r.code === 0) break;
@@ -147,37 +171,30 @@ async function throughput(): Promise<number> {
       await new Promise((res) => setTimeout(res, 100));
     }
   }
-  // Alternating rounds; the figure is the median of the per-round ratios, which a slow drift
-  // of the machine (other load) affects less than a ratio of means.
-  const without: number[] = [];
-  const withTable: number[] = [];
-  const ratios: number[] = [];
+  // Rounds in rotating order; the figure is the median of the per-round ratios, which a slow
+  // drift of the machine (other load) affects less than a ratio of means.
+  const runs = paths.map(() => [] as number[]);
   for (let i = 0; i < ROUNDS; i++) {
-    const first = i % 2 === 0;
-    const x = first ? await iperf(plain.client, plain.serverIp) : Number.NaN;
-    const y = await iperf(gated.client, gated.serverIp);
-    const z = first ? x : await iperf(plain.client, plain.serverIp);
-    without.push(z);
-    withTable.push(y);
-    ratios.push(y / z);
+    for (let k = 0; k < paths.length; k++) {
+      const j = (i + k) % paths.length;
+      const p = paths[j] as (typeof paths)[number];
+      (runs[j] as number[]).push(await iperf(p.client, p.serverIp));
+    }
   }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const a = mean(without);
-  const b = mean(withTable);
-  const sorted = [...ratios].sort((p, q) => p - q);
-  const ratio =
-    sorted.length % 2 === 1
-      ? (sorted[(sorted.length - 1) / 2] as number)
-      : ((sorted[sorted.length / 2 - 1] as number) + (sorted[sorted.length / 2] as number)) / 2;
+  const [without, withTable, withCt] = runs as [number[], number[], number[]];
+  const ratio = median(withTable.map((y, i) => y / (without[i] as number)));
+  const vsStateful = median(withTable.map((y, i) => y / (withCt[i] as number)));
+  const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
   const count = await gated.router.run(['nft', 'list', 'set', 'inet', 'namegate', 'allow4']);
   const elements = (count.match(/ \. tcp \. /g) ?? []).length;
+  const show = (xs: number[]) =>
+    `${(mean(xs) / 1e9).toFixed(2)} Gbit/s (${xs.map((x) => (x / 1e9).toFixed(2)).join(', ')})`;
+  console.log(`throughput without table: ${show(without)}`);
+  console.log(`throughput with conntrack only (one ct rule): ${show(withCt)}`);
+  console.log(`throughput with table (${elements} learned elements): ${show(withTable)}`);
   console.log(
-    `throughput without table: ${(a / 1e9).toFixed(2)} Gbit/s (${without.map((x) => (x / 1e9).toFixed(2)).join(', ')})`,
+    `median of per-round ratios: with table / without ${ratio.toFixed(3)}; with table / conntrack only ${vsStateful.toFixed(3)}; ratio of means ${(mean(withTable) / mean(without)).toFixed(3)}`,
   );
-  console.log(
-    `throughput with table (${elements} learned elements): ${(b / 1e9).toFixed(2)} Gbit/s (${withTable.map((x) => (x / 1e9).toFixed(2)).join(', ')})`,
-  );
-  console.log(`ratio of means: ${(b / a).toFixed(3)}; median of per-round ratios: ${ratio.toFixed(3)}`);
   return ratio;
 }
 

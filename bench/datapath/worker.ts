@@ -80,15 +80,19 @@ function breakdown(calls: readonly { t0: number; done: number }[], spans: readon
 
 const [mode, ...args] = process.argv.slice(2);
 
-/** BENCH_SYNC=1: the addon runs write transactions on the event-loop thread (runSync). */
-async function benchExecutor(kind: 'addon' | 'spawn'): Promise<NftExecutor> {
-  if (kind === 'addon' && process.env['BENCH_SYNC'] === '1') {
-    const loaded = loadAddon();
-    if (typeof loaded === 'string') throw new Error(loaded);
-    if (!loaded.runSync) throw new Error('this addon build has no runSync');
-    return new AddonExecutor(loaded, { syncWrites: true });
-  }
-  return openExecutor(kind);
+/**
+ * The executor as the driver opens it: the addon runs small write transactions in place when
+ * the build has runSync (BENCH_SYNC=0 forces the pool, for comparison).
+ */
+async function benchExecutor(kind: 'addon' | 'spawn'): Promise<{ exec: NftExecutor; inPlace: boolean }> {
+  if (kind === 'spawn') return { exec: await openExecutor('spawn'), inPlace: false };
+  const loaded = loadAddon();
+  if (typeof loaded === 'string') throw new Error(loaded);
+  const syncWrites = process.env['BENCH_SYNC'] !== '0';
+  return {
+    exec: new AddonExecutor(loaded, { syncWrites }),
+    inPlace: syncWrites && typeof loaded.runSync === 'function',
+  };
 }
 
 function filler(i: number, source: string): AllowElement {
@@ -100,8 +104,9 @@ function filler(i: number, source: string): AllowElement {
 
 async function commit(executor: 'addon' | 'spawn', rate: number, seconds: number): Promise<void> {
   const spans: Span[] = [];
+  const { exec, inPlace } = await benchExecutor(executor);
   const dp = await NftDatapath.open({
-    executor: timed(await benchExecutor(executor), spans),
+    executor: timed(exec, spans),
     conntrack: null,
     maxQueuedElements: 1_000_000,
     writerStart: process.env['BENCH_WRITER_START'] === 'now' ? 'now' : 'immediate',
@@ -176,6 +181,7 @@ async function commit(executor: 'addon' | 'spawn', rate: number, seconds: number
   console.log(
     JSON.stringify({
       executor,
+      inPlace,
       rate,
       transactions: txns.length,
       txP50: tq(0.5),

@@ -14,6 +14,7 @@
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import { type AllowElement, type Datapath, type ElementKey, elementKey } from '../datapath/datapath.ts';
+import { sourceCovers } from '../datapath/source-ranges.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
@@ -79,11 +80,13 @@ export class Enforcer {
   /** A source's IP left (pod deleted, group removed): drop what it learned before reuse. */
   async removeSources(ips: readonly string[]): Promise<void> {
     if (ips.length === 0) return;
-    const gone = new Set(ips);
     const store = this.#d.store();
-    for (const ip of ips) store?.forgetSource(ip);
+    // An entry may be a prefix (a static group): everything learned inside it goes.
+    const covered = (ip: string) => ips.some((gone) => sourceCovers(gone, ip));
+    for (const e of [...(store?.entries() ?? [])])
+      if (covered(e.source)) store?.forget(e.source, e.name, e.ip);
     const learned = await this.#d.datapath.listLearned();
-    const keys: ElementKey[] = learned.filter((e) => gone.has(e.source)).map(withoutTimeout);
+    const keys: ElementKey[] = learned.filter((e) => covered(e.source)).map(withoutTimeout);
     await this.#d.datapath.forget(keys);
     this.#d.log.info(
       { [F.event]: 'enforce', [F.reason]: 'sources_removed', sources: ips.length, forgotten: keys.length },

@@ -15,10 +15,16 @@ export function staticState(
   const sources: SourceEntry[] = [];
   const cidrs: CidrElement[] = [];
   const verify: VerifyElement[] = [];
+  const ungoverned: string[] = [];
   for (const [entry, identity] of entries) {
     const ip = hostAddress(entry);
     const selection = set.selection(identity);
-    if (selection.mode === null) continue;
+    if (selection.mode === null) {
+      // Known but ungoverned: a nested prefix must not inherit the mode of a governed one
+      // around it (the datapath resolves prefixes by longest match).
+      ungoverned.push(ip);
+      continue;
+    }
     sources.push({ ip, mode: selection.mode });
     const family = ip.includes(':') ? 6 : 4;
     for (const p of selection.policies) {

@@ -103,6 +103,8 @@ export interface DatapathStatus {
 }
 
 const TABLE_MISSING = /No such file or directory/;
+/** Range (pipapo) removals per transaction at most; see #commit. */
+export const RANGE_REMOVALS_PER_TXN = 128;
 const SET_FULL = /Too many open files|No space left/;
 
 /** A range as a source text: a bare address, a CIDR when it is one, else "a-b". */
@@ -455,8 +457,24 @@ export class NftDatapath implements Datapath {
       else for (const r of op.ranges) txn.forget(r);
     }
     const changes = txn.changes();
+    // Removing an element from the pipapo set (allowrange) costs O(set size) in the kernel
+    // commit; many in one transaction have frozen the machine (notes/KERNEL-WARNING.md). Past
+    // RANGE_REMOVALS_PER_TXN, the extra range removals go first, in transactions of their own
+    // (each is add-then-delete, so a retry or a partial run is harmless). If one fails, the
+    // model is rolled back and may believe a few removed elements present: they stay missing
+    // until their grants expire or are learned again (fail closed).
+    const ranges = changes.removes.filter((r) => r.kind === 'range');
+    const others = changes.removes.filter((r) => r.kind !== 'range');
+    for (let i = RANGE_REMOVALS_PER_TXN; i < ranges.length; i += RANGE_REMOVALS_PER_TXN) {
+      const chunk = ranges.slice(i, i + RANGE_REMOVALS_PER_TXN);
+      const r = await this.#exec.run(removeLearnedCommands(this.config.table, chunk).join('\n'));
+      if (!r.ok) {
+        txn.rollback();
+        throw commitError('nft transaction (range removals)', r.err);
+      }
+    }
     const cmds = [
-      ...removeLearnedCommands(this.config.table, changes.removes),
+      ...removeLearnedCommands(this.config.table, [...others, ...ranges.slice(0, RANGE_REMOVALS_PER_TXN)]),
       ...addLearnedCommands(this.config.table, changes.adds),
     ];
     this.#metrics?.batchElements.observe(ops.reduce((n, o) => n + o.weight, 0));

@@ -282,7 +282,8 @@ export async function startAgent(plan: LabPlan, command: AgentCommand = 'agent')
   const agent = await startDaemon(plan, {
     name: 'agent',
     netns: plan.nodeNetns,
-    argv: [process.execPath, CLI_MAIN, command, '--config', p.agentConfig],
+    // The same V8 flag bin/namegate gives the agent (short young-generation GC pauses).
+    argv: [process.execPath, '--max-semi-space-size=2', CLI_MAIN, command, '--config', p.agentConfig],
   });
   await waitListening(plan.nodeNetns, [sock('udp', plan.resolver.ipv4, plan.resolver.port)], [agent], 30_000);
   return agent;

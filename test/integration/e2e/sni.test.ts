@@ -21,12 +21,22 @@ describe('end to end: names are verified where addresses are shared', { skip, co
     assert.ok(a, name);
     return a;
   };
-  /** The proxy's decision line for a connection from `src` to `dst`, after line `from`. */
-  const decision = (from: number, dst: string): Promise<LogLine> =>
-    waitFor(`an SNI proxy decision for ${dst}`, () =>
+  /**
+   * The proxy's decision line for a connection to `dst` presenting `sni` (null: none), after
+   * line `from`. The name is part of the match: lines of an earlier connection to the same
+   * address (its close line, say) may still arrive after `from`.
+   */
+  const decision = (from: number, dst: string, sni: string | null): Promise<LogLine> =>
+    waitFor(`an SNI proxy decision for ${sni ?? '(no SNI)'} at ${dst}`, () =>
       flowLog(plan)
         .slice(from)
-        .find((l) => l['component'] === 'sni-proxy' && l['dst'] === dst && l['verdict'] !== undefined),
+        .find(
+          (l) =>
+            l['component'] === 'sni-proxy' &&
+            l['dst'] === dst &&
+            l['sni'] === sni &&
+            (l['verdict'] === 'allow' || l['verdict'] === 'deny'),
+        ),
     );
 
   before(async () => {
@@ -40,7 +50,7 @@ describe('end to end: names are verified where addresses are shared', { skip, co
     const from = flowLog(plan).length;
     const r = await http(plan, PAY, 'api.stripe.com');
     assertServed(r, 'api.stripe.com', 'payments-api -> https://api.stripe.com');
-    const line = await decision(from, ip4('api.stripe.com'));
+    const line = await decision(from, ip4('api.stripe.com'), 'api.stripe.com');
     assert.equal(line['verdict'], 'allow');
     assert.equal(line['sni'], 'api.stripe.com');
     assert.equal(line['src'], findPod(plan, PAY).ipv4);
@@ -54,7 +64,7 @@ describe('end to end: names are verified where addresses are shared', { skip, co
       connectTimeoutS: 3,
     });
     assert.notEqual(r.code, 0, `expected the proxy to close the connection: ${r.body}`);
-    const line = await decision(from, ip4('api.stripe.com'));
+    const line = await decision(from, ip4('api.stripe.com'), 'cdn-neighbour.example.net');
     assert.equal(line['verdict'], 'deny');
     assert.equal(line['sni'], 'cdn-neighbour.example.net');
     assert.equal(line['reason'], 'sni_not_allowed');
@@ -65,7 +75,7 @@ describe('end to end: names are verified where addresses are shared', { skip, co
     const from = flowLog(plan).length;
     const r = await http(plan, PAY, 'api.stripe.com', { via: elsewhere, connectTimeoutS: 3 });
     assert.notEqual(r.code, 0, 'no response through a spoofed SNI');
-    const line = await decision(from, elsewhere);
+    const line = await decision(from, elsewhere, 'api.stripe.com');
     assert.equal(line['verdict'], 'deny');
     assert.equal(line['reason'], 'sni_ip_mismatch');
   });
@@ -75,7 +85,7 @@ describe('end to end: names are verified where addresses are shared', { skip, co
     const from = flowLog(plan).length;
     const r = await http(plan, PAY, target, { connectTimeoutS: 3 });
     assert.notEqual(r.code, 0);
-    const line = await decision(from, target);
+    const line = await decision(from, target, null);
     assert.equal(line['reason'], 'no_sni');
   });
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ManualClock } from '../../../src/core/clock.ts';
 import type { AllowElement } from '../../../src/datapath/datapath.ts';
 import { DatapathMetrics } from '../../../src/datapath/metrics.ts';
-import { NftDatapath } from '../../../src/datapath/nft-driver.ts';
+import { NftDatapath, RANGE_REMOVALS_PER_TXN } from '../../../src/datapath/nft-driver.ts';
 import type { NftExecutor, NftOutputOptions, NftResult } from '../../../src/datapath/nft-executor.ts';
 import { createRegistry } from '../../../src/observe/metrics.ts';
 
@@ -165,5 +165,31 @@ test('drop counters: one row per owned range, owner and mode from the comment (o
   const text = await registry.metrics();
   assert.match(text, /namegate_datapath_dropped_packets_total\{source="10\.0\.1\.0\/24",mode="Enforce"\} 7/);
   assert.match(text, /namegate_datapath_dropped_packets_total\{source="10\.0\.1\.2",mode="Audit"\} 5/);
+  await dp.close();
+});
+
+test('many range removals are spread over transactions of at most RANGE_REMOVALS_PER_TXN', async () => {
+  const { dp, exec } = await driver();
+  const n = RANGE_REMOVALS_PER_TXN * 2 + 10;
+  const ranges = Array.from({ length: n }, (_, i) => ({
+    source: '10.0.0.1',
+    destination: `203.0.113.${i % 250}`,
+    protocol: 'TCP' as const,
+    portFrom: 1000 + Math.floor(i / 250) * 10,
+    portTo: 1005 + Math.floor(i / 250) * 10,
+  }));
+  await dp.learn(ranges.map((r) => ({ ...r, timeoutMs: 60_000 })));
+  const before = exec.writes.length;
+  await dp.forget(ranges);
+  const writes = exec.writes.slice(before);
+  assert.equal(writes.length, 3);
+  const deletes = (w: string) => (w.match(/^delete element/gm) ?? []).length;
+  const elements = (w: string) =>
+    w
+      .split('\n')
+      .filter((l) => l.startsWith('delete element'))
+      .reduce((k, l) => k + l.split(',').length, 0);
+  assert.ok(writes.every((w) => deletes(w) >= 1));
+  assert.deepEqual(writes.map(elements), [RANGE_REMOVALS_PER_TXN, 10, RANGE_REMOVALS_PER_TXN]);
   await dp.close();
 });

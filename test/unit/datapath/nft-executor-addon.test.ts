@@ -11,7 +11,7 @@ function fakeAddon(withSync: boolean) {
     run: (_h: unknown, commands: string) =>
       new Promise<{ rc: number; out: string; err: string }>((resolve) => {
         held.push(() => {
-          log.push(`pool ${commands.slice(0, 12)}`);
+          log.push(`pool ${commands.slice(0, 11)}`);
           resolve({ rc: 0, out: '', err: '' });
         });
       }),
@@ -19,13 +19,18 @@ function fakeAddon(withSync: boolean) {
     ...(withSync
       ? {
           runSync: (_h: unknown, commands: string) => {
-            log.push(`sync ${commands.slice(0, 12)}`);
+            log.push(`sync ${commands.slice(0, 11)}`);
             return { rc: commands.includes('bad') ? 1 : 0, out: '', err: 'Error: bad\n' };
           },
         }
       : {}),
   } as NftAddon;
-  return { addon, log, release: () => held.splice(0).forEach((f) => f()) };
+  /** Let queued pool runs start, then finish them. */
+  const release = async () => {
+    await new Promise((r) => setImmediate(r));
+    for (const f of held.splice(0)) f();
+  };
+  return { addon, log, release };
 }
 
 test('small writes run in place; listings and big writes on the pool; order is kept', async () => {
@@ -36,20 +41,17 @@ test('small writes run in place; listings and big writes on the pool; order is k
   const list = ex.run('list set inet namegate allow4', { json: true });
   // While a pool run is pending, a write queues behind it (no overtaking).
   const after = ex.run('add element b');
-  const big = `add element ${'x'.repeat(20_000)}`;
-  f.release();
+  await f.release();
   await list;
-  await new Promise((r) => setImmediate(r));
-  f.release();
+  await f.release();
   await after;
-  const bigRun = ex.run(big);
-  await new Promise((r) => setImmediate(r));
-  f.release();
+  const bigRun = ex.run(`add element ${'x'.repeat(20_000)}`);
+  await f.release();
   await bigRun;
   assert.deepEqual(f.log, [
     'sync add element',
     'sync add element',
-    'pool list set ine',
+    'pool list set in',
     'pool add element',
     'pool add element',
   ]);
@@ -64,8 +66,7 @@ test('without runSync (older build) or syncWrites off, everything runs on the po
     const f = fakeAddon(withSync);
     const ex = new AddonExecutor(f.addon, { syncWrites });
     const r = ex.run('add element a');
-    await new Promise((res) => setImmediate(res));
-    f.release();
+    await f.release();
     await r;
     assert.deepEqual(f.log, ['pool add element']);
     await ex.close();
