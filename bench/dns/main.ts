@@ -309,7 +309,8 @@ async function startNamegate(
       note: `${processes} namegate processes sharing the port (SO_REUSEPORT, separate stores; informational)`,
     };
   }
-  const child = start(node, [path.join(ROOT, 'src/cli/main.ts'), 'dns', '--config', file], dir);
+  // Through bin/namegate, as people run it (it also sets the agent's V8 flags).
+  const child = start(path.join(ROOT, 'bin/namegate'), ['dns', '--config', file], dir);
   await ready(port);
   return {
     name: 'namegate',
