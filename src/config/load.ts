@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { ErrorCode, NamegateError } from '../core/errors.ts';
 import { canonicalIp } from '../core/ip.ts';
 import { tryCanonicalName } from '../core/names.ts';
-import { formatPath, zodProblems as nativeZodProblems } from '../formats/native.ts';
+import { zodProblems as nativeZodProblems } from '../formats/native.ts';
 import { groupProblems } from '../identity/static-groups.ts';
 import { ttlPolicyProblems } from '../store/ttl.ts';
 import { type AgentConfig, AgentConfigSchema } from './schema.ts';
