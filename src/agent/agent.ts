@@ -150,6 +150,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       log: log.child({ component: 'dns' }),
       flowLog: options.flowLog === undefined ? defaultFlowLog(config) : options.flowLog,
       clock,
+      // A rolling update starts the new agent beside the old one on the same port (host network).
+      reusePort: true,
     });
     const proxy = dns;
     cleanups.push(() => proxy.stop());

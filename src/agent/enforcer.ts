@@ -6,16 +6,18 @@
  *   learned state  elements the store justifies under today's policies; what the kernel holds
  *                  beyond that is forgotten (and its flows ended), what it lacks is learned
  *
- * Syncs run one at a time; a change during a sync schedules one more. The syncs of a start
- * (reasons "startup*") are lenient: elements of still-governed sources that no checkpoint explains (the store
- * was lost) are left to expire on their own instead of cutting flows that were fine before the
- * restart. Later syncs are strict.
+ * Syncs run one at a time; a change during a sync schedules one more, and a sync whose view went
+ * stale meanwhile forgets nothing. Forgetting is limited to what this agent's own store explains
+ * (entries whose policy, rule or identity went away) and to sources that are not governed any
+ * more: an element of a governed source that the store never held was learned by another agent
+ * sharing the table (a rolling update) or before a restart without a checkpoint, and is left to
+ * expire on its own instead of cutting flows that were fine.
  */
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import { type AllowElement, type Datapath, type ElementKey, elementKey } from '../datapath/datapath.ts';
 import { sourceCovers } from '../datapath/source-ranges.ts';
-import type { IdentityProvider } from '../identity/identity.ts';
+import { elementSources, type IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
@@ -118,8 +120,6 @@ export class Enforcer {
   async #syncOnce(reason: string): Promise<SyncResult> {
     const { datapath, identities, policies, clock, log, metrics } = this.#d;
     const started = clock.now();
-    // The syncs of a start are lenient (see the file comment); every later one is strict.
-    const lenient = reason.startsWith('startup');
     const generation = this.#changes;
     let set: CompiledPolicies;
     try {
@@ -149,13 +149,22 @@ export class Enforcer {
       const desired = store
         ? desiredLearned(store, set, identities, now)
         : { elements: new Map(), stale: [] };
+      // The (source, destination) pairs this agent's store explains, stale entries included:
+      // an element outside them was learned by another agent sharing the table (a rolling
+      // update) or before a restart that had no checkpoint, and is left to expire on its own.
+      const ours = new Set<string>();
+      for (const e of store?.entries() ?? []) {
+        for (const source of elementSources(identities, e.source, e.ip)) ours.add(`${source}|${e.ip}`);
+      }
       for (const e of desired.stale) store?.forget(e.source, e.name, e.ip);
 
       const actualKeys = new Set(actual.map(elementKey));
       const forget: ElementKey[] = [];
       for (const e of actual) {
         if (desired.elements.has(elementKey(e))) continue;
-        if (lenient && isGoverned(set, identities, e.source)) continue;
+        // Forget what the store no longer justifies, and everything of a source that is not
+        // governed (any more); keep unexplained elements of governed sources.
+        if (isGoverned(set, identities, e.source) && !ours.has(`${e.source}|${e.destination}`)) continue;
         forget.push(withoutTimeout(e));
       }
       const learn: AllowElement[] = [...desired.elements.values()].filter(

@@ -69,7 +69,10 @@ export class HealthServer {
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
-      this.#server.listen(port, host, () => resolve(this.#server.address() as AddressInfo));
+      // reusePort: during a rolling update the new agent binds beside the old one (host network).
+      this.#server.listen({ port, host, reusePort: true }, () =>
+        resolve(this.#server.address() as AddressInfo),
+      );
     });
   }
 

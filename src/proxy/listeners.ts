@@ -75,10 +75,14 @@ export async function listenAll(
       servers.push(server);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host: a.host, port: a.port, ipv6Only: a.host.includes(':'), backlog: 1024 }, () => {
-          server.off('error', reject);
-          resolve();
-        });
+        // reusePort: during a rolling update two agents share the node's network and port.
+        server.listen(
+          { host: a.host, port: a.port, ipv6Only: a.host.includes(':'), backlog: 1024, reusePort: true },
+          () => {
+            server.off('error', reject);
+            resolve();
+          },
+        );
       });
       const addr = server.address() as net.AddressInfo;
       bound.push({ host: addr.address, port: addr.port });

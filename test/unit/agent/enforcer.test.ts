@@ -136,15 +136,23 @@ describe('Enforcer', () => {
     assert.deepEqual(datapath.state.sources, []);
   });
 
-  it('the syncs of a start keep unexplained elements of governed sources, not of others', async () => {
+  it('keeps elements of governed sources its store never held; forgets those of ungoverned ones', async () => {
     const { datapath, enforcer } = setup();
-    // What an earlier agent left in the kernel, with no checkpoint to explain it.
+    // What an earlier agent left in the kernel (no checkpoint), or another agent sharing the
+    // table during a rolling update learned: this agent's store cannot explain it.
     await datapath.learn([element(POD, API), element('10.9.9.9', API)]);
     await enforcer.sync('startup');
-    assert.ok(datapath.allows(POD, API, 'TCP', 443), 'kept: the pod is still governed');
+    assert.ok(datapath.allows(POD, API, 'TCP', 443), 'kept: the pod is governed; it expires on its own');
     assert.ok(!datapath.allows('10.9.9.9', API, 'TCP', 443), 'forgotten: no identity any more');
-    // A later, strict sync forgets what the store does not justify.
     await enforcer.sync('periodic');
+    assert.ok(datapath.allows(POD, API, 'TCP', 443), 'still kept by a later sync');
+  });
+
+  it('forgets an unexplained element once the source stops being governed', async () => {
+    const { datapath, source, enforcer } = setup();
+    await datapath.learn([element(POD, API)]);
+    source.replace([]);
+    await enforcer.sync('policy');
     assert.ok(!datapath.allows(POD, API, 'TCP', 443));
   });
 
