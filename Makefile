@@ -45,7 +45,7 @@ k8s:
 
 bench: deps
 	@scripts/build-test-bins.sh coredns >/dev/null
-	@for b in bench/*/main.ts; do echo "== $$b"; $(NODE) $$b || exit 1; done
+	@for b in bench/*/main.ts; do echo "== $$b"; $(NODE) --expose-gc $$b || exit 1; done
 
 format:
 	@$(NPX) biome format --write .

@@ -21,12 +21,18 @@
  * extrapolated from that sample (said so in the output). A last, informative figure: one single
  * alternation of all 100,000 patterns (no selection at all), on a small sample.
  *
- * Rates are decisions per second of CPU time of this thread (one core), with wall-clock rates
- * beside them: on a shared machine the CPU time is what our code costs. Questions are made
- * fresh (objects and name strings) in chunks right before each timed chunk, the way the DNS
- * proxy decides on a name it has just parsed; making them is not timed. `--ours-only` stops
- * after our figures (for `node --cpu-prof`). The last line is the RESULT line `make bench`
- * collects.
+ * Rates are decisions per second of wall-clock time on one thread (one core). The CPU time of
+ * the thread is printed beside them but is only a cross-check: on this VM the thread CPU clock
+ * is tick-based, and CPU and wall rates disagree by 2-3x once a minor GC runs before each chunk.
+ * Run it on a quiet machine (it prints the load average before and after; above 1, another
+ * process shares the cores and the wall rates drop with it). Our figure is the median of
+ * OURS_ROUNDS (3) runs of the whole stream. Questions are made fresh (objects and name strings)
+ * in chunks right before each timed chunk, the way the DNS proxy decides on a name it has just
+ * parsed; making them, and collecting their garbage (a minor GC before each chunk; run with
+ * --expose-gc, as `make bench` does), is not timed. `--ours-only` stops after our figures (for
+ * `node --cpu-prof`); `--robust` prints only our rate with each chunk's fastest of 3 runs, a
+ * figure that other processes barely move, for comparing two versions on a busy machine. The
+ * last line is the RESULT line `make bench` collects.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -49,6 +55,7 @@ const PODS_PER_NAMESPACE = 20;
 const DECISIONS = 1_000_000;
 const TEMPLATES = 200_000;
 const EACH_SAMPLE = 20_000;
+const OURS_ROUNDS = Number(process.env['OURS_ROUNDS'] ?? 3);
 const GLOBAL_SAMPLE = 2_000;
 
 // ---------------------------------------------------------------------------------------------
@@ -323,8 +330,9 @@ function regexVerdict(
 // ---------------------------------------------------------------------------------------------
 // Measurement helpers
 
+type GcFunction = (options?: { type: 'minor' | 'major'; execution: 'sync' }) => void;
 setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
+const gc = runInNewContext('gc') as GcFunction;
 function heapMb(): number {
   gc();
   gc();
@@ -344,11 +352,17 @@ function machine(): string {
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+const loadText = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 // ---------------------------------------------------------------------------------------------
 
 function main(): void {
   console.log(`machine: ${machine()}`);
+  console.log(`load average: ${loadText()} (wall-clock rates need a quiet machine: load below 1)`);
   const docs = makeDocs();
   const identities = makeIdentities();
 
@@ -408,31 +422,44 @@ function main(): void {
     port: q.port,
   });
   // Making the questions allocates; collect that garbage before the timed part so the figure is
-  // what a decision costs, not the harness's allocations (node --expose-gc; skipped without it).
-  const gc = (globalThis as { gc?: (o?: { type: 'minor' | 'major'; execution: 'sync' }) => void }).gc;
-  const collectYoung = () => gc?.({ type: 'minor', execution: 'sync' });
+  // what a decision costs, not the harness's allocations. node --expose-gc gives globalThis.gc;
+  // without it, the gc of a fresh context (flag set at runtime) does the same.
+  const collectYoung = () =>
+    ((globalThis as { gc?: GcFunction }).gc ?? gc)({ type: 'minor', execution: 'sync' });
   const cpuNow = () => {
     const u = process.threadCpuUsage();
     return (u.user + u.system) / 1e6;
   };
-  function run(count: number, fn: (q: Question) => void): { cpu: number; wall: number } {
+  function run(count: number, fn: (q: Question) => void, tries = 1): { cpu: number; wall: number } {
     let cpu = 0;
     let wall = 0;
     for (let start = 0; start < count; start += CHUNK) {
       const n = Math.min(CHUNK, count - start);
-      chunk.length = 0;
-      for (let i = 0; i < n; i++) chunk.push(fresh(templates[stream[start + i] as number] as Question));
-      collectYoung();
-      const c = cpuNow();
-      const t = performance.now();
-      for (let i = 0; i < n; i++) fn(chunk[i] as Question);
-      wall += (performance.now() - t) / 1000;
-      cpu += cpuNow() - c;
+      // With tries > 1 (--robust) each chunk runs that many times on fresh questions and counts
+      // its fastest run: a chunk is ~2 ms, so the fastest one is the one no other process
+      // interrupted. For comparing versions on a busy machine; the reported figure is tries = 1.
+      let best = Number.POSITIVE_INFINITY;
+      let bestCpu = 0;
+      for (let k = 0; k < tries; k++) {
+        chunk.length = 0;
+        for (let i = 0; i < n; i++) chunk.push(fresh(templates[stream[start + i] as number] as Question));
+        collectYoung();
+        const c = cpuNow();
+        const t = performance.now();
+        for (let i = 0; i < n; i++) fn(chunk[i] as Question);
+        const w = (performance.now() - t) / 1000;
+        if (w < best) {
+          best = w;
+          bestCpu = cpuNow() - c;
+        }
+      }
+      wall += best;
+      cpu += bestCpu;
     }
     return { cpu, wall };
   }
   const rate = (n: number, r: { cpu: number; wall: number }) =>
-    `${fmt(n / r.cpu)} decisions/s of CPU (${fmt(n / r.wall)}/s wall; ${fmt(n)} in ${(r.cpu * 1000).toFixed(0)} ms CPU)`;
+    `${fmt(n / r.wall)} decisions/s (wall; ${fmt(n)} in ${(r.wall * 1000).toFixed(0)} ms; thread CPU ${(r.cpu * 1000).toFixed(0)} ms, ${fmt(n / r.cpu)}/s)`;
 
   // warm-up (JIT), then the measured run
   let allowed = 0;
@@ -440,13 +467,27 @@ function main(): void {
     if (decide(set, q.identity, q.name, q.protocol, q.port).verdict === 'allow') allowed++;
   };
   run(100_000, ourFn);
-  allowed = 0;
-  const oursRun = run(DECISIONS, ourFn);
-  const ours = DECISIONS / oursRun.cpu;
+  if (process.argv.includes('--robust')) {
+    const r = run(DECISIONS, ourFn, 3);
+    console.log(`ours decide(), fastest of 3 per chunk (--robust, for comparisons): ${rate(DECISIONS, r)}`);
+    return;
+  }
+  const oursRuns: Array<{ cpu: number; wall: number }> = [];
+  for (let i = 0; i < OURS_ROUNDS; i++) {
+    allowed = 0;
+    const r = run(DECISIONS, ourFn);
+    oursRuns.push(r);
+    console.log(`ours decide(), run ${i + 1}/${OURS_ROUNDS}: ${rate(DECISIONS, r)}`);
+  }
+  const oursRun = [...oursRuns].sort((a, b) => a.wall - b.wall)[Math.floor(oursRuns.length / 2)] as {
+    cpu: number;
+    wall: number;
+  };
+  const ours = DECISIONS / oursRun.wall;
   const heapRun = heapMb();
   console.log(
-    `ours decide(): ${rate(DECISIONS, oursRun)}; ${((allowed / DECISIONS) * 100).toFixed(1)}% allow; ` +
-      `heap ${heapRun.toFixed(1)} MB after the run`,
+    `ours decide(), median of ${OURS_ROUNDS}: ${rate(DECISIONS, oursRun)}; ${((allowed / DECISIONS) * 100).toFixed(1)}% allow; ` +
+      `heap ${heapRun.toFixed(1)} MB after the run; load ${loadText()}`,
   );
 
   // `--ours-only` stops here (for profiling: node --cpu-prof bench/matcher/main.ts --ours-only)
@@ -478,7 +519,7 @@ function main(): void {
   const combinedRun = run(DECISIONS, (q) => {
     regexVerdict(set, rules, q, true);
   });
-  const combined = DECISIONS / combinedRun.cpu;
+  const combined = DECISIONS / combinedRun.wall;
   console.log(
     `regex_combined (one alternation per rule, as Cilium compiles a selector): ${rate(DECISIONS, combinedRun)}`,
   );
@@ -486,7 +527,7 @@ function main(): void {
   const eachRun = run(EACH_SAMPLE, (q) => {
     regexVerdict(set, rules, q, false);
   });
-  const each = EACH_SAMPLE / eachRun.cpu;
+  const each = EACH_SAMPLE / eachRun.wall;
   console.log(
     `regex_each (one RegExp per pattern, in a loop): ${rate(EACH_SAMPLE, eachRun)}; ` +
       `measured on the first ${fmt(EACH_SAMPLE)} decisions of the stream and extrapolated`,
@@ -514,11 +555,12 @@ function main(): void {
     });
     console.log(
       `regex_global (${fmt(n)} patterns in one alternation, no selection; built in ${build.toFixed(0)} ms): ` +
-        `${fmt(GLOBAL_SAMPLE / r.cpu)} names/s of CPU (sample of ${fmt(GLOBAL_SAMPLE)})`,
+        `${fmt(GLOBAL_SAMPLE / r.wall)} names/s (wall; sample of ${fmt(GLOBAL_SAMPLE)})`,
     );
     break;
   }
 
+  console.log(`load average at the end: ${loadText()}`);
   console.log(
     `ratio: ours/regex_combined ${(ours / combined).toFixed(1)}x, ours/regex_each ${(ours / each).toFixed(0)}x; ` +
       `targets: compile < 500 ms ${compileMs < 500 ? 'met' : 'MISSED'}, >= 2,000,000 decisions/s ${ours >= 2_000_000 ? 'met' : 'MISSED'}, ` +

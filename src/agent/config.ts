@@ -4,7 +4,16 @@
  * `kubernetes` in src/k8s/config.ts.
  */
 import { z } from 'zod';
-import type { NftConfigInput } from '../datapath/nft-config.ts';
+import { parseCidr } from '../core/ip.ts';
+import { MAX_INTERNAL_CIDRS, type NftConfigInput } from '../datapath/nft-config.ts';
+
+/** A CIDR ("10.244.0.0/16", "fd00:10:244::/56"; a bare address is a /32 or /128), not /0. */
+const InternalCidr = z.string().superRefine((text, ctx) => {
+  const c = parseCidr(text);
+  if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
+  else if (c.prefix === 0)
+    ctx.addIssue({ code: 'custom', message: `${c.text} would exempt every destination` });
+});
 
 export const DatapathSectionSchema = z.strictObject({
   driver: z
@@ -31,6 +40,15 @@ export const DatapathSectionSchema = z.strictObject({
     .optional()
     .describe(
       "Where governed sources' DNS goes (dnat). Absent: redirect to the port of the first dns.listen address.",
+    ),
+  internalCIDRs: z
+    .array(InternalCidr)
+    .max(MAX_INTERNAL_CIDRS)
+    .default([])
+    .describe(
+      'Cluster-internal destinations (pod and service CIDRs; a gateway: its own VPC ranges, or none). ' +
+        'Governed sources reach them without learning: that traffic is left to NetworkPolicy. ' +
+        'DNS to them is still redirected to the proxy.',
     ),
   logDrops: z.boolean().default(false).describe('Kernel log line (rate limited) for every Enforce drop.'),
   logAudit: z
@@ -78,6 +96,7 @@ export function nftConfigFrom(
     dns: r
       ? { kind: 'dnat', port: r.port, ipv4: r.ipv4 ?? null, ipv6: r.ipv6 ?? null }
       : { kind: 'redirect', port: dnsListenPort },
+    internalCidrs: section.internalCIDRs,
     logDrops: section.logDrops,
     logAudit: section.logAudit,
     ...(section.output ? { output: section.output } : {}),

@@ -154,6 +154,9 @@ export class Enforcer {
       // update) or before a restart that had no checkpoint, and is left to expire on its own.
       const ours = new Set<string>();
       for (const e of store?.entries() ?? []) {
+        // An expired entry (not yet collected) explains nothing: another agent sharing the
+        // table may have refreshed the element since, for its own, unexpired answer.
+        if (e.expiresAt <= now) continue;
         for (const source of elementSources(identities, e.source, e.ip)) ours.add(`${source}|${e.ip}`);
       }
       for (const e of desired.stale) store?.forget(e.source, e.name, e.ip);

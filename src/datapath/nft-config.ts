@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { ErrorCode, NamegateError } from '../core/errors.ts';
+import { parseCidr } from '../core/ip.ts';
 
 /** How DNS from governed sources reaches the proxy. */
 export type DnsTarget =
@@ -53,7 +54,19 @@ export interface NftConfig {
   /** Element timeouts are clamped into [min, max]; never 0 (a 0 timeout never expires). */
   readonly minTimeoutMs: number;
   readonly maxTimeoutMs: number;
+  /**
+   * Cluster-internal destinations (pod and service CIDRs; a gateway's own VPC ranges), IPv4 and
+   * IPv6, canonical CIDR text. Governed sources reach them without learning: that traffic is
+   * left to NetworkPolicy (DESIGN.md). DNS to them is still redirected to the proxy. Part of
+   * the config, not of StaticState: it is a property of the node, not of policy or identity;
+   * reconcile writes it into the `internal` sets by difference.
+   */
+  readonly internalCidrs: readonly string[];
 }
+
+/** At most this many internal CIDRs: the sets are single-field interval sets, which
+ * libnftables reads before every element command (see nft-ruleset.ts), so they stay small. */
+export const MAX_INTERNAL_CIDRS = 256;
 
 export const DEFAULT_NFT_CONFIG: NftConfig = {
   table: 'namegate',
@@ -69,6 +82,7 @@ export const DEFAULT_NFT_CONFIG: NftConfig = {
   revokeWindowMs: 30_000,
   minTimeoutMs: 1_000,
   maxTimeoutMs: 7 * 24 * 3600 * 1000,
+  internalCidrs: [],
 };
 
 export type NftConfigInput = Partial<Omit<NftConfig, 'sizes' | 'output'>> & {
@@ -131,5 +145,23 @@ export function resolveNftConfig(input: NftConfigInput = {}): NftConfig {
     fail(`minTimeoutMs ${c.minTimeoutMs} is not >= 1`);
   if (!Number.isInteger(c.maxTimeoutMs) || c.maxTimeoutMs < c.minTimeoutMs)
     fail(`maxTimeoutMs ${c.maxTimeoutMs} is not >= minTimeoutMs`);
-  return c;
+  return { ...c, internalCidrs: internalCidrs(c.internalCidrs) };
+}
+
+/**
+ * Canonical internal CIDRs, in order, duplicates removed. A /0 is refused: it would exempt every
+ * destination and turn enforcement off without saying so.
+ */
+function internalCidrs(list: readonly string[]): string[] {
+  if (!Array.isArray(list)) fail('internalCidrs is not a list');
+  if (list.length > MAX_INTERNAL_CIDRS)
+    fail(`internalCidrs has ${list.length} entries; at most ${MAX_INTERNAL_CIDRS}`);
+  const out: string[] = [];
+  list.forEach((text, i) => {
+    const c = typeof text === 'string' ? parseCidr(text) : `${JSON.stringify(text)} is not a string`;
+    if (typeof c === 'string') fail(`internalCidrs[${i}]: ${c}`);
+    if (c.prefix === 0) fail(`internalCidrs[${i}]: ${c.text} would exempt every destination`);
+    if (!out.includes(c.text)) out.push(c.text);
+  });
+  return out;
 }

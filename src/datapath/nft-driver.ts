@@ -13,7 +13,7 @@
  */
 import { type Clock, systemClock } from '../core/clock.ts';
 import { ErrorCode, errorMessage, NamegateError } from '../core/errors.ts';
-import { canonicalIp, ipFamily } from '../core/ip.ts';
+import { CidrSet, canonicalIp, ipFamily, parseCidr } from '../core/ip.ts';
 import { F } from '../observe/fields.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
 import { Conntrack, type ConntrackResult } from './conntrack.ts';
@@ -24,6 +24,7 @@ import type { DatapathMetrics, DropCount } from './metrics.ts';
 import { type NftConfig, type NftConfigInput, resolveNftConfig } from './nft-config.ts';
 import {
   addLearnedCommands,
+  internalElements,
   kernelElementText,
   type LearnedRange,
   learnedSetName,
@@ -131,6 +132,8 @@ export class NftDatapath implements Datapath {
   readonly #metrics: DatapathMetrics | undefined;
   readonly #conntrack: Conntrack | null;
   readonly #flushDnsOnGovern: boolean;
+  /** config.internalCidrs: revoking a grant there ends no flow (the internal rule allows it). */
+  readonly #internal: CidrSet;
   readonly #model = new LearnedModel();
   readonly #writer: BatchWriter<Op & WriterItem>;
   #modelLoaded = false;
@@ -147,6 +150,12 @@ export class NftDatapath implements Datapath {
     this.#metrics = options.metrics;
     this.#conntrack = options.conntrack === undefined ? new Conntrack() : options.conntrack;
     this.#flushDnsOnGovern = options.flushDnsOnGovern ?? true;
+    this.#internal = new CidrSet(
+      this.config.internalCidrs.flatMap((t) => {
+        const c = parseCidr(t);
+        return typeof c === 'string' ? [] : [c];
+      }),
+    );
     const m = this.#metrics;
     this.#writer = new BatchWriter<Op & WriterItem>({
       maxQueued: options.maxQueuedElements ?? 100_000,
@@ -192,6 +201,9 @@ export class NftDatapath implements Datapath {
     let wanted: ReturnType<typeof staticElements>;
     try {
       wanted = staticElements(state);
+      // The internal sets come from the config; the same diff applies them, so a changed list
+      // adds and removes elements and never recreates a set.
+      for (const [name, els] of internalElements(this.config.internalCidrs)) wanted.set(name, els);
     } catch (err) {
       if (err instanceof StaticStateError) {
         this.#metrics?.reconciles.inc({ result: 'invalid' });
@@ -501,11 +513,14 @@ export class NftDatapath implements Datapath {
     }
     txn.commit();
     this.#metrics?.elements.set({ set: 'allow' }, this.#model.size);
-    if (changes.revoked.length > 0) {
+    // A revoked grant to an internal destination ends nothing: the internal rule still allows
+    // new connections there, and in-cluster flows are left to NetworkPolicy.
+    const revoked = changes.revoked.filter((r) => !this.#internal.has(r.destination));
+    if (revoked.length > 0) {
       // Before conntrack forgets the flows: see revokedRules in nft-ruleset.ts.
-      await this.#markRevoked(changes.revoked);
+      await this.#markRevoked(revoked);
       const ct = this.#conntrack;
-      const after = ct ? this.#endFlows(ct, changes.revoked) : Promise.resolve({ deleted: 0, errors: [] });
+      const after = ct ? this.#endFlows(ct, revoked) : Promise.resolve({ deleted: 0, errors: [] });
       for (const op of ops) if (op.kind === 'forget') op.after = after;
     }
   }

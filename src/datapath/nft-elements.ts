@@ -5,7 +5,7 @@
  * made disjoint first: an interval set rejects an element that partly overlaps another.
  * Sources, and the source field of CIDR allows and verify ports, are address ranges.
  */
-import { ipFamily } from '../core/ip.ts';
+import { ipFamily, parseCidr } from '../core/ip.ts';
 import type { Protocol } from '../policy/model.ts';
 import type { StaticState } from './datapath.ts';
 import { type AddrRange, cidrRange, mergeRanges, rangeText, subtractRanges } from './ip-range.ts';
@@ -343,6 +343,24 @@ export function staticElements(state: StaticState): StaticElements {
       for (const p of mergePorts(g.ports))
         add('verify', g.family, `${rangeText(r)} . ${portText(p.from, p.to)}`);
     }
+  }
+  return out;
+}
+
+/**
+ * The wanted elements of the `internal` sets from the configured CIDRs (canonical, validated by
+ * resolveNftConfig): merged per family, since an interval set rejects overlapping elements.
+ */
+export function internalElements(cidrs: readonly string[]): StaticElements {
+  const out: StaticElements = new Map();
+  for (const f of [4, 6] as const) {
+    const ranges: AddrRange[] = [];
+    for (const text of cidrs) {
+      const c = parseCidr(text);
+      if (typeof c === 'string') throw new StaticStateError(`internal ${JSON.stringify(text)}: ${c}`);
+      if (c.family === f) ranges.push(cidrRange(c));
+    }
+    out.set(setName('internal', f), new Set(mergeRanges(ranges).map(rangeText)));
   }
   return out;
 }

@@ -5,13 +5,14 @@
  *
  * Chain logic, per packet of a governed source:
  *   nat prerouting (before kube-proxy's DNAT): UDP/TCP 53 to any address -> the DNS proxy;
- *     verify ports -> the SNI proxy.
- *   filter forward: established/related -> accept (flows outlive element expiry); learned
- *     element or CIDR allow -> accept; else Enforce -> count, (log), drop; Audit -> count, log,
- *     accept. Ungoverned sources are never matched. Traffic the node itself originates (the DNS
+ *     verify ports of non-internal destinations -> the SNI proxy.
+ *   filter forward: established/related -> accept (flows outlive element expiry); internal
+ *     destination (pod/service CIDRs, left to NetworkPolicy) -> accept; learned element or CIDR
+ *     allow -> accept; else Enforce -> count, (log), drop; Audit -> count, log, accept.
+ *     Ungoverned sources are never matched. Traffic the node itself originates (the DNS
  *     proxy's upstream queries, API calls) never passes prerouting or forward.
  */
-import type { NftConfig } from './nft-config.ts';
+import { MAX_INTERNAL_CIDRS, type NftConfig } from './nft-config.ts';
 
 export type Family = 4 | 6;
 export const FAMILIES: readonly Family[] = [4, 6];
@@ -28,7 +29,8 @@ export type SetRole =
   | 'allowrange'
   | 'cidr'
   | 'verify'
-  | 'revoked';
+  | 'revoked'
+  | 'internal';
 export const SET_ROLES: readonly SetRole[] = [
   'enforce',
   'audit',
@@ -42,6 +44,7 @@ export const SET_ROLES: readonly SetRole[] = [
   'cidr',
   'verify',
   'revoked',
+  'internal',
 ];
 /** Source sets by mode: single addresses (hash) and wider ranges (interval). */
 export const SOURCE_ROLES = {
@@ -81,6 +84,13 @@ export interface ChainDef {
 export function setName(role: SetRole, family: Family): string {
   return `${role}${family}`;
 }
+
+/**
+ * Size of each `internal` set: fixed (not derived from the configured list), so that a changed
+ * list changes elements only and never recreates the set. Each range may take two slots in the
+ * kernel's interval tree, hence twice MAX_INTERNAL_CIDRS.
+ */
+export const INTERNAL_SET_SIZE = 2 * MAX_INTERNAL_CIDRS;
 
 export const LOG_PREFIX_DROP = 'namegate-drop ';
 export const LOG_PREFIX_AUDIT = 'namegate-audit ';
@@ -128,6 +138,11 @@ export function setDefs(c: NftConfig): SetDef[] {
       // source are dropped while the peer keeps sending (the packet path refreshes the timeout),
       // so a peer cannot revive a flow whose conntrack entry `forget` deleted (see docs).
       def('revoked', [addr, addr, 'inet_proto'], ['timeout'], c.sizes.revoked),
+      // Cluster-internal destinations (config.internalCidrs): a few prefixes, merged. A
+      // single-field interval set like `enforcenet`, so libnftables reads it before every
+      // learn transaction: measured, 4 prefixes made no difference to a one-element learn,
+      // 64 separate ones added about 0.08 ms (docs/datapath.md).
+      def('internal', [addr], ['interval'], INTERNAL_SET_SIZE),
     );
   }
   return out;
@@ -167,11 +182,21 @@ function dnsRules(c: NftConfig): string[] {
   return out;
 }
 
+/** `rule(ip, set)` for the internal set of each family. */
+function perInternalSet(rule: (ip: 'ip' | 'ip6', set: string) => string): string[] {
+  return FAMILIES.map((f) => rule(ipOf(f), setName('internal', f)));
+}
+
 function verifyRules(c: NftConfig): string[] {
   if (c.verifyPort === null) return [];
-  return FAMILIES.map(
-    (f) => `${ipOf(f)} saddr . tcp dport @${setName('verify', f)} redirect to :${c.verifyPort}`,
-  );
+  return [
+    // Connections to internal destinations are not namegate's (an in-cluster HTTPS service on
+    // a verify port must not meet the SNI proxy); DNS to them was redirected above.
+    ...perInternalSet((ip, set) => `${ip} daddr @${set} return`),
+    ...FAMILIES.map(
+      (f) => `${ipOf(f)} saddr . tcp dport @${setName('verify', f)} redirect to :${c.verifyPort}`,
+    ),
+  ];
 }
 
 /**
@@ -222,8 +247,13 @@ export function chainDefs(c: NftConfig): ChainDef[] {
         'ct state established,related accept',
         // A TCP segment that is not a SYN yet creates a conntrack entry towards an Enforce
         // source is a mid-stream pickup (after `forget` deleted its entry, the peer spoke
-        // first): without this rule the source's replies would pass as "established".
-        ...perEnforceSet((ip, set) => `${ip} daddr @${set} ct state new tcp flags & (syn | ack) != syn drop`),
+        // first): without this rule the source's replies would pass as "established". Internal
+        // peers are exempt: the source may reach them anyway, and in-cluster flows are left to
+        // NetworkPolicy.
+        ...perEnforceSet(
+          (ip, set, f) =>
+            `${ip} daddr @${set} ${ip} saddr != @${setName('internal', f)} ct state new tcp flags & (syn | ack) != syn drop`,
+        ),
         ...revokedRules(c),
         ...governedJumps('governed'),
       ],
@@ -232,6 +262,9 @@ export function chainDefs(c: NftConfig): ChainDef[] {
       name: 'governed',
       base: null,
       rules: [
+        // First: cluster-internal destinations are left to NetworkPolicy, for Enforce and
+        // Audit sources alike (nothing counted or logged).
+        ...perInternalSet((ip, set) => `${ip} daddr @${set} accept`),
         ...allowRules,
         ...FAMILIES.flatMap((f) =>
           SOURCE_ROLES.Audit.map((role) => `${ipOf(f)} saddr @${setName(role, f)} goto audit_deny`),

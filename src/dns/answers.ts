@@ -84,7 +84,9 @@ export function readAnswers(reply: Uint8Array, question: Question, limits: Answe
   r.pos = HEADER_BYTES;
   for (let i = 0; i < qdcount; i++) readQuestion(r);
 
-  const cnames = new Map<string, { target: string; ttl: number }>();
+  // Most replies have no CNAME and one address: the map and the duplicate check are made only
+  // when a reply needs them.
+  let cnames: Map<string, { target: string; ttl: number }> | null = null;
   const found: Found[] = [];
   const wanted = question.type;
   for (let i = 0; i < ancount; i++) {
@@ -93,6 +95,7 @@ export function readAnswers(reply: Uint8Array, question: Question, limits: Answe
     switch (rr.type) {
       case RrType.CNAME: {
         const target = readRdataName(reply, rr, reply.length);
+        cnames ??= new Map();
         const prior = cnames.get(rr.name);
         if (prior && prior.target !== target) {
           throw new AnswerError('cname_conflict', `${rr.name} has two CNAME targets`);
@@ -132,7 +135,7 @@ export function readAnswers(reply: Uint8Array, question: Question, limits: Answe
   const chain = [question.name];
   let end = question.name;
   let chainTtl = Number.POSITIVE_INFINITY;
-  for (;;) {
+  while (cnames !== null) {
     const link = cnames.get(end);
     if (!link) break;
     if (chain.includes(link.target)) {
@@ -147,10 +150,13 @@ export function readAnswers(reply: Uint8Array, question: Question, limits: Answe
   }
 
   const addresses: AnswerAddress[] = [];
-  const seen = new Set<string>();
+  const seen = found.length > 1 ? new Set<string>() : null;
   for (const f of found) {
-    if (f.owner !== end || seen.has(f.ip)) continue;
-    seen.add(f.ip);
+    if (f.owner !== end) continue;
+    if (seen !== null) {
+      if (seen.has(f.ip)) continue;
+      seen.add(f.ip);
+    }
     addresses.push({ ip: f.ip, family: f.family, ttl: Math.min(f.ttl, chainTtl) });
   }
   return { rcode: flags & 0xf, truncated: (flags & 0x0200) !== 0, chain, addresses };

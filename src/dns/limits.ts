@@ -2,8 +2,8 @@
  * Bounds on what one source, and everyone together, can make the proxy hold: a token bucket
  * per source IP and counters of queries waiting for an upstream. Both maps are bounded: the
  * rate limiter forgets the least recently added source when full (a flood of spoofed sources
- * then only resets buckets; the total pending bound still holds), and pending counts are
- * deleted when they return to zero.
+ * then only resets buckets; the total pending bound still holds), and sources whose pending
+ * count is zero are dropped once they outnumber the active ones.
  */
 
 export class RateLimiter {
@@ -45,8 +45,14 @@ export class RateLimiter {
 export class PendingLimiter {
   readonly #maxTotal: number;
   readonly #maxPerSource: number;
+  /**
+   * Pending count per source. A source whose count returns to zero keeps its entry until the
+   * map grows past twice the active sources (and 4,096): deleting and re-adding the key on
+   * every query made the Map rebuild its table every few queries.
+   */
   readonly #perSource = new Map<string, number>();
   #total = 0;
+  #active = 0;
 
   constructor(maxTotal: number, maxPerSource: number) {
     this.#maxTotal = maxTotal;
@@ -56,8 +62,13 @@ export class PendingLimiter {
   /** Take a slot; false when the source or everyone is at the limit. */
   acquire(source: string): boolean {
     if (this.#total >= this.#maxTotal) return false;
-    const n = this.#perSource.get(source) ?? 0;
+    let n = this.#perSource.get(source);
+    if (n === undefined) {
+      if (this.#perSource.size >= Math.max(IDLE_KEPT, 2 * this.#active)) this.#dropIdle();
+      n = 0;
+    }
     if (n >= this.#maxPerSource) return false;
+    if (n === 0) this.#active++;
     this.#perSource.set(source, n + 1);
     this.#total++;
     return true;
@@ -65,17 +76,24 @@ export class PendingLimiter {
 
   release(source: string): void {
     const n = this.#perSource.get(source);
-    if (n === undefined) return;
-    if (n <= 1) this.#perSource.delete(source);
-    else this.#perSource.set(source, n - 1);
+    if (n === undefined || n === 0) return;
+    this.#perSource.set(source, n - 1);
+    if (n === 1) this.#active--;
     this.#total--;
+  }
+
+  #dropIdle(): void {
+    for (const [source, n] of this.#perSource) if (n === 0) this.#perSource.delete(source);
   }
 
   get total(): number {
     return this.#total;
   }
 
+  /** Sources with at least one query pending. */
   get sources(): number {
-    return this.#perSource.size;
+    return this.#active;
   }
 }
+
+const IDLE_KEPT = 4096;

@@ -7,6 +7,7 @@
 import {
   Flag,
   HEADER_BYTES,
+  matchName,
   type Question,
   Rcode,
   RrClass,
@@ -89,28 +90,30 @@ export function checkQuery(msg: Uint8Array, rules: QueryRules): QueryCheck {
   const id = (msg[0]! << 8) | msg[1]!;
   const flags = (msg[2]! << 8) | msg[3]!;
   if ((flags & Flag.QR) !== 0) return dropped('response');
-  const basis = { id, flags, questionEnd: 0, edns: false };
-  if (msg.length > rules.maxQueryBytes) return refuse('too_large', basis, msg, Rcode.FORMERR, null);
+  // The reply bases below are built only on the error paths: a valid query allocates nothing
+  // but its question and the result.
+  if (msg.length > rules.maxQueryBytes)
+    return refuse('too_large', basis(id, flags, 0, false), msg, Rcode.FORMERR, null);
   const opcode = (flags >> 11) & 0xf;
-  if (opcode !== 0) return refuse('opcode', basis, msg, Rcode.REFUSED, null);
+  if (opcode !== 0) return refuse('opcode', basis(id, flags, 0, false), msg, Rcode.REFUSED, null);
   const qdcount = (msg[4]! << 8) | msg[5]!;
   const ancount = (msg[6]! << 8) | msg[7]!;
   const nscount = (msg[8]! << 8) | msg[9]!;
   const arcount = (msg[10]! << 8) | msg[11]!;
-  if (qdcount !== 1) return refuse('qdcount', basis, msg, Rcode.FORMERR, null);
+  if (qdcount !== 1) return refuse('qdcount', basis(id, flags, 0, false), msg, Rcode.FORMERR, null);
 
   const r = new WireReader(msg, HEADER_BYTES);
   let question: Question;
   try {
     question = readQuestion(r);
   } catch {
-    return refuse('malformed', basis, msg, Rcode.FORMERR, null);
+    return refuse('malformed', basis(id, flags, 0, false), msg, Rcode.FORMERR, null);
   }
-  const withQuestion = { ...basis, questionEnd: r.pos };
+  const questionEnd = r.pos;
   // A query carries a question and at most an OPT record; anything else (prerequisites,
   // updates, TSIG) is not something a stub resolver sends and is not forwarded.
   if (ancount !== 0 || nscount !== 0 || arcount > 1) {
-    return refuse('sections', withQuestion, msg, Rcode.FORMERR, question);
+    return refuse('sections', basis(id, flags, questionEnd, false), msg, Rcode.FORMERR, question);
   }
   let edns = false;
   let udpLimit = CLASSIC_UDP_SIZE;
@@ -118,24 +121,28 @@ export function checkQuery(msg: Uint8Array, rules: QueryRules): QueryCheck {
     try {
       const rr = readRrHead(r);
       if (rr.type !== RrType.OPT || rr.name !== '') {
-        return refuse('sections', withQuestion, msg, Rcode.FORMERR, question);
+        return refuse('sections', basis(id, flags, questionEnd, false), msg, Rcode.FORMERR, question);
       }
       edns = true;
       udpLimit = Math.max(CLASSIC_UDP_SIZE, rr.class);
     } catch {
-      return refuse('malformed', withQuestion, msg, Rcode.FORMERR, question);
+      return refuse('malformed', basis(id, flags, questionEnd, false), msg, Rcode.FORMERR, question);
     }
   }
-  const withEdns = { ...withQuestion, edns };
-  if (r.pos !== msg.length) return refuse('malformed', withEdns, msg, Rcode.FORMERR, question);
-  if (question.class !== RrClass.IN) return refuse('class', withEdns, msg, Rcode.REFUSED, question);
-  if (rules.refusedTypes.has(question.type)) {
-    return refuse('qtype', withEdns, msg, Rcode.REFUSED, question);
+  if (r.pos !== msg.length) {
+    return refuse('malformed', basis(id, flags, questionEnd, edns), msg, Rcode.FORMERR, question);
   }
-  return {
-    ok: true,
-    query: { id, flags, question, questionEnd: withQuestion.questionEnd, edns, udpLimit },
-  };
+  if (question.class !== RrClass.IN) {
+    return refuse('class', basis(id, flags, questionEnd, edns), msg, Rcode.REFUSED, question);
+  }
+  if (rules.refusedTypes.has(question.type)) {
+    return refuse('qtype', basis(id, flags, questionEnd, edns), msg, Rcode.REFUSED, question);
+  }
+  return { ok: true, query: { id, flags, question, questionEnd, edns, udpLimit } };
+}
+
+function basis(id: number, flags: number, questionEnd: number, edns: boolean): ReplyBasis {
+  return { id, flags, questionEnd, edns };
 }
 
 function dropped(problem: QueryProblem): QueryCheck {
@@ -243,10 +250,12 @@ export function replyMismatch(reply: Uint8Array, question: Question): MatchProbl
   const qdcount = (reply[4]! << 8) | reply[5]!;
   if (qdcount !== 1) return 'qdcount';
   try {
-    const q = readQuestion(new WireReader(reply, HEADER_BYTES));
-    if (q.name !== question.name || q.type !== question.type || q.class !== question.class) {
-      return 'question';
-    }
+    // Compared in place (no name string is built): this runs on every upstream reply.
+    const at = matchName(reply, HEADER_BYTES, reply.length, question.name);
+    if (at < 0 || at + 4 > reply.length) return 'question';
+    const type = (reply[at]! << 8) | reply[at + 1]!;
+    const cls = (reply[at + 2]! << 8) | reply[at + 3]!;
+    if (type !== question.type || cls !== question.class) return 'question';
   } catch (err) {
     if (err instanceof WireError) return 'question';
     throw err;

@@ -1,8 +1,15 @@
 /**
  * Metrics of the DNS proxy. Labels are low-cardinality: verdict, reason, transport, kind;
  * never a name or an address.
+ *
+ * The metrics touched by every query are cheap on the hot path: a counter's increments are
+ * plain additions to a number kept per label set, added to the prom-client counter when it is
+ * scraped (its collect hook); the latency histograms are LocalHistograms, a bucket count and a
+ * sum per label set in a typed array, registered with the same registry and exported in
+ * prom-client's format. prom-client's own inc()/observe() hash their label object on every
+ * call, which cost about as much as all of the proxy's parsing.
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
@@ -10,10 +17,10 @@ const LATENCY_BUCKETS = [
 
 export interface DnsMetrics {
   readonly queries: Counter<'verdict' | 'reason' | 'transport'>;
-  readonly duration: Histogram<'transport'>;
-  readonly upstreamDuration: Histogram<'transport'>;
+  readonly duration: LocalHistogram;
+  readonly upstreamDuration: LocalHistogram;
   readonly upstreamErrors: Counter<'kind'>;
-  readonly commitWait: Histogram;
+  readonly commitWait: LocalHistogram;
   readonly commitBatches: Counter<'result'>;
   readonly holdTimeouts: Counter;
   readonly commitFailures: Counter;
@@ -24,6 +31,8 @@ export interface DnsMetrics {
   observeUpstream(transport: string, seconds: number): void;
   /** Count a finished query and observe its duration (label children are cached). */
   countQuery(verdict: string, reason: string, transport: string, seconds: number): void;
+  /** Count one learned address by change (new, refreshed). */
+  countLearned(change: string): void;
   /** Point the gauges at live values (call once the proxy exists). */
   watch(values: { pending(): number; tcpConnections(): number }): void;
 }
@@ -47,52 +56,81 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       this.set(values?.tcpConnections() ?? 0);
     },
   });
+  const queryCounts = new Folded();
   const queries = new Counter({
     name: 'namegate_dns_queries_total',
     help: 'Client queries by verdict (allow, deny, audit, forward, refuse, error) and reason.',
     labelNames: ['verdict', 'reason', 'transport'] as const,
     registers,
+    collect() {
+      queryCounts.fold(this);
+    },
   });
-  const duration = new Histogram({
+  const learnedCounts = new Folded();
+  const learned = new Counter({
+    name: 'namegate_dns_learned_total',
+    help: 'Addresses learned from answers (new or refreshed).',
+    labelNames: ['change'] as const,
+    registers,
+    collect() {
+      learnedCounts.fold(this);
+    },
+  });
+  const duration = new LocalHistogram(registry, {
     name: 'namegate_dns_query_duration_seconds',
     help: 'Time from receiving a query to sending its reply.',
-    labelNames: ['transport'] as const,
+    labelNames: ['transport'],
     buckets: LATENCY_BUCKETS,
-    registers,
   });
-  // prom-client hashes label objects on every call; the set of label values is small and
-  // fixed, so each child is looked up once and reused.
-  const upstreamDuration = new Histogram({
+  const upstreamDuration = new LocalHistogram(registry, {
     name: 'namegate_dns_upstream_duration_seconds',
     help: 'Time an upstream took to answer (per successful attempt).',
-    labelNames: ['transport'] as const,
+    labelNames: ['transport'],
     buckets: LATENCY_BUCKETS,
-    registers,
   });
-  const upstreamChildren = new Map<string, { observe(v: number): void }>();
-  const queryChildren = new Map<string, { inc(): void }>();
-  const durationChildren = new Map<string, { observe(v: number): void }>();
+  // The set of label values is small and fixed: each series is looked up once and reused.
+  const querySeries = new Map<string, Map<string, Map<string, { n: number }>>>();
+  const learnedSeries = new Map<string, { n: number }>();
+  const durationSeries = new Map<string, LocalSeries>();
+  const upstreamSeries = new Map<string, LocalSeries>();
   return {
     countQuery(verdict, reason, transport, seconds) {
-      const key = `${verdict}|${reason}|${transport}`;
-      let q = queryChildren.get(key);
+      let q = querySeries.get(verdict)?.get(reason)?.get(transport);
       if (!q) {
-        q = queries.labels(verdict, reason, transport);
-        queryChildren.set(key, q);
+        q = queryCounts.series({ verdict, reason, transport });
+        let byReason = querySeries.get(verdict);
+        if (!byReason) {
+          byReason = new Map();
+          querySeries.set(verdict, byReason);
+        }
+        let byTransport = byReason.get(reason);
+        if (!byTransport) {
+          byTransport = new Map();
+          byReason.set(reason, byTransport);
+        }
+        byTransport.set(transport, q);
       }
-      q.inc();
-      let h = durationChildren.get(transport);
+      q.n++;
+      let h = durationSeries.get(transport);
       if (!h) {
-        h = duration.labels(transport);
-        durationChildren.set(transport, h);
+        h = duration.series(transport);
+        durationSeries.set(transport, h);
       }
       h.observe(seconds);
     },
+    countLearned(change) {
+      let c = learnedSeries.get(change);
+      if (!c) {
+        c = learnedCounts.series({ change });
+        learnedSeries.set(change, c);
+      }
+      c.n++;
+    },
     observeUpstream(transport, seconds) {
-      let h = upstreamChildren.get(transport);
+      let h = upstreamSeries.get(transport);
       if (!h) {
-        h = upstreamDuration.labels(transport);
-        upstreamChildren.set(transport, h);
+        h = upstreamDuration.series(transport);
+        upstreamSeries.set(transport, h);
       }
       h.observe(seconds);
     },
@@ -105,11 +143,11 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       labelNames: ['kind'] as const,
       registers,
     }),
-    commitWait: new Histogram({
+    commitWait: new LocalHistogram(registry, {
       name: 'namegate_dns_commit_wait_seconds',
       help: 'Time answers waited for the datapath to commit their elements.',
+      labelNames: [],
       buckets: LATENCY_BUCKETS,
-      registers,
     }),
     commitBatches: new Counter({
       name: 'namegate_dns_commit_batches_total',
@@ -133,12 +171,7 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       labelNames: ['reason'] as const,
       registers,
     }),
-    learned: new Counter({
-      name: 'namegate_dns_learned_total',
-      help: 'Addresses learned from answers (new or refreshed).',
-      labelNames: ['change'] as const,
-      registers,
-    }),
+    learned,
     notLearned: new Counter({
       name: 'namegate_dns_not_learned_total',
       help: 'Answer addresses not learned, by reason (denied_range, family, cap, store).',
@@ -149,4 +182,158 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       values = v;
     },
   };
+}
+
+/** Counts per label set kept as plain numbers, added to a prom-client counter when it is scraped. */
+class Folded {
+  readonly #series: Array<{ readonly labels: Record<string, string>; n: number }> = [];
+
+  /** A new series with these labels; count by adding to its `n`. */
+  series(labels: Record<string, string>): { n: number } {
+    const s = { labels, n: 0 };
+    this.#series.push(s);
+    return s;
+  }
+
+  fold(counter: Counter<string>): void {
+    for (const s of this.#series) {
+      if (s.n === 0) continue;
+      counter.inc(s.labels, s.n);
+      s.n = 0;
+    }
+  }
+}
+
+/** One label set of a LocalHistogram. */
+export class LocalSeries {
+  /** Observations per bucket (not cumulative); the last slot is above the largest bound. */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  readonly #bounds: readonly number[];
+
+  constructor(bounds: readonly number[]) {
+    this.#bounds = bounds;
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    if (!Number.isFinite(value)) return;
+    const bounds = this.#bounds;
+    let i = 0;
+    while (i < bounds.length && value > (bounds[i] as number)) i++;
+    this.counts[i] = (this.counts[i] as number) + 1;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+interface LocalHistogramConfig {
+  readonly name: string;
+  readonly help: string;
+  /** At most one label (all these histograms need). */
+  readonly labelNames: readonly string[];
+  readonly buckets: readonly number[];
+}
+
+type ExportValue = {
+  labels: Record<string, string | number>;
+  sharedLabels?: Record<string, string>;
+  value: number;
+  metricName: string;
+};
+
+/**
+ * A histogram registered with a prom-client Registry, exported exactly as prom-client's
+ * Histogram exports one (the same values, labels and order), but observed with a few typed-array
+ * operations instead of hashing a label object per call.
+ */
+export class LocalHistogram {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #label: string | null;
+  readonly #bounds: readonly number[];
+  readonly #series = new Map<string, LocalSeries>();
+
+  constructor(registry: Registry, config: LocalHistogramConfig) {
+    if (config.labelNames.length > 1) throw new Error('LocalHistogram takes at most one label');
+    this.name = config.name;
+    this.help = config.help;
+    this.#label = config.labelNames[0] ?? null;
+    this.#bounds = [...config.buckets].sort((a, b) => a - b);
+    // As prom-client does, a histogram without labels exports its (zero) series from the start.
+    if (this.#label === null) this.series();
+    registry.registerMetric(this as never);
+  }
+
+  /** The series of one label value (the only series when the histogram has no label). */
+  series(value = ''): LocalSeries {
+    let s = this.#series.get(value);
+    if (!s) {
+      s = new LocalSeries(this.#bounds);
+      this.#series.set(value, s);
+    }
+    return s;
+  }
+
+  /** Observe without a label (histograms that have none). */
+  observe(value: number): void {
+    this.series().observe(value);
+  }
+
+  /** Zero every series in place (callers keep references to their series). */
+  reset(): void {
+    for (const s of this.#series.values()) {
+      s.counts.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
+  }
+
+  /** What Registry.metrics() formats: bucket labels apart from the series' own labels. */
+  async getForPromString(): Promise<{
+    name: string;
+    help: string;
+    type: 'histogram';
+    values: ExportValue[];
+    aggregator: 'sum';
+  }> {
+    const values: ExportValue[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const [value, s] of this.#series) {
+      const shared: Record<string, string> = this.#label === null ? {} : { [this.#label]: value };
+      let acc = 0;
+      for (let i = 0; i < this.#bounds.length; i++) {
+        acc += s.counts[i] as number;
+        values.push({
+          labels: { le: this.#bounds[i] as number },
+          sharedLabels: shared,
+          value: acc,
+          metricName: bucket,
+        });
+      }
+      values.push({ labels: { le: '+Inf' }, sharedLabels: shared, value: s.count, metricName: bucket });
+      values.push({ labels: {}, sharedLabels: shared, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: {}, sharedLabels: shared, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: 'histogram', values, aggregator: 'sum' };
+  }
+
+  /** As prom-client's Histogram.get(): each value's labels include the series' labels. */
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: 'histogram';
+    values: ExportValue[];
+    aggregator: 'sum';
+  }> {
+    const data = await this.getForPromString();
+    data.values = data.values.map(({ sharedLabels, ...v }) => ({
+      ...v,
+      labels: { ...v.labels, ...sharedLabels },
+    }));
+    return data;
+  }
 }

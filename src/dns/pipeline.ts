@@ -18,7 +18,7 @@ import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
 import { cidrCovers } from '../policy/decide.ts';
-import { type Identity, policyRefText } from '../policy/model.ts';
+import { type Identity, type PolicyRef, type PortRange, policyRefText } from '../policy/model.ts';
 import { elementsFor, portRanges } from '../store/elements.ts';
 import type { AddressInput, LearnedStore } from '../store/learned-store.ts';
 import { addressClass } from './address-class.ts';
@@ -75,10 +75,17 @@ export interface PipelineDeps {
 
 type Hold = 'committed' | 'timeout' | 'failed';
 
-interface Learning {
+/** The flow record of the query in progress, filled in as the stages run (one object per query). */
+type Rec = { -readonly [K in keyof FlowRecord]-?: FlowRecord[K] };
+
+const NO_IPS: readonly string[] = Object.freeze([]);
+
+/** What an answer changed: the elements to commit for its new and refreshed addresses. */
+interface Changes {
+  readonly ranges: PortRange[];
+  readonly elements: AllowElement[];
+  readonly keys: string[];
   readonly ips: string[];
-  readonly ttl: number | null;
-  readonly hold: Hold | undefined;
 }
 
 const UPSTREAM_EDE: Ede = { code: EdeCode.NoReachableAuthority, text: 'no upstream answered' };
@@ -134,10 +141,13 @@ export class Pipeline {
         reason: check.problem,
         policy: null,
         rule: null,
-        ips: [],
+        ips: NO_IPS,
         ttl: null,
         rcode: check.rcode,
+        ms: 0,
         transport,
+        hold: undefined,
+        truncated: undefined,
       });
       return check.reply;
     }
@@ -145,34 +155,43 @@ export class Pipeline {
     const identity = d.identities.lookup(src);
     const set = d.policies.current();
     const r = route(d.settings, set, identity, q.question.name);
-    const base = {
+    const rec: Rec = {
       src,
       identity: identity?.key ?? null,
       qname: q.question.name,
       qtype: q.question.type,
       verdict: r.verdict,
       reason: r.reason,
-      policy: r.decision?.policy ? policyRefText(r.decision.policy) : null,
+      policy: r.decision?.policy ? policyText(r.decision.policy) : null,
       rule: r.decision?.rule ?? null,
-      ips: [] as string[],
-      ttl: null as number | null,
+      ips: NO_IPS,
+      ttl: null,
+      rcode: null,
+      ms: 0,
       transport,
+      hold: undefined,
+      truncated: undefined,
     };
     if (r.kind === 'refuse') {
-      this.#finish(started, { ...base, rcode: r.rcode });
+      rec.rcode = r.rcode;
+      this.#finish(started, rec);
       return buildReply(basisOf(q), msg, r.rcode, r.ede);
     }
     if (!d.pending.acquire(src)) {
-      this.#finish(started, { ...base, verdict: 'error', reason: 'pending_limit', rcode: Rcode.SERVFAIL });
-      return buildReply(basisOf(q), msg, Rcode.SERVFAIL, OVERLOAD_EDE);
+      return this.#fail(started, rec, q, msg, 'pending_limit', OVERLOAD_EDE);
     }
     let up: UpstreamReply;
     try {
       up = await d.upstream.query(msg, q.question, transport === 'tcp');
     } catch (err) {
-      const reason = err instanceof UpstreamError ? err.reason : 'upstream_failed';
-      this.#finish(started, { ...base, verdict: 'error', reason, rcode: Rcode.SERVFAIL });
-      return buildReply(basisOf(q), msg, Rcode.SERVFAIL, UPSTREAM_EDE);
+      return this.#fail(
+        started,
+        rec,
+        q,
+        msg,
+        err instanceof UpstreamError ? err.reason : 'upstream_failed',
+        UPSTREAM_EDE,
+      );
     } finally {
       d.pending.release(src);
     }
@@ -180,13 +199,15 @@ export class Pipeline {
     setId(reply, q.id);
     const flags = flagsOf(reply);
     const rcode = flags & 0xf;
+    rec.rcode = rcode;
     if (transport === 'udp' && reply.length > q.udpLimit) {
       // Learn nothing from an answer the client does not get; it retries over TCP.
-      this.#finish(started, { ...base, rcode, truncated: true });
+      rec.truncated = true;
+      this.#finish(started, rec);
       return truncatedReply(q, msg, flags);
     }
     if (!r.learn || rcode !== Rcode.NOERROR || (flags & Flag.TC) !== 0) {
-      this.#finish(started, { ...base, rcode });
+      this.#finish(started, rec);
       return reply;
     }
 
@@ -195,45 +216,57 @@ export class Pipeline {
       facts = readAnswers(reply, q.question, d.settings);
     } catch (err) {
       if (!(err instanceof WireError || err instanceof AnswerError)) throw err;
-      const reason = err instanceof AnswerError ? err.reason : 'malformed_reply';
-      this.#finish(started, { ...base, verdict: 'error', reason, rcode: Rcode.SERVFAIL });
-      return buildReply(basisOf(q), msg, Rcode.SERVFAIL, MALFORMED_EDE);
+      return this.#fail(
+        started,
+        rec,
+        q,
+        msg,
+        err instanceof AnswerError ? err.reason : 'malformed_reply',
+        MALFORMED_EDE,
+      );
     }
-    const learning = await this.#learn(src, r, set, facts);
-    if (learning.hold === 'failed') {
-      this.#finish(started, {
-        ...base,
-        verdict: 'error',
-        reason: 'commit_failed',
-        rcode: Rcode.SERVFAIL,
-        hold: 'failed',
-      });
-      return buildReply(basisOf(q), msg, Rcode.SERVFAIL, COMMIT_EDE);
+    // Learning waits only when something is on its way to the kernel.
+    const wait = this.#learn(src, r, set, facts, rec);
+    if (wait !== null) rec.hold = await wait;
+    if (rec.hold === 'failed') {
+      rec.ips = NO_IPS;
+      rec.ttl = null;
+      return this.#fail(started, rec, q, msg, 'commit_failed', COMMIT_EDE);
     }
-    this.#finish(started, {
-      ...base,
-      ips: learning.ips,
-      ttl: learning.ttl,
-      rcode,
-      ...(learning.hold ? { hold: learning.hold } : {}),
-    });
+    this.#finish(started, rec);
     return reply;
   }
 
-  /** Store what the answer lets this source reach, hand new elements to the datapath, hold. */
-  async #learn(
+  /** End the query with SERVFAIL (and an Extended DNS Error) for `reason`. */
+  #fail(started: number, rec: Rec, q: ParsedQuery, msg: Buffer, reason: string, ede: Ede): Buffer {
+    rec.verdict = 'error';
+    rec.reason = reason;
+    rec.rcode = Rcode.SERVFAIL;
+    rec.truncated = undefined;
+    this.#finish(started, rec);
+    return buildReply(basisOf(q), msg, Rcode.SERVFAIL, ede);
+  }
+
+  /**
+   * Store what the answer lets this source reach (rec.ips, rec.ttl) and hand new elements to the
+   * datapath. Returns the hold to wait for, or null when nothing is on its way to the kernel.
+   */
+  #learn(
     src: string,
     r: Extract<Route, { learn: true }>,
     set: CompiledPolicies,
     facts: AnswerFacts,
-  ): Promise<Learning> {
+    rec: Rec,
+  ): Promise<Hold> | null {
     const d = this.#d;
     const accept: AddressInput[] = [];
     let ttl: number | null = null;
+    const srcV6 = src.includes(':');
     for (const a of facts.addresses) {
       // An address is learnable when the source, or a sibling address of its identity (a
-      // dual-stack pod asking for AAAA over IPv4), has the address's family.
-      if (elementSources(d.identities, src, a.ip).length === 0) {
+      // dual-stack pod asking for AAAA over IPv4), has the address's family. The source itself
+      // has it when the families agree; only the other family asks for the siblings.
+      if (a.ip.includes(':') !== srcV6 && elementSources(d.identities, src, a.ip).length === 0) {
         d.metrics.notLearned.inc({ reason: 'family' });
         continue;
       }
@@ -245,56 +278,66 @@ export class Pipeline {
         d.metrics.notLearned.inc({ reason: 'cap' });
         continue;
       }
-      accept.push({ ip: a.ip, ttl: a.ttl });
+      accept.push(a);
       ttl = ttl === null ? a.ttl : Math.min(ttl, a.ttl);
     }
-    if (accept.length === 0) return { ips: [], ttl, hold: undefined };
+    rec.ttl = ttl;
+    if (accept.length === 0) return null;
 
     const now = d.clock.now();
     const result = d.store.learn(src, r.name, accept, now);
     for (let i = 0; i < result.rejected.length; i++) d.metrics.notLearned.inc({ reason: 'store' });
-    const ranges = portRanges(set, r.identity, r.name);
-    const elements: AllowElement[] = [];
-    const keys: string[] = [];
-    const changed: string[] = [];
-    const waits: Promise<void>[] = [];
+    // The port ranges and element lists are built only when an address is new or refreshed:
+    // most answers repeat what the source already holds.
+    let changes: Changes | null = null;
+    let waits: Promise<void>[] | null = null;
+    const inFlight = d.commits.pendingKeys > 0;
     const ips: string[] = [];
     for (const l of result.learned) {
       ips.push(l.ip);
-      const key = holdKey(src, l.ip);
       if (l.change === 'unchanged') {
         // Learned by an earlier answer: wait if its commit is still on its way to the kernel.
-        const pending = d.commits.pendingFor(key);
-        if (pending) waits.push(pending);
+        const pending = inFlight ? d.commits.pendingFor(holdKey(src, l.ip)) : undefined;
+        if (pending) {
+          if (waits === null) waits = [];
+          waits.push(pending);
+        }
         continue;
       }
-      d.metrics.learned.inc({ change: l.change });
+      d.metrics.countLearned(l.change);
+      if (changes === null)
+        changes = { ranges: portRanges(set, r.identity, r.name), elements: [], keys: [], ips: [] };
       const timeoutMs = Math.max(1, d.store.expiryFor(src, l.ip) - now);
-      for (const e of elementsFor(d.identities, src, l.ip, ranges, timeoutMs)) elements.push(e);
-      keys.push(key);
-      changed.push(l.ip);
+      for (const e of elementsFor(d.identities, src, l.ip, changes.ranges, timeoutMs))
+        changes.elements.push(e);
+      changes.keys.push(holdKey(src, l.ip));
+      changes.ips.push(l.ip);
     }
-    this.#forgetEvicted(src, r.identity, set, result.evicted);
-    if (elements.length > 0) {
-      const commit = d.commits.submit(elements, keys);
+    rec.ips = ips;
+    if (result.evicted.length > 0) this.#forgetEvicted(src, r.identity, set, result.evicted);
+    if (changes !== null && changes.elements.length > 0) {
+      const commit = d.commits.submit(changes.elements, changes.keys);
+      const forgotten = changes.ips;
       // Whenever the commit fails (even after the hold released the answer), the store must not
       // claim what the kernel does not hold: the next answer then learns it again.
       commit.catch((err: unknown) => {
-        for (const ip of changed) d.store.forget(src, r.name, ip);
+        for (const ip of forgotten) d.store.forget(src, r.name, ip);
         d.log.error(
           { [F.sourceIp]: src, [F.name]: r.name, [F.error]: errorMessage(err) },
           'datapath commit failed',
         );
       });
+      if (waits === null) waits = [];
       waits.push(commit);
     }
-    if (waits.length === 0) return { ips, ttl, hold: undefined };
+    if (waits === null) return null;
     const holdStarted = d.clock.now();
-    const hold = await holdFor(waits, d.settings.holdTimeoutMs);
-    d.metrics.commitWait.observe((d.clock.now() - holdStarted) / 1000);
-    if (hold === 'timeout') d.metrics.holdTimeouts.inc();
-    if (hold === 'failed') d.metrics.commitFailures.inc();
-    return { ips, ttl, hold };
+    return holdFor(waits, d.settings.holdTimeoutMs).then((hold) => {
+      d.metrics.commitWait.observe((d.clock.now() - holdStarted) / 1000);
+      if (hold === 'timeout') d.metrics.holdTimeouts.inc();
+      if (hold === 'failed') d.metrics.commitFailures.inc();
+      return hold;
+    });
   }
 
   /** Remove kernel elements of evicted entries that no other name of the source still holds. */
@@ -324,12 +367,26 @@ export class Pipeline {
     });
   }
 
-  #finish(started: number, rec: Omit<FlowRecord, 'ms'>): void {
+  #finish(started: number, rec: Rec): void {
     const d = this.#d;
     const ms = d.clock.now() - started;
+    rec.ms = ms;
     d.metrics.countQuery(rec.verdict, rec.reason, rec.transport, ms / 1000);
-    d.flowLog.record({ ...rec, ms });
+    d.flowLog.record(rec);
   }
+}
+
+// Policy names as printed in flow lines, made once per policy rather than once per query.
+const policyTexts = new WeakMap<PolicyRef, string>();
+
+function policyText(ref: PolicyRef): string {
+  if (ref.namespace === null) return ref.name;
+  let text = policyTexts.get(ref);
+  if (text === undefined) {
+    text = policyRefText(ref);
+    policyTexts.set(ref, text);
+  }
+  return text;
 }
 
 function basisOf(q: ParsedQuery): ReplyBasis {

@@ -57,6 +57,11 @@ export interface DnsProxyDeps {
   readonly store?: LearnedStore;
 }
 
+/** The store's expired entries are collected a slice per tick (see #startTimers). */
+const GC_TICK_MS = 100;
+/** A slice visits at least this many entries (a few hundred microseconds of work). */
+const GC_SLICE_MIN = 2048;
+
 /** Flow lines are written in chunks of about this size (or every 100 ms). */
 const FLOW_LOG_BUFFER_BYTES = 32 * 1024;
 
@@ -231,7 +236,25 @@ export class DnsProxy {
 
   #startTimers(): void {
     const { config } = this.#deps;
-    const gc = setInterval(() => this.store.gc(this.#clock.now()), config.store.gcIntervalSeconds * 1000);
+    // Expired entries are collected in slices (gcStep), never in one sweep: a pass over a large
+    // store would block every query behind it. A pass starts every gcIntervalSeconds and goes on
+    // a slice per tick until done; a slice is sized so a pass takes at most about the interval.
+    const intervalMs = config.store.gcIntervalSeconds * 1000;
+    let passStarted = Number.NEGATIVE_INFINITY;
+    let inPass = false;
+    const gc = setInterval(
+      () => {
+        const now = this.#clock.now();
+        if (!inPass) {
+          if (now - passStarted < intervalMs) return;
+          inPass = true;
+          passStarted = now;
+        }
+        const budget = Math.max(GC_SLICE_MIN, Math.ceil((this.store.size * GC_TICK_MS) / intervalMs));
+        if (this.store.gcStep(now, budget).done) inPass = false;
+      },
+      Math.min(GC_TICK_MS, intervalMs),
+    );
     gc.unref();
     this.#timers.push(gc);
     const c = config.store.checkpoint;

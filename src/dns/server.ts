@@ -9,6 +9,13 @@
  *
  * With port 0 the UDP socket is bound first and TCP listens on the same port, so tests get one
  * address for both transports.
+ *
+ * Handover (reusePort: another process, e.g. the next agent of a rolling update, serves the same
+ * port): close() answers every query it took before it lets go. A UDP socket is taken out of the
+ * kernel's SO_REUSEPORT selection first (Linux skips a connected UDP socket there), so new
+ * queries go to the other process, and it is closed only once what it had queued is answered;
+ * TCP stops accepting and ends its connections once their queries are answered. Bounded by
+ * DRAIN_MS. A reply due after the socket closed is counted as a drop, never thrown.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -39,6 +46,22 @@ export interface ServerLimits {
 }
 
 const MAX_TCP_OUTPUT_BYTES = 1024 * 1024;
+/** Longest close() waits for queries in progress when another process shares the port. */
+export const DRAIN_MS = 2_000;
+/** An excluded UDP socket that received nothing for this long has an empty queue. */
+const QUIET_MS = 20;
+
+/** A UDP socket's queries in progress and its handover state. */
+interface UdpState {
+  inFlight: number;
+  /** Datagrams received so far (to notice arrivals during a quiet wait). */
+  arrived: number;
+  /** Connected away (or connecting) for the handover: replies wait in `pending`. */
+  excluded: boolean;
+  closed: boolean;
+  readonly pending: Array<{ reply: Buffer; port: number; address: string }>;
+  idle: (() => void) | null;
+}
 
 /** Source text the way identities and the store key it: IPv4-mapped IPv6 becomes IPv4. */
 export function normalizeSource(address: string): string {
@@ -58,6 +81,10 @@ export class DnsServer {
   readonly #udp: dgram.Socket[] = [];
   readonly #tcp: net.Server[] = [];
   readonly #conns = new Set<net.Socket>();
+  readonly #udpState = new Map<dgram.Socket, UdpState>();
+  /** TCP queries in progress over all connections (the handover waits for 0). */
+  #tcpInFlight = 0;
+  #tcpIdle: (() => void) | null = null;
   readonly #perSource = new Map<string, number>();
   /** Set by reusePort workers: several processes or threads serve the same UDP port. */
   readonly #reusePort: boolean;
@@ -137,17 +164,52 @@ export class DnsServer {
     });
   }
 
+  #udpOf(sock: dgram.Socket): UdpState {
+    let st = this.#udpState.get(sock);
+    if (!st) {
+      st = { inFlight: 0, arrived: 0, excluded: false, closed: false, pending: [], idle: null };
+      this.#udpState.set(sock, st);
+    }
+    return st;
+  }
+
   #onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const src = normalizeSource(rinfo.address);
+    const st = this.#udpOf(sock);
+    st.inFlight++;
+    st.arrived++;
     this.#handler.handle(msg, src, 'udp').then(
       (reply) => {
-        if (!reply) return;
-        sock.send(reply, rinfo.port, rinfo.address, (err) => {
-          if (err) this.#metrics.drops.inc({ reason: 'send_failed' });
-        });
+        if (reply) this.#send(sock, st, reply, rinfo.port, rinfo.address);
+        this.#udpDone(st);
       },
-      () => {},
+      () => this.#udpDone(st),
     );
+  }
+
+  #udpDone(st: UdpState): void {
+    st.inFlight--;
+    if (st.inFlight === 0) st.idle?.();
+  }
+
+  /** Never throws: a closed socket (or any send error) is a counted drop. */
+  #send(sock: dgram.Socket, st: UdpState, reply: Buffer, port: number, address: string): void {
+    if (st.closed) {
+      this.#metrics.drops.inc({ reason: 'send_failed' });
+      return;
+    }
+    if (st.excluded) {
+      // A connected socket sends to its peer only; the handover sends these once disconnected.
+      st.pending.push({ reply, port, address });
+      return;
+    }
+    try {
+      sock.send(reply, port, address, (err) => {
+        if (err) this.#metrics.drops.inc({ reason: 'send_failed' });
+      });
+    } catch {
+      this.#metrics.drops.inc({ reason: 'send_failed' });
+    }
   }
 
   #listenTcp(l: ListenAddress): Promise<net.Server> {
@@ -199,8 +261,14 @@ export class DnsServer {
 
     const answer = (frame: Buffer) => {
       inFlight++;
+      this.#tcpInFlight++;
+      const settled = () => {
+        this.#tcpInFlight--;
+        if (this.#tcpInFlight === 0) this.#tcpIdle?.();
+      };
       this.#handler.handle(frame, src, 'tcp').then(
         (reply) => {
+          settled();
           inFlight--;
           if (reply && !conn.destroyed) {
             const head = Buffer.allocUnsafe(2);
@@ -220,6 +288,7 @@ export class DnsServer {
           }
         },
         () => {
+          settled();
           inFlight--;
         },
       );
@@ -259,17 +328,121 @@ export class DnsServer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.#udp) {
-      try {
-        s.close();
-      } catch {
-        // already closed
-      }
+    const udp = this.#udp.splice(0);
+    // Listeners stop accepting at once (with net.ipv4.tcp_migrate_req=1 the kernel hands what
+    // they had not accepted yet to the other process's listeners instead of resetting it).
+    const closing = this.#tcp.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    if (this.#reusePort) {
+      const deadline = Date.now() + DRAIN_MS;
+      await Promise.all([...udp.map((s) => this.#handOver(s, deadline)), this.#tcpDrained(deadline)]);
+    } else {
+      for (const s of udp) this.#closeUdp(s);
     }
-    this.#udp.length = 0;
-    const closing = this.#tcp.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const c of this.#conns) c.destroy();
-    this.#tcp.length = 0;
     await Promise.all(closing);
+  }
+
+  #closeUdp(sock: dgram.Socket): void {
+    this.#udpOf(sock).closed = true;
+    try {
+      sock.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Resolves when `st` has no query in progress, or at the deadline. */
+  #udpIdle(st: UdpState, deadline: number): Promise<void> {
+    if (st.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+      function done(): void {
+        clearTimeout(timer);
+        st.idle = null;
+        resolve();
+      }
+      st.idle = done;
+    });
+  }
+
+  #tcpDrained(deadline: number): Promise<void> {
+    if (this.#tcpInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#tcpIdle = null;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+      this.#tcpIdle = done;
+    });
+  }
+
+  /** Connect away: the kernel then gives this socket none of the group's new datagrams. */
+  #exclude(sock: dgram.Socket): Promise<boolean> {
+    let host: string;
+    try {
+      const a = sock.address();
+      host = a.address === '0.0.0.0' ? '127.0.0.1' : a.address === '::' ? '::1' : a.address;
+    } catch {
+      return Promise.resolve(false);
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), 1_000);
+      try {
+        // Port 9 (discard): nobody sends from there.
+        sock.connect(9, host, (err?: Error) => {
+          clearTimeout(timer);
+          resolve(!err);
+        });
+      } catch {
+        clearTimeout(timer);
+        resolve(false);
+      }
+    });
+  }
+
+  #sendPending(sock: dgram.Socket, st: UdpState): void {
+    try {
+      sock.disconnect();
+    } catch {
+      // not connected (the connect failed or is still under way)
+    }
+    st.excluded = false;
+    for (const p of st.pending.splice(0)) this.#send(sock, st, p.reply, p.port, p.address);
+  }
+
+  /**
+   * Hand a UDP socket's port over to the other processes of its SO_REUSEPORT group without
+   * losing a query: connect it away, answer what it had queued (disconnecting to send, which may
+   * let a few more in: the loop takes those too), and close it once a quiet wait shows its queue
+   * empty. Past the deadline it closes anyway.
+   */
+  async #handOver(sock: dgram.Socket, deadline: number): Promise<void> {
+    const st = this.#udpOf(sock);
+    let drained = false;
+    try {
+      while (Date.now() < deadline) {
+        await this.#udpIdle(st, deadline);
+        st.excluded = true;
+        if (!(await this.#exclude(sock))) break;
+        const seen = st.arrived;
+        await new Promise((r) => setTimeout(r, QUIET_MS));
+        if (st.arrived === seen && st.inFlight === 0 && st.pending.length === 0) {
+          drained = true;
+          break;
+        }
+        await this.#udpIdle(st, deadline);
+        this.#sendPending(sock, st);
+      }
+    } finally {
+      if (st.pending.length > 0) this.#sendPending(sock, st);
+      this.#closeUdp(sock);
+      if (!drained)
+        this.#log.warn(
+          { [F.reason]: 'dns-handover-incomplete' },
+          'dns udp socket closed before its queue was empty',
+        );
+    }
   }
 }

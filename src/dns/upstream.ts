@@ -84,7 +84,7 @@ interface Waiter {
 class Slot {
   readonly server: UpstreamServer;
   readonly socket: dgram.Socket;
-  readonly waiting = new Map<number, Waiter>();
+  readonly waiting = new IdTable<Waiter>();
   uses = 0;
   retired = false;
   closed = false;
@@ -129,8 +129,9 @@ class Slot {
 
   #fail(err: Error): void {
     this.retired = true;
-    for (const w of this.waiting.values()) w.reject(new AttemptError('network', err.message));
+    const all = this.waiting.values();
     this.waiting.clear();
+    for (const w of all) w.reject(new AttemptError('network', err.message));
     this.#queued = [];
     this.close();
   }
@@ -211,10 +212,122 @@ class ServerPool {
 
 function expire(slot: Slot, now: number, server: UpstreamServer): void {
   if (slot.waiting.size === 0) return;
-  for (const [id, w] of slot.waiting) {
-    if (w.deadline > now) continue;
+  for (const [id, w] of slot.waiting.expired(now)) {
     slot.waiting.delete(id);
     w.reject(new AttemptError('timeout', `${server.host}:${server.port} did not answer in time`));
+  }
+}
+
+const NO_EXPIRED: ReadonlyArray<never> = Object.freeze([]);
+
+/**
+ * Waiters of one socket by 16-bit query ID: open addressing (linear probing, deletion by
+ * backward shift) in a typed array. A Map here reallocated its table every few queries, since
+ * each socket sees a steady churn of one insert and one delete per query.
+ */
+export class IdTable<T extends { readonly deadline: number }> {
+  #ids = new Int32Array(16).fill(-1);
+  #values: (T | undefined)[] = new Array(16).fill(undefined);
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  #find(id: number): number {
+    const ids = this.#ids;
+    const mask = ids.length - 1;
+    let i = id & mask;
+    for (;;) {
+      const k = ids[i] as number;
+      if (k === id) return i;
+      if (k === -1) return -1;
+      i = (i + 1) & mask;
+    }
+  }
+
+  has(id: number): boolean {
+    return this.#find(id) >= 0;
+  }
+
+  get(id: number): T | undefined {
+    const i = this.#find(id);
+    return i < 0 ? undefined : this.#values[i];
+  }
+
+  /** Add a waiter under an ID not in the table. */
+  set(id: number, value: T): void {
+    if (2 * (this.#size + 1) > this.#ids.length) this.#grow();
+    const ids = this.#ids;
+    const mask = ids.length - 1;
+    let i = id & mask;
+    while (ids[i] !== -1) i = (i + 1) & mask;
+    ids[i] = id;
+    this.#values[i] = value;
+    this.#size++;
+  }
+
+  delete(id: number): boolean {
+    let i = this.#find(id);
+    if (i < 0) return false;
+    const ids = this.#ids;
+    const values = this.#values;
+    const mask = ids.length - 1;
+    // Backward shift: move later entries of the probe run into the hole, so lookups never
+    // need tombstones.
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const k = ids[j] as number;
+      if (k === -1) break;
+      const home = k & mask;
+      // Entry j may fill hole i unless its home lies cyclically in (i, j].
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        ids[i] = k;
+        values[i] = values[j];
+        i = j;
+      }
+    }
+    ids[i] = -1;
+    values[i] = undefined;
+    this.#size--;
+    return true;
+  }
+
+  #grow(): void {
+    const oldIds = this.#ids;
+    const oldValues = this.#values;
+    this.#ids = new Int32Array(oldIds.length * 2).fill(-1);
+    this.#values = new Array(oldIds.length * 2).fill(undefined);
+    this.#size = 0;
+    for (let i = 0; i < oldIds.length; i++) {
+      if (oldIds[i] !== -1) this.set(oldIds[i] as number, oldValues[i] as T);
+    }
+  }
+
+  values(): T[] {
+    const out: T[] = [];
+    for (let i = 0; i < this.#ids.length; i++) if (this.#ids[i] !== -1) out.push(this.#values[i] as T);
+    return out;
+  }
+
+  /** [id, waiter] of every waiter whose deadline is not after `now`. */
+  expired(now: number): ReadonlyArray<[number, T]> {
+    let out: Array<[number, T]> | null = null;
+    for (let i = 0; i < this.#ids.length; i++) {
+      const v = this.#values[i];
+      if (this.#ids[i] !== -1 && v !== undefined && v.deadline <= now) {
+        if (out === null) out = [];
+        out.push([this.#ids[i] as number, v]);
+      }
+    }
+    return out ?? NO_EXPIRED;
+  }
+
+  clear(): void {
+    this.#ids.fill(-1);
+    this.#values.fill(undefined);
+    this.#size = 0;
   }
 }
 

@@ -244,6 +244,69 @@ export class WireReader {
   }
 }
 
+/**
+ * Does the name at `pos` read, as WireReader.name() would read it, as `text`? The same bounds
+ * and compression rules apply (a malformed name throws the same WireError), but no string is
+ * built: an upstream reply's question is compared with the one asked on every reply. Returns
+ * the offset after the name (as WireReader.name() leaves it) when it matches, -1 at the first
+ * difference.
+ */
+export function matchName(buf: Uint8Array, pos: number, end: number, text: string): number {
+  let segmentStart = pos;
+  let after = -1;
+  let wire = 1;
+  let n = 0;
+  for (;;) {
+    if (pos >= end) fail('truncated', 'name runs past the end of the message');
+    const len = buf[pos]!;
+    if (len === 0) {
+      if (n !== text.length) return -1;
+      return after < 0 ? pos + 1 : after;
+    }
+    const tag = len & 0xc0;
+    if (tag === 0xc0) {
+      if (pos + 1 >= end) fail('truncated', 'compression pointer cut off');
+      const target = ((len & 0x3f) << 8) | buf[pos + 1]!;
+      if (after < 0) after = pos + 2;
+      if (target < HEADER_BYTES) fail('pointer-into-header', `pointer to offset ${target}`);
+      if (target >= segmentStart) {
+        fail('pointer-not-backward', `pointer at ${pos} to ${target} does not go backwards`);
+      }
+      segmentStart = target;
+      pos = target;
+      continue;
+    }
+    if (tag !== 0) fail('bad-label-type', `label type 0x${tag.toString(16)} at offset ${pos}`);
+    wire += len + 1;
+    if (wire > MAX_NAME_WIRE_OCTETS) fail('name-too-long', `name longer than ${MAX_NAME_WIRE_OCTETS} octets`);
+    if (pos + 1 + len > end) fail('truncated', 'label runs past the end of the message');
+    if (n > 0) {
+      if (text.charCodeAt(n) !== 0x2e) return -1;
+      n++;
+    }
+    const stop = pos + 1 + len;
+    for (let i = pos + 1; i < stop; i++) {
+      let c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) c += 0x20;
+      if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f) {
+        if (text.charCodeAt(n) !== c) return -1;
+        n++;
+      } else {
+        if (
+          text.charCodeAt(n) !== 0x5c ||
+          text.charCodeAt(n + 1) !== 0x30 + Math.floor(c / 100) ||
+          text.charCodeAt(n + 2) !== 0x30 + (Math.floor(c / 10) % 10) ||
+          text.charCodeAt(n + 3) !== 0x30 + (c % 10)
+        ) {
+          return -1;
+        }
+        n += 4;
+      }
+    }
+    pos = stop;
+  }
+}
+
 export interface Question {
   /** Lowercase presentation text without the trailing dot; '' is the root. */
   readonly name: string;

@@ -7,8 +7,11 @@
  * (the CNI frees the address then) or reports other IPs, and listeners hear of it (with the
  * removed entries) before any later event can hand the address to another pod, because
  * watch events arrive in resourceVersion order and are applied one at a time. Host-network pods
- * are skipped: their address is the node's. When two live pods claim one address (a stale
- * status), the pod that reported it last wins and the conflict is logged.
+ * are skipped: their address is the node's, so nothing can tell their packets from the node's
+ * own (L3-09). They are not silently skipped: each live one is logged once (reason
+ * host_network_pod) and counted in namegate_k8s_host_network_pods, so an operator sees what
+ * namegate leaves ungoverned. When two live pods claim one address (a stale status), the pod
+ * that reported it last wins and the conflict is logged.
  *
  * Identity objects are reused while nothing about a pod changes: CompiledPolicies caches its
  * per-identity selection by object, so a new object means "evaluate again".
@@ -105,6 +108,8 @@ export class KubeIdentityProvider {
   readonly #claims = new Map<string, Set<string>>();
   /** pod key -> its identity object (reused until the pod or its namespace changes). */
   readonly #identities = new Map<string, Identity>();
+  /** Keys of the live host-network pods of this node (never identities; counted and logged). */
+  readonly #hostNetwork = new Set<string>();
   #listeners: Array<(delta: IdentityDelta) => void> = [];
 
   constructor(options: KubeIdentityOptions) {
@@ -166,6 +171,11 @@ export class KubeIdentityProvider {
     return this.#byIp.size;
   }
 
+  /** Keys ("namespace/name") of the live host-network pods of this node: not governed. */
+  hostNetworkPods(): readonly string[] {
+    return [...this.#hostNetwork];
+  }
+
   /**
    * Called after every change with what changed. The agent removes a removed entry's elements
    * and flows before it acts on anything else, which is what keeps a reused address from
@@ -209,8 +219,25 @@ export class KubeIdentityProvider {
       }
       for (const ip of before?.ips ?? []) touched.add(ip);
       for (const ip of after?.ips ?? []) touched.add(ip);
+      this.#trackHostNetwork(e.key, after);
     }
+    this.#o.metrics.hostNetworkPods.set(this.#hostNetwork.size);
     this.#recompute(touched);
+  }
+
+  /** Follow one pod's host-network state; log a pod the first time it is seen live. */
+  #trackHostNetwork(key: string, pod: PodInfo | null): void {
+    const live = pod?.hostNetwork === true && pod.phase !== 'Succeeded' && pod.phase !== 'Failed';
+    if (!live) {
+      this.#hostNetwork.delete(key);
+      return;
+    }
+    if (this.#hostNetwork.has(key)) return;
+    this.#hostNetwork.add(key);
+    this.#o.logger.warn(
+      { event: 'identity', reason: 'host_network_pod', identity: `pod:${key}` },
+      'host-network pod: it shares the node address, so namegate does not govern it',
+    );
   }
 
   #onNamespaces(events: ReflectorEvent<NamespaceInfo>[]): void {

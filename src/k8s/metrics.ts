@@ -15,6 +15,7 @@ export interface K8sMetrics {
   readonly objects: Gauge<'resource'>;
   readonly synced: Gauge<'resource'>;
   readonly identities: Gauge;
+  readonly hostNetworkPods: Gauge;
   readonly policies: Gauge<'state'>;
   readonly leader: Gauge;
   readonly statusWrites: Counter<'result'>;
@@ -61,6 +62,11 @@ export function k8sMetrics(registry: Registry): K8sMetrics {
     identities: new Gauge({
       name: `${P}_identities`,
       help: 'Pod IPs of this node with a known identity.',
+      registers,
+    }),
+    hostNetworkPods: new Gauge({
+      name: `${P}_host_network_pods`,
+      help: 'Live host-network pods of this node: they share the node address, so namegate does not govern them (L3-09).',
       registers,
     }),
     policies: new Gauge({

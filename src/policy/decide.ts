@@ -81,21 +81,21 @@ export function ruleDecisions(policy: PolicyRef, rule: number): [Decision, Decis
 }
 
 // Reused across calls: decisions are synchronous, so one scratch array is enough and saves an
-// allocation per decision on the DNS hot path.
+// allocation per decision on the DNS hot path. It is never truncated (that would free its
+// storage): matchingRules returns how many of its entries are this decision's.
 const scratch: IndexedRule[] = [];
 
-function matchingRules(set: CompiledPolicies, selection: Selection, name: CanonicalName): IndexedRule[] {
-  scratch.length = 0;
-  set.fqdns.match(name, scratch);
+/** Fill scratch[0..n) with the rules of selected policies that match `name`; returns n. */
+function matchingRules(set: CompiledPolicies, selection: Selection, name: CanonicalName): number {
+  const n = set.fqdns.matchInto(name, scratch, 0);
   const selected = selection.selected;
   let kept = 0;
-  for (let i = 0; i < scratch.length; i++) {
+  for (let i = 0; i < n; i++) {
     const ref = scratch[i] as IndexedRule;
     const p = ref.policy;
     if ((((selected[p >>> 5] as number) >>> (p & 31)) & 1) === 1) scratch[kept++] = ref;
   }
-  scratch.length = kept;
-  return scratch;
+  return kept;
 }
 
 function deny(set: CompiledPolicies, mode: Mode, reason: Reason, ref: RuleRef | null): Decision {
@@ -121,9 +121,12 @@ function earlier(a: RuleRef, b: RuleRef | null): boolean {
   return b === null || a.policy < b.policy || (a.policy === b.policy && a.rule < b.rule);
 }
 
-function firstOf<R extends RuleRef>(refs: readonly R[]): R | null {
+function firstOf<R extends RuleRef>(refs: readonly R[], n = refs.length): R | null {
   let best: R | null = null;
-  for (const ref of refs) if (earlier(ref, best)) best = ref;
+  for (let i = 0; i < n; i++) {
+    const ref = refs[i] as R;
+    if (earlier(ref, best)) best = ref;
+  }
   return best;
 }
 
@@ -145,13 +148,14 @@ export function decide(
   const selection = set.selection(identity);
   const mode = selection.mode;
   if (mode === null) return UNGOVERNED;
-  const refs = matchingRules(set, selection, name);
+  const n = matchingRules(set, selection, name);
   const m = mode === 'Enforce' ? 0 : 1;
-  if (refs.length === 0) return NO_MATCH[m] as Decision;
+  if (n === 0) return NO_MATCH[m] as Decision;
+  const refs = scratch;
   const table = set.portTable;
   const proto = protocol === 'TCP' ? 0 : 1;
   let best: IndexedRule | null = null;
-  for (let i = 0; i < refs.length; i++) {
+  for (let i = 0; i < n; i++) {
     const ref = refs[i] as IndexedRule;
     if (!earlier(ref, best)) continue;
     // portAllows(ref.ports, protocol, port), on the compact copy of the ranges
@@ -163,7 +167,7 @@ export function decide(
     }
   }
   if (best) return best.decisions[m] as Decision;
-  return (firstOf(refs) as IndexedRule).decisions[2 + m] as Decision;
+  return (firstOf(refs, n) as IndexedRule).decisions[2 + m] as Decision;
 }
 
 /** May `identity` resolve `name` at all? True when some rule for the name allows some port. */
@@ -171,7 +175,7 @@ export function decideQuery(set: CompiledPolicies, identity: Identity, name: Can
   const selection = set.selection(identity);
   const mode = selection.mode;
   if (mode === null) return UNGOVERNED;
-  const first = firstOf(matchingRules(set, selection, name));
+  const first = firstOf(scratch, matchingRules(set, selection, name));
   const m = mode === 'Enforce' ? 0 : 1;
   if (!first) return NO_MATCH[m] as Decision;
   return first.decisions[m] as Decision;
@@ -181,7 +185,13 @@ export function decideQuery(set: CompiledPolicies, identity: Identity, name: Can
 export function grantsFor(set: CompiledPolicies, identity: Identity, name: CanonicalName): Grant[] {
   const selection = set.selection(identity);
   if (selection.mode === null) return [];
-  return matchingRules(set, selection, name).map((r) => ({ ports: r.ports, verify: r.verify, ref: r.ref }));
+  const n = matchingRules(set, selection, name);
+  const out: Grant[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = scratch[i] as IndexedRule;
+    out.push({ ports: r.ports, verify: r.verify, ref: r.ref });
+  }
+  return out;
 }
 
 /** May `identity` connect to the address `ip` by a toCIDRs rule? */

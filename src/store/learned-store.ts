@@ -105,6 +105,38 @@ interface SourceState {
   count: number;
 }
 
+/** A LearnResult while it is being filled: rejected and evicted start as the shared empty list. */
+interface Result {
+  readonly learned: LearnedAddress[];
+  rejected: Array<{ ip: string; reason: RejectReason }>;
+  evicted: Eviction[];
+}
+
+// Shared by every result that rejects and evicts nothing (nearly all); never written to.
+const NONE: never[] = Object.freeze([]) as never[];
+
+function newResult(): Result {
+  return { learned: [], rejected: NONE, evicted: NONE };
+}
+
+/** The addresses of the answer being learned, as a set only when an eviction asks. */
+class Protect {
+  readonly #addresses: readonly AddressInput[];
+  #set: Set<string> | null = null;
+
+  constructor(addresses: readonly AddressInput[]) {
+    this.#addresses = addresses;
+  }
+
+  set(): ReadonlySet<string> {
+    if (this.#set === null) {
+      this.#set = new Set();
+      for (const a of this.#addresses) this.#set.add(a.ip);
+    }
+    return this.#set;
+  }
+}
+
 export class LearnedStore {
   readonly ttl: TtlPolicy;
   readonly limits: StoreLimits;
@@ -114,6 +146,13 @@ export class LearnedStore {
   readonly #slackMs: number;
   #size = 0;
   #lastFullGc = Number.NEGATIVE_INFINITY;
+  /** Where gcStep resumes: iterators over the sources and over the current source's names. */
+  #gcCursor: {
+    readonly sources: MapIterator<[string, SourceState]>;
+    source: string;
+    src: SourceState | null;
+    names: MapIterator<NameEntry> | null;
+  } | null = null;
 
   constructor(options: StoreOptions) {
     this.ttl = options.ttl;
@@ -137,10 +176,11 @@ export class LearnedStore {
    * should be cut by the caller first (answer order decides which ones a client uses).
    */
   learn(source: string, name: string, addresses: readonly AddressInput[], now: number): LearnResult {
-    const result: LearnResult = { learned: [], rejected: [], evicted: [] };
+    const result = newResult();
     if (addresses.length === 0) return result;
-    const protect = new Set<string>();
-    for (const a of addresses) protect.add(a.ip);
+    // The answer's own addresses are never evicted for each other; the set of them is built
+    // only if a cap makes an eviction necessary (most answers fit).
+    const protect = new Protect(addresses);
     for (const a of addresses) {
       const expiresAt = now + timeoutMsFor(a.ttl, this.ttl);
       this.#put(source, name, a.ip, expiresAt, now, protect, result);
@@ -154,7 +194,7 @@ export class LearnedStore {
    */
   restore(entry: StoreEntry, now: number): boolean {
     if (!(entry.expiresAt > now)) return false;
-    const result: LearnResult = { learned: [], rejected: [], evicted: [] };
+    const result = newResult();
     this.#put(entry.source, entry.name, entry.ip, entry.expiresAt, now, null, result, entry.lastSeen);
     return result.learned.length > 0;
   }
@@ -165,8 +205,8 @@ export class LearnedStore {
     ip: string,
     expiresAt: number,
     now: number,
-    protect: ReadonlySet<string> | null,
-    result: LearnResult,
+    protect: Protect | null,
+    result: Result,
     lastSeen = now,
   ): void {
     let src = this.#sources.get(source);
@@ -199,6 +239,7 @@ export class LearnedStore {
     }
     const reason = this.#makeRoom(source, src, ne, now, protect, result);
     if (reason !== null) {
+      if (result.rejected === NONE) result.rejected = [];
       result.rejected.push({ ip, reason });
       this.#events.rejected?.(reason);
       this.#dropIfEmpty(source, src, ne);
@@ -221,8 +262,8 @@ export class LearnedStore {
     src: SourceState,
     ne: NameEntry,
     now: number,
-    protect: ReadonlySet<string> | null,
-    result: LearnResult,
+    protect: Protect | null,
+    result: Result,
   ): RejectReason | null {
     if (ne.ips.size >= this.limits.maxIpsPerName) {
       if (protect === null || !this.#evictOne(source, src, [ne], now, protect, 'name', result)) {
@@ -253,12 +294,13 @@ export class LearnedStore {
     src: SourceState,
     scope: Iterable<NameEntry>,
     now: number,
-    protect: ReadonlySet<string>,
+    protectList: Protect,
     kind: EvictionScope,
-    result: LearnResult,
+    result: Result,
   ): boolean {
     let victim: { ne: NameEntry; ip: string } | null = null;
     let oldest = Number.POSITIVE_INFINITY;
+    const protect = protectList.set();
     for (const ne of scope) {
       for (const [ip, e] of ne.ips) {
         if (e.expiresAt <= now) {
@@ -273,6 +315,7 @@ export class LearnedStore {
     }
     if (!victim) return false;
     const orphaned = this.#remove(source, src, victim.ne, victim.ip);
+    if (result.evicted === NONE) result.evicted = [];
     result.evicted.push({ name: victim.ne.name, ip: victim.ip, orphaned });
     this.#events.evicted?.(kind);
     return true;
@@ -354,17 +397,65 @@ export class LearnedStore {
     return src.count;
   }
 
-  /** Drop expired entries; returns how many. */
+  /** Drop every expired entry now; returns how many. O(entries): see gcStep for the timer. */
   gc(now: number): number {
     let removed = 0;
     for (const [source, src] of this.#sources) {
-      for (const ne of [...src.names.values()]) {
-        for (const [ip, e] of ne.ips) {
-          if (e.expiresAt <= now) {
-            this.#remove(source, src, ne, ip);
-            removed++;
-          }
+      // Deleting from a Map while iterating it is safe: removed keys are skipped.
+      for (const ne of src.names.values()) removed += this.#collectName(source, src, ne, now);
+    }
+    return removed;
+  }
+
+  /**
+   * Collect expired entries a slice at a time: visit at most about `budget` entries, resuming
+   * where the previous call stopped, so a timer can sweep a store of any size without blocking
+   * the event loop for longer than one slice. `done` is true when a pass over every source has
+   * just completed (the next call starts a new pass).
+   */
+  gcStep(now: number, budget: number): { removed: number; done: boolean } {
+    let removed = 0;
+    let visited = 0;
+    let c = this.#gcCursor;
+    if (c === null) {
+      c = { sources: this.#sources.entries(), source: '', src: null, names: null };
+      this.#gcCursor = c;
+    }
+    while (visited < budget) {
+      if (c.names === null || c.src === null) {
+        const next = c.sources.next();
+        if (next.done) {
+          this.#gcCursor = null;
+          return { removed, done: true };
         }
+        c.source = next.value[0];
+        c.src = next.value[1];
+        c.names = c.src.names.values();
+      }
+      // A source forgotten (or replaced) since the last slice is not ours to touch any more.
+      if (this.#sources.get(c.source) !== c.src) {
+        c.names = null;
+        continue;
+      }
+      const ne = c.names.next();
+      if (ne.done) {
+        c.names = null;
+        continue;
+      }
+      if (c.src.names.get(ne.value.name) !== ne.value) continue;
+      visited += Math.max(1, ne.value.ips.size);
+      removed += this.#collectName(c.source, c.src, ne.value, now);
+    }
+    return { removed, done: false };
+  }
+
+  /** Remove the expired IPs of one name entry; returns how many. */
+  #collectName(source: string, src: SourceState, ne: NameEntry, now: number): number {
+    let removed = 0;
+    for (const [ip, e] of ne.ips) {
+      if (e.expiresAt <= now) {
+        this.#remove(source, src, ne, ip);
+        removed++;
       }
     }
     return removed;

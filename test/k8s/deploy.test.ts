@@ -12,7 +12,8 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
-import { AgentConfigSchema } from '../../src/config/schema.ts';
+import { validateConfig } from '../../src/config/load.ts';
+import { type AgentConfig, AgentConfigSchema } from '../../src/config/schema.ts';
 import { KubeApi, KubeApiError, type KubeObject } from '../../src/k8s/api.ts';
 import { KubernetesConfigSchema } from '../../src/k8s/config.ts';
 import { PolicyController } from '../../src/k8s/controller.ts';
@@ -95,6 +96,57 @@ test('the chart renders the agent as the issue asks: host network, NET_ADMIN + N
   // The agent config with this chart's kubernetes section must be valid as a whole.
   const parsed = AgentConfigSchema.extend({ kubernetes: KubernetesConfigSchema }).safeParse(config);
   assert.ok(parsed.success, JSON.stringify(parsed.error?.issues));
+});
+
+/** The agent config the chart renders, validated as the agent loads it. */
+function chartAgentConfig(set: string[] = []): { config: AgentConfig; ds: KubeObject } {
+  const objs = render(set);
+  const cm = objs.find((o) => o.kind === 'ConfigMap') as unknown as { data: { 'config.yaml': string } };
+  const ds = objs.find((o) => o.kind === 'DaemonSet');
+  assert.ok(ds);
+  return { config: validateConfig(parse(cm.data['config.yaml']), '/etc/namegate', 'chart config'), ds };
+}
+
+test('the chart configures the agent for a cluster: internal CIDRs, DNS on every address for pods only, a checkpoint', () => {
+  const { config, ds } = chartAgentConfig();
+  // clusterCIDRs become the datapath's internal destinations (pods and Services).
+  assert.deepEqual(config.datapath.internalCIDRs, ['10.244.0.0/16', '10.96.0.0/12']);
+  // `redirect to :port` delivers to the address of the incoming interface: the proxy must listen
+  // on the wildcard, and on the host network it must then refuse what is not a pod of the node.
+  assert.deepEqual(config.dns.listen, ['0.0.0.0:5353', '[::]:5353']);
+  assert.equal(config.dns.unknownSources, 'refuse');
+  assert.deepEqual(config.dns.passThroughZones, ['cluster.local']);
+  // The checkpoint lives on the node (stateHostPath), mounted where the config points.
+  const checkpoint = config.store.checkpoint?.path ?? '';
+  assert.equal(checkpoint, '/var/lib/namegate/store.ckpt');
+  const pod = (
+    ds as unknown as {
+      spec: {
+        template: {
+          spec: {
+            containers: Array<{ volumeMounts: Array<{ name: string; mountPath: string }> }>;
+            volumes: Array<{ name: string; hostPath?: { path: string } }>;
+          };
+        };
+      };
+    }
+  ).spec.template.spec;
+  const mount = pod.containers[0]?.volumeMounts.find((m) => checkpoint.startsWith(`${m.mountPath}/`));
+  assert.ok(mount, 'the checkpoint folder is a volume mount');
+  assert.equal(pod.volumes.find((v) => v.name === mount.name)?.hostPath?.path, '/var/lib/namegate');
+
+  // clusterCIDRs set on the command line win, dual-stack included; other datapath keys stay.
+  const custom = chartAgentConfig([
+    'clusterCIDRs={10.42.0.0/16,10.43.0.0/16,fd00:42::/56}',
+    'agent.config.datapath.logDrops=true',
+  ]).config;
+  assert.deepEqual(custom.datapath.internalCIDRs, ['10.42.0.0/16', '10.43.0.0/16', 'fd00:42::/56']);
+  assert.equal(custom.datapath.logDrops, true);
+  // A malformed CIDR is caught where the agent loads its config, with its path.
+  assert.throws(
+    () => chartAgentConfig(['clusterCIDRs={10.42.0.0/8}']),
+    /datapath\.internalCIDRs\[0\]: .*host bits/,
+  );
 });
 
 describe('chart on a real API server', () => {

@@ -74,6 +74,8 @@ const skip =
       : false;
 
 const LAB = `ke${(process.pid % 46656).toString(36)}`;
+/** The lab's pod network (pods 10.10.n.2, fd00:10:n::2): the cluster CIDRs of this cluster. */
+const CLUSTER_CIDRS = ['10.10.0.0/16', 'fd00:10::/32'];
 const NODE_NAME = 'lab-node-1';
 
 function egressPolicy(
@@ -226,10 +228,10 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
       closeSync(logFd);
     }
 
-    agent = await startKubeAgent(
-      plan,
-      kubeAgentConfig(plan, { kubeconfig, nodeName: NODE_NAME, dialects: { cilium: true } }),
-    );
+    const config = kubeAgentConfig(plan, { kubeconfig, nodeName: NODE_NAME, dialects: { cilium: true } });
+    // As the chart does with clusterCIDRs: the lab's pod network is cluster-internal.
+    const datapath = { ...(config['datapath'] as object), internalCIDRs: CLUSTER_CIDRS };
+    agent = await startKubeAgent(plan, { ...config, datapath });
     cleanups.push(() => stopDaemon(agent));
   });
 
@@ -292,6 +294,18 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
       assert.ok(hasElement(k.learned, pay.ipv6, '2001:db8:113::10'), 'IPv6 element learned');
       assert.ok(!k.enforce.has('10.99.0.9'), 'a pod of another node is not governed here');
 
+      // Another pod (the cluster CIDRs) is reached without any policy or lookup, both families;
+      // the internet only as learned (api.stripe.com's address was learned for TCP 443 only).
+      const other = pod('unmanaged');
+      for (const ip of [other.ipv4, other.ipv6]) {
+        const r = await labExec(plan, pay.id, ['ping', '-n', '-c', '1', '-W', '2', ip], { timeoutMs: 8_000 });
+        assert.equal(r.code, 0, `payments-api pings pod ${ip} (internal): ${r.stdout}${r.stderr}`);
+      }
+      const outside = await labExec(plan, pay.id, ['ping', '-n', '-c', '1', '-W', '1', '203.0.113.10'], {
+        timeoutMs: 8_000,
+      });
+      assert.notEqual(outside.code, 0, 'ICMP to a learned internet address stays dropped');
+
       // A pod no policy selects is left alone.
       const free = await curlFrom(plan, 'unmanaged', 'evil.example.com');
       assert.equal(free.code, 0, `unmanaged pod: ${free.stderr}`);
@@ -341,7 +355,7 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
   );
 
   test(
-    'relabelling a pod out of the policy ends its access',
+    'relabelling a pod out of the policy ends its access (K8S-02)',
     withLogs(async (t) => {
       const ci = pod('ci-runner');
       await apply(admin, egressPolicy('ci', 'ci-runners', { role: 'runner' }, ['github.com']));
@@ -543,7 +557,7 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
   );
 
   test(
-    'an API server restart keeps enforcement; the agent resyncs',
+    'an API server restart keeps enforcement; the agent resyncs (K8S-04)',
     withLogs(async (t) => {
       const pay = pod('payments-api');
       const relists = await agentMetric(plan, 'namegate_k8s_relists_total');

@@ -62,7 +62,7 @@ describe('identity provider', () => {
     assert.equal(provider.lookup('10.9.9.9'), undefined);
   });
 
-  test('pods of other nodes and host-network pods are ignored', async () => {
+  test('pods of other nodes and host-network pods are ignored (L3-09)', async () => {
     await createPod(api, {
       namespace: 'shop',
       name: 'elsewhere',
@@ -84,7 +84,7 @@ describe('identity provider', () => {
     assert.equal(provider.lookup('192.0.2.10'), undefined);
   });
 
-  test('a relabelled pod gets a new identity object with the new labels', async () => {
+  test('K8S-02: a relabelled pod gets a new identity object with the new labels', async () => {
     const before = provider.lookup('10.1.0.2');
     await labelPod(api, 'shop', 'web', { app: 'web2', tier: 'front' });
     const id = await whenTrue(

@@ -113,7 +113,7 @@ describe('reflector resilience', () => {
     await converged('b seen');
   });
 
-  test('survives an API server crash and restart; no change is lost', async () => {
+  test('K8S-04: survives an API server crash and restart; no change is lost', async () => {
     await server.stopApiServer('SIGKILL');
     await server.startApiServer();
     // Changes right after the restart, while the reflector may still be backing off.
@@ -129,7 +129,7 @@ describe('reflector resilience', () => {
     );
   });
 
-  test('a 410 Gone (etcd compacted past the resourceVersion) leads to a relist', async () => {
+  test('K8S-04: a 410 Gone (etcd compacted past the resourceVersion) leads to a relist', async () => {
     const gone = await restarts('gone');
     // Move etcd's revision past the reflector's without touching ConfigMaps, then compact.
     for (let i = 0; i < 5; i++) {
@@ -150,7 +150,7 @@ describe('reflector resilience', () => {
     await converged('after 410');
   });
 
-  test('a silent stall (API server frozen) is caught by the watchdog; state resyncs after', async () => {
+  test('K8S-04: a silent stall (API server frozen) is caught by the watchdog; state resyncs after', async () => {
     const stalls = await restarts('stall');
     server.freezeApiServer(true);
     try {

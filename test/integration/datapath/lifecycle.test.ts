@@ -181,7 +181,7 @@ test('datapath lifecycle', async (t) => {
     assert.equal((await s.ping()).result, 'ok');
     assert.equal((await probe(topo.podA, 'tcp', S6, 443)).result, 'ok');
     assert.equal((await probe(topo.podA, 'tcp', S4, 80, 800)).result, 'timeout');
-    // Restart with a changed ruleset (drop logging on): chains replaced in one transaction.
+    // Restart with a changed ruleset (drop logging on): chains replaced in one transaction (REL-04).
     dp = await DriverClient.start(topo.router, { config: { verifyPort: 9443, logDrops: true } });
     await dp.call('reconcile', BASE);
     assert.equal((await s.ping()).result, 'ok');

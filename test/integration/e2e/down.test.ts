@@ -20,10 +20,11 @@ import {
   labProcessesLeft,
   rootHasNamegateTable,
   skip,
+  uniqueLabName,
   upLab,
 } from './helpers.ts';
 
-const NAME = 'e2edown';
+const NAME = uniqueLabName('down');
 const CLI = fileURLToPath(new URL('../../../src/cli/main.ts', import.meta.url));
 
 describe('end to end: lab down', { skip }, () => {

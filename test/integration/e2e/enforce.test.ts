@@ -34,13 +34,14 @@ import {
   tcpConnects,
   tcpGreeting,
   udpReply,
+  uniqueLabName,
   upLab,
   waitFor,
   waitForFlow,
   withoutSniProxy,
 } from './helpers.ts';
 
-const NAME = 'e2ebasic';
+const NAME = uniqueLabName('basic');
 const PAY = 'payments-api';
 const CI = 'ci-runner';
 const WEB = 'web';

@@ -28,12 +28,13 @@ import {
   removeDir,
   skip,
   tcpConnects,
+  uniqueLabName,
   upLab,
   waitFor,
   withoutSniProxy,
 } from './helpers.ts';
 
-const NAME = 'e2eexpiry';
+const NAME = uniqueLabName('expiry');
 const PAY = 'payments-api';
 const ECHO_PORT = 9000;
 const FAMILIES = [4, 6] as const;

@@ -60,6 +60,14 @@ export async function waitFor<T>(
 
 // ---- the lab -----------------------------------------------------------------------------------
 
+/**
+ * A lab name of this process (lab names are 1-12 of [a-z0-9]): two runs of the same file at
+ * once must not share a lab, since `lab up` recreates a lab that already exists.
+ */
+export function uniqueLabName(prefix: string): string {
+  return `${prefix}${(process.pid % 46656).toString(36)}`.slice(0, 12);
+}
+
 /** A temp folder with the example policies (not the agent config example) and extra files. */
 export async function policyDir(extra: Readonly<Record<string, string>> = {}): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'namegate-e2e-'));

@@ -28,12 +28,13 @@ import {
   skip,
   sum,
   tcpConnects,
+  uniqueLabName,
   upLab,
   waitFor,
   waitForLog,
 } from './helpers.ts';
 
-const NAME = 'e2ereload';
+const NAME = uniqueLabName('reload');
 const PAY = 'payments-api';
 const ECHO_PORT = 9000;
 const FAMILIES = [4, 6] as const;

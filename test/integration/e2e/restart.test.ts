@@ -32,13 +32,14 @@ import {
   skip,
   startLabAgent,
   sum,
+  uniqueLabName,
   upLab,
   waitFor,
   waitForLog,
   withoutSniProxy,
 } from './helpers.ts';
 
-const NAME = 'e2erestart';
+const NAME = uniqueLabName('restart');
 const PAY = 'payments-api';
 const ECHO_PORT = 9000;
 const FAMILIES = [4, 6] as const;

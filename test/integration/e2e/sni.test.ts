@@ -8,9 +8,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { findPod, type LabPlan, siteFor } from '../../../src/lab/plan.ts';
-import { assertServed, downLab, flowLog, http, type LogLine, skip, upLab, waitFor } from './helpers.ts';
+import {
+  assertServed,
+  downLab,
+  flowLog,
+  http,
+  type LogLine,
+  skip,
+  uniqueLabName,
+  upLab,
+  waitFor,
+} from './helpers.ts';
 
-const NAME = 'e2esni';
+const NAME = uniqueLabName('sni');
 const PAY = 'payments-api';
 const UNM = 'unmanaged';
 

@@ -148,6 +148,21 @@ describe('Enforcer', () => {
     assert.ok(datapath.allows(POD, API, 'TCP', 443), 'still kept by a later sync');
   });
 
+  it('an expired store entry does not claim an element another agent refreshed (REL-11)', async () => {
+    const { clock, datapath, store, enforcer } = setup();
+    store.learn(POD, 'api.stripe.com', [{ ip: API, ttl: 30 }], clock.now());
+    await enforcer.sync('policy');
+    // A second agent on the node answers the same name later and refreshes the element.
+    clock.advance(30_000);
+    await datapath.learn([element(POD, API, 443, 300_000)]);
+    // This agent's entry has expired (its store has not collected it yet): not a reason to
+    // forget what the other agent's fresh answer opened.
+    clock.advance(11_000);
+    const r = await enforcer.sync('periodic');
+    assert.equal(r.forgotten, 0);
+    assert.ok(datapath.allows(POD, API, 'TCP', 443));
+  });
+
   it('forgets an unexplained element once the source stops being governed', async () => {
     const { datapath, source, enforcer } = setup();
     await datapath.learn([element(POD, API)]);

@@ -43,7 +43,7 @@ async function driver(exec = new FakeExecutor()) {
   return { dp, exec, registry };
 }
 
-test('reconcile is one transaction', async () => {
+test('REL-04: reconcile is one transaction', async () => {
   const { dp, exec } = await driver();
   await dp.reconcile({ sources: [{ ip: '10.0.0.1', mode: 'Enforce' }], cidrs: [], verify: [] });
   assert.equal(exec.writes.length, 1);

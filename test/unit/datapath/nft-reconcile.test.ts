@@ -73,7 +73,7 @@ test('empty kernel: table, every set and chain, rules and elements in one plan',
   neverDestructive(p.commands);
 });
 
-test('restart with the same config: chains flushed and refilled, sets and elements kept', () => {
+test('REL-04: restart with the same config: chains flushed and refilled, sets and elements kept', () => {
   const present = new Map([
     ['enforce4', new Set(['10.0.0.1'])],
     ['audit4', new Set(['10.0.0.2'])],
@@ -142,7 +142,7 @@ test('static sets change by difference', () => {
   assert.deepEqual(p.newlyGoverned, ['10.0.0.2']);
 });
 
-test('no config ever yields a destructive command (property)', () => {
+test('REL-04: no config ever yields a destructive command (property)', () => {
   fc.assert(
     fc.property(
       fc.record({

@@ -75,6 +75,7 @@ describe('checkQuery (security-cases DNS-09, DNS-14, DNS-24)', () => {
     ['type ANY', query('a.example', 'ANY'), 'qtype', 5],
     ['type AXFR', query('a.example', 'AXFR'), 'qtype', 5],
     ['type IXFR', withHeader(query('a.example', 'A'), (b) => b.writeUInt16BE(251, b.length - 4)), 'qtype', 5],
+    // DNS-08: the query type and size limits.
     ['type NULL', query('a.example', 'NULL'), 'qtype', 5],
     ['larger than maxQueryBytes', Buffer.concat([query('a.example'), Buffer.alloc(5000)]), 'too_large', 1],
   ];

@@ -262,7 +262,7 @@ describe('properties', () => {
     );
   });
 
-  test('mutated real hellos: never throws; a hello that still parses names only LDH text', () => {
+  test('TLS-16: mutated real hellos: never throws; a hello that still parses names only LDH text', () => {
     fc.assert(
       fc.property(
         fc.constantFrom(...base),

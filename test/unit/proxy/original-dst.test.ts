@@ -1,5 +1,5 @@
 /**
- * Original destination lookup without root: the internal `_handle.fd` field still exists on this
+ * Original destination lookup without root (NODE-01): the internal `_handle.fd` field still exists on this
  * Node (24), the addon loads and answers null (ENOENT) for a connection nothing redirected, the
  * conntrack listing parser, and the conntrack fallback against a stand-in binary. The real
  * REDIRECT path (addon and conntrack) runs in test/integration/proxy.

@@ -1,0 +1,206 @@
+/**
+ * End to end, NODE-06 (DNS burst; DNS-25 is the same class from one pod): one governed pod
+ * floods the agent's DNS listener with UDP queries, as fast as a Node client with eight sockets
+ * can send them (bounded: at most 1,000,000 packets, about ten seconds, stopped as soon as the checks made during
+ * the flood are done). The agent must:
+ * - survive (same process, /readyz ready) with its memory bounded and no query left pending;
+ * - keep answering other pods during the flood;
+ * - limit the flooding source (token bucket per source) and count what it refused;
+ * - account for every packet: each one sent is a counted query, a counted drop, or a drop of
+ *   the kernel on the listening socket (its receive buffer was full; `ss` shows it per socket).
+ * The listening socket's receive buffer is the configured one (recvBufferBytes), not the
+ * kernel default.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { AGENT_HTTP_LISTEN } from '../../../src/lab/agent-config.ts';
+import { labExec } from '../../../src/lab/exec.ts';
+import { findPod, type LabPlan, siteFor } from '../../../src/lab/plan.ts';
+import { findTool, run } from '../../../src/lab/run.ts';
+import {
+  agentPid,
+  dig,
+  downLab,
+  flowLog,
+  isRunning,
+  metrics,
+  type Sample,
+  skip,
+  sum,
+  uniqueLabName,
+  upLab,
+  waitFor,
+  withoutSniProxy,
+} from './helpers.ts';
+
+/** Unique per run: two runs of this file at once (two engineers) must not share a lab. */
+const NAME = uniqueLabName('bst');
+const PAY = 'payments-api';
+const FLOOD = fileURLToPath(new URL('./dns-flood.ts', import.meta.url));
+const MAX_PACKETS = 1_000_000;
+/** RSS the agent may gain from the flood (its steady RSS is ~160 MB with default metrics). */
+const RSS_GROWTH_BOUND = 128 * 1024 * 1024;
+
+function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  assert.ok(m, 'VmRSS');
+  return Number(m[1]) * 1024;
+}
+
+describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, () => {
+  let plan: LabPlan;
+  let flooder: ChildProcessWithoutNullStreams | null = null;
+
+  /** The kernel's view of the IPv4 listener: receive buffer size and packets it dropped. */
+  const listener = async (): Promise<{ rb: number; drops: number }> => {
+    const r = await run(
+      [
+        'ip',
+        'netns',
+        'exec',
+        plan.nodeNetns,
+        'ss',
+        '-Hulnm',
+        `src ${plan.resolver.ipv4}:${plan.resolver.port}`,
+      ],
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const m = /skmem:\(.*\brb(\d+),.*\bd(\d+)\)/.exec(r.stdout);
+    assert.ok(m, `ss: ${r.stdout}`);
+    return { rb: Number(m[1]), drops: Number(m[2]) };
+  };
+  const queries = (m: readonly Sample[]) => sum(m, 'namegate_dns_queries_total');
+  const drops = (m: readonly Sample[], reason?: string) =>
+    sum(m, 'namegate_dns_drops_total', reason ? { reason } : {});
+
+  before(async () => {
+    plan = await upLab(NAME, { config: withoutSniProxy });
+  });
+  after(async () => {
+    if (flooder && flooder.exitCode === null) flooder.kill('SIGKILL');
+    await downLab(NAME);
+  });
+
+  it('NODE-06: the agent survives a burst, limits and counts it, accounts for every packet, and still answers other pods', async (t) => {
+    const pay = findPod(plan, PAY);
+    const github = siteFor(plan, 'github.com')?.ipv4[0];
+    const pypi = siteFor(plan, 'pypi.org')?.ipv4[0];
+    assert.ok(github && pypi);
+    const pid = await agentPid(plan);
+    // Warm up (first answers, lazily created series), then take the baseline.
+    assert.equal((await dig(plan, PAY, 'api.stripe.com')).status, 'NOERROR');
+    const rss0 = rssBytes(pid);
+    const m0 = await metrics(plan);
+    const l0 = await listener();
+    assert.ok(l0.rb >= 4 * 1024 * 1024, `the listener's receive buffer was raised (rb ${l0.rb})`);
+    const logged = flowLog(plan).length;
+
+    // The flood: mostly a denied name (answered locally), one in four allowed (to the upstream).
+    const netns = pay.netns;
+    const child = spawn(findTool('ip') ?? 'ip', [
+      'netns',
+      'exec',
+      netns,
+      process.execPath,
+      FLOOD,
+      plan.resolver.ipv4,
+      String(plan.resolver.port),
+      String(MAX_PACKETS),
+      'evil.example.com,evil.example.com,evil.example.com,api.stripe.com',
+      '8',
+    ]);
+    flooder = child;
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<void>((r) => child.on('close', () => r()));
+    await waitFor('the flood to start', () => {
+      if (child.exitCode !== null) throw new Error(`flooder exited: ${out}`);
+      return out.includes('started');
+    });
+
+    // During the flood, other pods ask (each dig is one query: +tries=1).
+    const others = await Promise.all([
+      ...Array.from({ length: 5 }, () => dig(plan, 'ci-runner', 'github.com')),
+      ...Array.from({ length: 3 }, () => dig(plan, 'web', 'pypi.org')),
+    ]);
+    child.stdin.write('stop\n');
+    // It stops sending at once and prints its result after a one-second drain.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+    const result = JSON.parse(out.split('\n').find((l) => l.startsWith('{')) ?? 'null') as {
+      sent: number;
+      replies: number;
+      ms: number;
+      stoppedEarly: boolean;
+    } | null;
+    assert.ok(result, `flooder output: ${out}`);
+    assert.equal(result.stoppedEarly, true, 'the other pods asked while the flood was still going');
+    for (const d of others.slice(0, 5))
+      assert.deepEqual(d.addresses, [github], `ci-runner during the flood: ${d.raw}`);
+    for (const d of others.slice(5)) assert.deepEqual(d.addresses, [pypi], `web during the flood: ${d.raw}`);
+
+    // Settled: nothing pending (a query waits at most attempts x timeout for the upstream).
+    const m1 = await waitFor(
+      'no query pending',
+      async () => {
+        const m = await metrics(plan);
+        return sum(m, 'namegate_dns_pending') === 0 ? m : null;
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
+    const l1 = await listener();
+
+    // Survived, bounded.
+    assert.equal(await agentPid(plan), pid);
+    assert.ok(isRunning(pid), 'the agent survived');
+    const ready = await labExec(plan, 'node', [
+      'curl',
+      '-sf',
+      '--max-time',
+      '2',
+      `http://${AGENT_HTTP_LISTEN}/readyz`,
+    ]);
+    assert.equal(ready.code, 0, '/readyz after the flood');
+    const growth = rssBytes(pid) - rss0;
+    assert.ok(growth < RSS_GROWTH_BOUND, `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MiB`);
+
+    // Limited and counted.
+    const limited = drops(m1, 'rate_limited') - drops(m0, 'rate_limited');
+    assert.ok(limited > 0, 'the per-source token bucket refused part of the flood');
+    const summaries = flowLog(plan)
+      .slice(logged)
+      .filter((l) => l['src'] === pay.ipv4 && l['verdict'] === 'drop' && l['reason'] === 'rate_limited');
+    assert.ok(summaries.length >= 1, 'the flow log summarises the drops');
+    assert.ok(
+      summaries.length <= Math.ceil(result.ms / 1000) + 2,
+      `at most one summary line per second: ${summaries.length} in ${result.ms} ms`,
+    );
+    const summarised = summaries.reduce((n, l) => n + Number(l['dropped']), 0);
+    assert.ok(summarised <= limited, 'summaries never claim more than was dropped');
+
+    // Every packet accounted for: answered (a counted query), refused by the limiter (a counted
+    // drop), or dropped by the kernel on the full socket buffer (the socket's drop counter).
+    const sent = result.sent + others.length;
+    const answered = queries(m1) - queries(m0);
+    const appDrops = drops(m1) - drops(m0);
+    const kernelDrops = l1.drops - l0.drops;
+    t.diagnostic(
+      `flood: ${result.sent} sent in ${result.ms} ms; agent: ${answered} answered, ${limited} rate-limited, ${kernelDrops} dropped by the socket; RSS +${(growth / 2 ** 20).toFixed(1)} MiB`,
+    );
+    assert.equal(
+      answered + appDrops + kernelDrops,
+      sent,
+      `sent ${sent} = queries ${answered} + namegate drops ${appDrops} + socket drops ${kernelDrops}`,
+    );
+  });
+});

@@ -1,0 +1,379 @@
+/**
+ * End to end, escape attempts from inside a pod (root, one lab, the SNI proxy on and the CONNECT
+ * proxy on the node's resolver address). A pod is a network namespace whose root may do what a
+ * container with NET_ADMIN and NET_RAW may do; enforcement lives in the node namespace, so:
+ * - CON-11: an app that ignores HTTPS_PROXY and connects directly meets the L3 sets (dropped),
+ *   while the same app through the CONNECT proxy reaches the allowed name;
+ * - L3-05: flushing the pod's own nftables ruleset and rewriting its routes changes nothing;
+ * - L3-07: a TCP SYN crafted on a raw socket, or a whole Ethernet frame on AF_PACKET, still
+ *   crosses the node's forward hook and is dropped (the unmanaged pod gets the SYN-ACK);
+ * - K8S-06: glibc's parallel A + AAAA on one UDP socket (sendmmsg) through the DNS redirect are
+ *   each answered once, so no query waits for a resolver retry (the conntrack insert race);
+ * - SNI-10: domain fronting inside TLS passes the SNI proxy (a documented residual risk).
+ * Known gap, kept as a todo test: a pod that claims another address of its subnet as source is
+ * not governed (governance is by source address; anti-spoofing is the CNI's job).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { labExec } from '../../../src/lab/exec.ts';
+import { findPod, type LabPlan, siteFor, statePaths } from '../../../src/lab/plan.ts';
+import { findTool, run } from '../../../src/lab/run.ts';
+import {
+  assertDropped,
+  assertServed,
+  DROP,
+  dig,
+  downLab,
+  flowLog,
+  http,
+  kernelDrops,
+  type LogLine,
+  learnedKeys,
+  skip,
+  uniqueLabName,
+  upLab,
+  waitFor,
+} from './helpers.ts';
+
+/** Unique per run: two runs of this file at once (two engineers) must not share a lab. */
+const NAME = uniqueLabName('esc');
+const PAY = 'payments-api';
+const CI = 'ci-runner';
+const UNM = 'unmanaged';
+const CONNECT_PORT = 3128;
+const PYTHON = findTool('python3');
+
+/**
+ * Send one TCP SYN built by hand, from a raw IP socket ("raw") or as an Ethernet frame on an
+ * AF_PACKET socket ("packet"), and report whether a SYN-ACK for it came back within 2 s.
+ * argv: mode src dst dport [ifname gateway-mac]
+ */
+const RAW_SYN = String.raw`
+import os, random, select, socket, struct, sys, time
+mode, src, dst, dport = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sport = random.randint(20000, 60000)
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+S, D = socket.inet_aton(src), socket.inet_aton(dst)
+tcp = struct.pack('!HHIIBBHHH', sport, dport, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
+tcp = tcp[:16] + struct.pack('!H', csum(S + D + struct.pack('!BBH', 0, 6, len(tcp)) + tcp)) + tcp[18:]
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), random.getrandbits(16), 0, 64, 6, 0, S, D)
+ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+if mode == 'raw':
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(ip + tcp, (dst, 0))
+else:
+    ifname, gw = sys.argv[5], bytes.fromhex(sys.argv[6].replace(':', ''))
+    me = bytes.fromhex(open('/sys/class/net/%s/address' % ifname).read().strip().replace(':', ''))
+    tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    tx.bind((ifname, 0))
+    tx.send(gw + me + b'\x08\x00' + ip + tcp)
+deadline = time.time() + 2
+while True:
+    left = deadline - time.time()
+    if left <= 0 or not select.select([rx], [], [], left)[0]: break
+    pkt = rx.recv(65535)
+    ihl = (pkt[0] & 15) * 4
+    if pkt[12:16] != D: continue
+    sp, dp = struct.unpack('!HH', pkt[ihl:ihl + 4])
+    if sp == dport and dp == sport and pkt[ihl + 13] & 0x12 == 0x12:
+        print('synack'); sys.exit(0)
+print('none')
+`;
+
+describe('end to end: escapes from inside a pod', { skip, concurrency: false }, () => {
+  let plan: LabPlan;
+  let proxyUrl = '';
+  const ip4 = (name: string) => {
+    const a = siteFor(plan, name)?.ipv4[0];
+    assert.ok(a, name);
+    return a;
+  };
+  const ca = () => statePaths(plan).caCert;
+  /** curl from a pod; `args` after the common ones. */
+  const curl = (pod: string, args: readonly string[], timeoutS = 5) =>
+    labExec(
+      plan,
+      pod,
+      [
+        'curl',
+        '-sS',
+        '--connect-timeout',
+        String(timeoutS),
+        '--max-time',
+        String(timeoutS + 4),
+        '--cacert',
+        ca(),
+        ...args,
+      ],
+      { timeoutMs: (timeoutS + 8) * 1000 },
+    );
+  const proxyLines = (from: number, component: string): LogLine[] =>
+    flowLog(plan)
+      .slice(from)
+      .filter((l) => l['component'] === component && l['event'] === 'proxy');
+
+  before(async () => {
+    plan = await upLab(NAME, {
+      config: (c) => ({
+        ...c,
+        proxy: {
+          sni: { enabled: true },
+          connect: { enabled: true, listen: [`${c.dns.listen[0]!.split(':')[0]}:${CONNECT_PORT}`] },
+        },
+      }),
+    });
+    proxyUrl = `http://${plan.resolver.ipv4}:${CONNECT_PORT}`;
+  });
+  after(async () => {
+    await downLab(NAME);
+  });
+
+  it('CON-11: an app that ignores HTTPS_PROXY is dropped at L3; through the CONNECT proxy the allowed name works', async () => {
+    const from = flowLog(plan).length;
+    // Through the proxy: the allowed name (ci-runner may reach github.com on 443).
+    const via = await curl(CI, ['--proxy', proxyUrl, 'https://github.com/']);
+    assert.equal(via.code, 0, `through the CONNECT proxy: ${via.stderr}`);
+    assert.equal(via.stdout.trim(), 'hello from github.com');
+    // Through the proxy: a name the policy does not allow is refused by the proxy.
+    const refused = await curl(CI, ['--proxy', proxyUrl, 'https://example.org/']);
+    assert.notEqual(refused.code, 0, 'example.org through the proxy is refused');
+    const lines = await waitFor('two CONNECT decisions', () => {
+      const l = proxyLines(from, 'connect-proxy');
+      return l.length >= 2 ? l : null;
+    });
+    assert.deepEqual(
+      lines.map((l) => [l['authority'], l['dport'], l['verdict'], l['reason']]).slice(0, 2),
+      [
+        ['github.com', 443, 'allow', 'fqdn_rule'],
+        ['example.org', 443, 'deny', 'name_not_allowed'],
+      ],
+      JSON.stringify(lines),
+    );
+    // The same app with HTTPS_PROXY set but ignoring it: straight to an address it never learned.
+    const drops = await kernelDrops(plan, findPod(plan, CI).ipv4);
+    const direct = await labExec(
+      plan,
+      CI,
+      [
+        'env',
+        `HTTPS_PROXY=${proxyUrl}`,
+        `https_proxy=${proxyUrl}`,
+        'curl',
+        '-sS',
+        '--noproxy',
+        '*',
+        '--connect-timeout',
+        '2',
+        '--max-time',
+        '6',
+        '--cacert',
+        ca(),
+        '--resolve',
+        `example.org:443:${ip4('example.org')}`,
+        '-w',
+        '\n%{http_code} %{remote_ip}',
+        'https://example.org/',
+      ],
+      { timeoutMs: 12_000 },
+    );
+    assert.equal(
+      direct.code,
+      28,
+      `direct egress must be dropped (connect timeout): ${direct.code} ${direct.stderr}`,
+    );
+    assert.ok((await kernelDrops(plan, findPod(plan, CI).ipv4)) > drops, 'counted as drops in the node');
+    // Control: the unmanaged pod reaches it directly.
+    assertServed(
+      await http(plan, UNM, 'example.org', { via: ip4('example.org') }),
+      'example.org',
+      'unmanaged -> example.org',
+    );
+  });
+
+  it("L3-05: a pod with NET_ADMIN flushing its own namespace's ruleset and routes changes nothing", async () => {
+    const ci = findPod(plan, CI);
+    const nodeTable = async () =>
+      (
+        await run(
+          ['ip', 'netns', 'exec', plan.nodeNetns, 'nft', '-s', '-t', 'list', 'table', 'inet', 'namegate'],
+          { timeoutMs: 10_000 },
+        )
+      ).stdout;
+    const tableBefore = await nodeTable();
+    // What a sidecar-style filter would put in the pod, and what the app then does to it.
+    for (const argv of [
+      ['nft', 'add table inet sidecar'],
+      ['nft', 'add chain inet sidecar out { type filter hook output priority 0; policy drop; }'],
+      ['nft', 'flush ruleset'],
+      ['ip', 'route', 'replace', 'default', 'via', ci.gateway4, 'dev', 'eth0'],
+      ['sysctl', '-qw', 'net.ipv4.ip_forward=1'],
+    ]) {
+      const r = await labExec(plan, CI, argv, { timeoutMs: 10_000 });
+      assert.equal(r.code, 0, `${argv.join(' ')} inside the pod: ${r.stderr}`);
+    }
+    const left = await labExec(plan, CI, ['nft', 'list', 'ruleset'], { timeoutMs: 10_000 });
+    assert.equal(left.stdout.trim(), '', "the pod's own ruleset is empty");
+    // An on-link route to the internet range: the node is not a neighbour for those addresses,
+    // so there is no path around it.
+    const onLink = ['ip', '-n', ci.netns, 'route', '%s', '203.0.113.0/24', 'dev', 'eth0'];
+    await run(
+      onLink.map((a) => (a === '%s' ? 'add' : a)),
+      { timeoutMs: 10_000 },
+    );
+    try {
+      const r = await http(plan, CI, 'example.org', { via: ip4('example.org'), ...DROP });
+      assert.notEqual(r.code, 0, `no path around the node: ${r.body}`);
+    } finally {
+      await run(
+        onLink.map((a) => (a === '%s' ? 'del' : a)),
+        { timeoutMs: 10_000 },
+      );
+    }
+    const drops = await kernelDrops(plan, ci.ipv4);
+    assertDropped(
+      await http(plan, CI, 'example.org', { via: ip4('example.org'), ...DROP }),
+      'ci-runner -> example.org after flushing its own rules',
+    );
+    assert.ok((await kernelDrops(plan, ci.ipv4)) > drops, 'dropped and counted in the node namespace');
+    assertServed(await http(plan, CI, 'github.com'), 'github.com', 'the allowed name still works');
+    assert.equal(await nodeTable(), tableBefore, "the node's table did not change");
+  });
+
+  it('L3-05 (class): a pod that claims another address of its subnet as its source is still governed', {
+    todo: 'known gap: namegate governs by source address; a pod with NET_ADMIN can add an unassigned address of its subnet and use it as source, which no policy selects. Anti-spoofing (CNI source checks, rp_filter, or governing the whole pod CIDR by default) is needed; see docs/security.md L3-05',
+  }, async () => {
+    const ci = findPod(plan, CI);
+    const spoofed = ci.ipv4.replace(/\.\d+$/, '.99');
+    await run(['ip', '-n', ci.netns, 'addr', 'add', `${spoofed}/24`, 'dev', 'eth0'], { timeoutMs: 10_000 });
+    try {
+      const r = await labExec(
+        plan,
+        CI,
+        [
+          'curl',
+          '-sS',
+          '--connect-timeout',
+          '2',
+          '--max-time',
+          '6',
+          '--interface',
+          spoofed,
+          '--cacert',
+          ca(),
+          '--resolve',
+          `example.org:443:${ip4('example.org')}`,
+          'https://example.org/',
+        ],
+        { timeoutMs: 12_000 },
+      );
+      assert.equal(r.code, 28, `a connection from ${spoofed} must be dropped: got ${r.code} ${r.stdout}`);
+    } finally {
+      await run(['ip', '-n', ci.netns, 'addr', 'del', `${spoofed}/24`, 'dev', 'eth0'], { timeoutMs: 10_000 });
+    }
+  });
+
+  it('L3-07: a SYN crafted on a raw socket or sent as an AF_PACKET frame is dropped at the node', {
+    skip: PYTHON ? false : 'python3 missing',
+  }, async () => {
+    const target = ip4('example.org');
+    const gatewayMac = async (gateway: string): Promise<string> => {
+      const r = await run(['ip', '-n', plan.nodeNetns, '-j', 'addr', 'show'], { timeoutMs: 10_000 });
+      const links = JSON.parse(r.stdout) as Array<{ address: string; addr_info: Array<{ local: string }> }>;
+      const link = links.find((l) => l.addr_info.some((a) => a.local === gateway));
+      assert.ok(link, `the node's link with ${gateway}`);
+      return link.address;
+    };
+    const syn = async (pod: string, mode: 'raw' | 'packet'): Promise<string> => {
+      const p = findPod(plan, pod);
+      const argv = [PYTHON!, '-c', RAW_SYN, mode, p.ipv4, target, '443'];
+      if (mode === 'packet') argv.push('eth0', await gatewayMac(p.gateway4));
+      const r = await labExec(plan, pod, argv, { timeoutMs: 10_000 });
+      assert.equal(r.code, 0, `${mode} SYN from ${pod}: ${r.stderr}`);
+      return r.stdout.trim();
+    };
+    const ci = findPod(plan, CI);
+    for (const mode of ['raw', 'packet'] as const) {
+      const drops = await kernelDrops(plan, ci.ipv4);
+      assert.equal(await syn(UNM, mode), 'synack', `${mode}: the unmanaged pod gets the SYN-ACK (control)`);
+      assert.equal(await syn(CI, mode), 'none', `${mode}: no SYN-ACK for ci-runner`);
+      assert.ok(
+        (await kernelDrops(plan, ci.ipv4)) > drops,
+        `${mode}: the SYN was dropped and counted by the node`,
+      );
+    }
+  });
+
+  it('K8S-06: parallel A and AAAA on one UDP socket (glibc getaddrinfo) are each answered once, no retry', async () => {
+    const pay = findPod(plan, PAY);
+    const stripe = siteFor(plan, 'api.stripe.com');
+    assert.ok(stripe);
+    const conntrackTrouble = async (): Promise<number> => {
+      const r = await run(['ip', 'netns', 'exec', plan.nodeNetns, 'conntrack', '-S'], { timeoutMs: 10_000 });
+      let n = 0;
+      for (const m of r.stdout.matchAll(/\b(insert_failed|drop)=(\d+)/g)) n += Number(m[2]);
+      return n;
+    };
+    const trouble = await conntrackTrouble();
+    const from = flowLog(plan).length;
+    const N = 20;
+    for (let i = 0; i < N; i++) {
+      // getent ahosts: getaddrinfo(AF_UNSPEC), which sends A and AAAA together on one socket.
+      const r = await labExec(plan, PAY, ['getent', 'ahosts', 'api.stripe.com'], { timeoutMs: 10_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^${stripe.ipv4[0]!.replaceAll('.', '\\.')}\\s`, 'm'), r.stdout);
+      assert.match(r.stdout, new RegExp(`^${stripe.ipv6[0]}\\s`, 'm'), r.stdout);
+    }
+    const count = (qtype: string) =>
+      flowLog(plan)
+        .slice(from)
+        .filter((l) => l['src'] === pay.ipv4 && l['qname'] === 'api.stripe.com' && l['qtype'] === qtype);
+    await waitFor('every answer in the flow log', () => count('A').length >= N && count('AAAA').length >= N);
+    // Exactly one line per query: a dropped or stalled packet would show as a second query (the
+    // resolver's retry), whatever the timing.
+    assert.equal(count('A').length, N, 'one A query per lookup');
+    assert.equal(count('AAAA').length, N, 'one AAAA query per lookup');
+    for (const l of [...count('A'), ...count('AAAA')]) {
+      assert.equal(l['verdict'], 'allow');
+      assert.equal(l['transport'], 'udp');
+    }
+    assert.equal(await conntrackTrouble(), trouble, 'no conntrack insert failures or drops in the node');
+  });
+
+  it('SNI-10: domain fronting inside TLS passes the SNI proxy (documented residual risk)', async () => {
+    const pay = findPod(plan, PAY);
+    const from = flowLog(plan).length;
+    const accessLog = path.join(statePaths(plan).logs, 'nginx-access.log');
+    const logged = readFileSync(accessLog, 'utf8').split('\n').length;
+    // SNI says api.stripe.com (allowed, learned); the encrypted Host names the CDN neighbour.
+    const r = await curl(PAY, ['-H', 'Host: cdn-neighbour.example.net', 'https://api.stripe.com/']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'hello from cdn-neighbour.example.net', 'the neighbour answered');
+    const line = await waitFor('the SNI proxy decision', () => proxyLines(from, 'sni-proxy')[0]);
+    assert.equal(line['sni'], 'api.stripe.com', 'the proxy saw only the SNI');
+    assert.equal(line['verdict'], 'allow');
+    const served = readFileSync(accessLog, 'utf8')
+      .split('\n')
+      .slice(logged - 1);
+    assert.ok(
+      served.some((l) => l.includes('sni=api.stripe.com host=cdn-neighbour.example.net 200')),
+      `nginx saw SNI and Host differ: ${served.join('\n')}`,
+    );
+    // The boundary: naming the neighbour in the SNI is refused (SNI-02), and the address stays
+    // learned for api.stripe.com only.
+    const named = await curl(PAY, [
+      '--resolve',
+      `cdn-neighbour.example.net:443:${ip4('api.stripe.com')}`,
+      'https://cdn-neighbour.example.net/',
+    ]);
+    assert.notEqual(named.code, 0, 'SNI cdn-neighbour.example.net is refused');
+    const d = await dig(plan, PAY, 'cdn-neighbour.example.net');
+    assert.equal(d.status, 'REFUSED', 'and its name is not answered');
+    assert.ok((await learnedKeys(plan, 4)).has(`${pay.ipv4} . ${ip4('api.stripe.com')} . tcp . 443`));
+  });
+});
