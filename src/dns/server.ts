@@ -158,7 +158,8 @@ export class DnsServer {
       sock.bind({ address: l.host, port: l.port, exclusive: !this.#reusePort }, () => {
         sock.off('error', onError);
         sock.on('error', (err) => this.#log.error({ [F.error]: errorMessage(err) }, 'dns udp socket error'));
-        sock.on('message', (msg, rinfo) => this.#onDatagram(sock, msg, rinfo));
+        const st = this.#udpOf(sock);
+        sock.on('message', (msg, rinfo) => this.#onDatagram(sock, st, msg, rinfo));
         resolve(sock);
       });
     });
@@ -173,9 +174,8 @@ export class DnsServer {
     return st;
   }
 
-  #onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  #onDatagram(sock: dgram.Socket, st: UdpState, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const src = normalizeSource(rinfo.address);
-    const st = this.#udpOf(sock);
     st.inFlight++;
     st.arrived++;
     this.#handler.handle(msg, src, 'udp').then(

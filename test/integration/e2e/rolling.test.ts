@@ -48,11 +48,12 @@ import {
   skip,
   sum,
   tcpConnects,
+  uniqueLabName,
   upLab,
   waitFor,
 } from './helpers.ts';
 
-const NAME = 'e2eroll';
+const NAME = uniqueLabName('roll');
 const CLI_MAIN = fileURLToPath(new URL('../../../src/cli/main.ts', import.meta.url));
 const PAY = 'payments-api';
 const CI = 'ci-runner';
@@ -337,7 +338,6 @@ function logLines(file: string): Array<Record<string, unknown>> {
 describe('end to end: rolling update, two agents on one node (REL-11)', { skip, concurrency: false }, () => {
   let plan: LabPlan;
   let dir: string | undefined;
-  let second: Daemon | null = null;
   const open: Array<{ stop?: () => void; close?: () => void }> = [];
 
   before(async () => {
@@ -379,7 +379,7 @@ describe('end to end: rolling update, two agents on one node (REL-11)', { skip, 
     });
 
     // The second agent: same config, same node namespace, same ports.
-    second = await startDaemon(plan, {
+    const second: Daemon = await startDaemon(plan, {
       name: 'agent2',
       netns: plan.nodeNetns,
       argv: [
@@ -539,6 +539,14 @@ describe('end to end: rolling update, two agents on one node (REL-11)', { skip, 
     assert.ok(await conn.ping(), 'the connection held since before the update still echoes');
     assertDropped(await http(plan, CI, 'evil.example.com', { ...DROP, via: '203.0.113.66' }), 'raw IP');
     assert.equal((await dig(plan, PAY, 'evil.example.com', 'A')).status, 'REFUSED');
+
+    assert.deepEqual(
+      logLines(path.join(logs, 'agent2.log'))
+        .filter((l) => Number(l['level']) >= 50)
+        .map((l) => l['msg']),
+      [],
+      'the second agent logged no error',
+    );
 
     await prober.stop();
     t.diagnostic(
