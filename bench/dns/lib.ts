@@ -466,10 +466,10 @@ export async function startNamegate(
   };
 }
 
-/** The V8 flags bin/namegate gives `dns` and `agent` (so helper processes run the same way). */
+/** The V8 flags bin/namegate gives `namegate dns` (so helper processes run the same way). */
 export function binFlags(): string[] {
   const text = readFileSync(path.join(ROOT, 'bin/namegate'), 'utf8');
-  const m = /agent \| dns\) exec "\$node" ((?:--\S+ )*)"\$root/.exec(text);
+  const m = /^\s*(?:[a-z]+ \| )*dns(?: \| [a-z]+)*\) exec "\$node" ((?:--\S+ )*)"\$root/m.exec(text);
   return m?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
 }
 

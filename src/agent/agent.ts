@@ -34,7 +34,7 @@ import { ConnectProxy } from '../proxy/connect-proxy.ts';
 import { originalDestinationFor } from '../proxy/original-dst.ts';
 import { UpstreamResolver } from '../proxy/resolver.ts';
 import { SniProxy } from '../proxy/sni-proxy.ts';
-import { nftConfigFrom } from './config.ts';
+import { nftConfigFrom, unknownSourcesWarning } from './config.ts';
 import { Enforcer } from './enforcer.ts';
 import { kubernetesSources } from './kubernetes.ts';
 import { parseListen } from './listen.ts';
@@ -127,6 +127,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
     const dp = datapath;
     cleanups.push(() => dp.close());
+    const unknownWarning = options.datapath ? null : unknownSourcesWarning(config);
+    if (unknownWarning)
+      log.warn({ [F.event]: 'datapath', [F.reason]: unknownWarning.reason }, unknownWarning.message);
 
     let dns: DnsProxy | null = null;
     const enforcer = new Enforcer({

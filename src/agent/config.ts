@@ -5,15 +5,19 @@
  */
 import { z } from 'zod';
 import { parseCidr } from '../core/ip.ts';
-import { MAX_INTERNAL_CIDRS, type NftConfigInput } from '../datapath/nft-config.ts';
+import { MAX_INTERNAL_CIDRS, MAX_SOURCE_CIDRS, type NftConfigInput } from '../datapath/nft-config.ts';
 
 /** A CIDR ("10.244.0.0/16", "fd00:10:244::/56"; a bare address is a /32 or /128), not /0. */
-const InternalCidr = z.string().superRefine((text, ctx) => {
-  const c = parseCidr(text);
-  if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
-  else if (c.prefix === 0)
-    ctx.addIssue({ code: 'custom', message: `${c.text} would exempt every destination` });
-});
+const cidrNotZero = (whyNotZero: string) =>
+  z.string().superRefine((text, ctx) => {
+    const c = parseCidr(text);
+    if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
+    else if (c.prefix === 0) ctx.addIssue({ code: 'custom', message: `${c.text} ${whyNotZero}` });
+  });
+const InternalCidr = cidrNotZero('would exempt every destination');
+const SourceCidr = cidrNotZero(
+  'would govern every source, the internet included; list the workload networks',
+);
 
 export const DatapathSectionSchema = z.strictObject({
   driver: z
@@ -50,7 +54,30 @@ export const DatapathSectionSchema = z.strictObject({
         'Governed sources reach them without learning: that traffic is left to NetworkPolicy. ' +
         'DNS to them is still redirected to the proxy.',
     ),
-  logDrops: z.boolean().default(false).describe('Kernel log line (rate limited) for every Enforce drop.'),
+  sourceCIDRs: z
+    .array(SourceCidr)
+    .max(MAX_SOURCE_CIDRS)
+    .default([])
+    .describe(
+      'The networks workloads live in (Kubernetes: the pod CIDRs; a gateway: the networks whose egress it ' +
+        'routes). Every source address inside them is governed by default: known sources get what policy ' +
+        'gives them (or pass untouched when no policy selects them); any other address (unknown, spoofed, ' +
+        'not yet synced) gets no grants: its DNS is refused and its packets to non-internal destinations ' +
+        'are dropped and counted. Empty: only known sources are governed, and an address no identity ' +
+        'knows passes untouched.',
+    ),
+  antiSpoof: z
+    .boolean()
+    .default(true)
+    .describe(
+      'With sourceCIDRs: drop packets from inside them that arrive on an interface the route back to ' +
+        "their source does not use (strict reverse path), so a workload cannot use another one's address. " +
+        'Turn off with asymmetric routing towards the workloads (docs/datapath.md).',
+    ),
+  logDrops: z
+    .boolean()
+    .default(false)
+    .describe('Kernel log line (rate limited) for every Enforce drop, unknown-source and spoofed drop.'),
   logAudit: z
     .boolean()
     .default(true)
@@ -97,11 +124,47 @@ export function nftConfigFrom(
       ? { kind: 'dnat', port: r.port, ipv4: r.ipv4 ?? null, ipv6: r.ipv6 ?? null }
       : { kind: 'redirect', port: dnsListenPort },
     internalCidrs: section.internalCIDRs,
+    sourceCidrs: section.sourceCIDRs,
+    antiSpoof: section.antiSpoof,
     logDrops: section.logDrops,
     logAudit: section.logAudit,
     ...(section.output ? { output: section.output } : {}),
     ...(section.sizes ? { sizes: stripUndefined(section.sizes) } : {}),
   };
+}
+
+/**
+ * What the startup log says about addresses no identity knows, or null when nothing needs
+ * saying. Without sourceCIDRs, an address no identity knows passes untouched: a workload that
+ * adds an unused address of its subnet, or a pod created while the API watch is down, is not
+ * governed (docs/security.md L3-05, K8S-04).
+ */
+export function unknownSourcesWarning(config: {
+  readonly datapath: DatapathSection;
+  readonly sources: readonly unknown[];
+  readonly kubernetes?: unknown;
+}): { reason: string; message: string } | null {
+  const dp = config.datapath;
+  if (dp.driver !== 'nftables') return null;
+  if (dp.sourceCIDRs.length === 0) {
+    const what = config.kubernetes ? 'pods' : config.sources.length > 0 ? 'static source groups' : null;
+    if (what === null) return null;
+    return {
+      reason: 'unknown-sources-ungoverned',
+      message:
+        `datapath.sourceCIDRs is empty: only known ${what} are governed; an address no identity knows ` +
+        '(one a workload adds to its interface, or a pod created while the API watch is down) passes ' +
+        'untouched. Set datapath.sourceCIDRs to the workload networks',
+    };
+  }
+  if (!dp.antiSpoof)
+    return {
+      reason: 'anti-spoof-off',
+      message:
+        'datapath.antiSpoof is off: a workload that sends with the address of another known workload ' +
+        "gets that workload's grants unless the network (CNI) checks source addresses",
+    };
+  return null;
 }
 
 function stripUndefined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {

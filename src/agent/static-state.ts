@@ -1,6 +1,8 @@
 /**
  * The part of the kernel's state that follows from policy and identity alone: which sources are
- * governed (and in which mode), their toCIDRs allows and their SNI-verified ports. Pure: the
+ * governed (and in which mode), their toCIDRs allows and their SNI-verified ports, and which
+ * known sources no policy selects (`ungoverned`: carved out of a governed prefix around them,
+ * and untouched where the datapath governs unknown addresses of its source CIDRs). Pure: the
  * agent calls it after every policy or identity change and hands the result to
  * Datapath.reconcile, which applies the difference.
  */
@@ -55,6 +57,7 @@ export function staticState(
     sources: dedupe(sources, (s) => s.ip),
     cidrs: dedupe(cidrs, cidrKey),
     verify: dedupe(verify, verifyKey),
+    ungoverned: dedupe(ungoverned, (ip) => ip),
   };
 }
 

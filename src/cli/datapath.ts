@@ -44,6 +44,9 @@ export function registerDatapath(program: Command): void {
           const drops = [...s.drops].sort((a, b) => b.packets - a.packets);
           if (drops.length > 0) console.log('  dropped packets per source (Audit: would-be drops):');
           for (const d of drops) console.log(`    ${d.source.padEnd(40)} ${d.mode.padEnd(8)} ${d.packets}`);
+          const u = s.sourceDrops;
+          if (u.unknown + u.spoofed > 0)
+            console.log(`  dropped packets of the source CIDRs: unknown ${u.unknown}, spoofed ${u.spoofed}`);
         }
         process.exitCode = Exit.Ok;
       } finally {

@@ -16,10 +16,19 @@ export interface DropCount {
   readonly packets: number;
 }
 
+/** Packets of the source CIDRs dropped because namegate does not know the sender. */
+export interface SourceDrops {
+  /** No identity holds the source address (unknown, not yet synced, or claimed by a workload). */
+  readonly unknown: number;
+  /** The source failed the reverse-path check (another workload's address). */
+  readonly spoofed: number;
+}
+
 export interface DatapathMetricsOptions {
   readonly maxSourceLabels?: number;
   /** Reads the kernel counters; set by the driver. */
   readDrops?: () => Promise<readonly DropCount[]>;
+  readSourceDrops?: () => Promise<SourceDrops>;
 }
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
@@ -37,12 +46,15 @@ export class DatapathMetrics {
   readonly conntrackErrors: Counter;
   readonly reconciles: Counter<'result'>;
   readonly droppedPackets: Counter<'source' | 'mode'>;
+  readonly unknownSourceDrops: Counter<'reason'>;
   readonly executor: Gauge<'kind'>;
   readDrops: (() => Promise<readonly DropCount[]>) | undefined;
+  readSourceDrops: (() => Promise<SourceDrops>) | undefined;
 
   constructor(registry: Registry, options: DatapathMetricsOptions = {}) {
     const maxSources = options.maxSourceLabels ?? 100;
     this.readDrops = options.readDrops;
+    this.readSourceDrops = options.readSourceDrops;
     const registers = [registry];
     this.commitSeconds = new Histogram({
       name: 'namegate_datapath_commit_seconds',
@@ -116,7 +128,30 @@ export class DatapathMetrics {
       registers,
     });
     let cache: { at: number; rows: readonly DropCount[] } | null = null;
+    let sourceCache: { at: number; drops: SourceDrops } | null = null;
     const self = this;
+    this.unknownSourceDrops = new Counter({
+      name: 'namegate_datapath_unknown_source_drops_total',
+      help:
+        'Packets from the source CIDRs dropped because namegate does not know the sender: ' +
+        'reason="unknown" (no identity holds the address), reason="spoofed" (failed the reverse-path check)',
+      labelNames: ['reason'],
+      registers,
+      async collect() {
+        if (!self.readSourceDrops) return;
+        const now = Date.now();
+        if (sourceCache === null || now - sourceCache.at > 5_000) {
+          try {
+            sourceCache = { at: now, drops: await self.readSourceDrops() };
+          } catch {
+            return;
+          }
+        }
+        this.reset();
+        this.inc({ reason: 'unknown' }, sourceCache.drops.unknown);
+        this.inc({ reason: 'spoofed' }, sourceCache.drops.spoofed);
+      },
+    });
     this.droppedPackets = new Counter({
       name: 'namegate_datapath_dropped_packets_total',
       help: 'Packets of governed sources dropped (Enforce) or that would be (Audit), from kernel counters',

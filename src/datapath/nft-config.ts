@@ -62,11 +62,31 @@ export interface NftConfig {
    * reconcile writes it into the `internal` sets by difference.
    */
   readonly internalCidrs: readonly string[];
+  /**
+   * The networks workloads live in (Kubernetes: the pod CIDRs; a gateway: the networks whose
+   * egress it routes), canonical CIDR text. Every source address inside them is governed by
+   * default: a known source keeps what policy gives it (governed, or ungoverned and untouched),
+   * any other address (unknown, spoofed, not yet synced) gets no grants: its DNS is redirected
+   * to the proxy (which refuses it), its packets to non-internal destinations are dropped and
+   * counted (`unknown`). Empty: only the sources StaticState lists are governed (the behaviour
+   * before this option existed), and an address no identity knows passes untouched.
+   */
+  readonly sourceCidrs: readonly string[];
+  /**
+   * With sourceCidrs: drop a packet whose source is inside them but that arrived on an interface
+   * the route back to that source does not use (`fib saddr . iif oif missing`, before
+   * conntrack), so a workload cannot send with another workload's address. Counted (`spoofed`).
+   * Needs symmetric routing towards the workloads (docs/datapath.md lists the setups that do
+   * not have it).
+   */
+  readonly antiSpoof: boolean;
 }
 
 /** At most this many internal CIDRs: the sets are single-field interval sets, which
  * libnftables reads before every element command (see nft-ruleset.ts), so they stay small. */
 export const MAX_INTERNAL_CIDRS = 256;
+/** At most this many source CIDRs, for the same reason (the `scope` sets). */
+export const MAX_SOURCE_CIDRS = 256;
 
 export const DEFAULT_NFT_CONFIG: NftConfig = {
   table: 'namegate',
@@ -83,6 +103,8 @@ export const DEFAULT_NFT_CONFIG: NftConfig = {
   minTimeoutMs: 1_000,
   maxTimeoutMs: 7 * 24 * 3600 * 1000,
   internalCidrs: [],
+  sourceCidrs: [],
+  antiSpoof: true,
 };
 
 export type NftConfigInput = Partial<Omit<NftConfig, 'sizes' | 'output'>> & {
@@ -145,22 +167,37 @@ export function resolveNftConfig(input: NftConfigInput = {}): NftConfig {
     fail(`minTimeoutMs ${c.minTimeoutMs} is not >= 1`);
   if (!Number.isInteger(c.maxTimeoutMs) || c.maxTimeoutMs < c.minTimeoutMs)
     fail(`maxTimeoutMs ${c.maxTimeoutMs} is not >= minTimeoutMs`);
-  return { ...c, internalCidrs: internalCidrs(c.internalCidrs) };
+  if (typeof c.antiSpoof !== 'boolean') fail(`antiSpoof ${JSON.stringify(c.antiSpoof)} is not a boolean`);
+  return {
+    ...c,
+    internalCidrs: cidrList(
+      c.internalCidrs,
+      'internalCidrs',
+      MAX_INTERNAL_CIDRS,
+      'would exempt every destination',
+    ),
+    sourceCidrs: cidrList(
+      c.sourceCidrs,
+      'sourceCidrs',
+      MAX_SOURCE_CIDRS,
+      'would govern every source, the internet included; list the workload networks',
+    ),
+  };
 }
 
 /**
- * Canonical internal CIDRs, in order, duplicates removed. A /0 is refused: it would exempt every
- * destination and turn enforcement off without saying so.
+ * Canonical CIDRs, in order, duplicates removed. A /0 is refused: as internal CIDRs it would
+ * exempt every destination and turn enforcement off without saying so; as source CIDRs it would
+ * take every forwarded address for a workload's.
  */
-function internalCidrs(list: readonly string[]): string[] {
-  if (!Array.isArray(list)) fail('internalCidrs is not a list');
-  if (list.length > MAX_INTERNAL_CIDRS)
-    fail(`internalCidrs has ${list.length} entries; at most ${MAX_INTERNAL_CIDRS}`);
+function cidrList(list: readonly string[], name: string, max: number, whyNotZero: string): string[] {
+  if (!Array.isArray(list)) fail(`${name} is not a list`);
+  if (list.length > max) fail(`${name} has ${list.length} entries; at most ${max}`);
   const out: string[] = [];
   list.forEach((text, i) => {
     const c = typeof text === 'string' ? parseCidr(text) : `${JSON.stringify(text)} is not a string`;
-    if (typeof c === 'string') fail(`internalCidrs[${i}]: ${c}`);
-    if (c.prefix === 0) fail(`internalCidrs[${i}]: ${c.text} would exempt every destination`);
+    if (typeof c === 'string') fail(`${name}[${i}]: ${c}`);
+    if (c.prefix === 0) fail(`${name}[${i}]: ${c.text} ${whyNotZero}`);
     if (!out.includes(c.text)) out.push(c.text);
   });
   return out;

@@ -20,7 +20,7 @@ import { Conntrack, type ConntrackResult } from './conntrack.ts';
 import type { AllowElement, Datapath, ElementKey, StaticState } from './datapath.ts';
 import { type AddrRange, compareRanges, rangeContains, rangePrefixes, rangeText } from './ip-range.ts';
 import { type ElementKind, LearnedModel, type TimedRange } from './learned-model.ts';
-import type { DatapathMetrics, DropCount } from './metrics.ts';
+import type { DatapathMetrics, DropCount, SourceDrops } from './metrics.ts';
 import { type NftConfig, type NftConfigInput, resolveNftConfig } from './nft-config.ts';
 import {
   addLearnedCommands,
@@ -32,14 +32,30 @@ import {
   parseDropComment,
   removeLearnedCommands,
   StaticStateError,
+  scopeElements,
   singleAddress,
   staticElements,
   timeoutText,
 } from './nft-elements.ts';
 import { type ExecutorChoice, type NftExecutor, openExecutor } from './nft-executor.ts';
-import { type KernelSet, type KernelTable, parseElement, parseSet, parseTable } from './nft-json.ts';
+import {
+  type KernelSet,
+  type KernelTable,
+  parseCounter,
+  parseElement,
+  parseSet,
+  parseTable,
+} from './nft-json.ts';
 import { planReconcile, type ReconcilePlan, type SetChange } from './nft-reconcile.ts';
-import { FAMILIES, type Family, LEARNED_ROLES, SET_ROLES, SOURCE_ROLES, setName } from './nft-ruleset.ts';
+import {
+  COUNTER_NAMES,
+  FAMILIES,
+  type Family,
+  LEARNED_ROLES,
+  SET_ROLES,
+  SOURCE_ROLES,
+  setName,
+} from './nft-ruleset.ts';
 import { BatchWriter, type WriterItem } from './nft-writer.ts';
 import { parseSource } from './source-ranges.ts';
 
@@ -101,6 +117,8 @@ export interface DatapathStatus {
   readonly executor: 'addon' | 'spawn';
   readonly sets: readonly SetStatus[];
   readonly drops: readonly DropCount[];
+  /** Drops of sources inside the source CIDRs that namegate does not know as the sender. */
+  readonly sourceDrops: SourceDrops;
 }
 
 const TABLE_MISSING = /No such file or directory/;
@@ -169,6 +187,7 @@ export class NftDatapath implements Datapath {
     if (m) {
       m.executor.set({ kind: exec.kind }, 1);
       m.readDrops = () => this.readDropCounters();
+      m.readSourceDrops = () => this.readSourceDrops();
     }
     const every = options.pruneIntervalMs ?? 30_000;
     this.#pruneTimer = setInterval(() => {
@@ -204,6 +223,7 @@ export class NftDatapath implements Datapath {
       // The internal sets come from the config; the same diff applies them, so a changed list
       // adds and removes elements and never recreates a set.
       for (const [name, els] of internalElements(this.config.internalCidrs)) wanted.set(name, els);
+      for (const [name, els] of scopeElements(this.config.sourceCidrs)) wanted.set(name, els);
     } catch (err) {
       if (err instanceof StaticStateError) {
         this.#metrics?.reconciles.inc({ result: 'invalid' });
@@ -649,6 +669,23 @@ export class NftDatapath implements Datapath {
     return rows.sort((x, y) => compareRanges(x.range, y.range)).map((x) => x.row);
   }
 
+  /**
+   * Packets of the source CIDRs dropped because no identity knows the source (`unknown`) or
+   * because they failed the reverse-path check (`spoofed`): the table's named counters, 0 while
+   * a counter does not exist (no source CIDRs configured, or no table).
+   */
+  async readSourceDrops(): Promise<SourceDrops> {
+    const read = async (name: string): Promise<number> => {
+      const r = await this.#exec.run(`list counter inet ${this.config.table} ${name}`, { json: true });
+      if (!r.ok) {
+        if (TABLE_MISSING.test(r.err)) return 0;
+        throw commitError(`list counter ${name}`, r.err);
+      }
+      return parseCounter(r.out).packets;
+    };
+    return { unknown: await read(COUNTER_NAMES.unknown), spoofed: await read(COUNTER_NAMES.spoofed) };
+  }
+
   /** The address ranges these single-field sets hold. */
   async #ranges(names: readonly string[]): Promise<AddrRange[]> {
     const out: AddrRange[] = [];
@@ -679,6 +716,7 @@ export class NftDatapath implements Datapath {
       executor: this.#exec.kind,
       sets,
       drops: table ? await this.readDropCounters() : [],
+      sourceDrops: table ? await this.readSourceDrops() : { unknown: 0, spoofed: 0 },
     };
   }
 

@@ -17,6 +17,7 @@ import {
   parseSource,
   type SourceClaim,
   type SourcePrefix,
+  ungovernedRanges,
 } from './source-ranges.ts';
 
 export function protoText(p: Protocol): 'tcp' | 'udp' {
@@ -160,6 +161,8 @@ export const STATIC_ROLES = [
   'dropsnet',
   'cidr',
   'verify',
+  'ungoverned',
+  'ungovernednet',
 ] as const;
 
 /** Canonical element texts per static set name, derived from the state. */
@@ -260,7 +263,9 @@ export function staticElements(state: StaticState): StaticElements {
     | 'auditnet'
     | 'dropsnet'
     | 'cidr'
-    | 'verify';
+    | 'verify'
+    | 'ungoverned'
+    | 'ungovernednet';
   const add = (role: StaticRole, f: Family, text: string) => {
     const name = setName(role, f);
     const set = out.get(name) ?? new Set<string>();
@@ -292,6 +297,9 @@ export function staticElements(state: StaticState): StaticElements {
     const [single, net] = SOURCE_ROLES[mode];
     for (const r of modeRanges(owned, mode)) add(r.start === r.end ? single : net, r.family, rangeText(r));
   }
+  // Known sources no policy selects: untouched even where source CIDRs govern unknown ones.
+  for (const r of ungovernedRanges(claims))
+    add(r.start === r.end ? 'ungoverned' : 'ungovernednet', r.family, rangeText(r));
 
   // CIDR allows: per (source, protocol), made disjoint, then written for each owned range.
   const cidrGroups = new Map<string, { source: string; family: Family; proto: Protocol; boxes: Box[] }>();
@@ -352,15 +360,24 @@ export function staticElements(state: StaticState): StaticElements {
  * resolveNftConfig): merged per family, since an interval set rejects overlapping elements.
  */
 export function internalElements(cidrs: readonly string[]): StaticElements {
+  return prefixElements('internal', cidrs);
+}
+
+/** The wanted elements of the `scope` sets from config.sourceCidrs, as internalElements. */
+export function scopeElements(cidrs: readonly string[]): StaticElements {
+  return prefixElements('scope', cidrs);
+}
+
+function prefixElements(role: 'internal' | 'scope', cidrs: readonly string[]): StaticElements {
   const out: StaticElements = new Map();
   for (const f of [4, 6] as const) {
     const ranges: AddrRange[] = [];
     for (const text of cidrs) {
       const c = parseCidr(text);
-      if (typeof c === 'string') throw new StaticStateError(`internal ${JSON.stringify(text)}: ${c}`);
+      if (typeof c === 'string') throw new StaticStateError(`${role} ${JSON.stringify(text)}: ${c}`);
       if (c.family === f) ranges.push(cidrRange(c));
     }
-    out.set(setName('internal', f), new Set(mergeRanges(ranges).map(rangeText)));
+    out.set(setName(role, f), new Set(mergeRanges(ranges).map(rangeText)));
   }
   return out;
 }

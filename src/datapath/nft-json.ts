@@ -126,6 +126,24 @@ export function parseTable(text: string): KernelTable {
   return { sets, chains };
 }
 
+/** A named counter object: `nft -j list counter inet T NAME`. */
+export interface KernelCounter {
+  readonly name: string;
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+export function parseCounter(text: string): KernelCounter {
+  for (const item of parseRoot(text)) {
+    if (!isObject(item) || !isObject(item['counter'])) continue;
+    const c = item['counter'];
+    const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
+    if (typeof c['name'] !== 'string') bad('counter without a name');
+    return { name: c['name'], packets: n(c['packets']), bytes: n(c['bytes']) };
+  }
+  return bad('no counter in output');
+}
+
 /** `nft -j list set inet T NAME`. */
 export function parseSet(text: string): KernelSet {
   for (const item of parseRoot(text)) {

@@ -8,7 +8,8 @@
  *   3. delete sets that are unknown or whose definition (type, flags, size, counter) changed,
  *      and add the missing ones: a changed definition is the only case that recreates a set
  *      (and, for a learned set, drops its elements: the caller resets its model and logs it);
- *   4. add missing chains, then every rule of every chain;
+ *   4. add the named counters (`add` keeps an existing counter and its values), missing
+ *      chains, then every rule of every chain;
  *   5. static sets (sources, drop counters, CIDR allows, verify ports) by difference. A
  *      concatenated interval set (pipapo: cidr, verify) that would lose more than
  *      PIPAPO_MAX_DELETES elements is deleted and refilled in step 3 instead: removing elements
@@ -24,6 +25,7 @@ import type { KernelChain, KernelSet, KernelTable } from './nft-json.ts';
 import {
   type ChainDef,
   chainDefs,
+  counterNames,
   renderChainHead,
   renderSetBody,
   type SetDef,
@@ -48,8 +50,10 @@ export interface ReconcilePlan {
   readonly removedUnknown: readonly string[];
   readonly elementChanges: readonly SetChange[];
   /**
-   * Addresses the kernel did not govern before, as the fewest prefixes (a bare address for a
-   * single one): for the UDP/TCP 53 conntrack flush (K8S-05).
+   * Addresses whose DNS the kernel did not redirect before, as the fewest prefixes (a bare
+   * address for a single one): newly governed sources, and unknown addresses of the source
+   * CIDRs (the CIDRs just configured, or a known ungoverned source that left); for the UDP/TCP
+   * 53 conntrack flush (K8S-05).
    */
   readonly newlyGoverned: readonly string[];
 }
@@ -70,16 +74,26 @@ function rangesOf(texts: Iterable<string>): AddrRange[] {
   return out;
 }
 
-/** What `wanted` governs that `present` did not, as prefixes. */
+/**
+ * The addresses whose DNS is redirected: governed ones, and (with source CIDRs) the unknown ones,
+ * i.e. the `scope` minus the known ungoverned sources.
+ */
+function redirectedRanges(sets: ReadonlyMap<string, ReadonlySet<string>>, f: 4 | 6): AddrRange[] {
+  const of = (roles: readonly string[]) => roles.flatMap((role) => rangesOf(sets.get(`${role}${f}`) ?? []));
+  const ungoverned = mergeRanges(of(SOURCE_ROLES.ungoverned));
+  const unknown = mergeRanges(of(['scope'])).flatMap((r) => subtractRanges(r, ungoverned));
+  return mergeRanges([...of([...SOURCE_ROLES.Enforce, ...SOURCE_ROLES.Audit]), ...unknown]);
+}
+
+/** What `wanted` redirects that `present` did not, as prefixes. */
 export function newlyGovernedPrefixes(
   present: ReadonlyMap<string, ReadonlySet<string>>,
   wanted: ReadonlyMap<string, ReadonlySet<string>>,
 ): string[] {
   const out: string[] = [];
-  for (const f of [4, 6]) {
-    const roles = [...SOURCE_ROLES.Enforce, ...SOURCE_ROLES.Audit];
-    const before = mergeRanges(roles.flatMap((role) => rangesOf(present.get(`${role}${f}`) ?? [])));
-    const after = mergeRanges(roles.flatMap((role) => rangesOf(wanted.get(`${role}${f}`) ?? [])));
+  for (const f of [4, 6] as const) {
+    const before = redirectedRanges(present, f);
+    const after = redirectedRanges(wanted, f);
     for (const r of after) {
       for (const piece of subtractRanges(r, before)) {
         const width = f === 4 ? 32 : 128;
@@ -167,6 +181,8 @@ export function planReconcile(
     freshSets.add(s.name);
   }
 
+  // A counter the config no longer uses stays (with its count) until the table goes.
+  for (const name of counterNames(config)) cmds.push(`add counter ${t} ${name}`);
   for (const c of chains) {
     if (keptChains.has(c.name)) continue;
     const head = renderChainHead(c);

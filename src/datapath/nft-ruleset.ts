@@ -9,10 +9,18 @@
  *   filter forward: established/related -> accept (flows outlive element expiry); internal
  *     destination (pod/service CIDRs, left to NetworkPolicy) -> accept; learned element or CIDR
  *     allow -> accept; else Enforce -> count, (log), drop; Audit -> count, log, accept.
- *     Ungoverned sources are never matched. Traffic the node itself originates (the DNS
- *     proxy's upstream queries, API calls) never passes prerouting or forward.
+ *     Traffic the node itself originates (the DNS proxy's upstream queries, API calls) never
+ *     passes prerouting or forward.
+ * With source CIDRs configured (the networks workloads live in), an address inside them that is
+ * neither governed nor a known ungoverned source is unknown and gets no grants: its DNS is
+ * redirected (the proxy refuses it) unless it goes to a known address of this node (another
+ * node's pod asking a DNS server pod here), internal destinations are accepted as for every
+ * governed source, and the rest is counted and dropped. Known ungoverned sources pass untouched.
+ * With antiSpoof, a source inside them must have arrived on the interface the route back to it
+ * uses (strict reverse path, before conntrack), or it is counted and dropped.
+ * Without source CIDRs, ungoverned and unknown sources are never matched.
  */
-import { MAX_INTERNAL_CIDRS, type NftConfig } from './nft-config.ts';
+import { MAX_INTERNAL_CIDRS, MAX_SOURCE_CIDRS, type NftConfig } from './nft-config.ts';
 
 export type Family = 4 | 6;
 export const FAMILIES: readonly Family[] = [4, 6];
@@ -30,7 +38,10 @@ export type SetRole =
   | 'cidr'
   | 'verify'
   | 'revoked'
-  | 'internal';
+  | 'internal'
+  | 'ungoverned'
+  | 'ungovernednet'
+  | 'scope';
 export const SET_ROLES: readonly SetRole[] = [
   'enforce',
   'audit',
@@ -45,12 +56,17 @@ export const SET_ROLES: readonly SetRole[] = [
   'verify',
   'revoked',
   'internal',
+  'ungoverned',
+  'ungovernednet',
+  'scope',
 ];
 /** Source sets by mode: single addresses (hash) and wider ranges (interval). */
 export const SOURCE_ROLES = {
   Enforce: ['enforce', 'enforcenet'],
   Audit: ['audit', 'auditnet'],
   drops: ['drops', 'dropsnet'],
+  /** Known sources no policy selects (they matter only with source CIDRs). */
+  ungoverned: ['ungoverned', 'ungovernednet'],
 } as const;
 /** The learned sets: one port (hash), every port (hash), a port range (interval). */
 export const LEARNED_ROLES = ['allow', 'allowall', 'allowrange'] as const;
@@ -67,6 +83,14 @@ export interface SetDef {
   /** A counter on every element (per-source drop counters). */
   readonly counter: boolean;
 }
+
+/** Named counters (objects of the table): they survive the chain flush of every reconcile. */
+export const COUNTER_NAMES = {
+  /** Packets of unknown sources inside the source CIDRs, dropped. */
+  unknown: 'unknown',
+  /** Packets inside the source CIDRs that failed the reverse-path check, dropped. */
+  spoofed: 'spoofed',
+} as const;
 
 export interface BaseChain {
   readonly type: 'filter' | 'nat';
@@ -91,9 +115,15 @@ export function setName(role: SetRole, family: Family): string {
  * kernel's interval tree, hence twice MAX_INTERNAL_CIDRS.
  */
 export const INTERNAL_SET_SIZE = 2 * MAX_INTERNAL_CIDRS;
+/** Size of each `scope` set, fixed for the same reason. */
+export const SCOPE_SET_SIZE = 2 * MAX_SOURCE_CIDRS;
+/** Priority of the anti-spoofing chain: raw, before conntrack (-200) makes an entry. */
+export const ANTISPOOF_PRIORITY = -300;
 
 export const LOG_PREFIX_DROP = 'namegate-drop ';
 export const LOG_PREFIX_AUDIT = 'namegate-audit ';
+export const LOG_PREFIX_UNKNOWN = 'namegate-unknown ';
+export const LOG_PREFIX_SPOOF = 'namegate-spoof ';
 
 export function setDefs(c: NftConfig): SetDef[] {
   const out: SetDef[] = [];
@@ -143,6 +173,13 @@ export function setDefs(c: NftConfig): SetDef[] {
       // learn transaction: measured, 4 prefixes made no difference to a one-element learn,
       // 64 separate ones added about 0.08 ms (docs/datapath.md).
       def('internal', [addr], ['interval'], INTERNAL_SET_SIZE),
+      // Known sources that no policy selects, by longest prefix like the governed ones: with
+      // source CIDRs they pass untouched, every other address inside them is unknown. Written
+      // whether or not source CIDRs are configured, so turning them on changes rules only.
+      def('ungoverned', [addr], [], c.sizes.sources),
+      def('ungovernednet', [addr], ['interval'], c.sizes.sources),
+      // config.sourceCidrs: a few prefixes, merged (like `internal`).
+      def('scope', [addr], ['interval'], SCOPE_SET_SIZE),
     );
   }
   return out;
@@ -152,12 +189,12 @@ function ipOf(f: Family): 'ip' | 'ip6' {
   return f === 4 ? 'ip' : 'ip6';
 }
 
-/** Rules that send a governed source's packets to `target` (jump), per source set. */
-function governedJumps(target: string): string[] {
+/** Rules that send a governed source's packets to `target` (jump or goto), per source set. */
+function governedJumps(target: string, verb: 'jump' | 'goto' = 'jump'): string[] {
   const out: string[] = [];
   for (const f of FAMILIES) {
     for (const role of [...SOURCE_ROLES.Enforce, ...SOURCE_ROLES.Audit]) {
-      out.push(`${ipOf(f)} saddr @${setName(role, f)} jump ${target}`);
+      out.push(`${ipOf(f)} saddr @${setName(role, f)} ${verb} ${target}`);
     }
   }
   return out;
@@ -215,6 +252,34 @@ function revokedRules(c: NftConfig): string[] {
   });
 }
 
+/** Rules for each set of these roles of each family: `rule(ip, set)`. */
+function perSet(roles: readonly SetRole[], rule: (ip: 'ip' | 'ip6', set: string) => string): string[] {
+  return FAMILIES.flatMap((f) => roles.map((role) => rule(ipOf(f), setName(role, f))));
+}
+
+/** Whether unknown sources are handled at all: only with source CIDRs. */
+export function governsUnknown(c: NftConfig): boolean {
+  return c.sourceCidrs.length > 0;
+}
+
+/** The roles of every source set this node knows: governed and ungoverned. */
+const KNOWN_ROLES: readonly SetRole[] = [
+  ...SOURCE_ROLES.Enforce,
+  ...SOURCE_ROLES.Audit,
+  ...SOURCE_ROLES.ungoverned,
+];
+
+/**
+ * After the governed sources' rules: known ungoverned sources leave (`pass`), every other
+ * address of the source CIDRs goes to `target`.
+ */
+function unknownDispatch(pass: 'return' | 'accept', verb: 'jump' | 'goto', target: string): string[] {
+  return [
+    ...perSet(SOURCE_ROLES.ungoverned, (ip, set) => `${ip} saddr @${set} ${pass}`),
+    ...perSet(['scope'], (ip, set) => `${ip} saddr @${set} ${verb} ${target}`),
+  ];
+}
+
 function countRules(): string[] {
   return FAMILIES.flatMap((f) => SOURCE_ROLES.drops.map((role) => `${ipOf(f)} saddr @${setName(role, f)}`));
 }
@@ -232,11 +297,17 @@ export function chainDefs(c: NftConfig): ChainDef[] {
       allowRules.push(`${ip} saddr . ${ip} daddr . meta l4proto${port} @${setName(role, f)} accept`);
     }
   }
+  const unknown = governsUnknown(c);
   const chains: ChainDef[] = [
     {
       name: 'nat_prerouting',
       base: { type: 'nat', hook: 'prerouting', priority: c.natPriority, policy: 'accept' },
-      rules: governedJumps('nat_governed'),
+      rules: [
+        // goto: a governed source's packet that nat_governed did not redirect is done here (it
+        // must not go on to the unknown-source rules below).
+        ...governedJumps('nat_governed', 'goto'),
+        ...(unknown ? unknownDispatch('return', 'jump', 'nat_unknown') : []),
+      ],
     },
     { name: 'nat_governed', base: null, rules: [...dnsRules(c), ...verifyRules(c)] },
     {
@@ -256,6 +327,7 @@ export function chainDefs(c: NftConfig): ChainDef[] {
         ),
         ...revokedRules(c),
         ...governedJumps('governed'),
+        ...(unknown ? unknownDispatch('accept', 'goto', 'unknown_deny') : []),
       ],
     },
     {
@@ -284,6 +356,48 @@ export function chainDefs(c: NftConfig): ChainDef[] {
       rules: [...countRules(), ...(c.logAudit ? [logRule(c, LOG_PREFIX_AUDIT)] : []), 'accept'],
     },
   ];
+  if (unknown) {
+    chains.push(
+      {
+        name: 'nat_unknown',
+        base: null,
+        rules: [
+          'meta l4proto . th dport != { tcp . 53, udp . 53 } return',
+          // DNS to a known address of this node is another node's pod asking a DNS server pod
+          // here (the pod CIDR spans every node; identity knows this node's pods only).
+          ...perSet(KNOWN_ROLES, (ip, set) => `${ip} daddr @${set} return`),
+          ...dnsRules(c),
+        ],
+      },
+      {
+        name: 'unknown_deny',
+        base: null,
+        rules: [
+          // As for every governed source: in-cluster traffic is NetworkPolicy's (and traffic from
+          // other nodes' pods, which this node's identity does not know, stays in the cluster).
+          ...perInternalSet((ip, set) => `${ip} daddr @${set} accept`),
+          ...(c.logDrops ? [logRule(c, LOG_PREFIX_UNKNOWN)] : []),
+          `counter name "${COUNTER_NAMES.unknown}" drop`,
+        ],
+      },
+    );
+    if (c.antiSpoof) {
+      const missing = 'fib saddr . iif oif missing';
+      chains.push({
+        name: 'filter_prerouting',
+        base: { type: 'filter', hook: 'prerouting', priority: ANTISPOOF_PRIORITY, policy: 'accept' },
+        rules: [
+          ...(c.logDrops
+            ? perSet(['scope'], (ip, set) => `${ip} saddr @${set} ${missing} ${logRule(c, LOG_PREFIX_SPOOF)}`)
+            : []),
+          ...perSet(
+            ['scope'],
+            (ip, set) => `${ip} saddr @${set} ${missing} counter name "${COUNTER_NAMES.spoofed}" drop`,
+          ),
+        ],
+      });
+    }
+  }
   if (c.output.enabled) {
     const uids = `{ ${c.output.exemptUids.join(', ')} }`;
     chains.push(
@@ -323,9 +437,15 @@ export function renderChainHead(chain: ChainDef): string {
   return b === null ? '' : `type ${b.type} hook ${b.hook} priority ${b.priority}; policy ${b.policy};`;
 }
 
+/** The named counters the table holds for this config (created by reconcile, never reset). */
+export function counterNames(c: NftConfig): string[] {
+  return governsUnknown(c) ? [COUNTER_NAMES.unknown, COUNTER_NAMES.spoofed] : [];
+}
+
 /** The whole table as `nft list` would show it (without elements). */
 export function renderRuleset(c: NftConfig): string {
   const lines = [`table inet ${c.table} {`];
+  for (const name of counterNames(c)) lines.push(`\tcounter ${name} {`, '\t\tpackets 0 bytes 0', '\t}', '');
   for (const s of setDefs(c)) {
     lines.push(`\tset ${s.name} {`);
     for (const part of renderSetBody(s).split('; ')) lines.push(`\t\t${part.replace(/;$/, '')}`);

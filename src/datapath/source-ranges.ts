@@ -8,7 +8,9 @@
  * /24's CIDR allows and verify ports are written for the /24's two ranges only.
  *
  * A prefix that identity knows but no policy governs still owns its range (it is carved out of a
- * governed prefix around it) but yields no range: its addresses are not governed at all.
+ * governed prefix around it) but yields no governed range: its addresses are not governed at all.
+ * Its ranges are the known ungoverned ones (`ungovernedRanges`), which pass untouched when the
+ * datapath governs unknown addresses of the source CIDRs.
  */
 import { parseCidr } from '../core/ip.ts';
 import type { Mode } from '../policy/model.ts';
@@ -65,10 +67,30 @@ function rank(m: Mode | null): number {
  * Longest-prefix resolution: the governed prefixes' addresses as disjoint ranges, each with the
  * prefix that owns it (the most specific one covering it). The same prefix claimed twice keeps the
  * stricter claim: Enforce over Audit over ungoverned (fail closed). Sorted by family and address.
- * O(n log n): prefixes either nest or are disjoint, so one pass over them sorted by start (outer
- * first) with a stack of the enclosing prefixes finds every gap between children.
  */
 export function ownedRanges(claims: readonly SourceClaim[]): OwnedRange[] {
+  return resolveRanges(claims).filter((o): o is OwnedRange => o.mode !== null);
+}
+
+/** The addresses owned by known prefixes that no policy governs, touching ranges joined. */
+export function ungovernedRanges(claims: readonly SourceClaim[]): AddrRange[] {
+  const pick = resolveRanges(claims)
+    .filter((o) => o.mode === null)
+    .map((o) => o.range);
+  return [
+    ...mergeRanges(pick.filter((r) => r.family === 4)),
+    ...mergeRanges(pick.filter((r) => r.family === 6)),
+  ];
+}
+
+/**
+ * Every claimed address as disjoint ranges with the owning prefix and its claim (null: known,
+ * ungoverned). O(n log n): prefixes either nest or are disjoint, so one pass over them sorted by
+ * start (outer first) with a stack of the enclosing prefixes finds every gap between children.
+ */
+function resolveRanges(
+  claims: readonly SourceClaim[],
+): { range: AddrRange; owner: string; mode: Mode | null }[] {
   const byText = new Map<string, SourceClaim>();
   for (const c of claims) {
     const prior = byText.get(c.prefix.text);
@@ -81,9 +103,9 @@ export function ownedRanges(claims: readonly SourceClaim[]): OwnedRange[] {
     if (x.start !== y.start) return x.start < y.start ? -1 : 1;
     return x.end > y.end ? -1 : x.end < y.end ? 1 : 0;
   });
-  const out: OwnedRange[] = [];
+  const out: { range: AddrRange; owner: string; mode: Mode | null }[] = [];
   const emit = (c: SourceClaim, start: bigint, end: bigint) => {
-    if (c.mode !== null && start <= end)
+    if (start <= end)
       out.push({ range: { family: c.prefix.range.family, start, end }, owner: c.prefix.text, mode: c.mode });
   };
   const stack: { claim: SourceClaim; cursor: bigint }[] = [];

@@ -154,7 +154,7 @@ export class Pipeline {
     const q = check.query;
     const identity = d.identities.lookup(src);
     const set = d.policies.current();
-    const r = route(d.settings, set, identity, q.question.name);
+    const r = route(d.settings, set, identity, q.question.name, src);
     const rec: Rec = {
       src,
       identity: identity?.key ?? null,

@@ -33,6 +33,7 @@ import { PendingLimiter, RateLimiter } from './limits.ts';
 import { createDnsMetrics, type DnsMetrics } from './metrics.ts';
 import { Pipeline, type PipelineSettings, type PolicyProvider } from './pipeline.ts';
 import { RandomIds } from './random.ts';
+import { unknownScopeFrom } from './route.ts';
 import { DnsServer, type ListenAddress } from './server.ts';
 import { UpstreamClient, type UpstreamObserver, type UpstreamServer } from './upstream.ts';
 import { Rcode, RrType } from './wire.ts';
@@ -71,6 +72,7 @@ export function settingsFrom(config: AgentConfig): PipelineSettings {
     passThroughZones: dns.passThroughZones,
     denyRcode: dns.denyResponse === 'NXDOMAIN' ? Rcode.NXDOMAIN : Rcode.REFUSED,
     unknownSources: dns.unknownSources,
+    ...unknownScopeFrom(config.datapath.sourceCIDRs),
     maxCnameDepth: dns.limits.maxCnameDepth,
     maxAnswerRecords: dns.limits.maxAnswerRecords,
     maxQueryBytes: dns.limits.maxQueryBytes,

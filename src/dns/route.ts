@@ -2,6 +2,8 @@
  * The policy stage: what to do with a valid query from a source, decided before any I/O and
  * without side effects. Order:
  *   1. unknown source (no identity): forwarded without learning, or refused when configured;
+ *      always refused inside the datapath's source CIDRs, where an unknown address gets no
+ *      grants at all (its packets are dropped; a forwarded answer would only leak names);
  *   2. pass-through zone (cluster.local, ...): forwarded without learning, for every source;
  *   3. ungoverned source (no policy selects it): forwarded without learning;
  *   4. the name is canonicalized here, once; a name that is not canonical is denied;
@@ -10,6 +12,8 @@
  *   6. decideQuery: allow -> forward and learn; deny -> refuse (REFUSED or NXDOMAIN with an
  *      Extended DNS Error "Blocked"); audit (would deny) -> forward, nothing learned.
  */
+import { isIP } from 'node:net';
+import { type Cidr, CidrSet, parseCidr } from '../core/ip.ts';
 import { type CanonicalName, tryCanonicalName } from '../core/names.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
 import { type Decision, decideQuery } from '../policy/decide.ts';
@@ -23,6 +27,11 @@ export interface RouteSettings {
   readonly passThroughZones: readonly string[];
   readonly denyRcode: typeof Rcode.REFUSED | typeof Rcode.NXDOMAIN;
   readonly unknownSources: 'forward' | 'refuse';
+  /**
+   * The datapath's source CIDRs (datapath.sourceCIDRs): an unknown source inside them is refused
+   * whatever `unknownSources` says. Absent or empty: `unknownSources` alone decides.
+   */
+  readonly unknownScope?: { has(ip: string): boolean };
 }
 
 export type Route =
@@ -86,14 +95,35 @@ export function inZone(name: string, zones: readonly string[]): boolean {
   return false;
 }
 
+/**
+ * The `unknownScope` setting from the datapath's source CIDRs (validated by the config schema; a
+ * malformed entry is skipped here, the datapath refuses it): spread into RouteSettings.
+ */
+export function unknownScopeFrom(cidrs: readonly string[]): { unknownScope?: CidrSet } {
+  const parsed: Cidr[] = [];
+  for (const text of cidrs) {
+    const c = parseCidr(text);
+    if (typeof c !== 'string') parsed.push(c);
+  }
+  return parsed.length > 0 ? { unknownScope: new CidrSet(parsed) } : {};
+}
+
+/** Is this source address inside the scope? False for anything that is not an address. */
+function inScope(settings: RouteSettings, source: string | undefined): boolean {
+  if (source === undefined || settings.unknownScope === undefined || isIP(source) === 0) return false;
+  return settings.unknownScope.has(source);
+}
+
 export function route(
   settings: RouteSettings,
   set: CompiledPolicies,
   identity: Identity | undefined,
   qname: string,
+  /** The query's source address (for `unknownScope`). */
+  source?: string,
 ): Route {
   if (!identity) {
-    if (settings.unknownSources === 'refuse') {
+    if (settings.unknownSources === 'refuse' || inScope(settings, source)) {
       return {
         kind: 'refuse',
         verdict: 'deny',

@@ -36,9 +36,13 @@ export interface LabAgentConfig {
   readonly store: { readonly checkpoint: { readonly path: string; readonly intervalSeconds: number } };
   readonly sources: readonly LabSourceGroup[];
   readonly policies: readonly string[];
-  /** Where governed sources' DNS (UDP and TCP 53 to any address) is redirected to. */
+  /**
+   * Where governed sources' DNS (UDP and TCP 53 to any address) is redirected to, and the pods'
+   * networks: every address in them that is not a lab pod's gets no grants (L3-05, K8S-04).
+   */
   readonly datapath?: {
     readonly dnsRedirect: { readonly ipv4: string; readonly ipv6: string; readonly port: number };
+    readonly sourceCIDRs: readonly string[];
   };
   /** The agent's metrics and health endpoint, on the node's loopback. */
   readonly http?: { readonly listen: string };
@@ -51,6 +55,14 @@ export const AGENT_HTTP_LISTEN = '127.0.0.1:9253';
 /** The DNS redirect target, whether or not the config schema has a datapath section yet. */
 export function dnsRedirectTarget(plan: LabPlan): { ipv4: string; ipv6: string; port: number } {
   return { ipv4: plan.resolver.ipv4, ipv6: plan.resolver.ipv6, port: plan.resolver.port };
+}
+
+/**
+ * The pods' networks, IPv4 and IPv6: what the internet namespace routes to the node (every pod's
+ * link is carved from them). The agent's datapath.sourceCIDRs.
+ */
+export function podNetworks(plan: LabPlan): string[] {
+  return plan.routes.filter((r) => r.netns === plan.inetNetns && r.to !== 'default').map((r) => r.to);
 }
 
 export function flowLogPath(plan: LabPlan): string {
@@ -76,7 +88,9 @@ export function labAgentConfig(plan: LabPlan, policies: readonly string[]): LabA
       cidrs: [`${p.ipv4}/32`, `${p.ipv6}/128`],
     })),
     policies: [...policies],
-    ...(Object.hasOwn(sections, 'datapath') ? { datapath: { dnsRedirect: dnsRedirectTarget(plan) } } : {}),
+    ...(Object.hasOwn(sections, 'datapath')
+      ? { datapath: { dnsRedirect: dnsRedirectTarget(plan), sourceCIDRs: podNetworks(plan) } }
+      : {}),
     ...(Object.hasOwn(sections, 'http') ? { http: { listen: AGENT_HTTP_LISTEN } } : {}),
     ...(Object.hasOwn(sections, 'proxy') ? { proxy: { sni: { enabled: true } } } : {}),
   };

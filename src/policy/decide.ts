@@ -88,12 +88,15 @@ const scratch: IndexedRule[] = [];
 /** Fill scratch[0..n) with the rules of selected policies that match `name`; returns n. */
 function matchingRules(set: CompiledPolicies, selection: Selection, name: CanonicalName): number {
   const n = set.fqdns.matchInto(name, scratch, 0);
-  const selected = selection.selected;
+  if (n === 0) return 0;
+  // The identity's bits in the block it shares with others (CompiledPolicies.#place).
+  const bits = selection.bits;
+  const base = selection.base;
   let kept = 0;
   for (let i = 0; i < n; i++) {
     const ref = scratch[i] as IndexedRule;
     const p = ref.policy;
-    if ((((selected[p >>> 5] as number) >>> (p & 31)) & 1) === 1) scratch[kept++] = ref;
+    if ((((bits[base + (p >>> 5)] as number) >>> (p & 31)) & 1) === 1) scratch[kept++] = ref;
   }
   return kept;
 }

@@ -69,6 +69,13 @@ interface Table {
   readonly wide: boolean;
   readonly records: Int32Array;
   readonly bytes: Uint8Array;
+  /**
+   * The fewest and most labels of any key: a suffix (or name) with a label count outside them
+   * cannot be a key, so it is not looked up (for most policy sets: the TLD, and the front labels
+   * of deep names).
+   */
+  readonly minLabels: number;
+  readonly maxLabels: number;
 }
 
 interface Sealed<T> {
@@ -226,75 +233,43 @@ export class FqdnIndex<T> {
     const values = s.values;
     const len = name.length;
     const proper = s.proper;
-    const exact = s.exact;
-    // Pass 1: the hash of every suffix that starts after a dot (right to left), and of the
-    // whole name.
+    const minLabels = proper.minLabels;
+    const maxLabels = proper.maxLabels;
+    let labels = 0;
     let h = this.#seed;
-    let dots = 0;
     for (let i = len - 1; i >= 0; i--) {
       const c = name.charCodeAt(i);
       if (c === DOT) {
-        if (dots === SUFFIX_AT.length) growScratch();
-        SUFFIX_AT[dots] = i + 1;
-        SUFFIX_HASH[dots] = spread(h);
-        dots++;
+        // name[i+1..] is a complete suffix of `labels` labels with name[0..i) in front of it
+        labels++;
+        const r = labels < minLabels || labels > maxLabels ? -1 : find(proper, name, h, i + 1, len);
+        if (r >= 0) {
+          const records = proper.records;
+          const oneStart = records[r + 1] as number;
+          const anyStart = records[r + 2] as number;
+          const anyEnd = records[r + 3] as number;
+          // `*.`: only when the part in front is a single label
+          if (oneStart < anyStart && name.lastIndexOf('.', i - 1) < 0) {
+            for (let k = oneStart; k < anyStart; k++) out[at++] = values[records[k] as number] as T;
+          }
+          for (let k = anyStart; k < anyEnd; k++) out[at++] = values[records[k] as number] as T;
+          const g = records[r + 4] as number;
+          if (g !== 0) at = matchGlobs(s.globs[g - 1] as GlobTail<T>[], name, i, out, at);
+        }
       }
       h = step(h, c);
     }
-    const whole = spread(h);
-    // Pass 2: the first slot of every candidate, read in one go. These reads are independent,
-    // so their cache misses overlap instead of following one another (at 100,000 patterns the
-    // tables are larger than the cache and a decision is mostly waiting for memory).
-    const slots = proper.slots;
-    const mask = proper.mask;
-    for (let k = 0; k < dots; k++) FIRST_SLOT[k] = slots[(SUFFIX_HASH[k] as number) & mask] as number;
-    const exactFirst = exact.slots[whole & exact.mask] as number;
-    // Pass 3: confirm and collect, in the order of the suffixes (shortest first), then the name.
-    for (let k = 0; k < dots; k++) {
-      if (FIRST_SLOT[k] === 0) continue;
-      const start = SUFFIX_AT[k] as number;
-      const r = find(proper, name, SUFFIX_HASH[k] as number, start, len);
-      if (r < 0) continue;
-      const records = proper.records;
-      const oneStart = records[r + 1] as number;
-      const anyStart = records[r + 2] as number;
-      const anyEnd = records[r + 3] as number;
-      // `*.`: only when the part in front is a single label
-      if (oneStart < anyStart && name.lastIndexOf('.', start - 2) < 0) {
-        for (let j = oneStart; j < anyStart; j++) out[at++] = values[records[j] as number] as T;
-      }
-      for (let j = anyStart; j < anyEnd; j++) out[at++] = values[records[j] as number] as T;
-      const g = records[r + 4] as number;
-      if (g !== 0) at = matchGlobs(s.globs[g - 1] as GlobTail<T>[], name, start - 1, out, at);
-    }
-    if (exactFirst !== 0) {
-      const r = find(exact, name, whole, 0, len);
-      if (r >= 0) {
-        const records = exact.records;
-        for (let j = records[r + 1] as number, end = records[r + 2] as number; j < end; j++) {
-          out[at++] = values[records[j] as number] as T;
-        }
+    const exact = s.exact;
+    labels++;
+    const r = labels < exact.minLabels || labels > exact.maxLabels ? -1 : find(exact, name, h, 0, len);
+    if (r >= 0) {
+      const records = exact.records;
+      for (let k = records[r + 1] as number, end = records[r + 2] as number; k < end; k++) {
+        out[at++] = values[records[k] as number] as T;
       }
     }
     return at;
   }
-}
-
-// Scratch for matchInto (matching is synchronous): per suffix, where it starts and its hash,
-// and the first slot it lands on. A canonical name has at most 127 labels; longer text grows it.
-let SUFFIX_AT = new Int32Array(128);
-let SUFFIX_HASH = new Int32Array(128);
-let FIRST_SLOT = new Int32Array(128);
-
-function growScratch(): void {
-  const n = SUFFIX_AT.length * 2;
-  const at = new Int32Array(n);
-  at.set(SUFFIX_AT);
-  const hash = new Int32Array(n);
-  hash.set(SUFFIX_HASH);
-  SUFFIX_AT = at;
-  SUFFIX_HASH = hash;
-  FIRST_SLOT = new Int32Array(n);
 }
 
 /** A key and its value id lists, before it is laid out in a table. */
@@ -340,11 +315,20 @@ function buildTable(rows: readonly Row[], seed: number, narrowWords: number): Ta
     while (slots[slot] !== 0) slot = (slot + 1) & mask;
     slots[slot] = wide ? record + 1 : ((x >>> 24) << 24) | (record + 1);
   }
-  return { slots, mask, wide, records, bytes };
+  let minLabels = Number.POSITIVE_INFINITY;
+  let maxLabels = 0;
+  for (const row of rows) {
+    let labels = 1;
+    for (let i = 0; i < row.key.length; i++) if (row.key.charCodeAt(i) === DOT) labels++;
+    minLabels = Math.min(minLabels, labels);
+    maxLabels = Math.max(maxLabels, labels);
+  }
+  return { slots, mask, wide, records, bytes, minLabels, maxLabels };
 }
 
-/** The record whose key is name[start..len) (x: the spread suffix hash), or -1. */
-function find(t: Table, name: string, x: number, start: number, len: number): number {
+/** The record whose key is name[start..len) (suffix hash h), or -1. */
+function find(t: Table, name: string, h: number, start: number, len: number): number {
+  const x = spread(h);
   const fingerprint = x >>> 24;
   const slots = t.slots;
   const mask = t.mask;

@@ -111,6 +111,10 @@ test('the chart configures the agent for a cluster: internal CIDRs, DNS on every
   const { config, ds } = chartAgentConfig();
   // clusterCIDRs become the datapath's internal destinations (pods and Services).
   assert.deepEqual(config.datapath.internalCIDRs, ['10.244.0.0/16', '10.96.0.0/12']);
+  // podCIDRs are where governed sources live: every address in them is governed by default, and
+  // a pod cannot send with another pod's address (L3-05, K8S-04).
+  assert.deepEqual(config.datapath.sourceCIDRs, ['10.244.0.0/16']);
+  assert.equal(config.datapath.antiSpoof, true);
   // `redirect to :port` delivers to the address of the incoming interface: the proxy must listen
   // on the wildcard, and on the host network it must then refuse what is not a pod of the node.
   assert.deepEqual(config.dns.listen, ['0.0.0.0:5353', '[::]:5353']);
@@ -135,17 +139,33 @@ test('the chart configures the agent for a cluster: internal CIDRs, DNS on every
   assert.ok(mount, 'the checkpoint folder is a volume mount');
   assert.equal(pod.volumes.find((v) => v.name === mount.name)?.hostPath?.path, '/var/lib/namegate');
 
-  // clusterCIDRs set on the command line win, dual-stack included; other datapath keys stay.
+  // clusterCIDRs and podCIDRs set on the command line win, dual-stack included; other datapath
+  // keys stay. Pods are internal destinations even when clusterCIDRs leave them out.
   const custom = chartAgentConfig([
     'clusterCIDRs={10.42.0.0/16,10.43.0.0/16,fd00:42::/56}',
+    'podCIDRs={10.42.0.0/16,fd00:42::/56,10.50.0.0/16}',
+    'antiSpoof=false',
     'agent.config.datapath.logDrops=true',
   ]).config;
-  assert.deepEqual(custom.datapath.internalCIDRs, ['10.42.0.0/16', '10.43.0.0/16', 'fd00:42::/56']);
+  assert.deepEqual(custom.datapath.internalCIDRs, [
+    '10.42.0.0/16',
+    '10.43.0.0/16',
+    'fd00:42::/56',
+    '10.50.0.0/16',
+  ]);
+  assert.deepEqual(custom.datapath.sourceCIDRs, ['10.42.0.0/16', 'fd00:42::/56', '10.50.0.0/16']);
+  assert.equal(custom.datapath.antiSpoof, false);
   assert.equal(custom.datapath.logDrops, true);
+  // An empty podCIDRs turns default governance off (the agent warns at startup).
+  assert.deepEqual(chartAgentConfig(['podCIDRs=null']).config.datapath.sourceCIDRs, []);
   // A malformed CIDR is caught where the agent loads its config, with its path.
   assert.throws(
     () => chartAgentConfig(['clusterCIDRs={10.42.0.0/8}']),
     /datapath\.internalCIDRs\[0\]: .*host bits/,
+  );
+  assert.throws(
+    () => chartAgentConfig(['podCIDRs={0.0.0.0/0}']),
+    /datapath\.sourceCIDRs\[0\]: .*every source/,
   );
 });
 

@@ -437,6 +437,17 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
         (await agentMetric(plan, 'namegate_k8s_identities')) === identities - 2 ? true : undefined,
       );
 
+      // While no pod holds them, the addresses are unknown inside the pod CIDRs: they get nothing,
+      // as a pod created while the watch is down would (K8S-04): DNS refused, traffic dropped.
+      assert.equal((await dnsAnswer(plan, ci.id, 'github.com')).status, 'REFUSED');
+      const evil = plan.sites.find((x) => x.names.includes('evil.example.com'))?.ipv4[0];
+      assert.ok(evil);
+      assert.equal(
+        (await curlFrom(plan, ci.id, 'evil.example.com', { ip: evil })).code,
+        28,
+        'unknown: dropped',
+      );
+
       // The addresses go to a pod no policy selects: it inherits nothing and is left alone.
       await createPod(admin, {
         namespace: 'sandbox',

@@ -41,6 +41,7 @@ const methods: Record<string, (...args: never[]) => Promise<unknown>> = {
   forget: (keys: Parameters<NftDatapath['forget']>[0]) => need().forget(keys),
   listLearned: () => need().listLearned(),
   readDrops: () => need().readDropCounters(),
+  sourceDrops: () => need().readSourceDrops(),
   status: () => need().status(),
   flushDns: (sources: string[]) => need().flushDnsConntrack(sources),
   close: async () => {

@@ -4,7 +4,8 @@
  * Sends up to `count` queries (A, the names in turn, random IDs) as fast as the sockets take
  * them, stops early when a line arrives on stdin, then waits one second for late replies and
  * prints one JSON line:
- *   {"sent":20000,"replies":4312,"rcodes":{"0":312,"5":4000},"ms":812,"stoppedEarly":true}
+ *   {"sent":20000,"sendErrors":0,"replies":4312,"rcodes":{"0":312,"5":4000},"ms":812,"stoppedEarly":true}
+ * `sent` counts the queries the kernel took; `sendErrors` the ones it refused (never on the wire).
  * It prints "started" when the first query leaves, so a test can act during the flood and then
  * stop it; stoppedEarly says the flood was still going when it was told to stop.
  */
@@ -54,6 +55,7 @@ process.stdin.on('data', () => {
 process.stdin.on('error', () => {});
 const started = performance.now();
 let sent = 0;
+let sendErrors = 0;
 let inFlight = 0;
 const MAX_IN_FLIGHT = 512;
 process.stdout.write('started\n');
@@ -64,8 +66,9 @@ await new Promise<void>((done) => {
       const q = query(names[sent % names.length]!);
       sent++;
       inFlight++;
-      s.send(q, port, server, () => {
+      s.send(q, port, server, (err) => {
         inFlight--;
+        if (err) sendErrors++;
         if (sent < count && !stop) setImmediate(pump);
         else if (inFlight === 0) done();
       });
@@ -80,4 +83,6 @@ const stoppedEarly = sent < count;
 process.stdin.destroy();
 await new Promise((r) => setTimeout(r, 1000));
 for (const s of sockets) s.close();
-process.stdout.write(`${JSON.stringify({ sent, replies, rcodes, ms, stoppedEarly })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ sent: sent - sendErrors, sendErrors, replies, rcodes, ms, stoppedEarly })}\n`,
+);

@@ -9,9 +9,11 @@
  *   crosses the node's forward hook and is dropped (the unmanaged pod gets the SYN-ACK);
  * - K8S-06: glibc's parallel A + AAAA on one UDP socket (sendmmsg) through the DNS redirect are
  *   each answered once, so no query waits for a resolver retry (the conntrack insert race);
- * - SNI-10: domain fronting inside TLS passes the SNI proxy (a documented residual risk).
- * Known gap, kept as a todo test: a pod that claims another address of its subnet as source is
- * not governed (governance is by source address; anti-spoofing is the CNI's job).
+ * - SNI-10: domain fronting inside TLS passes the SNI proxy (a documented residual risk);
+ * - L3-05 (class), K8S-04: the lab governs the pods' networks (datapath.sourceCIDRs): an address a
+ *   pod adds from its subnet is unknown and gets nothing (dropped and counted, its DNS refused),
+ *   and a pod that sends with another pod's address is dropped at the node's reverse-path check;
+ *   the unmanaged pod (known, no policy) still reaches everything.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -23,6 +25,7 @@ import { findTool, run } from '../../../src/lab/run.ts';
 import {
   assertDropped,
   assertServed,
+  conntrackCount,
   DROP,
   dig,
   downLab,
@@ -245,14 +248,57 @@ describe('end to end: escapes from inside a pod', { skip, concurrency: false }, 
     assert.equal(await nodeTable(), tableBefore, "the node's table did not change");
   });
 
-  it('L3-05 (class): a pod that claims another address of its subnet as its source is still governed', {
-    todo: 'known gap: namegate governs by source address; a pod with NET_ADMIN can add an unassigned address of its subnet and use it as source, which no policy selects. Anti-spoofing (CNI source checks, rp_filter, or governing the whole pod CIDR by default) is needed; see docs/security.md L3-05',
-  }, async () => {
+  /** The node table's named counters (datapath.sourceCIDRs): unknown and spoofed sources. */
+  const sourceDrops = async (name: 'unknown' | 'spoofed'): Promise<number> => {
+    const r = await run(
+      ['ip', 'netns', 'exec', plan.nodeNetns, 'nft', '-j', 'list', 'counter', 'inet', 'namegate', name],
+      { timeoutMs: 10_000 },
+    );
+    const doc = JSON.parse(r.stdout) as { nftables: Array<{ counter?: { packets?: number } }> };
+    const c = doc.nftables.find((x) => x.counter)?.counter;
+    assert.ok(c, `counter ${name} exists`);
+    return c.packets ?? 0;
+  };
+  /** curl from `pod` with `--interface source` (an address the pod added to eth0). */
+  const curlFrom = (pod: string, source: string, name: string) =>
+    labExec(
+      plan,
+      pod,
+      [
+        'curl',
+        '-sS',
+        '--connect-timeout',
+        '2',
+        '--max-time',
+        '6',
+        '--interface',
+        source,
+        '--cacert',
+        ca(),
+        '--resolve',
+        `${name}:443:${ip4(name)}`,
+        `https://${name}/`,
+      ],
+      { timeoutMs: 12_000 },
+    );
+
+  it('L3-05 (class), K8S-04: an address of its subnet that no identity knows gets nothing', async () => {
     const ci = findPod(plan, CI);
-    const spoofed = ci.ipv4.replace(/\.\d+$/, '.99');
-    await run(['ip', '-n', ci.netns, 'addr', 'add', `${spoofed}/24`, 'dev', 'eth0'], { timeoutMs: 10_000 });
+    const claimed = ci.ipv4.replace(/\.\d+$/, '.99');
+    const claimed6 = ci.ipv6.replace(/::\d+$/, '::99');
+    await run(['ip', '-n', ci.netns, 'addr', 'add', `${claimed}/24`, 'dev', 'eth0'], { timeoutMs: 10_000 });
+    await run(['ip', '-n', ci.netns, '-6', 'addr', 'add', `${claimed6}/64`, 'dev', 'eth0', 'nodad'], {
+      timeoutMs: 10_000,
+    });
     try {
-      const r = await labExec(
+      const before = await sourceDrops('unknown');
+      // Before the fix this reached example.org with full TCP: no policy selects the address.
+      const r = await curlFrom(CI, claimed, 'example.org');
+      assert.equal(r.code, 28, `a connection from ${claimed} must be dropped: got ${r.code} ${r.stdout}`);
+      // Not even what the pod's own address may reach (github.com on 443).
+      const gh = await curlFrom(CI, claimed, 'github.com');
+      assert.equal(gh.code, 28, `github.com from ${claimed}: got ${gh.code} ${gh.stdout}`);
+      const v6 = await labExec(
         plan,
         CI,
         [
@@ -263,19 +309,105 @@ describe('end to end: escapes from inside a pod', { skip, concurrency: false }, 
           '--max-time',
           '6',
           '--interface',
-          spoofed,
-          '--cacert',
-          ca(),
-          '--resolve',
-          `example.org:443:${ip4('example.org')}`,
-          'https://example.org/',
+          claimed6,
+          `http://[${siteFor(plan, 'example.org')?.ipv6[0]}]/`,
         ],
         { timeoutMs: 12_000 },
       );
-      assert.equal(r.code, 28, `a connection from ${spoofed} must be dropped: got ${r.code} ${r.stdout}`);
+      assert.equal(v6.code, 28, `IPv6 from ${claimed6}: got ${v6.code} ${v6.stdout}`);
+      assert.ok((await sourceDrops('unknown')) > before, 'dropped and counted as unknown in the node');
+      // Its DNS, to the node's resolver or to another one, is refused (never answered).
+      const from = flowLog(plan).length;
+      for (const server of [plan.resolver.ipv4, plan.otherResolver.ipv4]) {
+        const d = await labExec(
+          plan,
+          CI,
+          ['dig', '+time=2', '+tries=1', '-b', claimed, `@${server}`, 'github.com'],
+          {
+            timeoutMs: 10_000,
+          },
+        );
+        assert.match(d.stdout, /status: REFUSED/, `DNS via ${server} from ${claimed}: ${d.stdout}`);
+      }
+      const refused = await waitFor('the refusals in the flow log', () => {
+        const l = flowLog(plan)
+          .slice(from)
+          .filter((x) => x['src'] === claimed);
+        return l.length >= 2 ? l : null;
+      });
+      for (const l of refused) {
+        assert.equal(l['verdict'], 'deny');
+        assert.equal(l['reason'], 'unknown_source');
+      }
+      // The pod's own address is governed as before.
+      assertServed(await http(plan, CI, 'github.com'), 'github.com', 'ci-runner -> github.com');
     } finally {
-      await run(['ip', '-n', ci.netns, 'addr', 'del', `${spoofed}/24`, 'dev', 'eth0'], { timeoutMs: 10_000 });
+      await run(['ip', '-n', ci.netns, 'addr', 'del', `${claimed}/24`, 'dev', 'eth0'], { timeoutMs: 10_000 });
+      await run(['ip', '-n', ci.netns, '-6', 'addr', 'del', `${claimed6}/64`, 'dev', 'eth0'], {
+        timeoutMs: 10_000,
+      });
     }
+  });
+
+  it("L3-05 (class): a pod sending with another pod's address is dropped at the node", async () => {
+    const ci = findPod(plan, CI);
+    const unm = findPod(plan, UNM);
+    // The unmanaged pod may reach anything: its address is the prize.
+    await run(['ip', '-n', ci.netns, 'addr', 'add', `${unm.ipv4}/32`, 'dev', 'eth0'], { timeoutMs: 10_000 });
+    await run(['ip', '-n', ci.netns, '-6', 'addr', 'add', `${unm.ipv6}/128`, 'dev', 'eth0', 'nodad'], {
+      timeoutMs: 10_000,
+    });
+    try {
+      const before = await sourceDrops('spoofed');
+      const unknown = await sourceDrops('unknown');
+      const r = await curlFrom(CI, unm.ipv4, 'example.org');
+      assert.notEqual(r.code, 0, `spoofed ${unm.ipv4}: ${r.stdout}`);
+      const d = await labExec(
+        plan,
+        CI,
+        ['dig', '+time=2', '+tries=1', '-b', unm.ipv4, `@${plan.otherResolver.ipv4}`, 'example.org'],
+        {
+          timeoutMs: 10_000,
+        },
+      );
+      assert.doesNotMatch(d.stdout, /status: NOERROR/, 'no DNS answer for a spoofed source');
+      const v6 = await labExec(
+        plan,
+        CI,
+        [
+          'curl',
+          '-sS',
+          '--connect-timeout',
+          '2',
+          '--max-time',
+          '6',
+          '--interface',
+          unm.ipv6,
+          `http://[${siteFor(plan, 'example.org')?.ipv6[0]}]/`,
+        ],
+        { timeoutMs: 12_000 },
+      );
+      assert.notEqual(v6.code, 0, `spoofed ${unm.ipv6}: ${v6.stdout}`);
+      assert.ok((await sourceDrops('spoofed')) >= before + 3, 'every spoofed packet was dropped and counted');
+      assert.equal(await sourceDrops('unknown'), unknown, 'dropped at prerouting, before anything else');
+      // No trace of the spoofed flows in the node's conntrack table: dropped before it.
+      assert.equal(await conntrackCount(plan, ['-s', unm.ipv4, '-d', plan.otherResolver.ipv4]), 0);
+    } finally {
+      await run(['ip', '-n', ci.netns, 'addr', 'del', `${unm.ipv4}/32`, 'dev', 'eth0'], {
+        timeoutMs: 10_000,
+      });
+      await run(['ip', '-n', ci.netns, '-6', 'addr', 'del', `${unm.ipv6}/128`, 'dev', 'eth0'], {
+        timeoutMs: 10_000,
+      });
+    }
+    // The unmanaged pod itself (known, no policy selects it) still reaches everything.
+    assertServed(
+      await http(plan, UNM, 'example.org', { via: ip4('example.org') }),
+      'example.org',
+      'unmanaged -> example.org',
+    );
+    const free = await dig(plan, UNM, 'evil.example.com');
+    assert.equal(free.status, 'NOERROR', 'the unmanaged pod resolves any name');
   });
 
   it('L3-07: a SYN crafted on a raw socket or sent as an AF_PACKET frame is dropped at the node', {

@@ -282,6 +282,8 @@ export interface DigResult {
 export interface DigOptions {
   readonly server?: string;
   readonly tcp?: boolean;
+  /** Seconds dig waits for the one answer (default 2). */
+  readonly timeoutS?: number;
 }
 
 export async function dig(
@@ -291,7 +293,7 @@ export async function dig(
   qtype: 'A' | 'AAAA' | 'TXT' = 'A',
   options: DigOptions = {},
 ): Promise<DigResult> {
-  const argv = ['dig', '+time=2', '+tries=1'];
+  const argv = ['dig', `+time=${options.timeoutS ?? 2}`, '+tries=1'];
   if (options.tcp) argv.push('+tcp');
   if (options.server) argv.push(`@${options.server}`);
   argv.push(name, qtype);

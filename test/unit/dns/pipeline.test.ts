@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import dnsPacket from 'dns-packet';
+import { unknownScopeFrom } from '../../../src/dns/route.ts';
 import { UpstreamError } from '../../../src/dns/upstream.ts';
 import {
   A,
@@ -133,6 +134,18 @@ describe('policy verdicts', () => {
     const h = harness({ settings: { unknownSources: 'refuse' } });
     assert.equal(rcodeOf(await h.ask(UNKNOWN, query('anything.example.org'))), 5);
     assert.equal(h.upstreamCalls.length, 0);
+  });
+
+  test('K8S-04 / L3-05: an unknown source inside the source CIDRs is refused even with unknownSources forward', async () => {
+    const h = harness({ settings: unknownScopeFrom(['192.0.2.0/24', '10.0.0.0/16']) });
+    h.upstream = (u) => reply(u.question.name, 'A', [A(u.question.name, '198.51.100.30')]);
+    assert.equal(rcodeOf(await h.ask(UNKNOWN, query('anything.example.org'))), 5);
+    assert.equal(h.lines.at(-1)!['reason'], 'unknown_source');
+    assert.equal(h.upstreamCalls.length, 0, 'never forwarded');
+    // Known sources inside the scope are unaffected: the ungoverned one is forwarded as before.
+    assert.equal(rcodeOf(await h.ask(FREE, query('anything.example.org'))), 0);
+    assert.equal(h.lines.at(-1)!['reason'], 'ungoverned');
+    assert.equal(h.store.size, 0);
   });
 
   test('pass-through zones are forwarded for governed sources without learning', async () => {

@@ -6,7 +6,7 @@ import { CommitBatcher, holdKey } from '../../../src/dns/commit.ts';
 import { FlowLog } from '../../../src/dns/flow-log.ts';
 import { PendingLimiter, RateLimiter } from '../../../src/dns/limits.ts';
 import { literalLookup } from '../../../src/dns/lookup.ts';
-import { inZone, route } from '../../../src/dns/route.ts';
+import { inZone, route, unknownScopeFrom } from '../../../src/dns/route.ts';
 import { makeIdentity } from '../../../src/identity/identity.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import { POLICIES } from './helpers.ts';
@@ -45,6 +45,27 @@ describe('route (the policy stage, pure)', () => {
       assert.equal(r.kind === 'forward' && r.learn, learn);
     });
   }
+  test('unknown sources inside the source CIDRs are refused, outside forwarded (K8S-04)', () => {
+    const scoped = { ...settings, ...unknownScopeFrom(['10.10.0.0/16', 'fd00:10::/32']) };
+    for (const src of ['10.10.2.99', 'fd00:10:2::99']) {
+      const r = route(scoped, set, undefined, 'api.example.com', src);
+      assert.equal(r.kind, 'refuse', src);
+      assert.equal(r.reason, 'unknown_source');
+      assert.equal(r.kind === 'refuse' && r.rcode, 5);
+    }
+    for (const src of ['192.0.2.1', '2001:db8::1', 'not-an-ip', undefined]) {
+      const r = route(scoped, set, undefined, 'api.example.com', src);
+      assert.equal(r.kind, 'forward', String(src));
+      assert.equal(r.reason, 'unknown_source');
+    }
+    // A known source is decided by policy, in the scope or not.
+    assert.equal(route(scoped, set, free, 'evil.example.org', '10.10.2.2').reason, 'ungoverned');
+    assert.equal(route(scoped, set, web, 'api.example.com', '10.10.1.2').verdict, 'allow');
+    // unknownSources refuse refuses everywhere; no scope changes nothing.
+    const refuse = { ...settings, unknownSources: 'refuse' as const };
+    assert.equal(route(refuse, set, undefined, 'x.example', '192.0.2.1').kind, 'refuse');
+    assert.deepEqual(unknownScopeFrom([]), {});
+  });
   test('inZone', () => {
     assert.ok(inZone('a.cluster.local', ['cluster.local']));
     assert.ok(!inZone('acluster.local', ['cluster.local']));

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { validateConfig } from '../../../src/config/load.ts';
 import { isNamegateError } from '../../../src/core/errors.ts';
+import { CidrSet, parseCidr } from '../../../src/core/ip.ts';
 import { agentConfigYaml, dnsRedirectTarget, labAgentConfig } from '../../../src/lab/agent-config.ts';
 import { knotConfig, updateScript, zoneFile } from '../../../src/lab/knot-config.ts';
 import { internetSockets, listenersConfig } from '../../../src/lab/lab.ts';
@@ -161,6 +162,27 @@ describe('agent configuration', () => {
     assert.deepEqual(c.policies, ['/x/examples']);
     assert.deepEqual(dnsRedirectTarget(plan), { ipv4: '10.10.0.53', ipv6: 'fd00:10::53', port: 53 });
     assert.deepEqual(parse(agentConfigYaml(plan, c)), c);
+  });
+
+  it("governs the pods' networks by default: every pod address is inside sourceCIDRs (L3-05)", () => {
+    const c = labAgentConfig(plan, ['/x/examples']);
+    assert.deepEqual(c.datapath?.sourceCIDRs, ['10.10.0.0/16', 'fd00:10::/32']);
+    const scope = new CidrSet(
+      (c.datapath?.sourceCIDRs ?? []).map((t) => {
+        const p = parseCidr(t);
+        assert.ok(typeof p !== 'string', t);
+        return p;
+      }),
+    );
+    for (const p of plan.pods) {
+      assert.ok(scope.has(p.ipv4) && scope.has(p.ipv6), p.id);
+      // Unassigned addresses of a pod's subnet are inside too: they are the bypass this closes.
+      assert.ok(scope.has(p.ipv4.replace(/\.\d+$/, '.99')), p.id);
+    }
+    assert.ok(!scope.has(plan.upstream.ipv4) && !scope.has(plan.upstream.ipv6));
+    const loaded = validateConfig(JSON.parse(JSON.stringify(c)), '/', 'lab agent config');
+    assert.deepEqual(loaded.datapath.sourceCIDRs, ['10.10.0.0/16', 'fd00:10::/32']);
+    assert.equal(loaded.datapath.antiSpoof, true);
   });
 
   it('loads with the agent config schema', () => {
