@@ -34,7 +34,7 @@ import { ConnectProxy } from '../proxy/connect-proxy.ts';
 import { originalDestinationFor } from '../proxy/original-dst.ts';
 import { UpstreamResolver } from '../proxy/resolver.ts';
 import { SniProxy } from '../proxy/sni-proxy.ts';
-import { nftConfigFrom, unknownSourcesWarning } from './config.ts';
+import { dnsGuardFrom, nftConfigFrom, unknownSourcesWarning } from './config.ts';
 import { Enforcer } from './enforcer.ts';
 import { kubernetesSources } from './kubernetes.ts';
 import { parseListen } from './listen.ts';
@@ -115,7 +115,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         const sniPort = config.proxy.sni.enabled ? parseListen(config.proxy.sni.listen[0] ?? '').port : null;
         const dpMetrics = new DatapathMetrics(registry);
         const nft = await NftDatapath.open({
-          config: nftConfigFrom(config.datapath, dnsPort, sniPort),
+          config: nftConfigFrom(
+            config.datapath,
+            dnsPort,
+            sniPort,
+            dnsGuardFrom(
+              config.datapath,
+              config.dns.listen.map((l) => parseListen(l).port),
+              config.dns.limits,
+            ),
+          ),
           executor: config.datapath.executor,
           clock,
           logger: log.child({ component: 'datapath' }),

@@ -5,7 +5,12 @@
  */
 import { z } from 'zod';
 import { parseCidr } from '../core/ip.ts';
-import { MAX_INTERNAL_CIDRS, MAX_SOURCE_CIDRS, type NftConfigInput } from '../datapath/nft-config.ts';
+import {
+  type DnsGuard,
+  MAX_INTERNAL_CIDRS,
+  MAX_SOURCE_CIDRS,
+  type NftConfigInput,
+} from '../datapath/nft-config.ts';
 
 /** A CIDR ("10.244.0.0/16", "fd00:10:244::/56"; a bare address is a /32 or /128), not /0. */
 const cidrNotZero = (whyNotZero: string) =>
@@ -74,6 +79,18 @@ export const DatapathSectionSchema = z.strictObject({
         "their source does not use (strict reverse path), so a workload cannot use another one's address. " +
         'Turn off with asymmetric routing towards the workloads (docs/datapath.md).',
     ),
+  dnsFloodLimit: z
+    .number()
+    .int()
+    .min(0)
+    .max(10_000_000)
+    .optional()
+    .describe(
+      'UDP packets per second per source that the kernel lets reach the DNS proxy; the rest is dropped and ' +
+        'counted (namegate_datapath_dns_flood_drops_total) before the socket, so one flooding source cannot ' +
+        "fill the socket's buffer and starve the others. Default: 4 x dns.limits.ratePerSource (burst 4 x " +
+        "burstPerSource), above the proxy's own token bucket, which stays the precise limit. 0: off.",
+    ),
   logDrops: z
     .boolean()
     .default(false)
@@ -105,6 +122,24 @@ export const HttpSectionSchema = z.strictObject({
 });
 
 export type DatapathSection = z.output<typeof DatapathSectionSchema>;
+
+/**
+ * The kernel's DNS flood guard: every UDP port the proxy listens on (a redirect lands on one of
+ * them), at datapath.dnsFloodLimit packets/s per source or four times the proxy's own limits.
+ */
+export function dnsGuardFrom(
+  section: DatapathSection,
+  listenPorts: readonly number[],
+  limits: { readonly ratePerSource: number; readonly burstPerSource: number },
+): DnsGuard | null {
+  if (section.dnsFloodLimit === 0 || listenPorts.length === 0) return null;
+  const rate = section.dnsFloodLimit ?? 4 * limits.ratePerSource;
+  return {
+    ports: [...new Set(listenPorts)].sort((a, b) => a - b).slice(0, 16),
+    rate,
+    burst: Math.max(rate, 4 * limits.burstPerSource),
+  };
+}
 export type HttpSection = z.output<typeof HttpSectionSchema>;
 
 /**
@@ -115,6 +150,7 @@ export function nftConfigFrom(
   section: DatapathSection,
   dnsListenPort: number,
   verifyPort: number | null,
+  dnsGuard: DnsGuard | null = null,
 ): NftConfigInput {
   const r = section.dnsRedirect;
   return {
@@ -126,6 +162,7 @@ export function nftConfigFrom(
     internalCidrs: section.internalCIDRs,
     sourceCidrs: section.sourceCIDRs,
     antiSpoof: section.antiSpoof,
+    dnsGuard,
     logDrops: section.logDrops,
     logAudit: section.logAudit,
     ...(section.output ? { output: section.output } : {}),

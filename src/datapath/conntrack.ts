@@ -4,8 +4,8 @@
  * a stale UDP/53 entry would carry its queries past the new redirect). Spawned per forget batch (a rare path),
  * one process at a time, each bounded in time; counts what it deleted.
  */
-import { spawn } from 'node:child_process';
 import { canonicalIp, ipFamily, parseCidr } from '../core/ip.ts';
+import { run } from '../core/run.ts';
 import { type AddrRange, addressRange, cidrRange, rangeContains } from './ip-range.ts';
 import type { LearnedRange } from './nft-elements.ts';
 
@@ -36,35 +36,14 @@ export class Conntrack {
     this.#timeoutMs = options.timeoutMs ?? 5_000;
   }
 
-  #spawn(args: readonly string[]): Promise<Run> {
-    return new Promise((resolve) => {
-      const child = spawn(this.#binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let size = 0;
-      let failure: string | null = null;
-      const timer = setTimeout(() => {
-        failure = `conntrack did not finish within ${this.#timeoutMs} ms`;
-        child.kill('SIGKILL');
-      }, this.#timeoutMs);
-      const take = (into: Buffer[]) => (c: Buffer) => {
-        size += c.length;
-        if (size <= 16 * 1024 * 1024) into.push(c);
-      };
-      child.stdout.on('data', take(out));
-      child.stderr.on('data', take(err));
-      child.on('error', (e) => {
-        failure = `cannot run ${this.#binary}: ${e.message}`;
-      });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({
-          code: failure === null ? code : null,
-          out: Buffer.concat(out).toString('utf8'),
-          err: failure ?? Buffer.concat(err).toString('utf8').trim(),
-        });
-      });
-    });
+  async #spawn(args: readonly string[]): Promise<Run> {
+    const r = await run([this.#binary, ...args], { timeoutMs: this.#timeoutMs, maxBytes: 16 * 1024 * 1024 });
+    const failure = r.timedOut
+      ? `conntrack did not finish within ${this.#timeoutMs} ms`
+      : r.startError !== null
+        ? `cannot run ${this.#binary}: ${r.startError}`
+        : null;
+    return { code: failure === null ? r.code : null, out: r.stdout, err: failure ?? r.stderr.trim() };
   }
 
   /** Serialized: concurrent callers queue behind each other. */

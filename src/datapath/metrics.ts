@@ -22,6 +22,8 @@ export interface SourceDrops {
   readonly unknown: number;
   /** The source failed the reverse-path check (another workload's address). */
   readonly spoofed: number;
+  /** UDP to the DNS proxy over the source's kernel rate limit (config.dnsGuard). */
+  readonly dnsFlood: number;
 }
 
 export interface DatapathMetricsOptions {
@@ -47,6 +49,7 @@ export class DatapathMetrics {
   readonly reconciles: Counter<'result'>;
   readonly droppedPackets: Counter<'source' | 'mode'>;
   readonly unknownSourceDrops: Counter<'reason'>;
+  readonly dnsFloodDrops: Counter;
   readonly executor: Gauge<'kind'>;
   readDrops: (() => Promise<readonly DropCount[]>) | undefined;
   readSourceDrops: (() => Promise<SourceDrops>) | undefined;
@@ -130,6 +133,19 @@ export class DatapathMetrics {
     let cache: { at: number; rows: readonly DropCount[] } | null = null;
     let sourceCache: { at: number; drops: SourceDrops } | null = null;
     const self = this;
+    /** The named kernel counters, read at most every 5 s for both metrics below. */
+    const sourceDrops = async (): Promise<SourceDrops | null> => {
+      if (!self.readSourceDrops) return null;
+      const now = Date.now();
+      if (sourceCache === null || now - sourceCache.at > 5_000) {
+        try {
+          sourceCache = { at: now, drops: await self.readSourceDrops() };
+        } catch {
+          return null;
+        }
+      }
+      return sourceCache.drops;
+    };
     this.unknownSourceDrops = new Counter({
       name: 'namegate_datapath_unknown_source_drops_total',
       help:
@@ -138,18 +154,22 @@ export class DatapathMetrics {
       labelNames: ['reason'],
       registers,
       async collect() {
-        if (!self.readSourceDrops) return;
-        const now = Date.now();
-        if (sourceCache === null || now - sourceCache.at > 5_000) {
-          try {
-            sourceCache = { at: now, drops: await self.readSourceDrops() };
-          } catch {
-            return;
-          }
-        }
+        const drops = await sourceDrops();
+        if (drops === null) return;
         this.reset();
-        this.inc({ reason: 'unknown' }, sourceCache.drops.unknown);
-        this.inc({ reason: 'spoofed' }, sourceCache.drops.spoofed);
+        this.inc({ reason: 'unknown' }, drops.unknown);
+        this.inc({ reason: 'spoofed' }, drops.spoofed);
+      },
+    });
+    this.dnsFloodDrops = new Counter({
+      name: 'namegate_datapath_dns_flood_drops_total',
+      help: 'UDP packets to the DNS proxy dropped in the kernel: their source was over its rate limit',
+      registers,
+      async collect() {
+        const drops = await sourceDrops();
+        if (drops === null) return;
+        this.reset();
+        this.inc(drops.dnsFlood);
       },
     });
     this.droppedPackets = new Counter({

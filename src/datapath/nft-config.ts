@@ -80,6 +80,22 @@ export interface NftConfig {
    * not have it).
    */
   readonly antiSpoof: boolean;
+  /**
+   * A per-source packet rate limit on UDP to the DNS proxy's ports, in the kernel (input hook):
+   * a flooding source is cut down before its packets reach the proxy's socket, whose receive
+   * buffer would otherwise fill and drop every source's queries alike (NODE-06). Set above the
+   * proxy's own token bucket, which stays the precise limit. Counted (`dnsflood`). null: off.
+   */
+  readonly dnsGuard: DnsGuard | null;
+}
+
+export interface DnsGuard {
+  /** UDP ports the DNS proxy listens on (after any redirect: the ports its sockets have). */
+  readonly ports: readonly number[];
+  /** Packets per second per source address. */
+  readonly rate: number;
+  /** Packets a source may send at once above the rate. */
+  readonly burst: number;
 }
 
 /** At most this many internal CIDRs: the sets are single-field interval sets, which
@@ -105,6 +121,7 @@ export const DEFAULT_NFT_CONFIG: NftConfig = {
   internalCidrs: [],
   sourceCidrs: [],
   antiSpoof: true,
+  dnsGuard: null,
 };
 
 export type NftConfigInput = Partial<Omit<NftConfig, 'sizes' | 'output'>> & {
@@ -168,6 +185,7 @@ export function resolveNftConfig(input: NftConfigInput = {}): NftConfig {
   if (!Number.isInteger(c.maxTimeoutMs) || c.maxTimeoutMs < c.minTimeoutMs)
     fail(`maxTimeoutMs ${c.maxTimeoutMs} is not >= minTimeoutMs`);
   if (typeof c.antiSpoof !== 'boolean') fail(`antiSpoof ${JSON.stringify(c.antiSpoof)} is not a boolean`);
+  if (c.dnsGuard !== null) checkDnsGuard(c.dnsGuard);
   return {
     ...c,
     internalCidrs: cidrList(
@@ -183,6 +201,19 @@ export function resolveNftConfig(input: NftConfigInput = {}): NftConfig {
       'would govern every source, the internet included; list the workload networks',
     ),
   };
+}
+
+function checkDnsGuard(g: DnsGuard): void {
+  const ports = g.ports;
+  if (!Array.isArray(ports) || ports.length === 0 || ports.length > 16)
+    fail('dnsGuard.ports must list 1 to 16 ports');
+  for (const [i, p] of ports.entries()) port(p, `dnsGuard.ports[${i}]`);
+  for (const [key, v] of [
+    ['rate', g.rate],
+    ['burst', g.burst],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > 10_000_000) fail(`dnsGuard.${key} ${v} is not in 1..10000000`);
+  }
 }
 
 /**

@@ -49,6 +49,7 @@ import {
 import { planReconcile, type ReconcilePlan, type SetChange } from './nft-reconcile.ts';
 import {
   COUNTER_NAMES,
+  counterNames,
   FAMILIES,
   type Family,
   LEARNED_ROLES,
@@ -672,10 +673,13 @@ export class NftDatapath implements Datapath {
   /**
    * Packets of the source CIDRs dropped because no identity knows the source (`unknown`) or
    * because they failed the reverse-path check (`spoofed`): the table's named counters, 0 while
-   * a counter does not exist (no source CIDRs configured, or no table).
+   * a counter does not exist (no source CIDRs configured, or no table); and UDP packets to the
+   * DNS proxy over a source's kernel rate limit (`dnsFlood`, with config.dnsGuard).
    */
   async readSourceDrops(): Promise<SourceDrops> {
+    const kept = counterNames(this.config);
     const read = async (name: string): Promise<number> => {
+      if (!kept.includes(name)) return 0;
       const r = await this.#exec.run(`list counter inet ${this.config.table} ${name}`, { json: true });
       if (!r.ok) {
         if (TABLE_MISSING.test(r.err)) return 0;
@@ -683,7 +687,11 @@ export class NftDatapath implements Datapath {
       }
       return parseCounter(r.out).packets;
     };
-    return { unknown: await read(COUNTER_NAMES.unknown), spoofed: await read(COUNTER_NAMES.spoofed) };
+    return {
+      unknown: await read(COUNTER_NAMES.unknown),
+      spoofed: await read(COUNTER_NAMES.spoofed),
+      dnsFlood: await read(COUNTER_NAMES.dnsflood),
+    };
   }
 
   /** The address ranges these single-field sets hold. */
@@ -716,7 +724,7 @@ export class NftDatapath implements Datapath {
       executor: this.#exec.kind,
       sets,
       drops: table ? await this.readDropCounters() : [],
-      sourceDrops: table ? await this.readSourceDrops() : { unknown: 0, spoofed: 0 },
+      sourceDrops: table ? await this.readSourceDrops() : { unknown: 0, spoofed: 0, dnsFlood: 0 },
     };
   }
 

@@ -4,10 +4,10 @@
  * socket pair Node uses for a child's stdin. Bounded in time (killed after timeoutMs) and in
  * output size.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { run } from '../core/run.ts';
 import type { NftExecutor, NftOutputOptions, NftResult } from './nft-executor.ts';
 
 const MAX_OUTPUT = 512 * 1024 * 1024;
@@ -31,40 +31,21 @@ export class SpawnExecutor implements NftExecutor {
     const file = join(this.#dir, `batch-${++this.#seq}.nft`);
     writeFileSync(file, commands, { mode: 0o600 });
     const args = [...(options.json ? ['-j'] : []), ...(options.terse ? ['-t'] : []), '-f', file];
-    return new Promise((resolve) => {
-      const child = spawn(this.#binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let size = 0;
-      let failure: string | null = null;
-      const timer = setTimeout(() => {
-        failure = `nft did not finish within ${this.#timeoutMs} ms`;
-        child.kill('SIGKILL');
-      }, this.#timeoutMs);
-      const collect = (into: Buffer[]) => (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_OUTPUT) {
-          failure = `nft output exceeded ${MAX_OUTPUT} bytes`;
-          child.kill('SIGKILL');
-          return;
-        }
-        into.push(chunk);
+    return run([this.#binary, ...args], { timeoutMs: this.#timeoutMs, maxBytes: MAX_OUTPUT }).then((r) => {
+      rmSync(file, { force: true });
+      const failure = r.timedOut
+        ? `nft did not finish within ${this.#timeoutMs} ms`
+        : r.truncated
+          ? `nft output exceeded ${MAX_OUTPUT} bytes`
+          : r.startError !== null
+            ? `cannot run ${this.#binary}: ${r.startError}`
+            : null;
+      const errText = r.stderr.trim();
+      return {
+        ok: failure === null && r.code === 0,
+        out: r.stdout,
+        err: failure ?? (errText || (r.code === 0 ? '' : `nft exited with ${r.code}`)),
       };
-      child.stdout.on('data', collect(out));
-      child.stderr.on('data', collect(err));
-      child.on('error', (e) => {
-        failure = `cannot run ${this.#binary}: ${e.message}`;
-      });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        rmSync(file, { force: true });
-        const errText = Buffer.concat(err).toString('utf8').trim();
-        resolve({
-          ok: failure === null && code === 0,
-          out: Buffer.concat(out).toString('utf8'),
-          err: failure ?? (errText || (code === 0 ? '' : `nft exited with ${code}`)),
-        });
-      });
     });
   }
 

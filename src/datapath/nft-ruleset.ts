@@ -41,7 +41,8 @@ export type SetRole =
   | 'internal'
   | 'ungoverned'
   | 'ungovernednet'
-  | 'scope';
+  | 'scope'
+  | 'dnsguard';
 export const SET_ROLES: readonly SetRole[] = [
   'enforce',
   'audit',
@@ -82,6 +83,11 @@ export interface SetDef {
   readonly size: number;
   /** A counter on every element (per-source drop counters). */
   readonly counter: boolean;
+  /**
+   * Filled from the packet path (`update @set`). Not in `flags` because nft 1.0.6's JSON
+   * listing leaves the `dynamic` flag out, and flags are compared with that listing.
+   */
+  readonly dynamic?: boolean;
 }
 
 /** Named counters (objects of the table): they survive the chain flush of every reconcile. */
@@ -90,11 +96,13 @@ export const COUNTER_NAMES = {
   unknown: 'unknown',
   /** Packets inside the source CIDRs that failed the reverse-path check, dropped. */
   spoofed: 'spoofed',
+  /** UDP packets to the DNS proxy over a source's kernel rate limit, dropped. */
+  dnsflood: 'dnsflood',
 } as const;
 
 export interface BaseChain {
   readonly type: 'filter' | 'nat';
-  readonly hook: 'prerouting' | 'forward' | 'output';
+  readonly hook: 'prerouting' | 'input' | 'forward' | 'output';
   readonly priority: number;
   readonly policy: 'accept';
 }
@@ -119,6 +127,10 @@ export const INTERNAL_SET_SIZE = 2 * MAX_INTERNAL_CIDRS;
 export const SCOPE_SET_SIZE = 2 * MAX_SOURCE_CIDRS;
 /** Priority of the anti-spoofing chain: raw, before conntrack (-200) makes an entry. */
 export const ANTISPOOF_PRIORITY = -300;
+/** Priority of the DNS flood guard (input hook): before any filter of the node at 0. */
+export const DNS_GUARD_PRIORITY = -150;
+/** How long a quiet source's rate state stays in the guard's set. */
+const DNS_GUARD_IDLE = '60s';
 
 export const LOG_PREFIX_DROP = 'namegate-drop ';
 export const LOG_PREFIX_AUDIT = 'namegate-audit ';
@@ -181,6 +193,9 @@ export function setDefs(c: NftConfig): SetDef[] {
       // config.sourceCidrs: a few prefixes, merged (like `internal`).
       def('scope', [addr], ['interval'], SCOPE_SET_SIZE),
     );
+    // config.dnsGuard: one rate state per source that sent DNS lately, made by the packet path.
+    if (c.dnsGuard !== null)
+      out.push({ ...def('dnsguard', [addr], ['timeout'], c.sizes.sources), dynamic: true });
   }
   return out;
 }
@@ -398,6 +413,20 @@ export function chainDefs(c: NftConfig): ChainDef[] {
       });
     }
   }
+  if (c.dnsGuard !== null) {
+    const g = c.dnsGuard;
+    const ports = g.ports.length === 1 ? String(g.ports[0]) : `{ ${g.ports.join(', ')} }`;
+    chains.push({
+      name: 'filter_input',
+      base: { type: 'filter', hook: 'input', priority: DNS_GUARD_PRIORITY, policy: 'accept' },
+      rules: perSet(
+        ['dnsguard'],
+        (ip, set) =>
+          `meta l4proto udp th dport ${ports} update @${set} { ${ip} saddr timeout ${DNS_GUARD_IDLE} ` +
+          `limit rate over ${g.rate}/second burst ${g.burst} packets } counter name "${COUNTER_NAMES.dnsflood}" drop`,
+      ),
+    });
+  }
   if (c.output.enabled) {
     const uids = `{ ${c.output.exemptUids.join(', ')} }`;
     chains.push(
@@ -426,7 +455,8 @@ export function chainDefs(c: NftConfig): ChainDef[] {
 /** The body of `add set` (between the braces). */
 export function renderSetBody(def: SetDef): string {
   const parts = [`type ${def.type.join(' . ')};`];
-  if (def.flags.length > 0) parts.push(`flags ${def.flags.join(',')};`);
+  const flags = def.dynamic ? [...def.flags, 'dynamic'].sort() : def.flags;
+  if (flags.length > 0) parts.push(`flags ${flags.join(',')};`);
   parts.push(`size ${def.size};`);
   if (def.counter) parts.push('counter;');
   return parts.join(' ');
@@ -439,7 +469,10 @@ export function renderChainHead(chain: ChainDef): string {
 
 /** The named counters the table holds for this config (created by reconcile, never reset). */
 export function counterNames(c: NftConfig): string[] {
-  return governsUnknown(c) ? [COUNTER_NAMES.unknown, COUNTER_NAMES.spoofed] : [];
+  return [
+    ...(governsUnknown(c) ? [COUNTER_NAMES.unknown, COUNTER_NAMES.spoofed] : []),
+    ...(c.dnsGuard !== null ? [COUNTER_NAMES.dnsflood] : []),
+  ];
 }
 
 /** The whole table as `nft list` would show it (without elements). */

@@ -37,6 +37,7 @@ import { type LineSink, ProxyFlowLog } from './flow-log.ts';
 import { HttpGate } from './http-gate.ts';
 import { type HeadLimits, parseRequestHead, type RequestHead } from './http-head.ts';
 import {
+  admit,
   ConnectionLimiter,
   closeAll,
   type ListenAddress,
@@ -209,18 +210,11 @@ export class ConnectProxy {
   }
 
   #accept(socket: net.Socket): void {
-    socket.on('error', () => {});
-    const src = peerAddress(socket.remoteAddress);
-    if (!src || this.#stopped || !this.#limiter.acquire(src)) {
+    const src = admit(socket, this.#limiter, this.#sockets, this.#stopped);
+    if (src === null) {
       this.#metrics.count('connect', 'deny', 'limit');
-      socket.destroy();
       return;
     }
-    this.#sockets.add(socket);
-    socket.once('close', () => {
-      this.#sockets.delete(socket);
-      this.#limiter.release(src);
-    });
     const c: Conn = {
       id: ++this.#ids,
       socket,

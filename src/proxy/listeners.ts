@@ -59,6 +59,32 @@ export class ConnectionLimiter {
   }
 }
 
+/**
+ * Take an accepted client socket in: its errors never become uncaught exceptions (NODE-05), and
+ * it holds a slot of the limiter (and a place in `open`) until it closes. Returns the client's
+ * address, or null when the socket was refused (stopping, or over a cap) and destroyed.
+ */
+export function admit(
+  socket: net.Socket,
+  limiter: ConnectionLimiter,
+  open: Set<net.Socket>,
+  stopping: boolean,
+): string | null {
+  // Attached first, before anything can fail.
+  socket.on('error', () => {});
+  const src = peerAddress(socket.remoteAddress);
+  if (!src || stopping || !limiter.acquire(src)) {
+    socket.destroy();
+    return null;
+  }
+  open.add(socket);
+  socket.once('close', () => {
+    open.delete(socket);
+    limiter.release(src);
+  });
+  return src;
+}
+
 /** Listen on every address; resolves with the bound addresses (port 0 picks one). */
 export async function listenAll(
   addresses: readonly ListenAddress[],

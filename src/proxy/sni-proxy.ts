@@ -34,6 +34,7 @@ import { type LineSink, ProxyFlowLog } from './flow-log.ts';
 import { GateError, HttpGate } from './http-gate.ts';
 import { type HeadLimits, parseRequestHead, type RequestHead } from './http-head.ts';
 import {
+  admit,
   ConnectionLimiter,
   closeAll,
   type ListenAddress,
@@ -164,19 +165,11 @@ export class SniProxy {
   }
 
   #accept(socket: net.Socket): void {
-    // Attached first: no socket error may ever become an uncaught exception (NODE-05).
-    socket.on('error', () => {});
-    const src = peerAddress(socket.remoteAddress);
-    if (!src || this.#stopped || !this.#limiter.acquire(src)) {
+    const src = admit(socket, this.#limiter, this.#sockets, this.#stopped);
+    if (src === null) {
       this.#metrics.count('sni', 'deny', 'limit');
-      socket.destroy();
       return;
     }
-    this.#sockets.add(socket);
-    socket.once('close', () => {
-      this.#sockets.delete(socket);
-      this.#limiter.release(src);
-    });
     const c: Conn = {
       id: ++this.#ids,
       socket,

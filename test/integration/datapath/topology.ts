@@ -64,6 +64,14 @@ export async function topology(t: TestContext): Promise<Topology> {
   await podB.route('default', 'fd00:2::fe');
   await inet.route('default', '203.0.113.254');
   await inet.route('default', '2001:db8:2::fe');
+  // Resolve every neighbour once before any test: a first packet sent while a fresh veth is
+  // still coming up is lost, and its neighbour solicitation is retried only after a second,
+  // which a probe's short timeout would take for a drop.
+  await Promise.all(
+    ['10.0.1.1', 'fd00:1::1', '10.0.2.1', 'fd00:2::1', '203.0.113.10', '2001:db8:2::10'].map((ip) =>
+      router.run(['ping', '-q', '-c', '1', '-w', '5', ip]),
+    ),
+  );
   return { podA, podB, router, inet };
 }
 

@@ -5,9 +5,12 @@
  * the flood are done). The agent must:
  * - survive (same process, /readyz ready) with its memory bounded and no query left pending;
  * - keep answering other pods during the flood;
- * - limit the flooding source (token bucket per source) and count what it refused;
- * - account for every packet: each one sent is a counted query, a counted drop, or a drop of
- *   the kernel on the listening socket (its receive buffer was full; `ss` shows it per socket).
+ * - limit the flooding source, twice: in the kernel (a per-source packet rate on the proxy's
+ *   UDP ports, the `dnsflood` counter), so the flood cannot fill the listening socket for
+ *   everyone, and in the proxy (token bucket per source); count what each refused;
+ * - account for every packet: each one sent is a counted query, a counted drop (proxy or
+ *   kernel guard), a drop on the listening socket (its receive buffer was full; `ss` shows it
+ *   per socket) or on a link of the path.
  * The listening socket's receive buffer is the configured one (recvBufferBytes), not the
  * kernel default.
  */
@@ -41,6 +44,11 @@ const NAME = uniqueLabName('bst');
 const PAY = 'payments-api';
 const FLOOD = fileURLToPath(new URL('./dns-flood.ts', import.meta.url));
 const MAX_PACKETS = 1_000_000;
+/**
+ * The other pods ask once this many queries have left: more than both limits let through at once
+ * (the kernel guard's burst of 16,000 and the proxy's bucket of 4,000, the defaults).
+ */
+const FLOODING_AFTER = 40_000;
 /** RSS the agent may gain from the flood (its steady RSS is ~160 MB with default metrics). */
 const RSS_GROWTH_BOUND = 128 * 1024 * 1024;
 
@@ -89,6 +97,19 @@ describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, (
     }
     return total;
   };
+  /** UDP packets to the proxy the kernel's flood guard dropped (the `dnsflood` counter). */
+  const guardDrops = async (): Promise<number> => {
+    const r = await run(
+      ['ip', 'netns', 'exec', plan.nodeNetns, 'nft', '-j', 'list', 'counter', 'inet', 'namegate', 'dnsflood'],
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    assert.equal(r.code, 0, `the flood guard's counter exists: ${r.stderr}`);
+    const m = /"packets":\s*(\d+)/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    return Number(m[1]);
+  };
   const queries = (m: readonly Sample[]) => sum(m, 'namegate_dns_queries_total');
   const drops = (m: readonly Sample[], reason?: string) =>
     sum(m, 'namegate_dns_drops_total', reason ? { reason } : {});
@@ -114,6 +135,7 @@ describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, (
     const l0 = await listener();
     const path = [plan.nodeNetns, findPod(plan, PAY).netns];
     const links0 = await linkDrops(path);
+    const guard0 = await guardDrops();
     assert.ok(l0.rb >= 4 * 1024 * 1024, `the listener's receive buffer was raised (rb ${l0.rb})`);
     const logged = flowLog(plan).length;
 
@@ -130,6 +152,7 @@ describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, (
       String(MAX_PACKETS),
       'evil.example.com,evil.example.com,evil.example.com,api.stripe.com',
       '8',
+      String(FLOODING_AFTER),
     ]);
     flooder = child;
     let out = '';
@@ -140,14 +163,14 @@ describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, (
       out += d.toString();
     });
     const exited = new Promise<void>((r) => child.on('close', () => r()));
-    await waitFor('the flood to start', () => {
+    await waitFor('the flood to be under way', () => {
       if (child.exitCode !== null) throw new Error(`flooder exited: ${out}`);
-      return out.includes('started');
+      return out.includes('flooding');
     });
 
     // During the flood, other pods ask (each dig is one query: +tries=1). The wait is generous:
     // the check is that they are answered, not how fast on a busy shared machine.
-    const patient = { timeoutS: 5 };
+    const patient = { timeoutS: 3 };
     const others = await Promise.all([
       ...Array.from({ length: 5 }, () => dig(plan, 'ci-runner', 'github.com', 'A', patient)),
       ...Array.from({ length: 3 }, () => dig(plan, 'web', 'pypi.org', 'A', patient)),
@@ -180,6 +203,7 @@ describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, (
     );
     const l1 = await listener();
     const links1 = await linkDrops(path);
+    const guard1 = await guardDrops();
 
     // Survived, bounded.
     assert.equal(await agentPid(plan), pid);
@@ -216,13 +240,15 @@ describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, (
     const appDrops = drops(m1) - drops(m0);
     const kernelDrops = l1.drops - l0.drops;
     const pathDrops = links1 - links0;
+    const guarded = guard1 - guard0;
+    assert.ok(guarded > 0, "the kernel's per-source guard cut the flood before the proxy's socket");
     t.diagnostic(
-      `flood: ${result.sent} sent in ${result.ms} ms; agent: ${answered} answered, ${limited} rate-limited, ${kernelDrops} dropped by the socket, ${pathDrops} by the links; RSS +${(growth / 2 ** 20).toFixed(1)} MiB`,
+      `flood: ${result.sent} sent in ${result.ms} ms; agent: ${answered} answered, ${limited} rate-limited, ${guarded} dropped by the kernel's flood guard, ${kernelDrops} by the socket, ${pathDrops} by the links; RSS +${(growth / 2 ** 20).toFixed(1)} MiB`,
     );
     assert.equal(
-      answered + appDrops + kernelDrops + pathDrops,
+      answered + appDrops + guarded + kernelDrops + pathDrops,
       sent,
-      `sent ${sent} = queries ${answered} + namegate drops ${appDrops} + socket drops ${kernelDrops} + link drops ${pathDrops}`,
+      `sent ${sent} = queries ${answered} + namegate drops ${appDrops} + guard drops ${guarded} + socket drops ${kernelDrops} + link drops ${pathDrops}`,
     );
   });
 });

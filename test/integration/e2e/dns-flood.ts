@@ -1,19 +1,21 @@
 /**
  * A bounded UDP DNS flood for the end-to-end tests (run inside a pod namespace):
- *   node dns-flood.ts <server> <port> <count> <name[,name...]> [sockets]
+ *   node dns-flood.ts <server> <port> <count> <name[,name...]> [sockets] [announce]
  * Sends up to `count` queries (A, the names in turn, random IDs) as fast as the sockets take
  * them, stops early when a line arrives on stdin, then waits one second for late replies and
  * prints one JSON line:
  *   {"sent":20000,"sendErrors":0,"replies":4312,"rcodes":{"0":312,"5":4000},"ms":812,"stoppedEarly":true}
  * `sent` counts the queries the kernel took; `sendErrors` the ones it refused (never on the wire).
- * It prints "started" when the first query leaves, so a test can act during the flood and then
- * stop it; stoppedEarly says the flood was still going when it was told to stop.
+ * It prints "started" when the first query leaves and "flooding" once `announce` queries have
+ * left (the limits have had something to cut), so a test can act during the flood and then stop
+ * it; stoppedEarly says the flood was still going when it was told to stop.
  */
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 
-const [server = '', portText = '53', countText = '0', namesText = '', socketsText = '4'] =
+const [server = '', portText = '53', countText = '0', namesText = '', socketsText = '4', announceText = '0'] =
   process.argv.slice(2);
+const announce = Math.max(0, Number(announceText) || 0);
 const port = Number(portText);
 const count = Math.min(Number(countText), 1_000_000);
 const names = namesText.split(',').filter((n) => n.length > 0);
@@ -57,26 +59,36 @@ const started = performance.now();
 let sent = 0;
 let sendErrors = 0;
 let inFlight = 0;
+/** Sends handed to the kernel but not yet confirmed: a bound on the memory libuv queues. */
 const MAX_IN_FLIGHT = 512;
+/** Sends per turn of the event loop: between turns it reads stdin, so `stop` is seen at once. */
+const BATCH = 256;
 process.stdout.write('started\n');
 await new Promise<void>((done) => {
-  const pump = () => {
-    while (sent < count && !stop && inFlight < MAX_IN_FLIGHT) {
+  let draining = false;
+  const onSent = (err: Error | null) => {
+    inFlight--;
+    if (err) sendErrors++;
+    if (draining && inFlight === 0) done();
+  };
+  const turn = () => {
+    if (stop || sent >= count) {
+      draining = true;
+      if (inFlight === 0) done();
+      return;
+    }
+    const before = sent;
+    for (let i = 0; i < BATCH && sent < count && inFlight < MAX_IN_FLIGHT; i++) {
       const s = sockets[sent % socketCount]!;
-      const q = query(names[sent % names.length]!);
       sent++;
       inFlight++;
-      s.send(q, port, server, (err) => {
-        inFlight--;
-        if (err) sendErrors++;
-        if (sent < count && !stop) setImmediate(pump);
-        else if (inFlight === 0) done();
-      });
+      s.send(query(names[sent % names.length]!), port, server, onSent);
     }
-    // Told to stop while nothing was in flight: no send callback is left to finish the flood.
-    if ((sent >= count || stop) && inFlight === 0) done();
+    if (before < announce && sent >= announce) process.stdout.write('flooding\n');
+    // A timer, not setImmediate: it lets the loop poll for I/O (stdin) between batches.
+    setTimeout(turn, 0);
   };
-  pump();
+  turn();
 });
 const ms = Math.round(performance.now() - started);
 const stoppedEarly = sent < count;

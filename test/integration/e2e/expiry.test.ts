@@ -20,10 +20,12 @@ import {
   DROP,
   dig,
   downLab,
+  ECHO_PORT,
   EchoServer,
   HeldConnection,
   hasElement,
   http,
+  paymentsPolicy,
   policyDir,
   removeDir,
   skip,
@@ -36,31 +38,12 @@ import {
 
 const NAME = uniqueLabName('expiry');
 const PAY = 'payments-api';
-const ECHO_PORT = 9000;
 const FAMILIES = [4, 6] as const;
 /** Element lifetime here is about 10 s; leave room for a slow machine. */
 const EXPIRY_DEADLINE_MS = 40_000;
 
 /** payments-api may also reach the lab's short-TTL and moving names, on 443 and the echo port. */
-const HOLD_POLICY = `apiVersion: namegate.dev/v1alpha1
-kind: EgressPolicy
-metadata:
-  name: e2e-time
-  namespace: payments
-spec:
-  podSelector:
-    matchLabels:
-      app: payments-api
-  egress:
-    - toFQDNs:
-        - name: short.example.com
-        - name: moving.example.com
-      ports:
-        - port: 443
-          protocol: TCP
-        - port: ${ECHO_PORT}
-          protocol: TCP
-`;
+const HOLD_POLICY = paymentsPolicy('e2e-time', ['short.example.com', 'moving.example.com'], [443, ECHO_PORT]);
 
 describe('end to end: TTL expiry and address changes', { skip, concurrency: false }, () => {
   let plan: LabPlan;

@@ -68,6 +68,33 @@ export function uniqueLabName(prefix: string): string {
   return `${prefix}${(process.pid % 46656).toString(36)}`.slice(0, 12);
 }
 
+/** The port of the echo server (hold.ts) in the internet namespace. */
+export const ECHO_PORT = 9000;
+
+/**
+ * A policy for the payments-api pod: these names on these TCP ports (default: the echo port).
+ * Tests add one to the example policies to give the pod something to hold a connection to.
+ */
+export function paymentsPolicy(
+  name: string,
+  names: readonly string[],
+  ports: readonly number[] = [ECHO_PORT],
+): string {
+  return `apiVersion: namegate.dev/v1alpha1
+kind: EgressPolicy
+metadata:
+  name: ${name}
+  namespace: payments
+spec:
+  podSelector:
+    matchLabels:
+      app: payments-api
+  egress:
+    - toFQDNs:
+${names.map((n) => `        - name: ${n}\n`).join('')}      ports:
+${ports.map((port) => `        - port: ${port}\n          protocol: TCP\n`).join('')}`;
+}
+
 /** A temp folder with the example policies (not the agent config example) and extra files. */
 export async function policyDir(extra: Readonly<Record<string, string>> = {}): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'namegate-e2e-'));

@@ -23,11 +23,13 @@ import {
   closeAll,
   dig,
   downLab,
+  ECHO_PORT,
   EchoServer,
   HeldConnection,
   http,
   isRunning,
   learnedSnapshot,
+  paymentsPolicy,
   policyDir,
   removeDir,
   skip,
@@ -40,25 +42,9 @@ import {
 /** Unique per run: two runs of this file at once (two engineers) must not share a lab. */
 const NAME = uniqueLabName('hung');
 const PAY = 'payments-api';
-const ECHO_PORT = 9000;
 
 /** payments-api may also reach example.org on the echo port (not a verify port). */
-const HOLD_POLICY = `apiVersion: namegate.dev/v1alpha1
-kind: EgressPolicy
-metadata:
-  name: e2e-hold
-  namespace: payments
-spec:
-  podSelector:
-    matchLabels:
-      app: payments-api
-  egress:
-    - toFQDNs:
-        - name: example.org
-      ports:
-        - port: ${ECHO_PORT}
-          protocol: TCP
-`;
+const HOLD_POLICY = paymentsPolicy('e2e-hold', ['example.org']);
 
 /** The process state letter of /proc/<pid>/stat ('T' while stopped). */
 function procState(pid: number): string {

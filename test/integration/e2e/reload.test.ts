@@ -17,12 +17,14 @@ import {
   conntrackCount,
   dig,
   downLab,
+  ECHO_PORT,
   EchoServer,
   HeldConnection,
   hasElement,
   http,
   learnedSnapshot,
   metrics,
+  paymentsPolicy,
   policyDir,
   removeDir,
   skip,
@@ -36,28 +38,12 @@ import {
 
 const NAME = uniqueLabName('reload');
 const PAY = 'payments-api';
-const ECHO_PORT = 9000;
 const FAMILIES = [4, 6] as const;
 /** How long removing a policy may take to reach the kernel and conntrack (file watch + sync). */
 const REVOKE_DEADLINE_MS = 15_000;
 
 /** A second policy for payments-api: example.org on the echo port. Removed by the test. */
-const EXTRA_POLICY = `apiVersion: namegate.dev/v1alpha1
-kind: EgressPolicy
-metadata:
-  name: e2e-extra
-  namespace: payments
-spec:
-  podSelector:
-    matchLabels:
-      app: payments-api
-  egress:
-    - toFQDNs:
-        - name: example.org
-      ports:
-        - port: ${ECHO_PORT}
-          protocol: TCP
-`;
+const EXTRA_POLICY = paymentsPolicy('e2e-extra', ['example.org']);
 
 /** payments-stripe.yaml made invalid (a port out of range) while also naming evil.example.com. */
 const INVALID_STRIPE = `apiVersion: namegate.dev/v1alpha1

@@ -20,6 +20,7 @@ import {
   debugLearned,
   dig,
   downLab,
+  ECHO_PORT,
   EchoServer,
   HeldConnection,
   hasElement,
@@ -27,6 +28,7 @@ import {
   isRunning,
   learnedSnapshot,
   metrics,
+  paymentsPolicy,
   policyDir,
   removeDir,
   skip,
@@ -41,26 +43,10 @@ import {
 
 const NAME = uniqueLabName('restart');
 const PAY = 'payments-api';
-const ECHO_PORT = 9000;
 const FAMILIES = [4, 6] as const;
 
 /** payments-api may also reach example.org on the echo port (a long-lived connection). */
-const HOLD_POLICY = `apiVersion: namegate.dev/v1alpha1
-kind: EgressPolicy
-metadata:
-  name: e2e-hold
-  namespace: payments
-spec:
-  podSelector:
-    matchLabels:
-      app: payments-api
-  egress:
-    - toFQDNs:
-        - name: example.org
-      ports:
-        - port: ${ECHO_PORT}
-          protocol: TCP
-`;
+const HOLD_POLICY = paymentsPolicy('e2e-hold', ['example.org']);
 
 describe('end to end: SIGKILL and restart of the agent', { skip, concurrency: false }, () => {
   let plan: LabPlan;

@@ -36,12 +36,14 @@ import {
   DROP,
   dig,
   downLab,
+  ECHO_PORT,
   EchoServer,
   HeldConnection,
   hasElement,
   http,
   isRunning,
   metrics,
+  paymentsPolicy,
   policyDir,
   removeDir,
   type Sample,
@@ -57,31 +59,13 @@ const NAME = uniqueLabName('roll');
 const CLI_MAIN = fileURLToPath(new URL('../../../src/cli/main.ts', import.meta.url));
 const PAY = 'payments-api';
 const CI = 'ci-runner';
-const ECHO_PORT = 9000;
 /** Held open across the whole update (learned by the first agent alone, before the second). */
 const HELD = 'deb.debian.org';
 /** Learned during the overlap by the first agent alone, and by the second alone. */
 const ONLY_FIRST = 'example.org';
 const ONLY_SECOND = 'example.com';
 
-const ROLL_POLICY = `apiVersion: namegate.dev/v1alpha1
-kind: EgressPolicy
-metadata:
-  name: e2e-rolling
-  namespace: payments
-spec:
-  podSelector:
-    matchLabels:
-      app: payments-api
-  egress:
-    - toFQDNs:
-        - name: ${HELD}
-        - name: ${ONLY_FIRST}
-        - name: ${ONLY_SECOND}
-      ports:
-        - port: ${ECHO_PORT}
-          protocol: TCP
-`;
+const ROLL_POLICY = paymentsPolicy('e2e-rolling', [HELD, ONLY_FIRST, ONLY_SECOND]);
 
 /** A harmless policy file: adding one makes every agent watching the folder reload and sync. */
 function touchPolicy(n: number): string {

@@ -26,9 +26,11 @@ import {
   closeAll,
   debugLearned,
   downLab,
+  ECHO_PORT,
   EchoServer,
   learnedSnapshot,
   metrics,
+  paymentsPolicy,
   policyDir,
   removeDir,
   type Sample,
@@ -44,7 +46,6 @@ import {
 const NAME = uniqueLabName('soak');
 const PAY = 'payments-api';
 const CI = 'ci-runner';
-const ECHO_PORT = 9000;
 const LOAD = fileURLToPath(new URL('./dns-load.ts', import.meta.url));
 const SOAK_SECONDS = Math.max(30, Math.min(Number(process.env['NAMEGATE_SOAK_SECONDS'] ?? 45), 86_400));
 const WARMUP_SECONDS = 10;
@@ -52,24 +53,7 @@ const WARMUP_SECONDS = 10;
 const FD_SLACK = 8;
 const RSS_GROWTH_BOUND = 64 * 1024 * 1024;
 
-const SOAK_POLICY = `apiVersion: namegate.dev/v1alpha1
-kind: EgressPolicy
-metadata:
-  name: e2e-soak
-  namespace: payments
-spec:
-  podSelector:
-    matchLabels:
-      app: payments-api
-  egress:
-    - toFQDNs:
-        - name: moving.example.com
-        - name: short.example.com
-        - name: example.org
-      ports:
-        - port: ${ECHO_PORT}
-          protocol: TCP
-`;
+const SOAK_POLICY = paymentsPolicy('e2e-soak', ['moving.example.com', 'short.example.com', 'example.org']);
 
 function fds(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;

@@ -416,8 +416,9 @@ test('counters: parsed from nft JSON, exported as namegate_datapath_unknown_sour
   assert.throws(() => parseCounter('{"nftables": []}'), /no counter/);
   const registry = createRegistry({ defaultMetrics: false });
   const m = new DatapathMetrics(registry);
-  m.readSourceDrops = async () => ({ unknown: 12, spoofed: 3 });
+  m.readSourceDrops = async () => ({ unknown: 12, spoofed: 3, dnsFlood: 5 });
   const text = await registry.metrics();
+  assert.match(text, /namegate_datapath_dns_flood_drops_total 5/);
   assert.match(text, /namegate_datapath_unknown_source_drops_total\{reason="unknown"\} 12/);
   assert.match(text, /namegate_datapath_unknown_source_drops_total\{reason="spoofed"\} 3/);
 });
