@@ -45,7 +45,10 @@ test('random and mutated queries: a reply or a drop, never a throw; nothing lear
     { numRuns: 2000 },
   );
   for (const e of h.store.entries()) {
-    assert.ok(['api.example.com', 'a.cdn.example.net', 'mixed.example.com'].includes(e.name), e.name);
+    // A mutation may turn one allowed name into another (a.cdn -> d.cdn, under **.cdn.example.net).
+    const allowed =
+      ['api.example.com', 'mixed.example.com'].includes(e.name) || e.name.endsWith('.cdn.example.net');
+    assert.ok(allowed, `learned for a name no policy allows: ${e.name}`);
     assert.ok(
       !e.source.startsWith('10.0.9.') && e.source !== '192.0.2.200',
       'ungoverned/unknown never learn',
