@@ -111,19 +111,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       if (config.datapath.driver === 'recording') {
         datapath = new RecordingDatapath(clock);
       } else {
-        const dnsPort = parseListen(config.dns.listen[0] ?? '127.0.0.1:53').port;
+        const dnsPorts = config.dns.listen.map((l) => parseListen(l).port);
         const sniPort = config.proxy.sni.enabled ? parseListen(config.proxy.sni.listen[0] ?? '').port : null;
         const dpMetrics = new DatapathMetrics(registry);
         const nft = await NftDatapath.open({
           config: nftConfigFrom(
             config.datapath,
-            dnsPort,
+            dnsPorts[0] ?? 53,
             sniPort,
-            dnsGuardFrom(
-              config.datapath,
-              config.dns.listen.map((l) => parseListen(l).port),
-              config.dns.limits,
-            ),
+            dnsGuardFrom(config.datapath, dnsPorts, config.dns.limits),
           ),
           executor: config.datapath.executor,
           clock,

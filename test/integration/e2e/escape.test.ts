@@ -281,15 +281,44 @@ describe('end to end: escapes from inside a pod', { skip, concurrency: false }, 
       ],
       { timeoutMs: 12_000 },
     );
+  /** Plain HTTP to the name's IPv6 address, sent from `source` (an address of the pod). */
+  const http6From = (pod: string, source: string, name: string) =>
+    labExec(
+      plan,
+      pod,
+      [
+        'curl',
+        '-sS',
+        '--connect-timeout',
+        '2',
+        '--max-time',
+        '6',
+        '--interface',
+        source,
+        `http://[${siteFor(plan, name)?.ipv6[0]}]/`,
+      ],
+      { timeoutMs: 12_000 },
+    );
+  /** Add addresses (CIDR text) to a pod's eth0; the returned function removes them again. */
+  const claim = async (netns: string, cidrs: readonly string[]): Promise<() => Promise<void>> => {
+    const ip = (verb: 'add' | 'del', cidr: string) =>
+      run(
+        ['ip', '-n', netns, ...(cidr.includes(':') ? ['-6'] : []), 'addr', verb, cidr, 'dev', 'eth0'].concat(
+          verb === 'add' && cidr.includes(':') ? ['nodad'] : [],
+        ),
+        { timeoutMs: 10_000 },
+      );
+    for (const c of cidrs) await ip('add', c);
+    return async () => {
+      for (const c of cidrs) await ip('del', c);
+    };
+  };
 
   it('L3-05 (class), K8S-04: an address of its subnet that no identity knows gets nothing', async () => {
     const ci = findPod(plan, CI);
     const claimed = ci.ipv4.replace(/\.\d+$/, '.99');
     const claimed6 = ci.ipv6.replace(/::\d+$/, '::99');
-    await run(['ip', '-n', ci.netns, 'addr', 'add', `${claimed}/24`, 'dev', 'eth0'], { timeoutMs: 10_000 });
-    await run(['ip', '-n', ci.netns, '-6', 'addr', 'add', `${claimed6}/64`, 'dev', 'eth0', 'nodad'], {
-      timeoutMs: 10_000,
-    });
+    const release = await claim(ci.netns, [`${claimed}/24`, `${claimed6}/64`]);
     try {
       const before = await sourceDrops('unknown');
       // Before the fix this reached example.org with full TCP: no policy selects the address.
@@ -298,36 +327,14 @@ describe('end to end: escapes from inside a pod', { skip, concurrency: false }, 
       // Not even what the pod's own address may reach (github.com on 443).
       const gh = await curlFrom(CI, claimed, 'github.com');
       assert.equal(gh.code, 28, `github.com from ${claimed}: got ${gh.code} ${gh.stdout}`);
-      const v6 = await labExec(
-        plan,
-        CI,
-        [
-          'curl',
-          '-sS',
-          '--connect-timeout',
-          '2',
-          '--max-time',
-          '6',
-          '--interface',
-          claimed6,
-          `http://[${siteFor(plan, 'example.org')?.ipv6[0]}]/`,
-        ],
-        { timeoutMs: 12_000 },
-      );
+      const v6 = await http6From(CI, claimed6, 'example.org');
       assert.equal(v6.code, 28, `IPv6 from ${claimed6}: got ${v6.code} ${v6.stdout}`);
       assert.ok((await sourceDrops('unknown')) > before, 'dropped and counted as unknown in the node');
       // Its DNS, to the node's resolver or to another one, is refused (never answered).
       const from = flowLog(plan).length;
       for (const server of [plan.resolver.ipv4, plan.otherResolver.ipv4]) {
-        const d = await labExec(
-          plan,
-          CI,
-          ['dig', '+time=2', '+tries=1', '-b', claimed, `@${server}`, 'github.com'],
-          {
-            timeoutMs: 10_000,
-          },
-        );
-        assert.match(d.stdout, /status: REFUSED/, `DNS via ${server} from ${claimed}: ${d.stdout}`);
+        const d = await dig(plan, CI, 'github.com', 'A', { server, source: claimed });
+        assert.match(d.raw, /status: REFUSED/, `DNS via ${server} from ${claimed}: ${d.raw}`);
       }
       const refused = await waitFor('the refusals in the flow log', () => {
         const l = flowLog(plan)
@@ -342,10 +349,7 @@ describe('end to end: escapes from inside a pod', { skip, concurrency: false }, 
       // The pod's own address is governed as before.
       assertServed(await http(plan, CI, 'github.com'), 'github.com', 'ci-runner -> github.com');
     } finally {
-      await run(['ip', '-n', ci.netns, 'addr', 'del', `${claimed}/24`, 'dev', 'eth0'], { timeoutMs: 10_000 });
-      await run(['ip', '-n', ci.netns, '-6', 'addr', 'del', `${claimed6}/64`, 'dev', 'eth0'], {
-        timeoutMs: 10_000,
-      });
+      await release();
     }
   });
 
@@ -353,52 +357,25 @@ describe('end to end: escapes from inside a pod', { skip, concurrency: false }, 
     const ci = findPod(plan, CI);
     const unm = findPod(plan, UNM);
     // The unmanaged pod may reach anything: its address is the prize.
-    await run(['ip', '-n', ci.netns, 'addr', 'add', `${unm.ipv4}/32`, 'dev', 'eth0'], { timeoutMs: 10_000 });
-    await run(['ip', '-n', ci.netns, '-6', 'addr', 'add', `${unm.ipv6}/128`, 'dev', 'eth0', 'nodad'], {
-      timeoutMs: 10_000,
-    });
+    const release = await claim(ci.netns, [`${unm.ipv4}/32`, `${unm.ipv6}/128`]);
     try {
       const before = await sourceDrops('spoofed');
       const unknown = await sourceDrops('unknown');
       const r = await curlFrom(CI, unm.ipv4, 'example.org');
       assert.notEqual(r.code, 0, `spoofed ${unm.ipv4}: ${r.stdout}`);
-      const d = await labExec(
-        plan,
-        CI,
-        ['dig', '+time=2', '+tries=1', '-b', unm.ipv4, `@${plan.otherResolver.ipv4}`, 'example.org'],
-        {
-          timeoutMs: 10_000,
-        },
-      );
-      assert.doesNotMatch(d.stdout, /status: NOERROR/, 'no DNS answer for a spoofed source');
-      const v6 = await labExec(
-        plan,
-        CI,
-        [
-          'curl',
-          '-sS',
-          '--connect-timeout',
-          '2',
-          '--max-time',
-          '6',
-          '--interface',
-          unm.ipv6,
-          `http://[${siteFor(plan, 'example.org')?.ipv6[0]}]/`,
-        ],
-        { timeoutMs: 12_000 },
-      );
+      const d = await dig(plan, CI, 'example.org', 'A', {
+        server: plan.otherResolver.ipv4,
+        source: unm.ipv4,
+      });
+      assert.doesNotMatch(d.raw, /status: NOERROR/, 'no DNS answer for a spoofed source');
+      const v6 = await http6From(CI, unm.ipv6, 'example.org');
       assert.notEqual(v6.code, 0, `spoofed ${unm.ipv6}: ${v6.stdout}`);
       assert.ok((await sourceDrops('spoofed')) >= before + 3, 'every spoofed packet was dropped and counted');
       assert.equal(await sourceDrops('unknown'), unknown, 'dropped at prerouting, before anything else');
       // No trace of the spoofed flows in the node's conntrack table: dropped before it.
       assert.equal(await conntrackCount(plan, ['-s', unm.ipv4, '-d', plan.otherResolver.ipv4]), 0);
     } finally {
-      await run(['ip', '-n', ci.netns, 'addr', 'del', `${unm.ipv4}/32`, 'dev', 'eth0'], {
-        timeoutMs: 10_000,
-      });
-      await run(['ip', '-n', ci.netns, '-6', 'addr', 'del', `${unm.ipv6}/128`, 'dev', 'eth0'], {
-        timeoutMs: 10_000,
-      });
+      await release();
     }
     // The unmanaged pod itself (known, no policy selects it) still reaches everything.
     assertServed(

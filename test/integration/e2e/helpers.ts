@@ -311,6 +311,8 @@ export interface DigOptions {
   readonly tcp?: boolean;
   /** Seconds dig waits for the one answer (default 2). */
   readonly timeoutS?: number;
+  /** Send from this address of the pod (`dig -b`). */
+  readonly source?: string;
 }
 
 export async function dig(
@@ -322,6 +324,7 @@ export async function dig(
 ): Promise<DigResult> {
   const argv = ['dig', `+time=${options.timeoutS ?? 2}`, '+tries=1'];
   if (options.tcp) argv.push('+tcp');
+  if (options.source) argv.push('-b', options.source);
   if (options.server) argv.push(`@${options.server}`);
   argv.push(name, qtype);
   const r = await labExec(plan, pod, argv, { timeoutMs: 10_000 });

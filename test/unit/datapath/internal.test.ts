@@ -9,9 +9,9 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { MAX_INTERNAL_CIDRS, resolveNftConfig } from '../../../src/datapath/nft-config.ts';
 import { internalElements, staticElements } from '../../../src/datapath/nft-elements.ts';
-import type { KernelChain, KernelSet, KernelTable } from '../../../src/datapath/nft-json.ts';
 import { planReconcile } from '../../../src/datapath/nft-reconcile.ts';
 import { chainDefs, INTERNAL_SET_SIZE, setDefs } from '../../../src/datapath/nft-ruleset.ts';
+import { kernelOf } from './kernel-table.ts';
 
 function configError(input: object): string {
   try {
@@ -144,20 +144,6 @@ test('nat: DNS to internal addresses is still redirected; verify ports to them a
     'tcp dport 53 redirect to :5353',
   ]);
 });
-
-/** The kernel after a reconcile with `c`, its static sets holding `present`. */
-function kernelOf(c: ReturnType<typeof resolveNftConfig>): KernelTable {
-  const sets = new Map<string, KernelSet>(
-    setDefs(c).map((s) => [
-      s.name,
-      { name: s.name, type: s.type, flags: s.flags, size: s.size, counter: s.counter, elements: [] },
-    ]),
-  );
-  const chains = new Map<string, KernelChain>(
-    chainDefs(c).map((ch) => [ch.name, { name: ch.name, base: ch.base ? { ...ch.base } : null }]),
-  );
-  return { sets, chains };
-}
 
 test('a changed internal list is applied by difference, nothing recreated or flushed', () => {
   const before = resolveNftConfig({ internalCidrs: ['10.244.0.0/16', '10.96.0.0/12', 'fd00:10:244::/56'] });

@@ -3,15 +3,10 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { resolveNftConfig } from '../../../src/datapath/nft-config.ts';
 import { kernelElementText, staticElements } from '../../../src/datapath/nft-elements.ts';
-import {
-  type KernelChain,
-  type KernelSet,
-  type KernelTable,
-  parseElement,
-  parseSet,
-} from '../../../src/datapath/nft-json.ts';
+import { parseElement, parseSet } from '../../../src/datapath/nft-json.ts';
 import { PIPAPO_MAX_DELETES, planReconcile } from '../../../src/datapath/nft-reconcile.ts';
-import { chainDefs, renderRuleset, setDefs } from '../../../src/datapath/nft-ruleset.ts';
+import { chainDefs, renderRuleset } from '../../../src/datapath/nft-ruleset.ts';
+import { kernelOf } from './kernel-table.ts';
 
 const config = resolveNftConfig();
 const wanted = staticElements({
@@ -22,20 +17,6 @@ const wanted = staticElements({
   cidrs: [],
   verify: [],
 });
-
-/** The kernel as it is after a reconcile with `c`. */
-function kernelOf(c = config): KernelTable {
-  const sets = new Map<string, KernelSet>(
-    setDefs(c).map((s) => [
-      s.name,
-      { name: s.name, type: s.type, flags: s.flags, size: s.size, counter: s.counter, elements: [] },
-    ]),
-  );
-  const chains = new Map<string, KernelChain>(
-    chainDefs(c).map((ch) => [ch.name, { name: ch.name, base: ch.base ? { ...ch.base } : null }]),
-  );
-  return { sets, chains };
-}
 
 function neverDestructive(commands: readonly string[]): void {
   for (const c of commands) {
@@ -79,7 +60,7 @@ test('REL-04: restart with the same config: chains flushed and refilled, sets an
     ['audit4', new Set(['10.0.0.2'])],
     ['drops4', new Set(['10.0.0.1 comment "Enforce 10.0.0.1"', '10.0.0.2 comment "Audit 10.0.0.2"'])],
   ]);
-  const p = planReconcile(config, kernelOf(), present, wanted);
+  const p = planReconcile(config, kernelOf(config), present, wanted);
   assert.equal(p.createdTable, false);
   assert.deepEqual(p.recreatedSets, []);
   assert.deepEqual(p.elementChanges, []);
@@ -94,7 +75,7 @@ test('REL-04: restart with the same config: chains flushed and refilled, sets an
 });
 
 test('a changed set definition recreates only that set; a changed hook recreates the chain', () => {
-  const k = kernelOf();
+  const k = kernelOf(config);
   const sets = new Map(k.sets);
   const allow4 = sets.get('allow4');
   assert.ok(allow4);
@@ -136,7 +117,7 @@ test('static sets change by difference', () => {
     ['enforce4', new Set(['10.0.0.1', '10.0.0.9'])],
     ['drops4', new Set(['10.0.0.1', '10.0.0.9'])],
   ]);
-  const p = planReconcile(config, kernelOf(), present, wanted);
+  const p = planReconcile(config, kernelOf(config), present, wanted);
   assert.ok(p.commands.includes('delete element inet namegate enforce4 { 10.0.0.9 }'));
   assert.ok(p.commands.includes('add element inet namegate audit4 { 10.0.0.2 }'));
   assert.deepEqual(p.newlyGoverned, ['10.0.0.2']);
@@ -160,7 +141,7 @@ test('REL-04: no config ever yields a destructive command (property)', () => {
           verifyPort: o.verifyPort,
           output: { enabled: o.output, exemptUids: [1000] },
         });
-        const p = planReconcile(c, kernelOf(), new Map(), wanted);
+        const p = planReconcile(c, kernelOf(config), new Map(), wanted);
         neverDestructive(p.commands);
         return true;
       },
@@ -258,7 +239,7 @@ test('CIDR sources read back as nft prints them: a second reconcile changes noth
     const s = parseSet(text);
     present.set(s.name, new Set(s.elements.map((e) => kernelElementText(parseElement(s.type, e)))));
   }
-  const p = planReconcile(config, kernelOf(), present, staticElements(state));
+  const p = planReconcile(config, kernelOf(config), present, staticElements(state));
   assert.deepEqual(p.elementChanges, []);
   assert.deepEqual(p.newlyGoverned, []);
   assert.deepEqual(p.rebuiltSets, []);
@@ -279,7 +260,7 @@ test('newly governed addresses are what the ranges add, as prefixes', () => {
     cidrs: [],
     verify: [],
   });
-  const p = planReconcile(config, kernelOf(), present, want);
+  const p = planReconcile(config, kernelOf(config), present, want);
   assert.deepEqual(p.newlyGoverned, ['10.0.1.128/25', '10.0.3.1']);
 });
 
@@ -290,7 +271,7 @@ test('a pipapo set that would lose many elements is rebuilt in the same transact
   const few = new Set(['10.0.0.1 . 198.51.100.1 . tcp . 1001']);
   let p = planReconcile(
     config,
-    kernelOf(),
+    kernelOf(config),
     new Map([['cidr4', many]]),
     staticElements({ sources: [], cidrs: [], verify: [] }),
   );
@@ -304,7 +285,7 @@ test('a pipapo set that would lose many elements is rebuilt in the same transact
   // Few deletions: by difference, as usual.
   p = planReconcile(
     config,
-    kernelOf(),
+    kernelOf(config),
     new Map([['cidr4', few]]),
     staticElements({ sources: [], cidrs: [], verify: [] }),
   );

@@ -13,7 +13,6 @@ import type { StaticState } from '../../../src/datapath/datapath.ts';
 import { DatapathMetrics } from '../../../src/datapath/metrics.ts';
 import { MAX_SOURCE_CIDRS, resolveNftConfig } from '../../../src/datapath/nft-config.ts';
 import { scopeElements, staticElements } from '../../../src/datapath/nft-elements.ts';
-import type { KernelChain, KernelSet, KernelTable } from '../../../src/datapath/nft-json.ts';
 import { parseCounter } from '../../../src/datapath/nft-json.ts';
 import { newlyGovernedPrefixes, planReconcile } from '../../../src/datapath/nft-reconcile.ts';
 import {
@@ -26,6 +25,7 @@ import {
 } from '../../../src/datapath/nft-ruleset.ts';
 import { parseSource, ungovernedRanges } from '../../../src/datapath/source-ranges.ts';
 import { createRegistry } from '../../../src/observe/metrics.ts';
+import { kernelOf } from './kernel-table.ts';
 
 const SCOPE = ['10.10.0.0/16', 'fd00:10::/32'];
 
@@ -264,20 +264,6 @@ test('every address is governed, known ungoverned, or neither, exactly once (pro
     { numRuns: 200 },
   );
 });
-
-/** The kernel after a reconcile with `c`. */
-function kernelOf(c: ReturnType<typeof resolveNftConfig>): KernelTable {
-  const sets = new Map<string, KernelSet>(
-    setDefs(c).map((s) => [
-      s.name,
-      { name: s.name, type: s.type, flags: s.flags, size: s.size, counter: s.counter, elements: [] },
-    ]),
-  );
-  const chains = new Map<string, KernelChain>(
-    chainDefs(c).map((ch) => [ch.name, { name: ch.name, base: ch.base ? { ...ch.base } : null }]),
-  );
-  return { sets, chains };
-}
 
 function wantedFor(c: ReturnType<typeof resolveNftConfig>, state: StaticState) {
   const w = staticElements(state);
