@@ -42,7 +42,11 @@ export function registerLab(program: Command): void {
       '--agent [command]',
       'also start namegate in the node namespace: "agent" (default) or "dns" (the DNS proxy alone, nothing enforced)',
     )
-    .action(async (opts: NameOption & { policies?: string[]; agent?: boolean | string }) => {
+    .option(
+      '--kubernetes',
+      'make the node a one-node Kubernetes cluster with real pods (with --agent: helm install namegate, the workloads, the policies)',
+    )
+    .action(async (opts: NameOption & { policies?: string[]; agent?: boolean | string; kubernetes?: boolean }) => {
       const agent = opts.agent === true ? 'agent' : opts.agent;
       if (agent !== undefined && agent !== false && !AGENT_COMMANDS.includes(agent as AgentCommand)) {
         throw usageError(`--agent: ${JSON.stringify(agent)} is not one of ${AGENT_COMMANDS.join(', ')}`);
@@ -51,6 +55,7 @@ export function registerLab(program: Command): void {
         name: opts.name,
         ...(opts.policies ? { policies: opts.policies } : {}),
         ...(typeof agent === 'string' ? { agent: agent as AgentCommand } : {}),
+        ...(opts.kubernetes ? { kubernetes: true } : {}),
         progress: progressFor(opts.name),
       });
       const { plan } = result;

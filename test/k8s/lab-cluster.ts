@@ -2,7 +2,7 @@
  * The lab joined to a real control plane, for the end-to-end test and the k8s benchmark:
  *
  * - `startApiBridge` carries the API server's loopback port (root network namespace) into the
- *   lab's node namespace through two relays joined by a Unix socket (test/k8s/netns-bridge.ts),
+ *   lab's node namespace through two relays joined by a Unix socket (src/lab/relay.ts),
  *   so the agent in the node namespace dials https://127.0.0.1:<port> and no route or firewall
  *   rule changes anywhere;
  * - `agentKubeconfig` rewrites a ServiceAccount kubeconfig (TokenRequest token) to that port;
@@ -31,7 +31,7 @@ import type { TestApiServer } from './apiserver.ts';
 import { testBinary } from './apiserver.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const BRIDGE = path.join(import.meta.dirname, 'netns-bridge.ts');
+const BRIDGE = path.join(ROOT, 'src/lab/relay.ts');
 export const CHART = path.join(ROOT, 'deploy/helm/namegate');
 /** The chart's release namespace in these tests. */
 export const RELEASE_NAMESPACE = 'namegate-system';
