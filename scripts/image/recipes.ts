@@ -362,6 +362,8 @@ export async function testClientRecipe(): Promise<Recipe> {
           await copyInto(bin, path.join(dir, 'pause'), 0o755);
           await mkdir(path.join(dir, 'bin'), { recursive: true });
           await symlink('busybox', path.join(dir, 'bin/sh'));
+          // update-alternatives would make this link; maintainer scripts never run here.
+          await symlink('nc.openbsd', path.join(dir, 'bin/nc'));
           return [pauseComponent(bin)];
         },
       },

@@ -8,11 +8,13 @@ import { type RunningAgent, startAgent } from '../agent/agent.ts';
 import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../core/errors.ts';
 import { createLogger } from '../observe/log.ts';
+import { removeTable } from './datapath.ts';
 import { Exit } from './output.ts';
 
 interface AgentCliOptions {
   config: string;
   listenHealth?: string;
+  removeTableOnStop?: boolean;
 }
 
 export function registerAgent(program: Command): void {
@@ -23,6 +25,10 @@ export function registerAgent(program: Command): void {
     .option(
       '--listen-health <host:port>',
       'address of /metrics, /healthz and /readyz (overrides http.listen)',
+    )
+    .option(
+      '--remove-table-on-stop',
+      "delete the node's nftables table after stopping (set by the chart's uninstall hook; never on upgrades)",
     )
     .action(async (opts: AgentCliOptions) => {
       // An invalid config is a ConfigError (NG_CONFIG_INVALID): main.ts prints it and exits 2.
@@ -51,6 +57,17 @@ export function registerAgent(program: Command): void {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      if (opts.removeTableOnStop) {
+        // helm uninstall: no agent follows, so no pod may stay behind the table's DNS redirect.
+        const deleted = await removeTable(config.datapath.table, log).catch((err: unknown) => {
+          log.error({ event: 'agent', err: errorMessage(err) }, 'could not delete the nftables table');
+          return false;
+        });
+        log.info(
+          { event: 'agent', reason: 'table_removed', deleted },
+          'uninstall: the nftables table is gone',
+        );
+      }
       process.exitCode = Exit.Ok;
     });
 }

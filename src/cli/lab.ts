@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { flowLogPath } from '../lab/agent-config.ts';
+import { isClusterLab, runClusterTour } from '../lab/cluster/tour.ts';
 import { setAddresses } from '../lab/dns-update.ts';
 import { targetNetns } from '../lab/exec.ts';
 import { formatFlowLine } from '../lab/flows.ts';
@@ -46,35 +47,37 @@ export function registerLab(program: Command): void {
       '--kubernetes',
       'make the node a one-node Kubernetes cluster with real pods (with --agent: helm install namegate, the workloads, the policies)',
     )
-    .action(async (opts: NameOption & { policies?: string[]; agent?: boolean | string; kubernetes?: boolean }) => {
-      const agent = opts.agent === true ? 'agent' : opts.agent;
-      if (agent !== undefined && agent !== false && !AGENT_COMMANDS.includes(agent as AgentCommand)) {
-        throw usageError(`--agent: ${JSON.stringify(agent)} is not one of ${AGENT_COMMANDS.join(', ')}`);
-      }
-      const result = await labUp({
-        name: opts.name,
-        ...(opts.policies ? { policies: opts.policies } : {}),
-        ...(typeof agent === 'string' ? { agent: agent as AgentCommand } : {}),
-        ...(opts.kubernetes ? { kubernetes: true } : {}),
-        progress: progressFor(opts.name),
-      });
-      const { plan } = result;
-      const p = statePaths(plan);
-      console.log(
-        `lab ${plan.name} is up${result.recreated ? ' (the existing lab was removed and recreated)' : ''}.`,
-      );
-      console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
-      console.log(`  resolver:    ${plan.resolver.ipv4} / ${plan.resolver.ipv6} in ${plan.nodeNetns}`);
-      console.log(
-        `  upstream:    knotd at ${plan.upstream.ipv4} / ${plan.upstream.ipv6} in ${plan.inetNetns}`,
-      );
-      console.log(`  agent config ${p.agentConfig}`);
-      console.log(`  lab CA       ${p.caCert}`);
-      console.log(`  logs         ${p.logs}`);
-      if (typeof agent === 'string')
-        console.log(`  flow log     ${flowLogPath(plan)} (namegate ${agent} runs in ${plan.nodeNetns})`);
-      console.log(`next: namegate lab tour --name ${plan.name}; namegate lab down --name ${plan.name}`);
-    });
+    .action(
+      async (opts: NameOption & { policies?: string[]; agent?: boolean | string; kubernetes?: boolean }) => {
+        const agent = opts.agent === true ? 'agent' : opts.agent;
+        if (agent !== undefined && agent !== false && !AGENT_COMMANDS.includes(agent as AgentCommand)) {
+          throw usageError(`--agent: ${JSON.stringify(agent)} is not one of ${AGENT_COMMANDS.join(', ')}`);
+        }
+        const result = await labUp({
+          name: opts.name,
+          ...(opts.policies ? { policies: opts.policies } : {}),
+          ...(typeof agent === 'string' ? { agent: agent as AgentCommand } : {}),
+          ...(opts.kubernetes ? { kubernetes: true } : {}),
+          progress: progressFor(opts.name),
+        });
+        const { plan } = result;
+        const p = statePaths(plan);
+        console.log(
+          `lab ${plan.name} is up${result.recreated ? ' (the existing lab was removed and recreated)' : ''}.`,
+        );
+        console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
+        console.log(`  resolver:    ${plan.resolver.ipv4} / ${plan.resolver.ipv6} in ${plan.nodeNetns}`);
+        console.log(
+          `  upstream:    knotd at ${plan.upstream.ipv4} / ${plan.upstream.ipv6} in ${plan.inetNetns}`,
+        );
+        console.log(`  agent config ${p.agentConfig}`);
+        console.log(`  lab CA       ${p.caCert}`);
+        console.log(`  logs         ${p.logs}`);
+        if (typeof agent === 'string')
+          console.log(`  flow log     ${flowLogPath(plan)} (namegate ${agent} runs in ${plan.nodeNetns})`);
+        console.log(`next: namegate lab tour --name ${plan.name}; namegate lab down --name ${plan.name}`);
+      },
+    );
 
   lab
     .command('down')
@@ -128,10 +131,13 @@ export function registerLab(program: Command): void {
       const plan = labPlan(opts.name);
       if (!netnsExists(plan.nodeNetns))
         throw usageError(`lab ${opts.name} is not up; run namegate lab up --name ${opts.name}`);
-      const ok = await runTour(plan, {
-        out: (line) => console.log(line),
+      const tourOptions = {
+        out: (line: string) => console.log(line),
         colour: process.stdout.isTTY === true && !process.env['NO_COLOR'],
-      });
+      };
+      const ok = isClusterLab(plan)
+        ? await runClusterTour(plan, tourOptions)
+        : await runTour(plan, tourOptions);
       process.exitCode = ok ? Exit.Ok : Exit.Deny;
     });
 

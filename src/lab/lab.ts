@@ -12,9 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCode, errorMessage, NamegateError } from '../core/errors.ts';
 import { agentConfigYaml, labAgentConfig } from './agent-config.ts';
 import { makeCertificates } from './certs.ts';
+import { removeClusterCgroups, stopCluster } from './cluster/down.ts';
 import { knotConfig, zoneFile } from './knot-config.ts';
 import type { ListenersConfig } from './listeners.ts';
-import { removeClusterCgroups, stopCluster } from './cluster/down.ts';
 import { createTopology, deleteTopology, netnsExists } from './netns.ts';
 import { helloBody, nginxConfig, nginxSockets } from './nginx-config.ts';
 import { type LabPlan, labPlan, type PlanOptions, statePaths } from './plan.ts';
@@ -120,7 +120,9 @@ export async function labUp(options: UpOptions = {}): Promise<UpResult> {
   }
   // The cluster's binaries and images first: a missing build fails before anything exists.
   const cluster = options.kubernetes ? await import('./cluster/up.ts') : null;
-  const prepared = cluster ? await timed(progress, 'preparing the Kubernetes node', () => cluster.prepareCluster(progress)) : null;
+  const prepared = cluster
+    ? await timed(progress, 'preparing the Kubernetes node', () => cluster.prepareCluster(progress))
+    : null;
   const recreated = labExists(plan);
   if (recreated) {
     progress(`lab ${plan.name} exists: removing it to recreate it from scratch`);
@@ -166,7 +168,8 @@ export async function labUp(options: UpOptions = {}): Promise<UpResult> {
     if (cluster && prepared) {
       const started = await cluster.startCluster(plan, prepared, progress);
       Object.assign(pids, started.pids);
-      if (command) await (await import('./cluster/install.ts')).installLab(plan, started.record, policies, progress);
+      if (command)
+        await (await import('./cluster/install.ts')).installLab(plan, started.record, policies, progress);
     } else if (command) {
       const agent = await timed(progress, `starting namegate ${command} in the node namespace`, () =>
         startAgent(plan, command),

@@ -297,7 +297,8 @@ export function labPlan(name: string = DEFAULT_LAB_NAME, options: PlanOptions = 
     { netns: inetNetns, to: 'fd00:10::/32', via: 'fd00:254::1', family: 6 },
   );
 
-  if (options.kubernetes) routes.push({ netns: inetNetns, to: CLUSTER_POD_CIDR, via: '10.254.0.1', family: 4 });
+  if (options.kubernetes)
+    routes.push({ netns: inetNetns, to: CLUSTER_POD_CIDR, via: '10.254.0.1', family: 4 });
 
   const pods: LabPod[] = (options.kubernetes ? [] : PODS).map((spec, i) => {
     const n = i + 1;

@@ -2,10 +2,21 @@
  * Helpers shared by the Kubernetes tests: install CRDs and wait until they are Established,
  * server-side apply any object (with discovery to find its resource), pods with IPs.
  */
-import { type KubeApi, KubeApiError, type KubeObject, type ResourceType, resourcePath } from '../../src/k8s/api.ts';
-import { apply as applyObject, forgetDiscovery, readYamlDocs, resourceFor } from '../../src/lab/cluster/apply.ts';
+import {
+  type KubeApi,
+  KubeApiError,
+  type KubeObject,
+  type ResourceType,
+  resourcePath,
+} from '../../src/k8s/api.ts';
 import { generateCrds } from '../../src/k8s/crd.ts';
 import { k8sMetrics } from '../../src/k8s/metrics.ts';
+import {
+  apply as applyObject,
+  forgetDiscovery,
+  readYamlDocs,
+  resourceFor,
+} from '../../src/lab/cluster/apply.ts';
 import { silentLogger } from '../../src/observe/log.ts';
 import { createRegistry } from '../../src/observe/metrics.ts';
 import { eventually } from './apiserver.ts';

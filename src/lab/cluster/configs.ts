@@ -6,8 +6,8 @@
  */
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { type ClusterPlan, CLUSTER_NETWORK } from './plan.ts';
 import { pkiFile } from './pki.ts';
+import { CLUSTER_NETWORK, type ClusterPlan } from './plan.ts';
 
 export interface Binaries {
   readonly etcd: string;

@@ -18,7 +18,7 @@ import { apply, readYamlDocs } from './apply.ts';
 import { adminApi, waitRolledOut } from './kube.ts';
 import { labCaConfigMap, labNamespaces, labWorkloads, testClientDeployment } from './manifests.ts';
 import { type ClusterPlan, clusterPlan } from './plan.ts';
-import { FIELD_MANAGER, type ClusterRecord } from './up.ts';
+import { type ClusterRecord, FIELD_MANAGER } from './up.ts';
 
 const exec = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -46,19 +46,35 @@ export async function helm(cp: ClusterPlan, args: readonly string[], timeoutMs =
     const r = await exec(await helmPath(), [...args, '--kubeconfig', cp.paths.hostKubeconfig], {
       timeout: timeoutMs,
       maxBuffer: 16 << 20,
-      env: { ...process.env, HELM_CACHE_HOME: path.join(cp.dir, 'helm/cache'), HELM_CONFIG_HOME: path.join(cp.dir, 'helm/config'), HELM_DATA_HOME: path.join(cp.dir, 'helm/data') },
+      env: {
+        ...process.env,
+        HELM_CACHE_HOME: path.join(cp.dir, 'helm/cache'),
+        HELM_CONFIG_HOME: path.join(cp.dir, 'helm/config'),
+        HELM_DATA_HOME: path.join(cp.dir, 'helm/data'),
+      },
     });
     return r.stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new NamegateError(ErrorCode.CommandFailed, `helm ${args.slice(0, 2).join(' ')}: ${e.stderr?.trim() || e.message}`);
+    throw new NamegateError(
+      ErrorCode.CommandFailed,
+      `helm ${args.slice(0, 2).join(' ')}: ${e.stderr?.trim() || e.message}`,
+    );
   }
 }
 
 /** `helm install` as the docs say, plus any extra --set; does not wait. */
 export async function helmInstall(cp: ClusterPlan, extra: readonly string[] = []): Promise<void> {
   const sets = [...installSets(cp), ...extra].flatMap((s) => ['--set', s]);
-  await helm(cp, ['install', RELEASE, CHART, '--namespace', RELEASE_NAMESPACE, '--create-namespace', ...sets]);
+  await helm(cp, [
+    'install',
+    RELEASE,
+    CHART,
+    '--namespace',
+    RELEASE_NAMESPACE,
+    '--create-namespace',
+    ...sets,
+  ]);
 }
 
 export async function waitNamegateReady(api: KubeApi, timeoutMs = 180_000): Promise<void> {
@@ -73,18 +89,22 @@ export async function applyWorkloads(cp: ClusterPlan, api: KubeApi, image: strin
     await apply(api, ns, { fieldManager: FIELD_MANAGER });
     await apply(api, labCaConfigMap(ns.metadata!.name!, ca), { fieldManager: FIELD_MANAGER });
   }
-  for (const w of labWorkloads()) await apply(api, testClientDeployment(cp, image, w), { fieldManager: FIELD_MANAGER });
+  for (const w of labWorkloads())
+    await apply(api, testClientDeployment(cp, image, w), { fieldManager: FIELD_MANAGER });
   for (const w of labWorkloads()) await waitRolledOut(api, 'Deployment', w.namespace, w.name);
 }
 
 export async function applyPolicies(api: KubeApi, files: readonly string[]): Promise<number> {
   let n = 0;
   for (const f of files) {
-    const docs = f.endsWith('.yaml') ? [f] : (await readdir(f)).filter((x) => x.endsWith('.yaml')).map((x) => path.join(f, x));
-    for (const d of docs) for (const obj of readYamlDocs(d)) {
-      await apply(api, obj, { fieldManager: FIELD_MANAGER });
-      n++;
-    }
+    const docs = f.endsWith('.yaml')
+      ? [f]
+      : (await readdir(f)).filter((x) => x.endsWith('.yaml')).map((x) => path.join(f, x));
+    for (const d of docs)
+      for (const obj of readYamlDocs(d)) {
+        await apply(api, obj, { fieldManager: FIELD_MANAGER });
+        n++;
+      }
   }
   return n;
 }

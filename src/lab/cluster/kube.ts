@@ -6,6 +6,7 @@
  */
 import { ErrorCode, NamegateError } from '../../core/errors.ts';
 import { KubeApi, type KubeObject, loadKubeConfig } from '../../k8s/api.ts';
+import { type RolloutObject, rolledOut } from '../../k8s/rollout.ts';
 import type { ClusterPlan } from './plan.ts';
 
 export function adminApi(cp: ClusterPlan, options: { timeoutMs?: number } = {}): KubeApi {
@@ -94,35 +95,6 @@ export async function waitNodeReady(api: KubeApi, cp: ClusterPlan, timeoutMs = 1
     const node = await api.get<{ status?: { conditions?: Condition[] } }>(`/api/v1/nodes/${cp.nodeName}`);
     return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
   });
-}
-
-interface RolloutObject {
-  metadata?: { generation?: number };
-  spec?: { replicas?: number };
-  status?: {
-    observedGeneration?: number;
-    replicas?: number;
-    updatedReplicas?: number;
-    readyReplicas?: number;
-    availableReplicas?: number;
-    desiredNumberScheduled?: number;
-    updatedNumberScheduled?: number;
-    numberReady?: number;
-    numberAvailable?: number;
-    numberUnavailable?: number;
-  };
-}
-
-/** Has a Deployment or DaemonSet rolled out its current generation, every pod ready? */
-export function rolledOut(kind: 'Deployment' | 'DaemonSet', o: RolloutObject): boolean {
-  const s = o.status ?? {};
-  if ((s.observedGeneration ?? 0) < (o.metadata?.generation ?? 1)) return false;
-  if (kind === 'Deployment') {
-    const want = o.spec?.replicas ?? 1;
-    return s.updatedReplicas === want && s.readyReplicas === want && (s.replicas ?? 0) === want;
-  }
-  const want = s.desiredNumberScheduled ?? 0;
-  return want > 0 && s.updatedNumberScheduled === want && s.numberReady === want && !s.numberUnavailable;
 }
 
 export async function waitRolledOut(

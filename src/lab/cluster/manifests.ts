@@ -50,7 +50,11 @@ export function corednsObjects(cp: ClusterPlan, image: string): KubeObject[] {
       kind: 'ClusterRole',
       metadata: { name: 'system:coredns' },
       rules: [
-        { apiGroups: [''], resources: ['endpoints', 'services', 'pods', 'namespaces'], verbs: ['list', 'watch'] },
+        {
+          apiGroups: [''],
+          resources: ['endpoints', 'services', 'pods', 'namespaces'],
+          verbs: ['list', 'watch'],
+        },
         { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
       ],
     } as KubeObject,
@@ -80,7 +84,11 @@ export function corednsObjects(cp: ClusterPlan, image: string): KubeObject[] {
             serviceAccountName: 'coredns',
             priorityClassName: 'system-cluster-critical',
             dnsPolicy: 'Default',
-            securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: 65532,
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
             containers: [
               {
                 name: 'coredns',

@@ -62,7 +62,11 @@ async function writePid(plan: ClusterPlan, name: string, pid: number): Promise<v
 
 function children(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -87,7 +91,8 @@ export function inNode(holder: number, argv: readonly string[]): string[] {
 /** Start the holder and prepare its mount namespace; returns PID 1 of the node (host pid). */
 export async function startHolder(plan: ClusterPlan, pause: string): Promise<number> {
   const p = plan.paths;
-  for (const dir of [p.varLib, p.varLog, p.runContainerd, p.sysctlShields]) await mkdir(dir, { recursive: true });
+  for (const dir of [p.varLib, p.varLog, p.runContainerd, p.sysctlShields])
+    await mkdir(dir, { recursive: true });
   // The bind target must exist on the host; containerd's package would create it as well.
   await mkdir('/run/containerd', { recursive: true });
   const shields: string[] = [];
@@ -109,7 +114,8 @@ export async function startHolder(plan: ClusterPlan, pause: string): Promise<num
     'private',
     pause,
   ]);
-  if (child.pid === undefined) throw new NamegateError(ErrorCode.CommandFailed, 'could not start the node holder');
+  if (child.pid === undefined)
+    throw new NamegateError(ErrorCode.CommandFailed, 'could not start the node holder');
   await writePid(plan, HOLDER, child.pid);
   const deadline = Date.now() + 5000;
   let inner: number | undefined;
@@ -149,7 +155,14 @@ export async function startNodeDaemon(
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
-  return { name, pid, netns: plan.lab.nodeNetns, log: path.join(statePaths(plan.lab).logs, `${name}.log`), exited, child };
+  return {
+    name,
+    pid,
+    netns: plan.lab.nodeNetns,
+    log: path.join(statePaths(plan.lab).logs, `${name}.log`),
+    exited,
+    child,
+  };
 }
 
 /** End the node: SIGKILL its PID 1, which ends every process in its PID namespace. */

@@ -56,8 +56,17 @@ export function identities(cp: ClusterPlan): Identity[] {
         `DNS:kubernetes.default.svc.${cp.clusterDomain}`,
       ],
     },
-    { file: 'kubelet-serving', subject: `/CN=${node}`, kind: 'server', sans: [`IP:${cp.nodeIP}`, `DNS:${node}`] },
-    { file: 'apiserver-kubelet-client', subject: '/O=system:masters/CN=kube-apiserver-kubelet-client', kind: 'client' },
+    {
+      file: 'kubelet-serving',
+      subject: `/CN=${node}`,
+      kind: 'server',
+      sans: [`IP:${cp.nodeIP}`, `DNS:${node}`],
+    },
+    {
+      file: 'apiserver-kubelet-client',
+      subject: '/O=system:masters/CN=kube-apiserver-kubelet-client',
+      kind: 'client',
+    },
     { file: 'admin', subject: '/O=system:masters/CN=namegate-lab-admin', kind: 'client' },
     { file: 'kube-controller-manager', subject: '/CN=system:kube-controller-manager', kind: 'client' },
     { file: 'kube-scheduler', subject: '/CN=system:kube-scheduler', kind: 'client' },
@@ -94,8 +103,8 @@ export async function makeClusterPki(cp: ClusterPlan): Promise<void> {
   ]);
   const sa = pkiFile(cp, 'sa', 'key');
   await Promise.all([
-    must(['openssl', 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', sa]).then(() =>
-      must(['openssl', 'pkey', '-in', sa, '-pubout', '-out', pkiFile(cp, 'sa', 'pub')]),
+    must(['openssl', 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', sa]).then(
+      () => must(['openssl', 'pkey', '-in', sa, '-pubout', '-out', pkiFile(cp, 'sa', 'pub')]),
     ),
     ...identities(cp).map((id) =>
       must([

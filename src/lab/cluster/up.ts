@@ -28,8 +28,8 @@ import { waitListening } from '../sockets.ts';
 import { apply } from './apply.ts';
 import {
   COMPONENT_BINARIES,
-  componentKubeconfig,
   cniConflist,
+  componentKubeconfig,
   containerdConfig,
   daemonArgv,
   kubeconfig,
@@ -39,8 +39,8 @@ import {
 import { adminApi, waitFor, waitNodeReady, waitRolledOut } from './kube.ts';
 import { corednsObjects } from './manifests.ts';
 import { createCgroups, inNode, startHolder, startNodeDaemon } from './node.ts';
-import { type ClusterPlan, clusterPlan } from './plan.ts';
 import { identities, makeClusterPki } from './pki.ts';
+import { type ClusterPlan, clusterPlan } from './plan.ts';
 
 const exec = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -88,7 +88,9 @@ export const NODE_TOOLS: Readonly<Record<string, string>> = {
 };
 
 export function requireNodeTools(): void {
-  const missing = Object.entries(NODE_TOOLS).filter(([t]) => (t.startsWith('/') ? !existsSync(t) : findTool(t) === null));
+  const missing = Object.entries(NODE_TOOLS).filter(([t]) =>
+    t.startsWith('/') ? !existsSync(t) : findTool(t) === null,
+  );
   if (missing.length > 0) {
     throw new NamegateError(
       ErrorCode.CommandFailed,
@@ -103,7 +105,9 @@ const IMAGES = ['namegate', 'pause', 'coredns', 'test-client'];
 /** Build (or find in the caches) every binary and image the node needs. */
 export async function prepareCluster(progress: Progress): Promise<Prepared> {
   requireNodeTools();
-  progress('building or finding the Kubernetes binaries (scripts/build-test-bins.sh; the first time takes minutes)');
+  progress(
+    'building or finding the Kubernetes binaries (scripts/build-test-bins.sh; the first time takes minutes)',
+  );
   const out = await exec(path.join(ROOT, 'scripts/build-test-bins.sh'), BINARIES, { maxBuffer: 1 << 20 });
   const bins: Record<string, string> = {};
   for (const line of out.stdout.split('\n')) {
@@ -122,7 +126,15 @@ export async function prepareCluster(progress: Progress): Promise<Prepared> {
 
 async function writeConfigs(cp: ClusterPlan, prepared: Prepared, relayPort: number): Promise<void> {
   const p = cp.paths;
-  for (const dir of [p.kubeconfigs, p.cniConfDir, p.cniIpam, p.kubeletDir, p.etcd, p.manifests, path.dirname(p.containerdConfig)])
+  for (const dir of [
+    p.kubeconfigs,
+    p.cniConfDir,
+    p.cniIpam,
+    p.kubeletDir,
+    p.etcd,
+    p.manifests,
+    path.dirname(p.containerdConfig),
+  ])
     await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFile(p.containerdConfig, containerdConfig(cp, prepared.images['pause']!.ref));
   await writeFile(path.join(p.cniConfDir, '10-namegate-lab.conflist'), cniConflist(cp));
@@ -133,7 +145,9 @@ async function writeConfigs(cp: ClusterPlan, prepared: Prepared, relayPort: numb
     if (id.kind !== 'client' || id.file === 'apiserver-kubelet-client') continue;
     await writeFile(componentKubeconfig(cp, id.file), kubeconfig(cp, id.file, local), { mode: 0o600 });
   }
-  await writeFile(p.hostKubeconfig, kubeconfig(cp, 'admin', `https://127.0.0.1:${relayPort}`), { mode: 0o600 });
+  await writeFile(p.hostKubeconfig, kubeconfig(cp, 'admin', `https://127.0.0.1:${relayPort}`), {
+    mode: 0o600,
+  });
 }
 
 /**
@@ -169,12 +183,27 @@ async function startHostRelay(cp: ClusterPlan): Promise<number> {
 /** Import an OCI archive into containerd's k8s.io namespace (what the kubelet sees). */
 async function importImage(cp: ClusterPlan, holder: number, archive: string): Promise<void> {
   await must(
-    inNode(holder, [findTool('ctr') ?? 'ctr', '--address', cp.paths.containerdSocket, '-n', 'k8s.io', 'images', 'import', archive]),
+    inNode(holder, [
+      findTool('ctr') ?? 'ctr',
+      '--address',
+      cp.paths.containerdSocket,
+      '-n',
+      'k8s.io',
+      'images',
+      'import',
+      archive,
+    ]),
     { timeoutMs: 180_000 },
   );
 }
 
-async function timed<T>(timings: Record<string, number>, key: string, progress: Progress, what: string, fn: () => Promise<T>): Promise<T> {
+async function timed<T>(
+  timings: Record<string, number>,
+  key: string,
+  progress: Progress,
+  what: string,
+  fn: () => Promise<T>,
+): Promise<T> {
   const start = performance.now();
   progress(`${what}...`);
   const out = await fn();
@@ -219,7 +248,16 @@ export async function startCluster(
   const relayPort = await startHostRelay(cp);
   await writeConfigs(cp, prepared, relayPort);
   // The node's network: bridge traffic passes the node's netfilter hooks (kube-proxy, namegate).
-  await must(['ip', 'netns', 'exec', lab.nodeNetns, 'sysctl', '-q', '-w', 'net.bridge.bridge-nf-call-iptables=1']);
+  await must([
+    'ip',
+    'netns',
+    'exec',
+    lab.nodeNetns,
+    'sysctl',
+    '-q',
+    '-w',
+    'net.bridge.bridge-nf-call-iptables=1',
+  ]);
   await createCgroups(cp);
   const holder = await timed(timings, 'holder', progress, 'opening the node namespaces (PID, mount)', () =>
     startHolder(cp, bins['pause']!),
@@ -244,7 +282,8 @@ export async function startCluster(
   const api = adminApi(cp, { timeoutMs: 5000 });
   await timed(timings, 'apiserver', progress, 'waiting for kube-apiserver', () =>
     waitFor('kube-apiserver ready', 90_000, async () => {
-      for (const d of [apiserver, relay, etcd]) if (!isAlive(d.pid)) throw new Error(`${d.name} exited:\n${await logTail(d.log)}`);
+      for (const d of [apiserver, relay, etcd])
+        if (!isAlive(d.pid)) throw new Error(`${d.name} exited:\n${await logTail(d.log)}`);
       const r = await api.text('GET', '/readyz');
       return r.status === 200 ? true : undefined;
     }),
@@ -253,9 +292,12 @@ export async function startCluster(
     keep(await startNodeDaemon(cp, holder, name, argv[name]!));
   }
   await imports;
-  await timed(timings, 'node', progress, `waiting for node ${cp.nodeName} to be Ready`, () => waitNodeReady(api, cp));
+  await timed(timings, 'node', progress, `waiting for node ${cp.nodeName} to be Ready`, () =>
+    waitNodeReady(api, cp),
+  );
   await timed(timings, 'coredns', progress, 'starting CoreDNS (the cluster DNS)', async () => {
-    for (const obj of corednsObjects(cp, prepared.images['coredns']!.ref)) await apply(api, obj, { fieldManager: FIELD_MANAGER });
+    for (const obj of corednsObjects(cp, prepared.images['coredns']!.ref))
+      await apply(api, obj, { fieldManager: FIELD_MANAGER });
     await waitRolledOut(api, 'Deployment', 'kube-system', 'coredns');
   });
   const record: ClusterRecord = {
