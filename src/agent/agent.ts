@@ -55,6 +55,8 @@ export interface AgentOptions {
   readonly flowLog?: LineSink | null;
   /** Override http.listen ("host:port"; port 0 picks one); null: no HTTP listener. */
   readonly httpListen?: string | null;
+  /** Also serve /readyz, /healthz and /metrics on this Unix socket (a pod-local probe). */
+  readonly healthSocket?: string;
 }
 
 export interface RunningAgent {
@@ -250,6 +252,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         },
       });
       const address = await server.listen(at.host, at.port);
+      if (options.healthSocket) await server.listenSocket(options.healthSocket);
       http = { host: address.address, port: address.port };
       cleanups.push(() => server.close());
     }

@@ -15,6 +15,7 @@ interface AgentCliOptions {
   config: string;
   listenHealth?: string;
   removeTableOnStop?: boolean;
+  healthSocket?: string;
 }
 
 export function registerAgent(program: Command): void {
@@ -25,6 +26,10 @@ export function registerAgent(program: Command): void {
     .option(
       '--listen-health <host:port>',
       'address of /metrics, /healthz and /readyz (overrides http.listen)',
+    )
+    .option(
+      '--health-socket <path>',
+      "also serve /readyz on this Unix socket: a probe through it reaches this agent, not a neighbour on the shared port",
     )
     .option(
       '--remove-table-on-stop',
@@ -40,6 +45,7 @@ export function registerAgent(program: Command): void {
           config,
           log,
           ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}),
+          ...(opts.healthSocket ? { healthSocket: opts.healthSocket } : {}),
         });
       } catch (err) {
         log.fatal({ event: 'agent', err: errorMessage(err) }, 'agent did not start');

@@ -118,8 +118,8 @@ export async function startHolder(plan: ClusterPlan, pause: string): Promise<num
     throw new NamegateError(ErrorCode.CommandFailed, 'could not start the node holder');
   await writePid(plan, HOLDER, child.pid);
   const deadline = Date.now() + 5000;
-  let inner: number | undefined;
-  while ((inner = children(child.pid)[0]) === undefined) {
+  let inner = children(child.pid)[0];
+  for (; inner === undefined; inner = children(child.pid)[0]) {
     if (!isAlive(child.pid) || Date.now() > deadline) {
       throw new NamegateError(
         ErrorCode.CommandFailed,

@@ -1,0 +1,156 @@
+/**
+ * Helpers of the tests on the lab's real Kubernetes node: clients run inside real pods (podExec),
+ * DNS answers and HTTPS from a pod, the agent's nft sets in the node namespace, and a long-lived
+ * TLS connection from a pod.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import type { KubeApi } from '../../src/k8s/api.ts';
+import { podExec, workloadPod } from '../../src/lab/cluster/exec.ts';
+import { listPods, type PodInfo } from '../../src/lab/cluster/kube.ts';
+import { containerPid } from '../../src/lab/cluster/node.ts';
+import type { ClusterPlan } from '../../src/lab/cluster/plan.ts';
+import { labExec } from '../../src/lab/exec.ts';
+import { helloBody } from '../../src/lab/nginx-config.ts';
+import { statePaths } from '../../src/lab/plan.ts';
+
+export interface DnsAnswer {
+  /** NOERROR, REFUSED, NXDOMAIN, ... or TIMEOUT when nothing answered. */
+  readonly status: string;
+  readonly answers: readonly string[];
+}
+
+export async function dig(cp: ClusterPlan, pod: PodInfo, name: string, extra: readonly string[] = []): Promise<DnsAnswer> {
+  const r = await podExec(cp, pod, ['dig', '+time=2', '+tries=1', '+noall', '+comments', '+answer', ...extra, name, 'A'], {
+    timeoutMs: 8000,
+  });
+  const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? 'TIMEOUT';
+  const answers = r.stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith(';'))
+    .map((l) => l.trim().split(/\s+/).at(-1) ?? '');
+  return { status, answers };
+}
+
+/** HTTPS (or HTTP) from a pod; returns curl's exit code and body (0 = ok, 28 = timeout). */
+export async function curl(
+  cp: ClusterPlan,
+  pod: PodInfo,
+  url: string,
+  o: { resolve?: string; connectTimeoutS?: number } = {},
+): Promise<{ code: number | null; body: string; stderr: string }> {
+  const connect = o.connectTimeoutS ?? 3;
+  const argv = ['curl', '-sS', '--connect-timeout', String(connect), '--max-time', String(connect + 3)];
+  argv.push('--cacert', statePaths(cp.lab).caCert);
+  if (o.resolve) argv.push('--resolve', o.resolve);
+  argv.push(url);
+  const r = await podExec(cp, pod, argv, { timeoutMs: (connect + 6) * 1000 });
+  return { code: r.code, body: r.stdout.trim(), stderr: r.stderr.trim() };
+}
+
+export const hello = helloBody;
+
+export async function workload(api: KubeApi, namespace: string, name: string): Promise<PodInfo> {
+  return workloadPod(api, namespace, name);
+}
+
+export async function runningPods(api: KubeApi, namespace: string, selector: string): Promise<PodInfo[]> {
+  return (await listPods(api, namespace, selector)).filter((p) => p.phase === 'Running' && !p.deleting && p.ip);
+}
+
+/**
+ * One TLS connection from a pod, held open (openssl s_client inside the pod), carrying HTTP/1.1
+ * requests: established flows must survive what new connections do not.
+ */
+export class PodConnection {
+  readonly #child: ChildProcess;
+  readonly #name: string;
+  #out = '';
+
+  private constructor(child: ChildProcess, name: string) {
+    this.#child = child;
+    this.#name = name;
+    child.stdout?.on('data', (b: Buffer) => {
+      this.#out += b.toString();
+    });
+  }
+
+  static async open(cp: ClusterPlan, pod: PodInfo, name: string, ip: string): Promise<PodConnection> {
+    const id = pod.containers['client'];
+    const pid = id ? await containerPid(cp, id) : null;
+    if (pid === null) throw new Error(`no process for ${pod.name}`);
+    const argv = ['-t', String(pid), '-n', '-m', '-p', '-S', '65532', '-G', '65532', '--'];
+    argv.push('openssl', 's_client', '-quiet', '-connect', `${ip}:443`, '-servername', name);
+    argv.push('-CAfile', statePaths(cp.lab).caCert, '-verify_return_error');
+    const child = spawn('nsenter', argv, { stdio: ['pipe', 'pipe', 'ignore'] });
+    return new PodConnection(child, name);
+  }
+
+  /** Send one request; true when the answer came within timeoutMs. */
+  async request(timeoutMs: number): Promise<boolean> {
+    const want = helloBody(this.#name);
+    const from = this.#out.length;
+    this.#child.stdin?.write(`GET / HTTP/1.1\r\nHost: ${this.#name}\r\n\r\n`);
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      if (this.#out.slice(from).includes(want)) return true;
+      if (this.#child.exitCode !== null || this.#child.signalCode !== null) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return false;
+  }
+
+  async close(): Promise<void> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
+    const exited = once(this.#child, 'exit');
+    this.#child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** Percentile of a sample (nearest rank). */
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+function ipNumber(ip: string): number {
+  return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+/** An IPv4 set element of `nft -j`: an address, a prefix or a range (adjacent pods merge). */
+function covers(raw: unknown, ip: string): boolean {
+  const v = raw && typeof raw === 'object' && 'elem' in raw ? (raw as { elem: { val: unknown } }).elem.val : raw;
+  const n = ipNumber(ip);
+  if (typeof v === 'string') return v === ip;
+  if (v && typeof v === 'object' && 'prefix' in v) {
+    const { addr, len } = (v as { prefix: { addr: string; len: number } }).prefix;
+    const size = 2 ** (32 - len);
+    const start = ipNumber(addr);
+    return n >= start && n < start + size;
+  }
+  if (v && typeof v === 'object' && 'range' in v) {
+    const [a, b] = (v as { range: [string, string] }).range;
+    return n >= ipNumber(a) && n <= ipNumber(b);
+  }
+  return false;
+}
+
+/** Which of the addresses the agent's enforce4 / audit4 sets hold, read in the node namespace. */
+export async function governedAddresses(
+  cp: ClusterPlan,
+  ips: readonly string[],
+): Promise<{ enforce: Set<string>; audit: Set<string> }> {
+  const out = { enforce: new Set<string>(), audit: new Set<string>() };
+  for (const set of ['enforce', 'audit'] as const) {
+    const r = await labExec(cp.lab, 'node', ['nft', '-j', 'list', 'set', 'inet', 'namegate', `${set}4`], {
+      timeoutMs: 10_000,
+    });
+    if (r.code !== 0) continue;
+    const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> };
+    const elems = doc.nftables.flatMap((i) => i.set?.elem ?? []);
+    for (const ip of ips) if (elems.some((e) => covers(e, ip))) out[set].add(ip);
+  }
+  return out;
+}
