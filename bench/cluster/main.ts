@@ -88,7 +88,10 @@ async function probePods(cp: ClusterPlan, api: KubeApi, namespace: string, image
 }
 
 async function main(): Promise<void> {
-  const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const loadBefore = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   console.log(`lab ${LAB}: bringing up the Kubernetes node...`);
   await labUp({ name: LAB, kubernetes: true });
   try {
@@ -118,7 +121,9 @@ async function main(): Promise<void> {
     console.log(`pod governed: container start -> first allowed answer: ${summary(governed)}`);
     const free = await probePods(cp, api, 'benchfree', image);
     console.log(`peer, no policy (CoreDNS directly): ${summary(free)}`);
-    console.log(`ratio p50 governed/ungoverned: ${(pct(governed, 50) / Math.max(1, pct(free, 50))).toFixed(2)}`);
+    console.log(
+      `ratio p50 governed/ungoverned: ${(pct(governed, 50) / Math.max(1, pct(free, 50))).toFixed(2)}`,
+    );
 
     // 3. policy write -> the pod's next connection follows it
     await apply(
@@ -129,7 +134,22 @@ async function main(): Promise<void> {
     await waitRolledOut(api, 'Deployment', 'bench', 'client');
     const pod = await workloadPod(api, 'bench', 'client');
     const curl = async (): Promise<boolean> => {
-      const r = await podExec(cp, pod, ['curl', '-sS', '--connect-timeout', '1', '--max-time', '2', '--cacert', statePaths(cp.lab).caCert, 'https://github.com/'], { timeoutMs: 5000 });
+      const r = await podExec(
+        cp,
+        pod,
+        [
+          'curl',
+          '-sS',
+          '--connect-timeout',
+          '1',
+          '--max-time',
+          '2',
+          '--cacert',
+          statePaths(cp.lab).caCert,
+          'https://github.com/',
+        ],
+        { timeoutMs: 5000 },
+      );
       return r.code === 0;
     };
     const follow: number[] = [];
@@ -139,7 +159,9 @@ async function main(): Promise<void> {
       await apply(api, policy('bench', allow ? ['api.stripe.com', 'github.com'] : ['api.stripe.com']), {
         fieldManager: FM,
       });
-      await waitFor('the pod follows the policy', 30_000, async () => ((await curl()) === allow ? true : undefined));
+      await waitFor('the pod follows the policy', 30_000, async () =>
+        (await curl()) === allow ? true : undefined,
+      );
       follow.push(Math.round(performance.now() - start));
     }
     console.log(`policy write -> the pod's next connection follows it: ${summary(follow)}`);

@@ -30,6 +30,8 @@ export interface BuildOptions {
   readonly outDir?: string;
   readonly cacheDir?: string;
   readonly force?: boolean;
+  /** Reuse compressed layers of earlier builds (default); off, every layer is compressed anew. */
+  readonly layerCache?: boolean;
   readonly progress?: (message: string) => void;
 }
 
@@ -184,7 +186,8 @@ export async function buildImage(key: ImageKey, options: BuildOptions = {}): Pro
       if (step.stage) components.push(...(await step.stage(dir, { progress: say, cacheDir })));
       await normalizeModes(dir);
       say(`packing layer ${i + 1}/${r.layers.length}: ${step.what}`);
-      layers.push(await writeLayer(dir, path.join(layout, 'blobs'), path.join(cacheDir, 'layers')));
+      const layerCache = options.layerCache === false ? undefined : path.join(cacheDir, 'layers');
+      layers.push(await writeLayer(dir, path.join(layout, 'blobs'), layerCache));
       await rm(dir, { recursive: true, force: true });
     }
     const { tag } = splitRef(r.ref);

@@ -29,7 +29,7 @@ export function registerAgent(program: Command): void {
     )
     .option(
       '--health-socket <path>',
-      "also serve /readyz on this Unix socket: a probe through it reaches this agent, not a neighbour on the shared port",
+      'also serve /readyz on this Unix socket: a probe through it reaches this agent, not a neighbour on the shared port',
     )
     .option(
       '--remove-table-on-stop',

@@ -7,7 +7,15 @@ import { spawn } from 'node:child_process';
 import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { flowLogPath } from '../lab/agent-config.ts';
-import { isClusterLab, runClusterTour } from '../lab/cluster/tour.ts';
+import { labWorkloads } from '../lab/cluster/manifests.ts';
+import {
+  agentLogFile,
+  clusterExec,
+  clusterOf,
+  criLogLine,
+  isClusterLab,
+  runClusterTour,
+} from '../lab/cluster/tour.ts';
 import { setAddresses } from '../lab/dns-update.ts';
 import { targetNetns } from '../lab/exec.ts';
 import { formatFlowLine } from '../lab/flows.ts';
@@ -65,7 +73,23 @@ export function registerLab(program: Command): void {
         console.log(
           `lab ${plan.name} is up${result.recreated ? ' (the existing lab was removed and recreated)' : ''}.`,
         );
-        console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
+        if (opts.kubernetes) {
+          const cp = clusterOf(plan);
+          console.log(
+            `  node:        ${cp.nodeName} (${cp.nodeIP}), pods ${cp.nodePodCIDR}, Services ${cp.serviceCIDR}`,
+          );
+          console.log(
+            `  kubeconfig:  ${cp.paths.hostKubeconfig} (helm --kubeconfig ..., kubectl --kubeconfig ...)`,
+          );
+          if (agent)
+            console.log(
+              `  pods:        ${labWorkloads()
+                .map((w) => `${w.namespace}/${w.name}`)
+                .join(', ')} (test clients)`,
+            );
+        } else {
+          console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
+        }
         console.log(`  resolver:    ${plan.resolver.ipv4} / ${plan.resolver.ipv6} in ${plan.nodeNetns}`);
         console.log(
           `  upstream:    knotd at ${plan.upstream.ipv4} / ${plan.upstream.ipv6} in ${plan.inetNetns}`,
@@ -73,7 +97,7 @@ export function registerLab(program: Command): void {
         console.log(`  agent config ${p.agentConfig}`);
         console.log(`  lab CA       ${p.caCert}`);
         console.log(`  logs         ${p.logs}`);
-        if (typeof agent === 'string')
+        if (typeof agent === 'string' && !opts.kubernetes)
           console.log(`  flow log     ${flowLogPath(plan)} (namegate ${agent} runs in ${plan.nodeNetns})`);
         console.log(`next: namegate lab tour --name ${plan.name}; namegate lab down --name ${plan.name}`);
       },
@@ -148,11 +172,13 @@ export function registerLab(program: Command): void {
     .option('-f, --follow', 'keep printing new decisions until Ctrl-C')
     .action(async (opts: NameOption & { follow?: boolean }) => {
       const plan = labPlan(opts.name);
-      const file = flowLogPath(plan);
+      // On a Kubernetes lab the agent is a pod: its decisions are in its container log.
+      const k8s = isClusterLab(plan);
+      const file = (k8s ? agentLogFile(plan) : null) ?? flowLogPath(plan);
       const useColour = process.stdout.isTTY === true && !process.env['NO_COLOR'];
       const style = useColour ? colour : { green: id, red: id, yellow: id, dim: id };
       await followLines(file, opts.follow === true, (line) => {
-        const text = formatFlowLine(line, style);
+        const text = formatFlowLine(k8s ? criLogLine(line) : line, style);
         if (text !== null) console.log(text);
       });
     });
@@ -166,6 +192,10 @@ export function registerLab(program: Command): void {
     .action(async (pod: string, command: string[], opts: NameOption) => {
       requireRoot('namegate lab exec');
       const plan = labPlan(opts.name);
+      if (isClusterLab(plan) && pod !== 'node' && pod !== 'inet') {
+        process.exitCode = await clusterExec(plan, pod, command);
+        return;
+      }
       const netns = targetNetns(plan, pod);
       if (!netnsExists(netns))
         throw usageError(`lab ${opts.name} is not up; run namegate lab up --name ${opts.name}`);

@@ -20,10 +20,20 @@ export interface DnsAnswer {
   readonly answers: readonly string[];
 }
 
-export async function dig(cp: ClusterPlan, pod: PodInfo, name: string, extra: readonly string[] = []): Promise<DnsAnswer> {
-  const r = await podExec(cp, pod, ['dig', '+time=2', '+tries=1', '+noall', '+comments', '+answer', ...extra, name, 'A'], {
-    timeoutMs: 8000,
-  });
+export async function dig(
+  cp: ClusterPlan,
+  pod: PodInfo,
+  name: string,
+  extra: readonly string[] = [],
+): Promise<DnsAnswer> {
+  const r = await podExec(
+    cp,
+    pod,
+    ['dig', '+time=2', '+tries=1', '+noall', '+comments', '+answer', ...extra, name, 'A'],
+    {
+      timeoutMs: 8000,
+    },
+  );
   const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? 'TIMEOUT';
   const answers = r.stdout
     .split('\n')
@@ -55,7 +65,9 @@ export async function workload(api: KubeApi, namespace: string, name: string): P
 }
 
 export async function runningPods(api: KubeApi, namespace: string, selector: string): Promise<PodInfo[]> {
-  return (await listPods(api, namespace, selector)).filter((p) => p.phase === 'Running' && !p.deleting && p.ip);
+  return (await listPods(api, namespace, selector)).filter(
+    (p) => p.phase === 'Running' && !p.deleting && p.ip,
+  );
 }
 
 /**
@@ -121,7 +133,8 @@ function ipNumber(ip: string): number {
 
 /** An IPv4 set element of `nft -j`: an address, a prefix or a range (adjacent pods merge). */
 function covers(raw: unknown, ip: string): boolean {
-  const v = raw && typeof raw === 'object' && 'elem' in raw ? (raw as { elem: { val: unknown } }).elem.val : raw;
+  const v =
+    raw && typeof raw === 'object' && 'elem' in raw ? (raw as { elem: { val: unknown } }).elem.val : raw;
   const n = ipNumber(ip);
   if (typeof v === 'string') return v === ip;
   if (v && typeof v === 'object' && 'prefix' in v) {
@@ -137,20 +150,23 @@ function covers(raw: unknown, ip: string): boolean {
   return false;
 }
 
-/** Which of the addresses the agent's enforce4 / audit4 sets hold, read in the node namespace. */
+/** Which of the addresses the agent governs (Enforce / Audit sets), read in the node namespace. */
 export async function governedAddresses(
   cp: ClusterPlan,
   ips: readonly string[],
 ): Promise<{ enforce: Set<string>; audit: Set<string> }> {
   const out = { enforce: new Set<string>(), audit: new Set<string>() };
-  for (const set of ['enforce', 'audit'] as const) {
-    const r = await labExec(cp.lab, 'node', ['nft', '-j', 'list', 'set', 'inet', 'namegate', `${set}4`], {
-      timeoutMs: 10_000,
-    });
-    if (r.code !== 0) continue;
-    const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> };
-    const elems = doc.nftables.flatMap((i) => i.set?.elem ?? []);
-    for (const ip of ips) if (elems.some((e) => covers(e, ip))) out[set].add(ip);
+  const r = await labExec(cp.lab, 'node', ['nft', '-j', 'list', 'table', 'inet', 'namegate'], {
+    timeoutMs: 10_000,
+  });
+  if (r.code !== 0) return out;
+  const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { name: string; elem?: unknown[] } }> };
+  for (const mode of ['enforce', 'audit'] as const) {
+    // Addresses (enforce4) and ranges of adjacent addresses (enforcenet4).
+    const elems = doc.nftables
+      .filter((i) => i.set && [`${mode}4`, `${mode}net4`].includes(i.set.name))
+      .flatMap((i) => i.set?.elem ?? []);
+    for (const ip of ips) if (elems.some((e) => covers(e, ip))) out[mode].add(ip);
   }
   return out;
 }

@@ -3,7 +3,7 @@
  * workloads (one test-client Deployment per lab pod, same namespaces and labels). The cluster is
  * IPv4 only, so the IPv6 checks are left out.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { LabPlan } from '../plan.ts';
 import { runTour, type TourCheck, type TourOptions, tourChecks } from '../tour.ts';
@@ -48,4 +48,36 @@ export function runClusterTour(
     client: podClient(lab),
     resolverNote: false,
   });
+}
+
+/**
+ * Where the agent pod's DNS decisions are: its container log, in the CRI format the kubelet
+ * writes (`<time> stdout F <json>`); the newest agent pod's. Null before namegate is installed.
+ */
+export function agentLogFile(lab: LabPlan): string | null {
+  const dir = path.join(clusterOf(lab).paths.varLog, 'pods');
+  let newest: { file: string; mtime: number } | null = null;
+  for (const pod of existsSync(dir) ? readdirSync(dir) : []) {
+    if (!pod.startsWith('namegate-system_namegate-agent-')) continue;
+    const container = path.join(dir, pod, 'agent');
+    for (const f of existsSync(container) ? readdirSync(container) : []) {
+      const file = path.join(container, f);
+      const mtime = statSync(file).mtimeMs;
+      if (!newest || mtime > newest.mtime) newest = { file, mtime };
+    }
+  }
+  return newest?.file ?? null;
+}
+
+/** A CRI log line without its time, stream and tag: the agent's own JSON line. */
+export function criLogLine(line: string): string {
+  return line.replace(/^\S+ (stdout|stderr) [FP] /, '');
+}
+
+/** `lab exec <pod>` on a Kubernetes lab: the command runs in the workload's pod. */
+export async function clusterExec(lab: LabPlan, pod: string, argv: readonly string[]): Promise<number> {
+  const r = await podClient(lab)(pod, [...argv]);
+  process.stdout.write(r.stdout);
+  process.stderr.write(r.stderr);
+  return r.code ?? 1;
 }
