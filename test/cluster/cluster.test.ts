@@ -44,11 +44,12 @@ import { governedMs, parseProbe, probeCommand } from '../../src/lab/cluster/prob
 import { type ClusterRecord, readClusterRecord } from '../../src/lab/cluster/up.ts';
 import { labExec } from '../../src/lab/exec.ts';
 import { labDown, labUp } from '../../src/lab/lab.ts';
+import { helloBody } from '../../src/lab/nginx-config.ts';
 import { statePaths } from '../../src/lab/plan.ts';
 import { logTail } from '../../src/lab/processes.ts';
 import { findTool } from '../../src/lab/run.ts';
 import { kernelState } from '../k8s/lab-cluster.ts';
-import { curl, dig, governedAddresses, hello, PodConnection, runningPods, workload } from './helpers.ts';
+import { curl, dig, governedAddresses, openPodConnection, runningPods, workload } from './helpers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const LAB = `kc${(process.pid % 1296).toString(36)}`;
@@ -153,7 +154,7 @@ describe('namegate on a real Kubernetes node', { skip, concurrency: false, timeo
       });
       const ok = await curl(cp, pay, 'https://api.stripe.com/');
       assert.equal(ok.code, 0, ok.stderr);
-      assert.equal(ok.body, hello('api.stripe.com'));
+      assert.equal(ok.body, helloBody('api.stripe.com'));
       assert.equal((await dig(cp, pay, 'evil.example.com')).status, 'REFUSED');
       // ci-runner's rules have no SNI check: a connection to an address it never learned is dropped.
       const raw = await curl(cp, ci, `https://${STRIPE_IP}/`, { connectTimeoutS: 2 });
@@ -314,7 +315,7 @@ describe('namegate on a real Kubernetes node', { skip, concurrency: false, timeo
       const ci = await pod('ci', 'ci-runner');
       const pay = await pod('payments', 'payments-api');
       assert.equal((await curl(cp, ci, 'https://github.com/')).code, 0);
-      const conn = await PodConnection.open(cp, ci, 'github.com', GITHUB_IP);
+      const conn = await openPodConnection(cp, ci, 'github.com', GITHUB_IP);
       try {
         assert.ok(await conn.request(5000), 'the connection works before');
         const [agent] = await listPods(api, RELEASE_NAMESPACE, 'app.kubernetes.io/component=agent');

@@ -3,22 +3,14 @@
  * DNS answers and HTTPS from a pod, the agent's nft sets in the node namespace, and a long-lived
  * TLS connection from a pod.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import type { KubeApi } from '../../src/k8s/api.ts';
 import { podExec, workloadPod } from '../../src/lab/cluster/exec.ts';
 import { listPods, type PodInfo } from '../../src/lab/cluster/kube.ts';
 import { containerPid } from '../../src/lab/cluster/node.ts';
 import type { ClusterPlan } from '../../src/lab/cluster/plan.ts';
 import { labExec } from '../../src/lab/exec.ts';
-import { helloBody } from '../../src/lab/nginx-config.ts';
 import { statePaths } from '../../src/lab/plan.ts';
-
-export interface DnsAnswer {
-  /** NOERROR, REFUSED, NXDOMAIN, ... or TIMEOUT when nothing answered. */
-  readonly status: string;
-  readonly answers: readonly string[];
-}
+import { type DnsAnswer, PodConnection, parseDig } from '../k8s/lab-cluster.ts';
 
 export async function dig(
   cp: ClusterPlan,
@@ -34,12 +26,7 @@ export async function dig(
       timeoutMs: 8000,
     },
   );
-  const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? 'TIMEOUT';
-  const answers = r.stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '' && !l.startsWith(';'))
-    .map((l) => l.trim().split(/\s+/).at(-1) ?? '');
-  return { status, answers };
+  return parseDig(r.stdout);
 }
 
 /** HTTPS (or HTTP) from a pod; returns curl's exit code and body (0 = ok, 28 = timeout). */
@@ -58,8 +45,6 @@ export async function curl(
   return { code: r.code, body: r.stdout.trim(), stderr: r.stderr.trim() };
 }
 
-export const hello = helloBody;
-
 export async function workload(api: KubeApi, namespace: string, name: string): Promise<PodInfo> {
   return workloadPod(api, namespace, name);
 }
@@ -70,61 +55,20 @@ export async function runningPods(api: KubeApi, namespace: string, selector: str
   );
 }
 
-/**
- * One TLS connection from a pod, held open (openssl s_client inside the pod), carrying HTTP/1.1
- * requests: established flows must survive what new connections do not.
- */
-export class PodConnection {
-  readonly #child: ChildProcess;
-  readonly #name: string;
-  #out = '';
-
-  private constructor(child: ChildProcess, name: string) {
-    this.#child = child;
-    this.#name = name;
-    child.stdout?.on('data', (b: Buffer) => {
-      this.#out += b.toString();
-    });
-  }
-
-  static async open(cp: ClusterPlan, pod: PodInfo, name: string, ip: string): Promise<PodConnection> {
-    const id = pod.containers['client'];
-    const pid = id ? await containerPid(cp, id) : null;
-    if (pid === null) throw new Error(`no process for ${pod.name}`);
-    const argv = ['-t', String(pid), '-n', '-m', '-p', '-S', '65532', '-G', '65532', '--'];
-    argv.push('openssl', 's_client', '-quiet', '-connect', `${ip}:443`, '-servername', name);
-    argv.push('-CAfile', statePaths(cp.lab).caCert, '-verify_return_error');
-    const child = spawn('nsenter', argv, { stdio: ['pipe', 'pipe', 'ignore'] });
-    return new PodConnection(child, name);
-  }
-
-  /** Send one request; true when the answer came within timeoutMs. */
-  async request(timeoutMs: number): Promise<boolean> {
-    const want = helloBody(this.#name);
-    const from = this.#out.length;
-    this.#child.stdin?.write(`GET / HTTP/1.1\r\nHost: ${this.#name}\r\n\r\n`);
-    const deadline = performance.now() + timeoutMs;
-    while (performance.now() < deadline) {
-      if (this.#out.slice(from).includes(want)) return true;
-      if (this.#child.exitCode !== null || this.#child.signalCode !== null) return false;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return false;
-  }
-
-  async close(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    const exited = once(this.#child, 'exit');
-    this.#child.kill('SIGKILL');
-    await exited;
-  }
-}
-
-/** Percentile of a sample (nearest rank). */
-export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+/** A TLS connection from a real pod, held open (openssl s_client with the pod's own binary). */
+export async function openPodConnection(
+  cp: ClusterPlan,
+  pod: PodInfo,
+  name: string,
+  ip: string,
+): Promise<PodConnection> {
+  const id = pod.containers['client'];
+  const pid = id ? await containerPid(cp, id) : null;
+  if (pid === null) throw new Error(`no process for ${pod.name}`);
+  const argv = ['-t', String(pid), '-n', '-m', '-p', '-S', '65532', '-G', '65532', '--'];
+  argv.push('openssl', 's_client', '-quiet', '-connect', `${ip}:443`, '-servername', name);
+  argv.push('-CAfile', statePaths(cp.lab).caCert, '-verify_return_error');
+  return PodConnection.spawn('nsenter', argv, name);
 }
 
 function ipNumber(ip: string): number {
@@ -139,9 +83,8 @@ function covers(raw: unknown, ip: string): boolean {
   if (typeof v === 'string') return v === ip;
   if (v && typeof v === 'object' && 'prefix' in v) {
     const { addr, len } = (v as { prefix: { addr: string; len: number } }).prefix;
-    const size = 2 ** (32 - len);
     const start = ipNumber(addr);
-    return n >= start && n < start + size;
+    return n >= start && n < start + 2 ** (32 - len);
   }
   if (v && typeof v === 'object' && 'range' in v) {
     const [a, b] = (v as { range: [string, string] }).range;
@@ -163,8 +106,9 @@ export async function governedAddresses(
   const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { name: string; elem?: unknown[] } }> };
   for (const mode of ['enforce', 'audit'] as const) {
     // Addresses (enforce4) and ranges of adjacent addresses (enforcenet4).
+    const names = [`${mode}4`, `${mode}net4`];
     const elems = doc.nftables
-      .filter((i) => i.set && [`${mode}4`, `${mode}net4`].includes(i.set.name))
+      .filter((i) => i.set && names.includes(i.set.name))
       .flatMap((i) => i.set?.elem ?? []);
     for (const ip of ips) if (elems.some((e) => covers(e, ip))) out[mode].add(ip);
   }

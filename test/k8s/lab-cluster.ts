@@ -202,8 +202,13 @@ export async function dnsAnswer(plan: LabPlan, pod: string, name: string, type =
     ['dig', '+time=1', '+tries=1', '+noall', '+comments', '+answer', name, type],
     { timeoutMs: 5000 },
   );
-  const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? 'TIMEOUT';
-  const answers = r.stdout
+  return parseDig(r.stdout);
+}
+
+/** `dig +noall +comments +answer` output: the status and the answers' data. */
+export function parseDig(stdout: string): DnsAnswer {
+  const status = /status: ([A-Z]+)/.exec(stdout)?.[1] ?? 'TIMEOUT';
+  const answers = stdout
     .split('\n')
     .filter((l) => l.trim() !== '' && !l.startsWith(';'))
     .map((l) => l.trim().split(/\s+/).at(-1) ?? '');
@@ -273,7 +278,12 @@ export class PodConnection {
       statePaths(plan).caCert,
       '-verify_return_error',
     ];
-    const child = spawn(findTool('ip') ?? 'ip', argv, { stdio: ['pipe', 'pipe', 'ignore'] });
+    return PodConnection.spawn(findTool('ip') ?? 'ip', argv, name);
+  }
+
+  /** The same over any command that runs openssl s_client in the pod (nsenter on a real node). */
+  static spawn(command: string, argv: readonly string[], name: string): PodConnection {
+    const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'ignore'] });
     return new PodConnection(child, name);
   }
 

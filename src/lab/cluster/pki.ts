@@ -4,31 +4,10 @@
  * the API server's default RBAC knows (system:kube-controller-manager, system:kube-scheduler,
  * system:kube-proxy, system:node:<node> in system:nodes).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { makeCert, opensslConfig } from '../certs.ts';
 import { must } from '../run.ts';
 import type { ClusterPlan } from './plan.ts';
-
-const CONFIG = `[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = placeholder
-[ca]
-basicConstraints = critical,CA:true
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[client]
-basicConstraints = critical,CA:false
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-[server]
-basicConstraints = critical,CA:false
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-`;
-
-const KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30'];
 
 export interface Identity {
   /** File name stem: <pki>/<file>.crt and .key. */
@@ -80,54 +59,29 @@ export function pkiFile(cp: ClusterPlan, stem: string, ext: 'crt' | 'key' | 'pub
 }
 
 export async function makeClusterPki(cp: ClusterPlan): Promise<void> {
-  const dir = cp.paths.pki;
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const cnf = path.join(dir, 'openssl.cnf');
-  await writeFile(cnf, CONFIG);
-  const ca = { crt: pkiFile(cp, 'ca', 'crt'), key: pkiFile(cp, 'ca', 'key') };
-  await must([
-    'openssl',
-    'req',
-    '-config',
+  const cnf = await opensslConfig(cp.paths.pki);
+  const ca = { cert: pkiFile(cp, 'ca', 'crt'), key: pkiFile(cp, 'ca', 'key') };
+  await makeCert({
     cnf,
-    '-x509',
-    ...KEY,
-    '-keyout',
-    ca.key,
-    '-out',
-    ca.crt,
-    '-subj',
-    `/O=namegate lab/CN=namegate lab ${cp.lab.name} cluster CA`,
-    '-extensions',
-    'ca',
-  ]);
+    ...ca,
+    subject: `/O=namegate lab/CN=namegate lab ${cp.lab.name} cluster CA`,
+    extensions: 'ca_ext',
+  });
   const sa = pkiFile(cp, 'sa', 'key');
   await Promise.all([
     must(['openssl', 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', sa]).then(
       () => must(['openssl', 'pkey', '-in', sa, '-pubout', '-out', pkiFile(cp, 'sa', 'pub')]),
     ),
     ...identities(cp).map((id) =>
-      must([
-        'openssl',
-        'req',
-        '-config',
+      makeCert({
         cnf,
-        '-x509',
-        ...KEY,
-        '-keyout',
-        pkiFile(cp, id.file, 'key'),
-        '-out',
-        pkiFile(cp, id.file, 'crt'),
-        '-subj',
-        id.subject,
-        '-extensions',
-        id.kind,
-        ...(id.sans ? ['-addext', `subjectAltName=${id.sans.join(',')}`] : []),
-        '-CA',
-        ca.crt,
-        '-CAkey',
-        ca.key,
-      ]),
+        key: pkiFile(cp, id.file, 'key'),
+        cert: pkiFile(cp, id.file, 'crt'),
+        subject: id.subject,
+        extensions: id.kind === 'client' ? 'client_ext' : 'leaf_ext',
+        ...(id.sans ? { subjectAltName: id.sans.join(',') } : {}),
+        ca,
+      }),
     ),
   ]);
 }
