@@ -11,10 +11,14 @@ declare -A PKGS=(
   [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2 [nc]=netcat-openbsd
   [ping]=iputils-ping [haproxy]=haproxy
+  # The lab's Kubernetes node (make test, make demo ARGS=--kubernetes) and the image builder.
+  [containerd]=containerd [ctr]=containerd [runc]=runc [nsenter]=util-linux [unshare]=util-linux
+  [dpkg-deb]=dpkg [gcc]=gcc
 )
 # check file -> Debian package (libraries and headers have no command to look for)
 declare -A FILE_PKGS=(
   [/usr/include/nftables/libnftables.h]=libnftables-dev [/usr/bin/g++]=g++
+  [/usr/lib/cni/bridge]=containernetworking-plugins [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
 )
 missing=()
 for cmd in "${!PKGS[@]}"; do
@@ -47,6 +51,8 @@ if [ -x scripts/build-addon.sh ]; then scripts/build-addon.sh; fi
 if [ -x scripts/build-sockopt-addon.sh ]; then scripts/build-sockopt-addon.sh; fi
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
-  # kube-apiserver, etcd and helm for the Kubernetes tests; CoreDNS only for `make bench`.
-  scripts/build-test-bins.sh kube-apiserver etcd helm >/dev/null
+  # kube-apiserver, etcd and helm for the Kubernetes tests; the node's binaries, CoreDNS (its
+  # cluster DNS, and `make bench`'s peer) and pause for the lab's Kubernetes node (test/cluster).
+  scripts/build-test-bins.sh kube-apiserver etcd helm kubelet kube-controller-manager kube-scheduler \
+    kube-proxy coredns pause >/dev/null
 fi

@@ -5,7 +5,7 @@
  *
  * 1. install_s: `helm install` until every agent and controller pod is Ready (the image is
  *    already in containerd, as after a pull).
- * 2. pod_governed: 50 replicas of a Deployment whose pods ask for an allowed name from their
+ * 2. pod_governed: 50 replicas of a Deployment (scaled up 10 at a time) whose pods ask for an allowed name from their
  *    first moment (src/lab/cluster/probe.ts): milliseconds from the container's start until
  *    its first allowed answer. The peer, in the same run: the same 50 pods in a namespace no
  *    policy selects (CoreDNS answers directly, nothing to wait for): what governing costs.
@@ -15,7 +15,7 @@
  *
  * Not a test. The last line is exactly
  *   RESULT cluster install_s=<s> pod_governed_p99_ms=<ms> policy_to_pod_p99_ms=<ms>
- * BENCH_PODS (50), BENCH_ROUNDS (20) change the sizes.
+ * BENCH_PODS (50), BENCH_BATCH (10 pods started at once), BENCH_ROUNDS (20) change the sizes.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -34,6 +34,8 @@ import { statePaths } from '../../src/lab/plan.ts';
 
 const PODS = Number(process.env['BENCH_PODS'] ?? 50);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 20);
+/** Pods started at once (the Deployment grows by this many per step). */
+const BATCH = Number(process.env['BENCH_BATCH'] ?? 10);
 const LAB = `bc${(process.pid % 1296).toString(36)}`;
 const FM = 'namegate-bench';
 
@@ -58,30 +60,45 @@ function policy(namespace: string, names: readonly string[]): KubeObject {
   } as KubeObject;
 }
 
-async function probePods(cp: ClusterPlan, api: KubeApi, namespace: string, image: string): Promise<number[]> {
+/**
+ * PODS pods in batches of BATCH (one Deployment scaled up step by step), each probing from its
+ * first moment; milliseconds from container start to the first allowed answer, per pod.
+ */
+async function probePods(
+  cp: ClusterPlan,
+  api: KubeApi,
+  namespace: string,
+  image: string,
+  governed: boolean,
+): Promise<number[]> {
   const name = 'probe';
-  await apply(
-    api,
-    testClientDeployment(cp, image, {
-      name,
-      namespace,
-      labels: { app: 'bench' },
-      replicas: PODS,
-      command: probeCommand('api.stripe.com', 'evil.example.com'),
-    }),
-    { fieldManager: FM },
-  );
-  await waitRolledOut(api, 'Deployment', namespace, name, 600_000);
-  const pods = await listPods(api, namespace, `namegate.dev/lab-workload=${name}`);
+  const seen = new Set<string>();
   const out: number[] = [];
-  for (const p of pods) {
-    const r = await waitFor(`probe of ${p.name}`, 120_000, async () => {
-      const log = await api.text('GET', `/api/v1/namespaces/${namespace}/pods/${p.name}/log`);
-      return log.status === 200 ? (parseProbe(log.body) ?? undefined) : undefined;
-    });
-    assert.equal(r.leaks, 0, `${p.name}: a denied name was answered before the pod was governed`);
-    assert.ok(r.answer.includes('203.0.113.10'), `${p.name} got no allowed answer (${r.tries} tries)`);
-    out.push(governedMs(r));
+  for (let replicas = BATCH; replicas <= PODS; replicas += BATCH) {
+    await apply(
+      api,
+      testClientDeployment(cp, image, {
+        name,
+        namespace,
+        labels: { app: 'bench' },
+        replicas,
+        command: probeCommand('api.stripe.com', 'evil.example.com'),
+      }),
+      { fieldManager: FM },
+    );
+    await waitRolledOut(api, 'Deployment', namespace, name, 600_000);
+    for (const p of await listPods(api, namespace, `namegate.dev/lab-workload=${name}`)) {
+      if (seen.has(p.name)) continue;
+      seen.add(p.name);
+      const r = await waitFor(`probe of ${p.name}`, 120_000, async () => {
+        const log = await api.text('GET', `/api/v1/namespaces/${namespace}/pods/${p.name}/log`);
+        return log.status === 200 ? (parseProbe(log.body) ?? undefined) : undefined;
+      });
+      if (governed)
+        assert.equal(r.leaks, 0, `${p.name}: a denied name was answered before the pod was governed`);
+      assert.ok(r.answer.includes('203.0.113.10'), `${p.name} got no allowed answer (${r.tries} tries)`);
+      out.push(governedMs(r));
+    }
   }
   await api.request('DELETE', `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`);
   return out;
@@ -117,9 +134,11 @@ async function main(): Promise<void> {
     await apply(api, policy('bench', ['api.stripe.com']), { fieldManager: FM });
 
     // 2. pod Running -> first allowed answer, governed and (peer) not governed
-    const governed = await probePods(cp, api, 'bench', image);
-    console.log(`pod governed: container start -> first allowed answer: ${summary(governed)}`);
-    const free = await probePods(cp, api, 'benchfree', image);
+    const governed = await probePods(cp, api, 'bench', image, true);
+    console.log(
+      `pod governed (${BATCH} started at once): container start -> first allowed answer: ${summary(governed)}`,
+    );
+    const free = await probePods(cp, api, 'benchfree', image, false);
     console.log(`peer, no policy (CoreDNS directly): ${summary(free)}`);
     console.log(
       `ratio p50 governed/ungoverned: ${(pct(governed, 50) / Math.max(1, pct(free, 50))).toFixed(2)}`,

@@ -162,8 +162,8 @@ export function kubeletConfig(cp: ClusterPlan): string {
     imageGCLowThresholdPercent: 99,
     serializeImagePulls: false,
     // Pod status reaches the API (and so the agent) sooner under load.
-    kubeAPIQPS: 50,
-    kubeAPIBurst: 100,
+    kubeAPIQPS: 100,
+    kubeAPIBurst: 200,
     maxPods: 110,
   });
 }
