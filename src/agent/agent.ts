@@ -15,6 +15,7 @@
  */
 import { pino } from 'pino';
 import type { Registry } from 'prom-client';
+import { dnsGuardFrom, nftConfigFrom, unknownSourcesWarning } from '../config/datapath.ts';
 import type { AgentConfig } from '../config/schema.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
@@ -24,23 +25,22 @@ import { NftDatapath } from '../datapath/nft-driver.ts';
 import { RecordingDatapath } from '../datapath/recording.ts';
 import type { LineSink } from '../dns/flow-log.ts';
 import { DnsProxy, upstreamFrom } from '../dns/proxy.ts';
+import { Enforcer } from '../enforce/enforcer.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { StaticGroups } from '../identity/static-groups.ts';
 import { F } from '../observe/fields.ts';
 import { HealthServer, type ReadinessCheck } from '../observe/http.ts';
 import { createLogger, type Logger } from '../observe/log.ts';
 import { createRegistry } from '../observe/metrics.ts';
+import type { PolicySource } from '../policy/source.ts';
 import { ConnectProxy } from '../proxy/connect-proxy.ts';
 import { originalDestinationFor } from '../proxy/original-dst.ts';
 import { UpstreamResolver } from '../proxy/resolver.ts';
 import { SniProxy } from '../proxy/sni-proxy.ts';
-import { dnsGuardFrom, nftConfigFrom, unknownSourcesWarning } from './config.ts';
-import { Enforcer } from './enforcer.ts';
 import { kubernetesSources } from './kubernetes.ts';
 import { parseListen } from './listen.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { PolicyFiles } from './policy-files.ts';
-import type { PolicySource } from './policy-source.ts';
 
 export interface AgentOptions {
   readonly config: AgentConfig;

@@ -4,14 +4,14 @@
  * never programs the kernel from a partial view.
  */
 import type { Registry } from 'prom-client';
+import { type KubernetesConfigInput, resolveKubernetesConfig } from '../config/kubernetes.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { KubeApi, loadKubeConfig } from '../k8s/api.ts';
-import { type KubernetesConfigInput, resolveKubernetesConfig } from '../k8s/config.ts';
 import { KubeIdentityProvider } from '../k8s/identity.ts';
 import { k8sMetrics } from '../k8s/metrics.ts';
 import { KubePolicySource } from '../k8s/policy-source.ts';
 import type { Logger } from '../observe/log.ts';
-import type { PolicySource } from './policy-source.ts';
+import type { PolicySource } from '../policy/source.ts';
 
 export interface KubernetesSources {
   readonly identities: IdentityProvider;

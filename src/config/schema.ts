@@ -5,9 +5,9 @@
  * (datapath, http, ...) with one entry.
  */
 import { z } from 'zod';
-import { DatapathSectionSchema, HttpSectionSchema } from '../agent/config.ts';
-import { KubernetesConfigSchema } from '../k8s/config.ts';
-import { ProxySectionSchema } from '../proxy/config.ts';
+import { DatapathSectionSchema, HttpSectionSchema } from './datapath.ts';
+import { KubernetesConfigSchema } from './kubernetes.ts';
+import { ProxySectionSchema } from './proxy.ts';
 
 const seconds = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
 const count = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);

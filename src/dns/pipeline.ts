@@ -9,19 +9,20 @@
  * Fail closed: a malformed reply, a CNAME loop or a datapath commit failure gives SERVFAIL
  * and learns nothing; an unexpected exception gives SERVFAIL, never the upstream's answer.
  */
+
+import { addressClass } from '../core/address-class.ts';
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { CanonicalName } from '../core/names.ts';
 import type { AllowElement, Datapath, ElementKey } from '../datapath/datapath.ts';
+import { elementsFor, portRanges } from '../enforce/elements.ts';
 import { elementSources, type IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
 import { cidrCovers } from '../policy/decide.ts';
 import { type Identity, type PolicyRef, type PortRange, policyRefText } from '../policy/model.ts';
-import { elementsFor, portRanges } from '../store/elements.ts';
 import type { AddressInput, LearnedStore } from '../store/learned-store.ts';
-import { addressClass } from './address-class.ts';
 import { AnswerError, type AnswerFacts, type AnswerLimits, readAnswers } from './answers.ts';
 import { type CommitBatcher, holdKey } from './commit.ts';
 import type { DnsVerdict, FlowLog, FlowRecord } from './flow-log.ts';

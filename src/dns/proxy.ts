@@ -15,6 +15,7 @@ import type { AgentConfig } from '../config/schema.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Datapath } from '../datapath/datapath.ts';
+import { desiredLearned } from '../enforce/elements.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
@@ -24,7 +25,6 @@ import {
   restoreEntries,
   writeCheckpoint,
 } from '../store/checkpoint.ts';
-import { desiredLearned } from '../store/elements.ts';
 import { type InUse, LearnedStore } from '../store/learned-store.ts';
 import { createStoreMetrics, type StoreMetrics } from '../store/metrics.ts';
 import { CommitBatcher } from './commit.ts';

@@ -8,6 +8,8 @@
  *
  * Implements the agent's PolicySource (current, onChange).
  */
+
+import type { KubernetesConfig } from '../config/kubernetes.ts';
 import type { Dialect, ImportContext } from '../formats/importer.ts';
 import { findImporter } from '../formats/load.ts';
 import { type Problem, validateNative } from '../formats/native.ts';
@@ -15,7 +17,6 @@ import type { Logger } from '../observe/log.ts';
 import { CompiledPolicies } from '../policy/compile.ts';
 import type { Policy } from '../policy/model.ts';
 import type { KubeApi, KubeObject, ResourceType } from './api.ts';
-import type { KubernetesConfig } from './config.ts';
 import { CLUSTER_EGRESS_POLICY, EGRESS_POLICY } from './crd.ts';
 import type { K8sMetrics } from './metrics.ts';
 import { Reflector, type ReflectorEvent } from './reflector.ts';

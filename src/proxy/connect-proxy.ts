@@ -20,6 +20,7 @@
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Registry } from 'prom-client';
+import { type ProxySection, type ProxySectionInput, proxyConfig } from '../config/proxy.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import { classifyAddress } from '../core/ip.ts';
@@ -32,7 +33,6 @@ import type { CompiledPolicies } from '../policy/compile.ts';
 import { cidrCovers, decide, decideAddress } from '../policy/decide.ts';
 import { type Identity, type Mode, type PolicyRef, policyRefText } from '../policy/model.ts';
 import { type HelloLimits, parseClientHello } from './client-hello.ts';
-import { type ProxySection, type ProxySectionInput, proxyConfig } from './config.ts';
 import { type LineSink, ProxyFlowLog } from './flow-log.ts';
 import { HttpGate } from './http-gate.ts';
 import { type HeadLimits, parseRequestHead, type RequestHead } from './http-head.ts';

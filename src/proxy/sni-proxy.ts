@@ -21,6 +21,7 @@
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Registry } from 'prom-client';
+import { type ProxySection, type ProxySectionInput, proxyConfig } from '../config/proxy.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import { literalLookup } from '../dns/lookup.ts';
@@ -29,7 +30,6 @@ import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Identity, Mode } from '../policy/model.ts';
 import { type ClientHello, type HelloLimits, maxPeekBytes, parseClientHello } from './client-hello.ts';
-import { type ProxySection, type ProxySectionInput, proxyConfig } from './config.ts';
 import { type LineSink, ProxyFlowLog } from './flow-log.ts';
 import { GateError, HttpGate } from './http-gate.ts';
 import { type HeadLimits, parseRequestHead, type RequestHead } from './http-head.ts';

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { nftConfigFrom, unknownSourcesWarning } from '../../../src/agent/config.ts';
+import { nftConfigFrom, unknownSourcesWarning } from '../../../src/config/datapath.ts';
 import { ConfigError, validateConfig } from '../../../src/config/load.ts';
 import { resolveNftConfig } from '../../../src/datapath/nft-config.ts';
 

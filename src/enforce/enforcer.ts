@@ -13,6 +13,8 @@
  * sharing the table (a rolling update) or before a restart without a checkpoint, and is left to
  * expire on its own instead of cutting flows that were fine.
  */
+
+import type { AgentMetrics } from '../agent/metrics.ts';
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import { type AllowElement, type Datapath, type ElementKey, elementKey } from '../datapath/datapath.ts';
@@ -21,10 +23,9 @@ import { elementSources, type IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
-import { desiredLearned } from '../store/elements.ts';
+import type { PolicySource } from '../policy/source.ts';
 import type { LearnedStore } from '../store/learned-store.ts';
-import type { AgentMetrics } from './metrics.ts';
-import type { PolicySource } from './policy-source.ts';
+import { desiredLearned } from './elements.ts';
 import { staticState } from './static-state.ts';
 
 export interface EnforcerDeps {

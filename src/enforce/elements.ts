@@ -13,7 +13,7 @@ import { elementSources, type IdentityProvider } from '../identity/identity.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
 import { cidrCovers, grantsFor } from '../policy/decide.ts';
 import type { Identity, PortRange } from '../policy/model.ts';
-import type { LearnedStore, StoreEntry } from './learned-store.ts';
+import type { LearnedStore, StoreEntry } from '../store/learned-store.ts';
 
 /** The distinct port ranges the rules matching `name` grant `identity`. */
 export function portRanges(set: CompiledPolicies, identity: Identity, name: CanonicalName): PortRange[] {
