@@ -44,15 +44,31 @@ import type { ImportContext, Importer, ImportResult } from './importer.ts';
 import { LIMITS, type NativeDocument } from './native.ts';
 import type { RuleInput } from './native-schema.ts';
 
-const KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy'];
 const API_VERSION = 'cilium.io/v2';
 const DIALECT = 'Cilium';
 
-export const ciliumImporter: Importer = {
+export const ciliumImporter = {
   dialect: 'cilium',
-  accepts: (apiVersion, kind) => apiVersion.startsWith('cilium.io/') && KINDS.includes(kind),
+  title: 'Cilium',
+  summary: 'CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy (toFQDNs)',
+  kinds: [
+    {
+      group: 'cilium.io',
+      version: 'v2',
+      plural: 'ciliumnetworkpolicies',
+      kind: 'CiliumNetworkPolicy',
+      namespaced: true,
+    },
+    {
+      group: 'cilium.io',
+      version: 'v2',
+      plural: 'ciliumclusterwidenetworkpolicies',
+      kind: 'CiliumClusterwideNetworkPolicy',
+      namespaced: false,
+    },
+  ],
   convert: convertCilium,
-};
+} as const satisfies Importer;
 
 function convertCilium(doc: Record<string, unknown>, context: ImportContext): ImportResult {
   const c = new Conversion();

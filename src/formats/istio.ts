@@ -40,11 +40,21 @@ const API_VERSIONS = [
 const DIALECT = 'Istio';
 const METADATA_NAME = 'kubernetes.io/metadata.name';
 
-export const istioImporter: Importer = {
+export const istioImporter = {
   dialect: 'istio',
-  accepts: (apiVersion, kind) => apiVersion.startsWith('networking.istio.io/') && kind === 'ServiceEntry',
+  title: 'Istio',
+  summary: 'Istio ServiceEntry',
+  kinds: [
+    {
+      group: 'networking.istio.io',
+      version: 'v1',
+      plural: 'serviceentries',
+      kind: 'ServiceEntry',
+      namespaced: true,
+    },
+  ],
   convert: convertServiceEntry,
-};
+} as const satisfies Importer;
 
 const SPEC_FIELDS = [
   'hosts',

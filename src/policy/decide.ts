@@ -11,6 +11,7 @@
  *      `no_matching_rule` or `port_not_allowed`.
  * Where several rules qualify, the decision names the first in policy order, then rule order.
  */
+import { addressClass } from '../core/address-class.ts';
 import type { CanonicalName } from '../core/names.ts';
 import type { CompiledPolicies, IndexedRule, RuleRef, Selection } from './compile.ts';
 import type { Identity, Mode, PolicyRef, PortRange, Protocol, Verify } from './model.ts';
@@ -222,4 +223,15 @@ export function decideAddress(
 export function cidrCovers(set: CompiledPolicies, identity: Identity, ip: string): boolean {
   const selection = set.selection(identity);
   return selection.mode !== null && set.cidrRulesFor(selection, ip).length > 0;
+}
+
+/**
+ * May an address from a DNS answer be opened for this source? Public addresses may; one in a
+ * denied range (private, loopback, link-local, CGNAT, multicast, IPv4-embedding IPv6, ...) only
+ * when a toCIDRs rule of the source covers it, so an answer never widens access into internal
+ * networks (DNS rebinding). One rule for the DNS proxy's learning, the enforcer's resync and the
+ * CONNECT proxy's dial.
+ */
+export function answerAddressAllowed(set: CompiledPolicies, identity: Identity, ip: string): boolean {
+  return addressClass(ip) === 'public' || cidrCovers(set, identity, ip);
 }

@@ -19,10 +19,6 @@ export interface LearnedView {
   holds(source: string, name: string, ip: string, now: number): boolean;
 }
 
-export interface PolicyView {
-  current(): CompiledPolicies;
-}
-
 export type NameKind = 'tls' | 'http';
 
 export interface ProxyDecision {

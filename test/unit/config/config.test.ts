@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig, parseHostPort, validateConfig } from '../../../src/config/load.ts';
+import { ConfigError, loadConfig, validateConfig } from '../../../src/config/load.ts';
+import { parseHostPort } from '../../../src/core/host-port.ts';
 
 function problems(doc: unknown): string[] {
   try {

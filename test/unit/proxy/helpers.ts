@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Registry } from 'prom-client';
-import type { ProxySectionInput } from '../../../src/config/proxy.ts';
+import { type ProxySectionInput, proxySettings } from '../../../src/config/proxy.ts';
 import { validateNative } from '../../../src/formats/native.ts';
 import { type SourceGroup, StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
@@ -129,7 +129,6 @@ export async function sniProxy(
     policies: CompiledPolicies;
   };
   const proxy = await SniProxy.start({
-    listen: opts.listen ?? ['127.0.0.1:0'],
     policies: { current: () => h.policies },
     identities: new StaticGroups(opts.groups ?? GROUPS),
     learned: opts.learned,
@@ -137,7 +136,11 @@ export async function sniProxy(
     log: silentLogger(),
     registry,
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
-    config: { peekTimeoutMs: 500, ...opts.config },
+    settings: proxySettings({
+      peekTimeoutMs: 500,
+      ...opts.config,
+      sni: { listen: opts.listen ?? ['127.0.0.1:0'], ...opts.config?.sni },
+    }),
   });
   t.after(() => proxy.stop());
   const harness: ProxyHarness = {
