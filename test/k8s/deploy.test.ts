@@ -15,6 +15,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { KubernetesConfigSchema } from '../../src/config/kubernetes.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { type AgentConfig, AgentConfigSchema } from '../../src/config/schema.ts';
+import { FOREIGN_DIALECTS } from '../../src/formats/registry.ts';
 import { KubeApi, KubeApiError, type KubeObject } from '../../src/k8s/api.ts';
 import { PolicyController } from '../../src/k8s/controller.ts';
 import { KubeIdentityProvider } from '../../src/k8s/identity.ts';
@@ -46,12 +47,7 @@ function render(set: string[] = []): KubeObject[] {
     .filter((d): d is KubeObject => d !== null);
 }
 
-const ALL_DIALECTS = [
-  'dialects.cilium=true',
-  'dialects.istio=true',
-  'dialects.npep=true',
-  'dialects.gke=true',
-];
+const ALL_DIALECTS = FOREIGN_DIALECTS.map((d) => `dialects.${d}=true`);
 
 test('generated CRDs and manifests under deploy/ are up to date', () => {
   try {
