@@ -15,7 +15,7 @@ import { addressClass } from '../core/address-class.ts';
 import type { CanonicalName } from '../core/names.ts';
 import type { CompiledPolicies, IndexedRule, RuleRef, Selection } from './compile.ts';
 import { type Decision, Reason } from './decision.ts';
-import type { Identity, Mode, PolicyRef, PortRange, Protocol, Verify } from './model.ts';
+import type { Identity, Mode, PortRange, Protocol, Verify } from './model.ts';
 
 export { type Decision, Reason, ruleDecisions, type Verdict } from './decision.ts';
 
