@@ -6,9 +6,6 @@
  * the egress rules.
  */
 import { convertEgressRule } from './cilium-rules.ts';
-
-export { ciliumPatternToNative } from './cilium-rules.ts';
-
 import { convertEndpointSelector } from './cilium-selectors.ts';
 import {
   absent,
@@ -31,6 +28,9 @@ import {
 import type { ImportContext, Importer, ImportResult } from './importer.ts';
 import { LIMITS, type NativeDocument } from './native.ts';
 import type { RuleInput } from './native-schema.ts';
+
+/** The pattern translation lives with the rules; kept importable from here. */
+export { ciliumPatternToNative } from './cilium-rules.ts';
 
 const API_VERSION = 'cilium.io/v2';
 
