@@ -397,7 +397,7 @@ export class NftDatapath implements Datapath {
     }
     const changes = txn.changes();
     // Removing an element from the pipapo set (allowrange) costs O(set size) in the kernel
-    // commit; many in one transaction have frozen the machine (notes/KERNEL-WARNING.md). Past
+    // commit; many in one transaction have frozen the machine (docs/datapath.md, "Interval sets and the kernel"). Past
     // RANGE_REMOVALS_PER_TXN, the extra range removals go first, in transactions of their own
     // (each is add-then-delete, so a retry or a partial run is harmless). If one fails, the
     // model is rolled back and may believe a few removed elements present: they stay missing

@@ -1,6 +1,6 @@
 /**
  * The transparent proxy's decision, pure: may this source open this original destination, given
- * the name it claimed (TLS SNI or HTTP Host)? Both must hold (DESIGN.md point 4):
+ * the name it claimed (TLS SNI or HTTP Host)? Both must hold (docs/architecture.md, principle 4):
  *   1. policy: the source is governed and decide(identity, name, TCP, port) allows;
  *   2. binding: the original destination IP is one that this source, or a sibling address of
  *      the same workload, learned from DNS for that very name (SNI-01, SNI-02: an IP learned
