@@ -20,7 +20,7 @@
 import type net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Registry } from 'prom-client';
-import { type Clock, systemClock } from '../core/clock.ts';
+import type { Clock } from '../core/clock.ts';
 import { classifyAddress } from '../core/ip.ts';
 import type { CanonicalName } from '../core/names.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
@@ -118,14 +118,7 @@ export class ConnectProxy {
   private constructor(o: ConnectProxyOptions) {
     this.#o = o;
     this.#s = o.settings;
-    this.#server = new ProxyServer({
-      kind: 'connect',
-      settings: o.settings,
-      registry: o.registry,
-      log: o.log,
-      flowLog: o.flowLog ?? null,
-      clock: o.clock ?? systemClock,
-    });
+    this.#server = new ProxyServer('connect', o);
   }
 
   static async start(o: ConnectProxyOptions): Promise<ConnectProxy> {

@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import type { Registry } from 'prom-client';
-import type { Clock } from '../core/clock.ts';
+import { type Clock, systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { HostPort } from '../core/host-port.ts';
 import { literalLookup } from '../core/literal-lookup.ts';
@@ -44,13 +44,13 @@ export interface DecisionExtra {
   readonly detail?: string;
 }
 
+/** What a proxy is started with that the server needs too. */
 export interface ProxyServerOptions {
-  readonly kind: ProxyKind;
   readonly settings: ProxySettings;
   readonly registry: Registry;
   readonly log: Logger;
-  readonly flowLog: LineSink | null;
-  readonly clock: Clock;
+  readonly flowLog?: LineSink | null;
+  readonly clock?: Clock;
 }
 
 /** A dial either connects or says why not ('timeout', or the socket's error). */
@@ -63,7 +63,7 @@ const REFUSAL_LINGER_MS = 1000;
 
 export class ProxyServer {
   readonly metrics: ProxyMetrics;
-  readonly #o: ProxyServerOptions;
+  readonly #o: Required<ProxyServerOptions> & { readonly kind: ProxyKind };
   readonly #flow: ProxyFlowLog;
   readonly #limiter: ConnectionLimiter;
   readonly #sockets = new Set<net.Socket>();
@@ -72,7 +72,8 @@ export class ProxyServer {
   #ids = 0;
   #stopped = false;
 
-  constructor(o: ProxyServerOptions) {
+  constructor(kind: ProxyKind, options: ProxyServerOptions) {
+    const o = { ...options, kind, flowLog: options.flowLog ?? null, clock: options.clock ?? systemClock };
     this.#o = o;
     this.metrics = proxyMetrics(o.registry);
     const component = o.kind === 'sni' ? 'sni-proxy' : 'connect-proxy';

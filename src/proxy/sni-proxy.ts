@@ -21,7 +21,7 @@
 import type net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Registry } from 'prom-client';
-import { type Clock, systemClock } from '../core/clock.ts';
+import type { Clock } from '../core/clock.ts';
 import type { CanonicalName } from '../core/names.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
@@ -88,20 +88,11 @@ export class SniProxy {
   readonly #o: SniProxyOptions;
   readonly #s: ProxySettings;
   readonly #server: ProxyServer;
-  readonly #clock: Clock;
 
   private constructor(o: SniProxyOptions) {
     this.#o = o;
     this.#s = o.settings;
-    this.#clock = o.clock ?? systemClock;
-    this.#server = new ProxyServer({
-      kind: 'sni',
-      settings: o.settings,
-      registry: o.registry,
-      log: o.log,
-      flowLog: o.flowLog ?? null,
-      clock: this.#clock,
-    });
+    this.#server = new ProxyServer('sni', o);
   }
 
   static async start(o: SniProxyOptions): Promise<SniProxy> {
@@ -179,7 +170,7 @@ export class SniProxy {
 
   /** TLS: the SNI name must be allowed and the destination learned for it. */
   #decideTls(c: SniConn, hello: ClientHello, held: Buffer): Promise<void> | void {
-    const d = this.#decideName(c, hello.sni, 'tls', this.#clock.now());
+    const d = this.#decideName(c, hello.sni, 'tls', this.#server.clock.now());
     if (hello.ech) this.#server.metrics.ech.inc({ verdict: d.verdict });
     c.name = hello.sni;
     const extra = { ech: hello.ech !== null, alpn: hello.alpn };
@@ -189,7 +180,7 @@ export class SniProxy {
 
   /** Plain HTTP: the first request decides now, every later one in the gate. */
   #decideHttp(c: SniConn, head: RequestHead, held: Buffer): Promise<void> | void {
-    const d = this.#checkHead(c, head, this.#clock.now());
+    const d = this.#checkHead(c, head, this.#server.clock.now());
     c.name = head.host.host ?? head.host.ip;
     if (d.verdict === 'deny') return this.#refuse(c, d);
     let gate: HttpGate | null = null;
@@ -208,7 +199,7 @@ export class SniProxy {
 
   /** A later request on an allowed plain-HTTP connection: null lets it through, else the reason. */
   #checkLaterHead(c: SniConn, head: RequestHead): string | null {
-    const later = this.#checkHead(c, head, this.#clock.now());
+    const later = this.#checkHead(c, head, this.#server.clock.now());
     if (later.verdict === 'allow') return null;
     c.proto = 'http';
     c.name = head.host.host ?? head.host.ip;
