@@ -293,10 +293,12 @@ async function followChanges(w: Wiring, sources: Sources, enforcer: Enforcer): P
     }),
   );
   // Elements expire in the kernel on their own; this catches drift (e.g. a table edited by
-  // hand) and retries a failed sync.
-  const periodic = setInterval(() => void resync('periodic'), 60_000);
-  periodic.unref();
-  w.cleanups.add(() => clearInterval(periodic));
+  // hand) and retries a failed sync. With the datapath off there is no kernel to drift from.
+  if (!w.options.dnsOnly) {
+    const periodic = setInterval(() => void resync('periodic'), 60_000);
+    periodic.unref();
+    w.cleanups.add(() => clearInterval(periodic));
+  }
   w.readiness.push({ name: 'datapath', check: () => (enforcer.syncs > 0 ? null : 'first sync not done') });
   metrics.ready.set(1);
 }
