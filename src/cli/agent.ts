@@ -1,15 +1,17 @@
 /**
  * `namegate agent --config FILE`: the node agent (gateway or Kubernetes DaemonSet). Runs until
- * SIGTERM or SIGINT; the kernel table stays in place after it exits, so learned and established
- * traffic keeps flowing and new DNS fails closed until the agent is back.
+ * SIGTERM or SIGINT (SIGHUP reloads the policy files); the kernel table stays in place after it
+ * exits, so learned and established traffic keeps flowing and new DNS fails closed until the
+ * agent is back.
  */
 import type { Command } from 'commander';
-import { type RunningAgent, startAgent } from '../agent/agent.ts';
+import { startAgent } from '../agent/agent.ts';
 import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../core/errors.ts';
 import { createLogger } from '../observe/log.ts';
 import { removeTable } from './datapath.ts';
 import { Exit } from './output.ts';
+import { runUntilSignal } from './run-agent.ts';
 
 interface AgentCliOptions {
   config: string;
@@ -39,31 +41,15 @@ export function registerAgent(program: Command): void {
       // An invalid config is a ConfigError (NG_CONFIG_INVALID): main.ts prints it and exits 2.
       const config = await loadConfig(opts.config);
       const log = createLogger('agent');
-      let agent: RunningAgent;
-      try {
-        agent = await startAgent({
+      await runUntilSignal(log, () =>
+        startAgent({
           config,
           log,
           ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}),
           ...(opts.healthSocket ? { healthSocket: opts.healthSocket } : {}),
-        });
-      } catch (err) {
-        log.fatal({ event: 'agent', err: errorMessage(err) }, 'agent did not start');
-        process.exitCode = Exit.Failure;
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log.info({ event: 'agent', signal }, 'stopping');
-          agent.stop().then(resolve, (err: unknown) => {
-            log.error({ event: 'agent', err: errorMessage(err) }, 'stop failed');
-            resolve();
-          });
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
-      if (opts.removeTableOnStop) {
+        }),
+      );
+      if (opts.removeTableOnStop && process.exitCode === Exit.Ok) {
         // helm uninstall: no agent follows, so no pod may stay behind the table's DNS redirect.
         const deleted = await removeTable(config.datapath.table, log).catch((err: unknown) => {
           log.error({ event: 'agent', err: errorMessage(err) }, 'could not delete the nftables table');
@@ -74,6 +60,5 @@ export function registerAgent(program: Command): void {
           'uninstall: the nftables table is gone',
         );
       }
-      process.exitCode = Exit.Ok;
     });
 }

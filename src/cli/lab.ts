@@ -22,7 +22,7 @@ import { formatFlowLine } from '../lab/flows.ts';
 import { followLines } from '../lab/follow.ts';
 import { AGENT_COMMANDS, type AgentCommand, labDown, labStatus, labUp } from '../lab/lab.ts';
 import { netnsExists } from '../lab/netns.ts';
-import { DEFAULT_LAB_NAME, labPlan, statePaths } from '../lab/plan.ts';
+import { DEFAULT_LAB_NAME, type LabPlan, labPlan, statePaths } from '../lab/plan.ts';
 import { findTool, inNetns, requireRoot } from '../lab/run.ts';
 import { runTour } from '../lab/tour.ts';
 import { colour, Exit, usageError } from './output.ts';
@@ -41,7 +41,16 @@ export function registerLab(program: Command): void {
   const lab = program
     .command('lab')
     .description('a gateway in network namespaces on this machine: pods, a node, and a fake internet (root)');
+  labUpCommand(lab);
+  labDownCommand(lab);
+  labStatusCommand(lab);
+  labTourCommand(lab);
+  labFlowsCommand(lab);
+  labExecCommand(lab);
+  labSetAddressCommand(lab);
+}
 
+function labUpCommand(lab: Command): void {
   lab
     .command('up')
     .description('create the lab (recreating it from scratch when it exists)')
@@ -68,41 +77,12 @@ export function registerLab(program: Command): void {
           ...(opts.kubernetes ? { kubernetes: true } : {}),
           progress: progressFor(opts.name),
         });
-        const { plan } = result;
-        const p = statePaths(plan);
-        console.log(
-          `lab ${plan.name} is up${result.recreated ? ' (the existing lab was removed and recreated)' : ''}.`,
-        );
-        if (opts.kubernetes) {
-          const cp = clusterOf(plan);
-          console.log(
-            `  node:        ${cp.nodeName} (${cp.nodeIP}), pods ${cp.nodePodCIDR}, Services ${cp.serviceCIDR}`,
-          );
-          console.log(
-            `  kubeconfig:  ${cp.paths.hostKubeconfig} (helm --kubeconfig ..., kubectl --kubeconfig ...)`,
-          );
-          if (agent)
-            console.log(
-              `  pods:        ${labWorkloads()
-                .map((w) => `${w.namespace}/${w.name}`)
-                .join(', ')} (test clients)`,
-            );
-        } else {
-          console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
-        }
-        console.log(`  resolver:    ${plan.resolver.ipv4} / ${plan.resolver.ipv6} in ${plan.nodeNetns}`);
-        console.log(
-          `  upstream:    knotd at ${plan.upstream.ipv4} / ${plan.upstream.ipv6} in ${plan.inetNetns}`,
-        );
-        console.log(`  agent config ${p.agentConfig}`);
-        console.log(`  lab CA       ${p.caCert}`);
-        console.log(`  logs         ${p.logs}`);
-        if (typeof agent === 'string' && !opts.kubernetes)
-          console.log(`  flow log     ${flowLogPath(plan)} (namegate ${agent} runs in ${plan.nodeNetns})`);
-        console.log(`next: namegate lab tour --name ${plan.name}; namegate lab down --name ${plan.name}`);
+        printLabUp(result, typeof agent === 'string' ? agent : null, opts.kubernetes === true);
       },
     );
+}
 
+function labDownCommand(lab: Command): void {
   lab
     .command('down')
     .description('remove the lab: processes, namespaces, /etc/netns files, state dir (idempotent)')
@@ -112,7 +92,9 @@ export function registerLab(program: Command): void {
       const nothing = r.processes.length === 0 && r.namespaces.length === 0 && !r.stateDirRemoved;
       console.log(nothing ? `lab ${opts.name}: nothing to remove` : `lab ${opts.name} is down`);
     });
+}
 
+function labStatusCommand(lab: Command): void {
   lab
     .command('status')
     .description('what exists and what runs')
@@ -130,22 +112,11 @@ export function registerLab(program: Command): void {
         process.exitCode = Exit.Deny;
         return;
       }
-      console.log(
-        `lab ${opts.name}: ${s.state ? `${s.state.phase}, created ${s.state.createdAt}` : 'no state file'}`,
-      );
-      for (const ns of s.namespaces) {
-        const mark = ns.exists ? colour.green('present') : colour.red('missing');
-        console.log(`  ${ns.name.padEnd(28)} ${mark}  ${ns.processes.join(', ')}`);
-      }
-      for (const d of s.daemons) {
-        console.log(
-          `  ${d.name.padEnd(10)} pid ${String(d.pid).padEnd(8)} ${d.running ? colour.green('running') : colour.red('not running')}`,
-        );
-      }
-      if (s.state) console.log(`  policies:  ${s.state.policies.join(' ')}`);
-      console.log(`  state dir: ${s.plan.stateDir}`);
+      printLabStatus(opts.name, s);
     });
+}
 
+function labTourCommand(lab: Command): void {
   lab
     .command('tour')
     .description('run the demo checks from the pods and print expected against observed')
@@ -164,7 +135,9 @@ export function registerLab(program: Command): void {
         : await runTour(plan, tourOptions);
       process.exitCode = ok ? Exit.Ok : Exit.Deny;
     });
+}
 
+function labFlowsCommand(lab: Command): void {
   lab
     .command('flows')
     .description("print the agent's DNS decisions, one line each (--follow waits for new ones)")
@@ -182,7 +155,9 @@ export function registerLab(program: Command): void {
         if (text !== null) console.log(text);
       });
     });
+}
 
+function labExecCommand(lab: Command): void {
   lab
     .command('exec')
     .description('run a command in a pod (or "node", "inet") namespace: lab exec POD -- CMD...')
@@ -207,7 +182,9 @@ export function registerLab(program: Command): void {
       });
       process.exitCode = code;
     });
+}
 
+function labSetAddressCommand(lab: Command): void {
   lab
     .command('set-address')
     .description('point a name at new addresses through a signed dynamic update to knot')
@@ -231,4 +208,55 @@ export function registerLab(program: Command): void {
       });
       console.log(`${fqdn} -> ${addresses.join(' ')} (ttl ${ttl})`);
     });
+}
+
+function printLabUp(
+  result: Awaited<ReturnType<typeof labUp>>,
+  agent: string | null,
+  kubernetes: boolean,
+): void {
+  const { plan } = result;
+  const p = statePaths(plan);
+  console.log(
+    `lab ${plan.name} is up${result.recreated ? ' (the existing lab was removed and recreated)' : ''}.`,
+  );
+  if (kubernetes) printCluster(plan, agent !== null);
+  else console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
+  console.log(`  resolver:    ${plan.resolver.ipv4} / ${plan.resolver.ipv6} in ${plan.nodeNetns}`);
+  console.log(`  upstream:    knotd at ${plan.upstream.ipv4} / ${plan.upstream.ipv6} in ${plan.inetNetns}`);
+  console.log(`  agent config ${p.agentConfig}`);
+  console.log(`  lab CA       ${p.caCert}`);
+  console.log(`  logs         ${p.logs}`);
+  if (agent !== null && !kubernetes)
+    console.log(`  flow log     ${flowLogPath(plan)} (namegate ${agent} runs in ${plan.nodeNetns})`);
+  console.log(`next: namegate lab tour --name ${plan.name}; namegate lab down --name ${plan.name}`);
+}
+
+function printCluster(plan: LabPlan, installed: boolean): void {
+  const cp = clusterOf(plan);
+  console.log(
+    `  node:        ${cp.nodeName} (${cp.nodeIP}), pods ${cp.nodePodCIDR}, Services ${cp.serviceCIDR}`,
+  );
+  console.log(`  kubeconfig:  ${cp.paths.hostKubeconfig} (helm --kubeconfig ..., kubectl --kubeconfig ...)`);
+  if (installed)
+    console.log(
+      `  pods:        ${labWorkloads()
+        .map((w) => `${w.namespace}/${w.name}`)
+        .join(', ')} (test clients)`,
+    );
+}
+
+function printLabStatus(name: string, s: Awaited<ReturnType<typeof labStatus>>): void {
+  console.log(`lab ${name}: ${s.state ? `${s.state.phase}, created ${s.state.createdAt}` : 'no state file'}`);
+  for (const ns of s.namespaces) {
+    const mark = ns.exists ? colour.green('present') : colour.red('missing');
+    console.log(`  ${ns.name.padEnd(28)} ${mark}  ${ns.processes.join(', ')}`);
+  }
+  for (const d of s.daemons) {
+    console.log(
+      `  ${d.name.padEnd(10)} pid ${String(d.pid).padEnd(8)} ${d.running ? colour.green('running') : colour.red('not running')}`,
+    );
+  }
+  if (s.state) console.log(`  policies:  ${s.state.policies.join(' ')}`);
+  console.log(`  state dir: ${s.plan.stateDir}`);
 }
