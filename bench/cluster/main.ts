@@ -20,6 +20,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import type { KubeApi, KubeObject } from '../../src/k8s/api.ts';
 import { apply } from '../../src/lab/cluster/apply.ts';
 import { podExec, workloadPod } from '../../src/lab/cluster/exec.ts';
@@ -28,6 +29,7 @@ import { adminApi, listPods, waitFor, waitRolledOut } from '../../src/lab/cluste
 import { labCaConfigMap, namespaceObject, testClientDeployment } from '../../src/lab/cluster/manifests.ts';
 import { type ClusterPlan, clusterPlan } from '../../src/lab/cluster/plan.ts';
 import { governedMs, parseProbe, probeCommand } from '../../src/lab/cluster/probe.ts';
+import { criLogLine } from '../../src/lab/cluster/tour.ts';
 import { readClusterRecord } from '../../src/lab/cluster/up.ts';
 import { labDown, labUp } from '../../src/lab/lab.ts';
 import { statePaths } from '../../src/lab/plan.ts';
@@ -90,9 +92,11 @@ async function probePods(
     for (const p of await listPods(api, namespace, `namegate.dev/lab-workload=${name}`)) {
       if (seen.has(p.name)) continue;
       seen.add(p.name);
+      // The container's log file on the node (the kubelet's CRI format): no API round trip.
+      const file = path.join(cp.paths.varLog, 'pods', `${namespace}_${p.name}_${p.uid}`, 'client', '0.log');
       const r = await waitFor(`probe of ${p.name}`, 120_000, async () => {
-        const log = await api.text('GET', `/api/v1/namespaces/${namespace}/pods/${p.name}/log`);
-        return log.status === 200 ? (parseProbe(log.body) ?? undefined) : undefined;
+        const text = await readFile(file, 'utf8').catch(() => '');
+        return parseProbe(text.split('\n').map(criLogLine).join('\n')) ?? undefined;
       });
       if (governed)
         assert.equal(r.leaks, 0, `${p.name}: a denied name was answered before the pod was governed`);
