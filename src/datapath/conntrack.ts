@@ -18,6 +18,8 @@ export interface ConntrackResult {
 const PER_PORT_LIMIT = 16;
 /** At most this many entries are deleted one by one for one listed range. */
 const LISTED_LIMIT = 1024;
+/** Up to this many sources, flushDns deletes per source; above, it lists once and filters. */
+const PER_SOURCE_DELETES = 16;
 
 interface Run {
   readonly code: number | null;
@@ -162,13 +164,17 @@ export class Conntrack {
       const errors: string[] = [];
       let deleted = 0;
       const listed: { family: 4 | 6; range: AddrRange }[] = [];
-      const masks = sources.some((s) => s.includes('/')) ? await this.#masks() : true;
+      // Two deletes per source are cheap for a few sources. For many (a node's first sync governs
+      // every prefix of its pod CIDRs: hundreds) one listing per family and protocol is far
+      // cheaper than hundreds of conntrack processes, which kept the agent from serving for 30 s.
+      const listAll = sources.length > PER_SOURCE_DELETES;
+      const masks = !listAll && sources.some((s) => s.includes('/')) ? await this.#masks() : true;
       for (const s of sources) {
         const slash = s.indexOf('/');
         const addr = slash < 0 ? s : s.slice(0, slash);
         const family = ipFamily(addr);
-        if (slash >= 0 && !masks) {
-          const c = parseCidr(s);
+        if (listAll || (slash >= 0 && !masks)) {
+          const c = parseCidr(slash < 0 ? `${s}/${family === 6 ? 128 : 32}` : s);
           if (typeof c === 'string') errors.push(`flush DNS of ${s}: ${c}`);
           else listed.push({ family, range: cidrRange(c) });
           continue;

@@ -77,6 +77,19 @@ test('flushDns: without mask support, the DNS entries are listed and matched her
   assert.equal(calls().filter((x) => x.includes('192.0.2.0/24')).length, 1);
 });
 
+test('flushDns: many sources (a first sync) are listed once per protocol, not deleted one by one', async (t) => {
+  const { ct, calls } = fake(t, true);
+  const many = ['10.0.1.0/24', ...Array.from({ length: 20 }, (_, i) => `10.0.2.${i + 1}`)];
+  const r = await ct.flushDns(many);
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(calls(), [
+    '-L -f ipv4 -p udp --dport 53',
+    '-D -f ipv4 -s 10.0.1.5 -d 10.96.0.10 -p udp --sport 40000 --dport 53',
+    '-D -f ipv4 -s 10.0.1.200 -d 10.96.0.11 -p udp --sport 40002 --dport 53',
+    '-L -f ipv4 -p tcp --dport 53',
+  ]);
+});
+
 test('deleteFlows: UDP also ends flows the peer opened towards the source', async (t) => {
   const { ct, calls } = fake(t, true);
   await ct.deleteFlows([
