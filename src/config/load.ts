@@ -15,6 +15,7 @@ import { zodProblems as nativeZodProblems } from '../formats/native.ts';
 import { groupProblems } from '../identity/static-groups.ts';
 import { ttlPolicyProblems } from '../store/ttl.ts';
 import { type AgentConfig, AgentConfigSchema } from './schema.ts';
+import { resolveSyncPaths, syncProblems } from './sync.ts';
 
 export const CONFIG_MAX_BYTES = 1024 * 1024;
 
@@ -94,6 +95,7 @@ export function validateConfig(doc: unknown, baseDir: string, file = 'config'): 
   }
   for (const p of groupProblems(config.sources))
     problems.push({ path: `sources${p.path}`, message: p.message });
+  if (config.sync) problems.push(...syncProblems(config.sync, config.sources.map((g) => g.name)));
   if (problems.length > 0) throw new ConfigError(file, problems);
 
   return {
@@ -118,6 +120,7 @@ export function validateConfig(doc: unknown, baseDir: string, file = 'config'): 
         : {}),
     },
     policies: config.policies.map((p) => path.resolve(baseDir, p)),
+    ...(config.sync ? { sync: resolveSyncPaths(config.sync, baseDir) } : {}),
   };
 }
 

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { DatapathSectionSchema, HttpSectionSchema } from '../agent/config.ts';
 import { KubernetesConfigSchema } from '../k8s/config.ts';
 import { ProxySectionSchema } from '../proxy/config.ts';
+import { SyncSectionSchema } from './sync.ts';
 
 const seconds = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
 const count = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
@@ -109,6 +110,8 @@ export const SECTIONS = {
   http: HttpSectionSchema.prefault({}),
   proxy: ProxySectionSchema.prefault({}),
   kubernetes: KubernetesConfigSchema.optional(),
+  /** `namegate sync` only (src/config/sync.ts); the agent ignores it. */
+  sync: SyncSectionSchema.optional(),
 };
 
 export const AgentConfigSchema = z.strictObject(SECTIONS);

@@ -1,0 +1,180 @@
+/**
+ * The wiring of `namegate sync` (its composition root, as src/agent/agent.ts is the agent's):
+ * from the config file to a running Syncer with its policy source, resolver, targets and the
+ * HTTP listener (/metrics, /healthz, /readyz, /status). Settings are mapped from the config's
+ * sections here, once; the parts below take only their own settings.
+ */
+import type { Registry } from 'prom-client';
+import { PolicyFiles } from '../agent/policy-files.ts';
+import { nftConfigFrom } from '../agent/config.ts';
+import { parseListen } from '../agent/listen.ts';
+import type { AgentConfig } from '../config/schema.ts';
+import { syncSettingsFrom } from '../config/sync.ts';
+import { type Clock, systemClock } from '../core/clock.ts';
+import { ErrorCode, NamegateError } from '../core/errors.ts';
+import type { Datapath } from '../datapath/datapath.ts';
+import { DatapathMetrics } from '../datapath/metrics.ts';
+import { NftDatapath } from '../datapath/nft-driver.ts';
+import { upstreamFrom } from '../dns/proxy.ts';
+import { resolveName } from '../dns/resolve.ts';
+import { StaticGroups } from '../identity/static-groups.ts';
+import { KubeApi, loadKubeConfig } from '../k8s/api.ts';
+import { KubernetesConfigSchema } from '../k8s/config.ts';
+import { k8sMetrics } from '../k8s/metrics.ts';
+import { KubePolicySource } from '../k8s/policy-source.ts';
+import { F } from '../observe/fields.ts';
+import { HealthServer } from '../observe/http.ts';
+import type { Logger } from '../observe/log.ts';
+import { createRegistry } from '../observe/metrics.ts';
+import type { Policy } from '../policy/model.ts';
+import { createSyncMetrics } from './metrics.ts';
+import type { OwnerRef } from './netpol-plan.ts';
+import { NetworkPolicyWriter } from './netpol-writer.ts';
+import { type PolicyFeed, Syncer, type SyncTargets } from './syncer.ts';
+
+export interface StartSyncOptions {
+  readonly config: AgentConfig;
+  readonly log: Logger;
+  readonly clock?: Clock;
+  readonly registry?: Registry;
+  /** Override http.listen; null: no HTTP listener. */
+  readonly httpListen?: string | null;
+  /** A datapath for the nftables target (tests); default: NftDatapath from the datapath section. */
+  readonly datapath?: Datapath;
+  /** Do not follow changes (--once): no policy watch, no loop. */
+  readonly once?: boolean;
+}
+
+export interface RunningSync {
+  readonly syncer: Syncer;
+  readonly registry: Registry;
+  readonly http: { host: string; port: number } | null;
+  stop(): Promise<void>;
+}
+
+export async function startSync(options: StartSyncOptions): Promise<RunningSync> {
+  const { config, log } = options;
+  const section = config.sync;
+  if (!section) throw new NamegateError(ErrorCode.ConfigInvalid, 'the config has no `sync` section');
+  const clock = options.clock ?? systemClock;
+  const registry = options.registry ?? createRegistry({ defaultMetrics: true });
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const run = async () => {
+    for (const c of cleanups.reverse()) await c();
+    cleanups.length = 0;
+  };
+  try {
+    // Policies: the API when a kubernetes section is present (owners known), else the files.
+    let policies: PolicyFeed;
+    let ownerOf: ((p: Policy) => OwnerRef | null) | undefined;
+    let api: KubeApi | null = null;
+    const kube = config.kubernetes ? KubernetesConfigSchema.parse(config.kubernetes) : null;
+    if (kube || section.targets.networkPolicy) {
+      api = new KubeApi(loadKubeConfig(kube?.kubeconfig), { userAgent: 'namegate-sync' });
+    }
+    if (kube && api) {
+      const source = new KubePolicySource({
+        api,
+        logger: log.child({ component: 'k8s' }),
+        metrics: k8sMetrics(registry),
+        config: kube,
+        stallMs: kube.stallSeconds * 1000,
+        watchTimeoutSeconds: kube.watchTimeoutSeconds,
+      });
+      source.start();
+      cleanups.push(() => source.stop());
+      await source.synced;
+      policies = source;
+      ownerOf = (policy) => {
+        for (const e of source.evaluated()) {
+          if (e.uid && e.policies.includes(policy))
+            return { apiVersion: e.apiVersion, kind: e.kind, name: e.name, uid: e.uid };
+        }
+        return null;
+      };
+    } else {
+      const files = new PolicyFiles({ paths: config.policies, logger: log.child({ component: 'policy' }) });
+      const first = await files.reload();
+      if (!first.ok)
+        throw new NamegateError(
+          ErrorCode.PolicyInvalid,
+          `policies are invalid (${first.errors.length} problem(s) logged); not starting`,
+        );
+      if (!options.once) {
+        await files.watch();
+        cleanups.push(() => files.close());
+      }
+      policies = files;
+    }
+
+    const targets: {
+      -readonly [K in keyof SyncTargets]: SyncTargets[K];
+    } = {};
+    const t = section.targets;
+    if (t.networkPolicy && api) {
+      targets.networkPolicy = {
+        writer: new NetworkPolicyWriter(api, t.networkPolicy.fieldManager),
+        settings: t.networkPolicy,
+        ...(ownerOf ? { ownerOf } : {}),
+      };
+    }
+    if (t.nftables) {
+      let datapath = options.datapath;
+      if (!datapath) {
+        const dpMetrics = new DatapathMetrics(registry);
+        const nft = await NftDatapath.open({
+          // No DNS proxy runs beside the sync: governed sources' DNS is not redirected.
+          config: { ...nftConfigFrom(config.datapath, 53, null, null), dns: { kind: 'none' } },
+          executor: config.datapath.executor,
+          clock,
+          logger: log.child({ component: 'datapath' }),
+          metrics: dpMetrics,
+        });
+        dpMetrics.readDrops = () => nft.readDropCounters();
+        datapath = nft;
+      }
+      const dp = datapath;
+      cleanups.push(() => dp.close());
+      targets.nftables = { datapath: dp };
+    }
+    if (t.aws) targets.aws = t.aws;
+    if (t.gcp) targets.gcp = t.gcp;
+
+    const upstream = upstreamFrom(config, clock);
+    cleanups.push(() => upstream.close());
+    const syncer = new Syncer({
+      settings: syncSettingsFrom(section, config.ttl),
+      policies,
+      groups: new StaticGroups(config.sources),
+      resolve: (name) => resolveName(upstream, name),
+      targets,
+      clock,
+      log,
+      metrics: createSyncMetrics(registry),
+    });
+    cleanups.push(() => syncer.stop());
+
+    let http: { host: string; port: number } | null = null;
+    const listen = options.httpListen === undefined ? config.http.listen : options.httpListen;
+    if (listen !== null) {
+      const at = parseListen(listen);
+      const server = new HealthServer({
+        registry,
+        readiness: [{ name: 'sync', check: () => (syncer.ready() ? null : 'targets not written yet') }],
+        json: { '/status': () => syncer.status() },
+      });
+      const address = await server.listen(at.host, at.port);
+      http = { host: address.address, port: address.port };
+      cleanups.push(() => server.close());
+    }
+    if (!options.once) syncer.start();
+    log.info(
+      { [F.event]: 'sync', [F.reason]: 'started', targets: Object.keys(targets), http },
+      'namegate sync running',
+    );
+    return { syncer, registry, http, stop: run };
+  } catch (err) {
+    await run();
+    throw err;
+  }
+}
