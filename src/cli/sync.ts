@@ -26,7 +26,10 @@ export function registerSync(program: Command): void {
     )
     .requiredOption('--config <file>', 'config file (YAML) with a `sync` section, dns.upstreams and policies')
     .option('--once', 'resolve every name once, write every target once, print the status and exit')
-    .option('--listen-health <host:port>', 'address of /metrics, /healthz, /readyz and /status (overrides http.listen)')
+    .option(
+      '--listen-health <host:port>',
+      'address of /metrics, /healthz, /readyz and /status (overrides http.listen)',
+    )
     .addHelpText(
       'after',
       `

@@ -95,7 +95,13 @@ export function validateConfig(doc: unknown, baseDir: string, file = 'config'): 
   }
   for (const p of groupProblems(config.sources))
     problems.push({ path: `sources${p.path}`, message: p.message });
-  if (config.sync) problems.push(...syncProblems(config.sync, config.sources.map((g) => g.name)));
+  if (config.sync)
+    problems.push(
+      ...syncProblems(
+        config.sync,
+        config.sources.map((g) => g.name),
+      ),
+    );
   if (problems.length > 0) throw new ConfigError(file, problems);
 
   return {

@@ -62,7 +62,10 @@ export const NftablesTargetSchema = z
   .describe('Write the allowlists into the nftables table of the `datapath` section (a Linux gateway).');
 
 export const AwsTargetSchema = z.strictObject({
-  directory: z.string().min(1).describe('Folder for the request files; relative paths are from the config file.'),
+  directory: z
+    .string()
+    .min(1)
+    .describe('Folder for the request files; relative paths are from the config file.'),
   securityGroups: z
     .array(
       z.strictObject({
@@ -94,7 +97,10 @@ export const GcpTargetSchema = z.strictObject({
     'Priority of the first rule; each governed group gets a block of priorityBlock numbers from here.',
   ),
   priorityBlock: count(10, 1_000_000, 1000),
-  sources: z.array(z.string().min(1)).default([]).describe('Source groups to write; [] writes every governed one.'),
+  sources: z
+    .array(z.string().min(1))
+    .default([])
+    .describe('Source groups to write; [] writes every governed one.'),
 });
 
 export const SyncSectionSchema = z.strictObject({
@@ -149,12 +155,19 @@ export interface SyncSettings {
   readonly failureRetryMs: number;
   readonly writeDelayMs: number;
   /** The store's clamps: how long an answer is good for. */
-  readonly ttl: { readonly minTtlSeconds: number; readonly maxTtlSeconds: number; readonly graceSeconds: number };
+  readonly ttl: {
+    readonly minTtlSeconds: number;
+    readonly maxTtlSeconds: number;
+    readonly graceSeconds: number;
+  };
   readonly statusFile: string | null;
 }
 
 /** Problems beyond the shape, with their field paths (empty when the section is usable). */
-export function syncProblems(section: SyncSection, groupNames: readonly string[]): Array<{ path: string; message: string }> {
+export function syncProblems(
+  section: SyncSection,
+  groupNames: readonly string[],
+): Array<{ path: string; message: string }> {
   const out: Array<{ path: string; message: string }> = [];
   if (section.minRefreshSeconds > section.maxRefreshSeconds)
     out.push({ path: 'sync.minRefreshSeconds', message: 'must not be larger than sync.maxRefreshSeconds' });
@@ -162,17 +175,24 @@ export function syncProblems(section: SyncSection, groupNames: readonly string[]
   const t = section.targets;
   t.aws?.securityGroups.forEach((g, i) => {
     if (!known.has(g.source))
-      out.push({ path: `sync.targets.aws.securityGroups[${i}].source`, message: `no source group "${g.source}"` });
+      out.push({
+        path: `sync.targets.aws.securityGroups[${i}].source`,
+        message: `no source group "${g.source}"`,
+      });
   });
   t.aws?.networkFirewall?.sources.forEach((s, i) => {
     if (!known.has(s))
       out.push({ path: `sync.targets.aws.networkFirewall.sources[${i}]`, message: `no source group "${s}"` });
   });
   t.gcp?.sources.forEach((s, i) => {
-    if (!known.has(s)) out.push({ path: `sync.targets.gcp.sources[${i}]`, message: `no source group "${s}"` });
+    if (!known.has(s))
+      out.push({ path: `sync.targets.gcp.sources[${i}]`, message: `no source group "${s}"` });
   });
   if (!t.networkPolicy && !t.nftables && !t.aws && !t.gcp)
-    out.push({ path: 'sync.targets', message: 'name at least one target (networkPolicy, nftables, aws, gcp)' });
+    out.push({
+      path: 'sync.targets',
+      message: 'name at least one target (networkPolicy, nftables, aws, gcp)',
+    });
   return out;
 }
 

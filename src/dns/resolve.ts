@@ -66,7 +66,11 @@ export async function resolveType(
     const facts = readAnswers(bytes, question, limits);
     if (facts.truncated) return { ok: false, reason: 'truncated', detail: 'the reply was truncated' };
     if (facts.rcode !== Rcode.NOERROR && facts.rcode !== Rcode.NXDOMAIN)
-      return { ok: false, reason: `rcode_${facts.rcode}`, detail: `the upstream answered rcode ${facts.rcode}` };
+      return {
+        ok: false,
+        reason: `rcode_${facts.rcode}`,
+        detail: `the upstream answered rcode ${facts.rcode}`,
+      };
     return { ok: true, rcode: facts.rcode, addresses: facts.addresses, chain: facts.chain };
   } catch (err) {
     return { ok: false, reason: 'malformed', detail: errorMessage(err) };

@@ -7,7 +7,7 @@
  */
 
 import { resolveName, type TypeOutcome } from '../dns/resolve.ts';
-import { UpstreamError, type UpstreamClient } from '../dns/upstream.ts';
+import { type UpstreamClient, UpstreamError } from '../dns/upstream.ts';
 
 export interface ResolvedAddress {
   readonly ip: string;

@@ -72,7 +72,10 @@ export function ipPermissions(grants: readonly GroupGrant[]): IpPermission[] {
   const byKey = new Map<string, { p: PortRange; v4: Map<string, string>; v6: Map<string, string> }>();
   for (const g of grants) {
     const why = description(`namegate ${g.policy} rule ${g.rule}`);
-    const dests = [...g.addresses.map(hostCidr), ...g.cidrs.filter((c) => c.except.length === 0).map((c) => c.cidr.text)];
+    const dests = [
+      ...g.addresses.map(hostCidr),
+      ...g.cidrs.filter((c) => c.except.length === 0).map((c) => c.cidr.text),
+    ];
     for (const p of g.ports) {
       const [from, to] = fromTo(p);
       const key = `${p.protocol}|${from}|${to}`;
@@ -92,7 +95,9 @@ export function ipPermissions(grants: readonly GroupGrant[]): IpPermission[] {
       FromPort: Number(from),
       ToPort: Number(to),
       ...(v4.length > 0 ? { IpRanges: v4.map(([CidrIp, Description]) => ({ CidrIp, Description })) } : {}),
-      ...(v6.length > 0 ? { Ipv6Ranges: v6.map(([CidrIpv6, Description]) => ({ CidrIpv6, Description })) } : {}),
+      ...(v6.length > 0
+        ? { Ipv6Ranges: v6.map(([CidrIpv6, Description]) => ({ CidrIpv6, Description })) }
+        : {}),
     });
   }
   return out;
@@ -110,16 +115,28 @@ export function permissionDelta(
   const flat = (perms: readonly IpPermission[]) => {
     const m = new Map<string, { perm: IpPermission; cidr: string; why: string }>();
     for (const p of perms) {
-      for (const r of p.IpRanges ?? []) m.set(`${p.IpProtocol}|${p.FromPort}|${p.ToPort}|${r.CidrIp}`, { perm: p, cidr: r.CidrIp, why: r.Description });
+      for (const r of p.IpRanges ?? [])
+        m.set(`${p.IpProtocol}|${p.FromPort}|${p.ToPort}|${r.CidrIp}`, {
+          perm: p,
+          cidr: r.CidrIp,
+          why: r.Description,
+        });
       for (const r of p.Ipv6Ranges ?? [])
-        m.set(`${p.IpProtocol}|${p.FromPort}|${p.ToPort}|${r.CidrIpv6}`, { perm: p, cidr: r.CidrIpv6, why: r.Description });
+        m.set(`${p.IpProtocol}|${p.FromPort}|${p.ToPort}|${r.CidrIpv6}`, {
+          perm: p,
+          cidr: r.CidrIpv6,
+          why: r.Description,
+        });
     }
     return m;
   };
   const a = flat(prev);
   const b = flat(next);
   const regroup = (items: Array<{ perm: IpPermission; cidr: string; why: string }>): IpPermission[] => {
-    const groups = new Map<string, { perm: IpPermission; v4: Array<[string, string]>; v6: Array<[string, string]> }>();
+    const groups = new Map<
+      string,
+      { perm: IpPermission; v4: Array<[string, string]>; v6: Array<[string, string]> }
+    >();
     for (const i of items) {
       const key = `${i.perm.IpProtocol}|${i.perm.FromPort}|${i.perm.ToPort}`;
       const g = groups.get(key) ?? { perm: i.perm, v4: [], v6: [] };
@@ -130,8 +147,12 @@ export function permissionDelta(
       IpProtocol: g.perm.IpProtocol,
       FromPort: g.perm.FromPort,
       ToPort: g.perm.ToPort,
-      ...(g.v4.length > 0 ? { IpRanges: g.v4.map(([CidrIp, Description]) => ({ CidrIp, Description })) } : {}),
-      ...(g.v6.length > 0 ? { Ipv6Ranges: g.v6.map(([CidrIpv6, Description]) => ({ CidrIpv6, Description })) } : {}),
+      ...(g.v4.length > 0
+        ? { IpRanges: g.v4.map(([CidrIp, Description]) => ({ CidrIp, Description })) }
+        : {}),
+      ...(g.v6.length > 0
+        ? { Ipv6Ranges: g.v6.map(([CidrIpv6, Description]) => ({ CidrIpv6, Description })) }
+        : {}),
     }));
   };
   return {
@@ -150,11 +171,19 @@ export function planSecurityGroups(
     const g = groups.get(sg.source);
     const where = `securityGroups ${sg.groupId}`;
     if (!g || g.view.mode === null) {
-      problems.push({ where, reason: 'not_governed', message: `no policy selects source group "${sg.source}"; nothing written` });
+      problems.push({
+        where,
+        reason: 'not_governed',
+        message: `no policy selects source group "${sg.source}"; nothing written`,
+      });
       continue;
     }
     if (g.view.mode === 'Audit') {
-      problems.push({ where, reason: 'audit_mode', message: 'a security group cannot audit: Audit policies are not written' });
+      problems.push({
+        where,
+        reason: 'audit_mode',
+        message: 'a security group cannot audit: Audit policies are not written',
+      });
       continue;
     }
     const perms = ipPermissions(g.view.grants);
@@ -166,7 +195,12 @@ export function planSecurityGroups(
         message: `${rules} egress rules; the group may hold ${target.maxRulesPerSecurityGroup} (AWS rejects the rest: raise the quota, or use the Network Firewall target)`,
       });
     }
-    plans.push({ groupId: sg.groupId, source: sg.source, desired: { GroupId: sg.groupId, IpPermissions: perms }, rules });
+    plans.push({
+      groupId: sg.groupId,
+      source: sg.source,
+      desired: { GroupId: sg.groupId, IpPermissions: perms },
+      rules,
+    });
   }
   return { plans, problems };
 }
@@ -218,10 +252,24 @@ export function planRuleGroup(
   const ipSets: Record<string, { Definition: string[] }> = {};
   const rules: StatefulRule[] = [];
   let sid = 1_000_000;
-  const rule = (action: 'PASS' | 'DROP', protocol: 'TCP' | 'UDP' | 'IP', src: string, dst: string, port: string, msg: string) =>
+  const rule = (
+    action: 'PASS' | 'DROP',
+    protocol: 'TCP' | 'UDP' | 'IP',
+    src: string,
+    dst: string,
+    port: string,
+    msg: string,
+  ) =>
     rules.push({
       Action: action,
-      Header: { Protocol: protocol, Source: src, SourcePort: 'ANY', Direction: 'FORWARD', Destination: dst, DestinationPort: port },
+      Header: {
+        Protocol: protocol,
+        Source: src,
+        SourcePort: 'ANY',
+        Direction: 'FORWARD',
+        Destination: dst,
+        DestinationPort: port,
+      },
       RuleOptions: [
         { Keyword: 'msg', Settings: [JSON.stringify(msg.replace(/["\\;]/g, '_'))] },
         { Keyword: 'sid', Settings: [String(++sid)] },
@@ -234,7 +282,11 @@ export function planRuleGroup(
       return;
     }
     if (g.view.mode === 'Audit') {
-      problems.push({ where, reason: 'audit_mode', message: 'Audit policies are not written (the rule group only passes and drops)' });
+      problems.push({
+        where,
+        reason: 'audit_mode',
+        message: 'Audit policies are not written (the rule group only passes and drops)',
+      });
       return;
     }
     if (g.cidrs.length === 0) {
@@ -244,11 +296,22 @@ export function planRuleGroup(
     const src = `NG_S${gi}`;
     ipSets[src] = { Definition: [...g.cidrs] };
     g.view.grants.forEach((grant, ri) => {
-      const dests = [...grant.addresses.map(hostCidr), ...grant.cidrs.filter((c) => c.except.length === 0).map((c) => c.cidr.text)];
+      const dests = [
+        ...grant.addresses.map(hostCidr),
+        ...grant.cidrs.filter((c) => c.except.length === 0).map((c) => c.cidr.text),
+      ];
       if (dests.length === 0) return;
       const dst = `NG_S${gi}_R${ri}`;
       ipSets[dst] = { Definition: dests };
-      for (const p of grant.ports) rule('PASS', p.protocol, `$${src}`, `$${dst}`, nfwPort(p), `namegate ${g.name} ${grant.policy} rule ${grant.rule}`);
+      for (const p of grant.ports)
+        rule(
+          'PASS',
+          p.protocol,
+          `$${src}`,
+          `$${dst}`,
+          nfwPort(p),
+          `namegate ${g.name} ${grant.policy} rule ${grant.rule}`,
+        );
     });
     rule('DROP', 'IP', `$${src}`, 'ANY', 'ANY', `namegate ${g.name}: not allowed`);
   });
@@ -269,7 +332,13 @@ export function planRuleGroup(
   return {
     plan: {
       update: { RuleGroupName: target.ruleGroupName, Type: 'STATEFUL', Description: desc, RuleGroup: body },
-      create: { RuleGroupName: target.ruleGroupName, Type: 'STATEFUL', Capacity: target.capacity, Description: desc, RuleGroup: body },
+      create: {
+        RuleGroupName: target.ruleGroupName,
+        Type: 'STATEFUL',
+        Capacity: target.capacity,
+        Description: desc,
+        RuleGroup: body,
+      },
       rules: rules.length,
     },
     problems,

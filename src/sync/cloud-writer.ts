@@ -28,20 +28,28 @@ export interface FileTargetResult {
   readonly problems: ReadonlyArray<AwsProblem | GcpProblem>;
 }
 
-export async function writeAws(target: AwsTarget, groups: ReadonlyMap<string, PlannedGroup>): Promise<FileTargetResult> {
+export async function writeAws(
+  target: AwsTarget,
+  groups: ReadonlyMap<string, PlannedGroup>,
+): Promise<FileTargetResult> {
   const files = new Map<string, string>();
   const sg = planSecurityGroups(target, groups);
   const problems: Array<AwsProblem | GcpProblem> = [...sg.problems];
   for (const plan of sg.plans) {
     const rel = `security-groups/${plan.groupId}`;
-    const prev = await readJson<{ IpPermissions?: IpPermission[] }>(path.join(target.directory, `${rel}.json`));
+    const prev = await readJson<{ IpPermissions?: IpPermission[] }>(
+      path.join(target.directory, `${rel}.json`),
+    );
     const delta = permissionDelta(prev?.IpPermissions ?? [], plan.desired.IpPermissions);
     const unchanged = delta.authorize.length === 0 && delta.revoke.length === 0;
     files.set(`${rel}.json`, jsonText(plan.desired));
     // An unchanged pass keeps the last change's files, so they still say what that change was.
     const keep = async (suffix: string, value: IpPermission[]) => {
       const old = await readJson<unknown>(path.join(target.directory, `${rel}.${suffix}.json`));
-      files.set(`${rel}.${suffix}.json`, jsonText(unchanged && old !== null ? old : { GroupId: plan.groupId, IpPermissions: value }));
+      files.set(
+        `${rel}.${suffix}.json`,
+        jsonText(unchanged && old !== null ? old : { GroupId: plan.groupId, IpPermissions: value }),
+      );
     };
     await keep('authorize', delta.authorize);
     await keep('revoke', delta.revoke);
@@ -61,7 +69,10 @@ export async function writeAws(target: AwsTarget, groups: ReadonlyMap<string, Pl
   return { changed, files: [...files.keys()], problems };
 }
 
-export async function writeGcp(target: GcpTarget, groups: ReadonlyMap<string, PlannedGroup>): Promise<FileTargetResult> {
+export async function writeGcp(
+  target: GcpTarget,
+  groups: ReadonlyMap<string, PlannedGroup>,
+): Promise<FileTargetResult> {
   const wanted = target.sources.length > 0 ? target.sources : [...groups.keys()].sort();
   const list = wanted.map((n) => groups.get(n)).filter((g): g is PlannedGroup => g !== undefined);
   const { plans, problems } = planGcp(target, list);
@@ -69,13 +80,19 @@ export async function writeGcp(target: GcpTarget, groups: ReadonlyMap<string, Pl
   for (const plan of plans) {
     const rel = plan.group.replace(/[^a-zA-Z0-9_.-]/g, '_');
     const doc = { project: target.project, firewallPolicy: target.firewallPolicy, rules: plan.rules };
-    const prev = await readJson<{ rules?: FirewallPolicyRule[] }>(path.join(target.directory, `${rel}.rules.json`));
+    const prev = await readJson<{ rules?: FirewallPolicyRule[] }>(
+      path.join(target.directory, `${rel}.rules.json`),
+    );
     const changes = gcpChanges(prev?.rules ?? [], plan.rules);
     files.set(`${rel}.rules.json`, jsonText(doc));
     const old = await readJson<unknown>(path.join(target.directory, `${rel}.changes.json`));
     files.set(
       `${rel}.changes.json`,
-      jsonText(changes.length === 0 && old !== null ? old : { project: target.project, firewallPolicy: target.firewallPolicy, changes }),
+      jsonText(
+        changes.length === 0 && old !== null
+          ? old
+          : { project: target.project, firewallPolicy: target.firewallPolicy, changes },
+      ),
     );
   }
   const changed = await syncFolder(target.directory, files);

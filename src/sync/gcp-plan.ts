@@ -26,7 +26,10 @@ export interface FirewallPolicyRule {
   readonly match: {
     readonly srcIpRanges: readonly string[];
     readonly destIpRanges: readonly string[];
-    readonly layer4Configs: ReadonlyArray<{ readonly ipProtocol: string; readonly ports?: readonly string[] }>;
+    readonly layer4Configs: ReadonlyArray<{
+      readonly ipProtocol: string;
+      readonly ports?: readonly string[];
+    }>;
   };
 }
 
@@ -58,11 +61,17 @@ function hostCidr(ip: string): string {
 }
 
 function ruleName(text: string): string {
-  const n = text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
+  const n = text
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '');
   return (/^[a-z]/.test(n) ? n : `ng-${n}`).slice(0, 63).replace(/-+$/, '');
 }
 
-export function planGcp(target: GcpTarget, groups: readonly PlannedGroup[]): { plans: GcpGroupPlan[]; problems: GcpProblem[] } {
+export function planGcp(
+  target: GcpTarget,
+  groups: readonly PlannedGroup[],
+): { plans: GcpGroupPlan[]; problems: GcpProblem[] } {
   const plans: GcpGroupPlan[] = [];
   const problems: GcpProblem[] = [];
   groups.forEach((g, gi) => {
@@ -72,7 +81,11 @@ export function planGcp(target: GcpTarget, groups: readonly PlannedGroup[]): { p
       return;
     }
     if (g.view.mode === 'Audit') {
-      problems.push({ where, reason: 'audit_mode', message: 'Audit policies are not written (firewall rules allow or deny)' });
+      problems.push({
+        where,
+        reason: 'audit_mode',
+        message: 'Audit policies are not written (firewall rules allow or deny)',
+      });
       return;
     }
     const start = target.priorityStart + gi * target.priorityBlock;
@@ -86,7 +99,9 @@ export function planGcp(target: GcpTarget, groups: readonly PlannedGroup[]): { p
           ...grant.addresses.filter((ip) => ip.includes(':') === (family === 6)).map(hostCidr),
           ...grant.cidrs.filter((c) => c.cidr.family === family).map((c) => c.cidr.text),
         ];
-        const excepts = grant.cidrs.filter((c) => c.cidr.family === family).flatMap((c) => c.except.map((e) => e.text));
+        const excepts = grant.cidrs
+          .filter((c) => c.cidr.family === family)
+          .flatMap((c) => c.except.map((e) => e.text));
         const l4 = layer4(grant.ports);
         const label = `namegate ${g.name} ${grant.policy} rule ${grant.rule}`;
         if (excepts.length > 0) {
@@ -116,7 +131,11 @@ export function planGcp(target: GcpTarget, groups: readonly PlannedGroup[]): { p
         description: `namegate ${g.name}: every other destination`,
         ruleName: ruleName(`ng-${g.name}-deny-v${family}`),
         enableLogging: true,
-        match: { srcIpRanges: src, destIpRanges: [family === 4 ? '0.0.0.0/0' : '::/0'], layer4Configs: [{ ipProtocol: 'all' }] },
+        match: {
+          srcIpRanges: src,
+          destIpRanges: [family === 4 ? '0.0.0.0/0' : '::/0'],
+          layer4Configs: [{ ipProtocol: 'all' }],
+        },
       });
     }
     if (rules.length === 0) {
@@ -144,7 +163,10 @@ export interface RuleChange {
 }
 
 /** The calls that turn the previous rules of a group into the next ones, by priority. */
-export function gcpChanges(prev: readonly FirewallPolicyRule[], next: readonly FirewallPolicyRule[]): RuleChange[] {
+export function gcpChanges(
+  prev: readonly FirewallPolicyRule[],
+  next: readonly FirewallPolicyRule[],
+): RuleChange[] {
   const before = new Map(prev.map((r) => [r.priority, r]));
   const after = new Map(next.map((r) => [r.priority, r]));
   const out: RuleChange[] = [];
@@ -153,6 +175,7 @@ export function gcpChanges(prev: readonly FirewallPolicyRule[], next: readonly F
     if (!old) out.push({ method: 'addRule', priority, rule });
     else if (JSON.stringify(old) !== JSON.stringify(rule)) out.push({ method: 'patchRule', priority, rule });
   }
-  for (const priority of before.keys()) if (!after.has(priority)) out.push({ method: 'removeRule', priority });
+  for (const priority of before.keys())
+    if (!after.has(priority)) out.push({ method: 'removeRule', priority });
   return out.sort((a, b) => a.priority - b.priority);
 }

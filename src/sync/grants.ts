@@ -69,7 +69,8 @@ export function groupGrants(set: CompiledPolicies, identity: Identity, addresses
   const grants: GroupGrant[] = [];
   for (const p of selection.policies) {
     const policy = set.policies[p] as Policy;
-    const ref = policy.ref.namespace === null ? policy.ref.name : `${policy.ref.namespace}/${policy.ref.name}`;
+    const ref =
+      policy.ref.namespace === null ? policy.ref.name : `${policy.ref.namespace}/${policy.ref.name}`;
     for (const g of ruleGrants(policy, addressesOf)) {
       if (g.addresses.length === 0 && g.cidrs.length === 0) continue;
       grants.push({ policy: ref, rule: g.rule, ports: g.ports, addresses: g.addresses, cidrs: g.cidrs });

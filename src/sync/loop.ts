@@ -13,8 +13,8 @@ import { addressClass } from '../dns/address-class.ts';
 import type { NameResolution, TypeOutcome } from '../dns/resolve.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
-import { failureDelayMs, type RefreshSettings, refreshDelayMs } from './schedule.ts';
 import type { SyncMetrics } from './metrics.ts';
+import { failureDelayMs, type RefreshSettings, refreshDelayMs } from './schedule.ts';
 import { UnionWindow } from './window.ts';
 
 export interface LoopSettings extends RefreshSettings {

@@ -16,8 +16,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { NetworkPolicyTarget } from '../config/sync.ts';
-import { compileSelector, type LabelSelector } from '../policy/selector.ts';
 import type { Policy, PortRange } from '../policy/model.ts';
+import { compileSelector, type LabelSelector } from '../policy/selector.ts';
 import { type AddressesOf, ruleGrants } from './grants.ts';
 import { firstPort, isAnyPort } from './ports.ts';
 
@@ -120,7 +120,11 @@ export function npPorts(ports: readonly PortRange[]): NetworkPolicyPort[] | unde
     else if (any.has(p.protocol)) continue;
     else {
       const from = firstPort(p);
-      out.push(from === p.to ? { protocol: p.protocol, port: from } : { protocol: p.protocol, port: from, endPort: p.to });
+      out.push(
+        from === p.to
+          ? { protocol: p.protocol, port: from }
+          : { protocol: p.protocol, port: from, endPort: p.to },
+      );
     }
   }
   return out;
@@ -220,7 +224,9 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
           withPorts(
             g.cidrs.map((c) => ({
               ipBlock:
-                c.except.length > 0 ? { cidr: c.cidr.text, except: c.except.map((e) => e.text) } : { cidr: c.cidr.text },
+                c.except.length > 0
+                  ? { cidr: c.cidr.text, except: c.except.map((e) => e.text) }
+                  : { cidr: c.cidr.text },
             })),
           ),
         );
@@ -234,7 +240,9 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
         const take = rest.slice(0, room);
         rest = rest.slice(take.length);
         room -= take.length;
-        (chunks.at(-1) as EgressRule[]).push(withPorts(take.map((ip) => ({ ipBlock: { cidr: hostCidr(ip) } }))));
+        (chunks.at(-1) as EgressRule[]).push(
+          withPorts(take.map((ip) => ({ ipBlock: { cidr: hostCidr(ip) } }))),
+        );
       }
     }
     if (dnsRule) fixed.push(dnsRule);
@@ -244,7 +252,11 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
     for (const namespace of namespaces) {
       chunks.forEach((chunk, i) => {
         const part = i + 1;
-        const name = objectName(s.namePrefix, policy.namespace === null ? `cluster-${policy.ref.name}` : policy.ref.name, part);
+        const name = objectName(
+          s.namePrefix,
+          policy.namespace === null ? `cluster-${policy.ref.name}` : policy.ref.name,
+          part,
+        );
         const spec = {
           podSelector: policy.podSelector,
           policyTypes: ['Egress'] as const,
@@ -252,8 +264,12 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
         };
         const annotations: Record<string, string> = {
           'namegate.dev/part': `${part}/${parts}`,
-          ...(unresolved.length > 0 ? { 'namegate.dev/unresolved': unresolved.join(',').slice(0, 4000) } : {}),
-          ...(wildcards.length > 0 ? { 'namegate.dev/unresolvable': wildcards.join(',').slice(0, 4000) } : {}),
+          ...(unresolved.length > 0
+            ? { 'namegate.dev/unresolved': unresolved.join(',').slice(0, 4000) }
+            : {}),
+          ...(wildcards.length > 0
+            ? { 'namegate.dev/unresolvable': wildcards.join(',').slice(0, 4000) }
+            : {}),
         };
         const labels = {
           [MANAGED_BY_LABEL]: MANAGED_BY,
@@ -269,7 +285,9 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
             namespace,
             labels,
             annotations: { ...annotations, [HASH_ANNOTATION]: hash },
-            ...(owner ? { ownerReferences: [{ ...owner, blockOwnerDeletion: false, controller: false }] } : {}),
+            ...(owner
+              ? { ownerReferences: [{ ...owner, blockOwnerDeletion: false, controller: false }] }
+              : {}),
           },
           spec,
         });
@@ -278,7 +296,12 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
     }
     const condition: NetpolCondition =
       namespaces.length === 0
-        ? { type: 'NetworkPolicyWritten', status: 'False', reason: 'NoNamespace', message: 'no namespace is selected' }
+        ? {
+            type: 'NetworkPolicyWritten',
+            status: 'False',
+            reason: 'NoNamespace',
+            message: 'no namespace is selected',
+          }
         : parts > 1
           ? {
               type: 'NetworkPolicyWritten',
@@ -286,7 +309,12 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
               reason: 'Split',
               message: `written as ${parts} NetworkPolicy objects per namespace (at most ${s.maxIpBlocksPerObject} ipBlocks each)`,
             }
-          : { type: 'NetworkPolicyWritten', status: 'True', reason: 'Written', message: 'written as one NetworkPolicy' };
+          : {
+              type: 'NetworkPolicyWritten',
+              status: 'True',
+              reason: 'Written',
+              message: 'written as one NetworkPolicy',
+            };
     reports.push({ ...base, objects: written, condition });
   }
   return { objects, reports };

@@ -5,9 +5,9 @@
  * sections here, once; the parts below take only their own settings.
  */
 import type { Registry } from 'prom-client';
-import { PolicyFiles } from '../agent/policy-files.ts';
 import { nftConfigFrom } from '../agent/config.ts';
 import { parseListen } from '../agent/listen.ts';
+import { PolicyFiles } from '../agent/policy-files.ts';
 import type { AgentConfig } from '../config/schema.ts';
 import { syncSettingsFrom } from '../config/sync.ts';
 import { type Clock, systemClock } from '../core/clock.ts';

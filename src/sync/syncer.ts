@@ -20,13 +20,13 @@ import type { PlannedGroup } from './aws-plan.ts';
 import { writeAws, writeGcp } from './cloud-writer.ts';
 import { jsonText, writeIfChanged } from './files.ts';
 import { groupGrants, groupsOf } from './grants.ts';
+import type { NameState } from './loop.ts';
 import { ResolverLoop } from './loop.ts';
 import type { SyncMetrics, TargetName } from './metrics.ts';
 import { planNames, type UnresolvablePattern, WILDCARD_ADVICE } from './names.ts';
 import { type OwnerRef, type PolicyReport, planNetworkPolicies } from './netpol-plan.ts';
 import type { NetworkPolicyWriter } from './netpol-writer.ts';
 import { planNftState } from './nft-plan.ts';
-import type { NameState } from './loop.ts';
 
 export interface PolicyFeed {
   current(): CompiledPolicies;
@@ -172,7 +172,12 @@ export class Syncer {
     if (plan.wildcards.length > 0 && plan.wildcards.map((w) => w.pattern).join() !== before) {
       for (const w of plan.wildcards)
         this.#d.log.warn(
-          { [F.event]: 'sync', [F.reason]: 'wildcard_unresolvable', pattern: w.pattern, [F.policy]: w.policies },
+          {
+            [F.event]: 'sync',
+            [F.reason]: 'wildcard_unresolvable',
+            pattern: w.pattern,
+            [F.policy]: w.policies,
+          },
           WILDCARD_ADVICE,
         );
     }
@@ -210,7 +215,10 @@ export class Syncer {
         });
         this.#d.metrics?.splitPolicies.set(plan.reports.filter((r) => r.condition.reason === 'Split').length);
         const r = await np.writer.write(plan.objects);
-        return { changed: r.applied + r.deleted > 0, detail: { ...r, policies: plan.reports satisfies readonly PolicyReport[] } };
+        return {
+          changed: r.applied + r.deleted > 0,
+          detail: { ...r, policies: plan.reports satisfies readonly PolicyReport[] },
+        };
       });
     }
     if (t.nftables) {
@@ -240,7 +248,10 @@ export class Syncer {
       try {
         await writeIfChanged(file, jsonText(this.status()));
       } catch (err) {
-        this.#d.log.error({ [F.event]: 'sync', [F.reason]: 'status_write_failed', [F.error]: errorMessage(err) }, 'writing the status file failed');
+        this.#d.log.error(
+          { [F.event]: 'sync', [F.reason]: 'status_write_failed', [F.error]: errorMessage(err) },
+          'writing the status file failed',
+        );
       }
     }
   }
@@ -259,11 +270,19 @@ export class Syncer {
         detail: r.detail,
       };
       if (prior && !prior.ok)
-        this.#d.log.info({ [F.event]: 'sync', [F.reason]: 'target_recovered', target: name }, 'target written again');
+        this.#d.log.info(
+          { [F.event]: 'sync', [F.reason]: 'target_recovered', target: name },
+          'target written again',
+        );
     } catch (err) {
       this.#d.metrics?.writes.inc({ target: name, result: 'error' });
       const message = errorMessage(err);
-      this.#targets[name] = { ok: false, lastSuccess: prior?.lastSuccess ?? null, error: message, detail: prior?.detail ?? null };
+      this.#targets[name] = {
+        ok: false,
+        lastSuccess: prior?.lastSuccess ?? null,
+        error: message,
+        detail: prior?.detail ?? null,
+      };
       this.#d.log.error(
         { [F.event]: 'sync', [F.reason]: 'target_write_failed', target: name, [F.error]: message },
         'writing a target failed; it keeps what it had and is retried on the next pass',
