@@ -33,6 +33,8 @@ export interface LoopDeps {
   readonly random?: () => number;
   /** The window changed (addresses added or removed). */
   readonly onChange?: () => void;
+  /** A name started failing or works again (the status changed, the window did not). */
+  readonly onHealth?: () => void;
 }
 
 /** What the loop knows of one name, for the status. */
@@ -285,6 +287,7 @@ export class ResolverLoop {
       );
     }
     t.denied = denied;
+    const wasFailing = t.failures > 0;
     if (errors.length === 2) {
       t.failures++;
       t.lastError = errors.join('; ');
@@ -319,6 +322,7 @@ export class ResolverLoop {
     }
     this.#updateGauges();
     if (changed) this.#changed();
+    else if (wasFailing !== t.failures > 0) this.#d.onHealth?.();
   }
 
   #updateGauges(): void {

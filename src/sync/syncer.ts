@@ -97,6 +97,8 @@ export class Syncer {
       metrics: deps.metrics,
       ...(deps.random ? { random: deps.random } : {}),
       onChange: () => this.#schedule(),
+      // The status file must show failures too: a pass writes it (targets are unchanged).
+      onHealth: () => this.#schedule(),
     });
     this.#takePolicies(deps.policies.current());
   }
