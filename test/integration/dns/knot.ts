@@ -121,9 +121,26 @@ export async function startKnot(
 /** Inside a namespace the test's own sockets cannot reach 127.0.0.1: ask with dig there. */
 function digSoa(netns: string, port: number, zone: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const dig = spawn('ip', ['netns', 'exec', netns, 'dig', '+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', zone, 'SOA'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
+    const dig = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        netns,
+        'dig',
+        '+short',
+        '+time=1',
+        '+tries=1',
+        '-p',
+        String(port),
+        '@127.0.0.1',
+        zone,
+        'SOA',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    );
     let out = '';
     dig.stdout.on('data', (d: Buffer) => {
       out += d.toString();

@@ -8,7 +8,7 @@
  *   podB (not)      ---- router (namegate sync, knotd on its 127.0.0.1, table ngsync) -- inet
  */
 import assert from 'node:assert/strict';
-import { writeFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -30,8 +30,15 @@ test('the sync keeps a gateway allowlist following DNS: union window, failures k
   const dir = await mkdtemp(path.join(tmpdir(), 'namegate-sync-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const zoneText = (serial: number, ips: string[]) =>
-    zone('example.test', ['svc 2 AAAA 2001:db8:2::10', ...ips.map((ip) => `svc 2 A ${ip}`)]).replace(' 1 3600 ', ` ${serial} 3600 `);
-  const knot = await startKnot(t, { 'example.test': zoneText(1, [S4]) }, { netns: topo.router.name, port: KNOT_PORT });
+    zone('example.test', ['svc 2 AAAA 2001:db8:2::10', ...ips.map((ip) => `svc 2 A ${ip}`)]).replace(
+      ' 1 3600 ',
+      ` ${serial} 3600 `,
+    );
+  const knot = await startKnot(
+    t,
+    { 'example.test': zoneText(1, [S4]) },
+    { netns: topo.router.name, port: KNOT_PORT },
+  );
   await startServer(topo.inet, 'svc', [80]);
 
   await writeFile(
@@ -71,7 +78,13 @@ test('the sync keeps a gateway allowlist following DNS: union window, failures k
       },
     }),
   );
-  const child = topo.router.spawn([NODE, path.join(ROOT, 'src/cli/main.ts'), 'sync', '--config', path.join(dir, 'sync.yaml')]);
+  const child = topo.router.spawn([
+    NODE,
+    path.join(ROOT, 'src/cli/main.ts'),
+    'sync',
+    '--config',
+    path.join(dir, 'sync.yaml'),
+  ]);
   const logs: string[] = [];
   child.stdout?.on('data', (d: Buffer) => logs.push(d.toString()));
   child.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
@@ -96,7 +109,10 @@ test('the sync keeps a gateway allowlist following DNS: union window, failures k
     });
   const svc = (s: Status) => s.names.find((n) => n.name === 'svc.example.test');
 
-  const first = await until('first pass', (s) => s.targets.nftables?.ok === true && (svc(s)?.addresses.length ?? 0) === 2);
+  const first = await until(
+    'first pass',
+    (s) => s.targets.nftables?.ok === true && (svc(s)?.addresses.length ?? 0) === 2,
+  );
   assert.deepEqual(svc(first)?.addresses, [S4, S6]);
   assert.deepEqual(
     first.wildcards.map((w) => w.pattern),
@@ -109,20 +125,46 @@ test('the sync keeps a gateway allowlist following DNS: union window, failures k
   assert.equal((await probe(topo.podA, 'tcp', S6, 80)).result, 'ok');
   assert.notEqual((await probe(topo.podA, 'tcp', S4b, 80)).result, 'ok', 'no answer gave .11 yet');
   assert.notEqual((await probe(topo.podA, 'tcp', S4, 81)).result, 'ok', 'only the rule’s port');
-  assert.equal((await probe(topo.podB, 'tcp', S4c, 80)).result, 'ok', 'a group no policy selects is untouched');
+  assert.equal(
+    (await probe(topo.podB, 'tcp', S4c, 80)).result,
+    'ok',
+    'a group no policy selects is untouched',
+  );
 
   // DNS moves the name: the new address is allowed, the old one stays for the window.
   await writeFile(path.join(knot.dir, 'example.test.zone'), zoneText(2, [S4b]));
-  await run(['ip', 'netns', 'exec', topo.router.name, 'knotc', '-s', path.join(knot.dir, 'knot.sock'), 'zone-reload', 'example.test']);
+  await run([
+    'ip',
+    'netns',
+    'exec',
+    topo.router.name,
+    'knotc',
+    '-s',
+    path.join(knot.dir, 'knot.sock'),
+    'zone-reload',
+    'example.test',
+  ]);
   await until('the moved address', (s) => svc(s)?.addresses.includes(S4b) === true);
-  await waitFor('the new address allowed', async () => (await probe(topo.podA, 'tcp', S4b, 80)).result === 'ok', 5000);
-  assert.equal((await probe(topo.podA, 'tcp', S4, 80)).result, 'ok', 'the old address stays within the window');
+  await waitFor(
+    'the new address allowed',
+    async () => (await probe(topo.podA, 'tcp', S4b, 80)).result === 'ok',
+    5000,
+  );
+  assert.equal(
+    (await probe(topo.podA, 'tcp', S4, 80)).result,
+    'ok',
+    'the old address stays within the window',
+  );
 
   // The upstream fails: nothing is removed, the failure is reported.
   await knot.stop();
   const failing = await until('a reported failure', (s) => (svc(s)?.failures ?? 0) > 0);
   assert.deepEqual(svc(failing)?.addresses, [S4, S4b, S6]);
-  assert.equal((await probe(topo.podA, 'tcp', S4b, 80)).result, 'ok', 'a failed resolution keeps the last good set');
+  assert.equal(
+    (await probe(topo.podA, 'tcp', S4b, 80)).result,
+    'ok',
+    'a failed resolution keeps the last good set',
+  );
   // The agent's own set holds both (.10 and .11, adjacent, merged into one /31).
   const table = await topo.router.run(['nft', '-j', 'list', 'set', 'inet', 'ngsync', 'cidr4']);
   assert.ok(table.includes('"addr": "203.0.113.10", "len": 31'), table);
@@ -138,7 +180,10 @@ test('sync without a sync section is a usage error (exit 2) that says what is mi
   const r = await exec([NODE, path.join(ROOT, 'src/cli/main.ts'), 'sync', '--config', file]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /no `sync` section/);
-  await writeFile(file, 'dns: { upstreams: ["127.0.0.1:53"] }\nsync: { minRefreshSeconds: 10, maxRefreshSeconds: 5 }\n');
+  await writeFile(
+    file,
+    'dns: { upstreams: ["127.0.0.1:53"] }\nsync: { minRefreshSeconds: 10, maxRefreshSeconds: 5 }\n',
+  );
   const bad = await exec([NODE, path.join(ROOT, 'src/cli/main.ts'), 'sync', '--config', file]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /sync\.minRefreshSeconds: must not be larger/);
