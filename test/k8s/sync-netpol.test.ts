@@ -112,12 +112,12 @@ describe('sync: NetworkPolicy target', () => {
     );
     for (const o of objs) {
       assert.deepEqual(o.spec.podSelector, { matchLabels: { app: 'api' } });
-      const owner = (o.metadata?.['ownerReferences'] as Array<{ uid: string; kind: string }>)[0];
+      const owner = ((o.metadata?.['ownerReferences'] ?? []) as Array<{ uid: string; kind: string }>)[0];
       assert.equal(owner?.uid, policy.metadata?.uid);
       assert.equal(owner?.kind, 'EgressPolicy');
-      const managers = (o.metadata?.['managedFields'] as Array<{ manager: string; operation: string }>).map(
-        (m) => `${m.manager}/${m.operation}`,
-      );
+      const managers = (
+        (o.metadata?.['managedFields'] ?? []) as Array<{ manager: string; operation: string }>
+      ).map((m) => `${m.manager}/${m.operation}`);
       assert.deepEqual(managers, ['namegate-sync/Apply'], 'server-side apply, one field manager');
     }
     const detail = (
