@@ -11,7 +11,8 @@
 import { Resolver } from 'node:dns/promises';
 import net from 'node:net';
 
-const [server = '', name = '', secondsText = '300', rateText = '10', holdText = '5000'] = process.argv.slice(2);
+const [server = '', name = '', secondsText = '300', rateText = '10', holdText = '5000'] =
+  process.argv.slice(2);
 const seconds = Number(secondsText);
 const rate = Number(rateText);
 const holdMs = Number(holdText);

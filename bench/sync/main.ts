@@ -47,8 +47,16 @@ interface Loop {
 
 const LOOPS: readonly Loop[] = [
   { key: 'sync', pod: 'payments-api', sync: { windowSeconds: 600 } },
-  { key: 'naive', pod: 'ci-runner', sync: { windowSeconds: 0, minRefreshSeconds: 30, maxRefreshSeconds: 30, jitter: 0 } },
-  { key: 'naive_ttl', pod: 'web', sync: { windowSeconds: 0, minRefreshSeconds: 1, maxRefreshSeconds: 30, jitter: 0 } },
+  {
+    key: 'naive',
+    pod: 'ci-runner',
+    sync: { windowSeconds: 0, minRefreshSeconds: 30, maxRefreshSeconds: 30, jitter: 0 },
+  },
+  {
+    key: 'naive_ttl',
+    pod: 'web',
+    sync: { windowSeconds: 0, minRefreshSeconds: 1, maxRefreshSeconds: 30, jitter: 0 },
+  },
 ];
 const CONTROL = 'unmanaged';
 
@@ -117,7 +125,9 @@ function runClient(plan: LabPlan, pod: LabPod): Promise<Tally> {
         if (o.ok) tally.allowed++;
       }
     });
-    child.on('exit', (code) => (code === 0 ? resolve(tally) : reject(new Error(`client in ${pod.id} exited ${code}`))));
+    child.on('exit', (code) =>
+      code === 0 ? resolve(tally) : reject(new Error(`client in ${pod.id} exited ${code}`)),
+    );
   });
 }
 
@@ -140,7 +150,10 @@ async function main(): Promise<void> {
       await setAddresses(plan, NAME, { ipv4, ttl: TTL });
     };
     await rotate();
-    updater = setInterval(() => void rotate().catch((err: unknown) => log(`dns update failed: ${String(err)}`)), UPDATE_MS);
+    updater = setInterval(
+      () => void rotate().catch((err: unknown) => log(`dns update failed: ${String(err)}`)),
+      UPDATE_MS,
+    );
 
     await writeFile(
       path.join(dir, 'policy.yaml'),
@@ -171,7 +184,9 @@ async function main(): Promise<void> {
       };
       const file = path.join(dir, `${loop.key}.yaml`);
       await writeFile(file, JSON.stringify(config));
-      syncs.push(inNetns(plan.nodeNetns, [NODE, path.join(ROOT, 'src/cli/main.ts'), 'sync', '--config', file]));
+      syncs.push(
+        inNetns(plan.nodeNetns, [NODE, path.join(ROOT, 'src/cli/main.ts'), 'sync', '--config', file]),
+      );
     }
     for (const loop of LOOPS) await waitStatus(path.join(dir, `${loop.key}.status.json`), 30_000);
     log(`  warm-up ${WARMUP} s (every loop running, DNS rotating every ${UPDATE_MS / 1000} s)`);
@@ -184,9 +199,14 @@ async function main(): Promise<void> {
     const loadAfter = load();
     for (const s of syncs) s.kill('SIGTERM');
     const cov = (t: Tally) => (t.attempts === 0 ? 0 : t.allowed / t.attempts);
-    console.log(`date ${started.toISOString()}; machine ${os.cpus().length} x ${os.cpus()[0]?.model}; load average after ${loadAfter}`);
+    console.log(
+      `date ${started.toISOString()}; machine ${os.cpus().length} x ${os.cpus()[0]?.model}; load average after ${loadAfter}`,
+    );
     console.log('loop        pod            attempts  allowed  coverage  dns_failed');
-    const rows = [...LOOPS.map((l, i) => [l.key, l.pod, results[i]] as const), ['control', CONTROL, results[3]] as const];
+    const rows = [
+      ...LOOPS.map((l, i) => [l.key, l.pod, results[i]] as const),
+      ['control', CONTROL, results[3]] as const,
+    ];
     for (const [key, pod, t] of rows) {
       if (!t) continue;
       console.log(
