@@ -18,7 +18,7 @@
 import type { AwsTarget } from '../config/sync.ts';
 import type { PortRange } from '../policy/model.ts';
 import type { GroupGrant, GroupView } from './grants.ts';
-import { firstPort, isAnyPort } from './ports.ts';
+import { firstPort, hostCidr, isAnyPort } from './ports.ts';
 
 export interface IpPermission {
   readonly IpProtocol: 'tcp' | 'udp';
@@ -57,10 +57,6 @@ export interface SecurityGroupPlan {
 /** AWS descriptions: up to 255 characters of a restricted set. */
 function description(text: string): string {
   return text.replace(/[^a-zA-Z0-9 ._\-:/()#,@[\]+=&;{}!$*]/g, '_').slice(0, 255);
-}
-
-function hostCidr(ip: string): string {
-  return ip.includes(':') ? `${ip}/128` : `${ip}/32`;
 }
 
 function fromTo(p: PortRange): [number, number] {

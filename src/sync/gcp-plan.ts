@@ -12,7 +12,7 @@
 import type { GcpTarget } from '../config/sync.ts';
 import type { PortRange } from '../policy/model.ts';
 import type { PlannedGroup } from './aws-plan.ts';
-import { portText } from './ports.ts';
+import { hostCidr, portText } from './ports.ts';
 
 export const MAX_DEST_RANGES = 5000;
 
@@ -54,10 +54,6 @@ function layer4(ports: readonly PortRange[]): Array<{ ipProtocol: string; ports?
     else by.set(proto, [...(prior ?? []), t]);
   }
   return [...by].map(([ipProtocol, list]) => (list === null ? { ipProtocol } : { ipProtocol, ports: list }));
-}
-
-function hostCidr(ip: string): string {
-  return ip.includes(':') ? `${ip}/128` : `${ip}/32`;
 }
 
 function ruleName(text: string): string {

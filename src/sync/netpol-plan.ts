@@ -19,7 +19,7 @@ import type { NetworkPolicyTarget } from '../config/sync.ts';
 import type { Policy, PortRange } from '../policy/model.ts';
 import { compileSelector, type LabelSelector } from '../policy/selector.ts';
 import { type AddressesOf, ruleGrants } from './grants.ts';
-import { firstPort, isAnyPort } from './ports.ts';
+import { firstPort, hostCidr, isAnyPort } from './ports.ts';
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'namegate-sync';
@@ -128,10 +128,6 @@ export function npPorts(ports: readonly PortRange[]): NetworkPolicyPort[] | unde
     }
   }
   return out;
-}
-
-function hostCidr(ip: string): string {
-  return ip.includes(':') ? `${ip}/128` : `${ip}/32`;
 }
 
 function shortHash(text: string, n = 10): string {

@@ -11,10 +11,7 @@ import type { CidrElement, StaticState } from '../datapath/datapath.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
 import type { Identity } from '../policy/model.ts';
 import { type AddressesOf, groupGrants } from './grants.ts';
-
-function hostCidr(ip: string): Cidr {
-  return parseCidr(ip.includes(':') ? `${ip}/128` : `${ip}/32`) as Cidr;
-}
+import { hostCidr } from './ports.ts';
 
 export function planNftState(
   set: CompiledPolicies,
@@ -36,7 +33,7 @@ export function planNftState(
           if (extra.has(key)) continue;
           extra.set(key, {
             source,
-            cidr: hostCidr(ip),
+            cidr: parseCidr(hostCidr(ip)) as Cidr,
             except: [],
             protocol: p.protocol,
             portFrom: p.from,

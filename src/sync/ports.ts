@@ -1,6 +1,6 @@
 /**
- * Port ranges in the shapes the targets take (pure). namegate's ranges are inclusive per
- * protocol; a range over every port (0-65535) means "any port of that protocol".
+ * Ports and addresses in the shapes the targets take (pure). namegate's ranges are inclusive
+ * per protocol; a range over every port (0-65535) means "any port of that protocol".
  */
 import type { PortRange } from '../policy/model.ts';
 
@@ -18,4 +18,9 @@ export function portText(p: PortRange): string | null {
   if (isAnyPort(p)) return null;
   const from = firstPort(p);
   return from === p.to ? String(from) : `${from}-${p.to}`;
+}
+
+/** One address as a CIDR: "203.0.113.10/32", "2001:db8::10/128". */
+export function hostCidr(ip: string): string {
+  return ip.includes(':') ? `${ip}/128` : `${ip}/32`;
 }

@@ -40,7 +40,12 @@ export interface SyncTargets {
     /** The API object a policy came from (ownerReferences); absent for policies from files. */
     readonly ownerOf?: (policy: Policy) => OwnerRef | null;
   };
-  readonly nftables?: { readonly datapath: Pick<Datapath, 'reconcile'> };
+  readonly nftables?: {
+    readonly datapath: Pick<Datapath, 'reconcile'> & {
+      /** What the last reconcile changed (NftDatapath has it): tells `ok` from `unchanged`. */
+      readonly lastReconcile?: { readonly elementChanges: readonly unknown[] } | null;
+    };
+  };
   readonly aws?: AwsTarget;
   readonly gcp?: GcpTarget;
 }
@@ -228,7 +233,11 @@ export class Syncer {
       await this.#target('nftables', async () => {
         const state = planNftState(set, entries, addressesOf);
         await dp.reconcile(state);
-        return { changed: true, detail: { sources: state.sources.length, allows: state.cidrs.length } };
+        const changes = dp.lastReconcile?.elementChanges.length;
+        return {
+          changed: changes === undefined || changes > 0,
+          detail: { sources: state.sources.length, allows: state.cidrs.length },
+        };
       });
     }
     if (t.aws) {
