@@ -9,6 +9,9 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import type { SyncSettings } from '../sync/settings.ts';
+
+export type { SyncSettings };
 
 const seconds = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
 const count = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
@@ -143,25 +146,6 @@ export type SyncSection = z.output<typeof SyncSectionSchema>;
 export type NetworkPolicyTarget = z.output<typeof NetworkPolicyTargetSchema>;
 export type AwsTarget = z.output<typeof AwsTargetSchema>;
 export type GcpTarget = z.output<typeof GcpTargetSchema>;
-
-/** What the resolver loop and the union window run on (src/sync/loop.ts). */
-export interface SyncSettings {
-  readonly windowMs: number;
-  readonly maxAddressesPerName: number;
-  readonly concurrency: number;
-  readonly minRefreshMs: number;
-  readonly maxRefreshMs: number;
-  readonly jitter: number;
-  readonly failureRetryMs: number;
-  readonly writeDelayMs: number;
-  /** The store's clamps: how long an answer is good for. */
-  readonly ttl: {
-    readonly minTtlSeconds: number;
-    readonly maxTtlSeconds: number;
-    readonly graceSeconds: number;
-  };
-  readonly statusFile: string | null;
-}
 
 /** Problems beyond the shape, with their field paths (empty when the section is usable). */
 export function syncProblems(

@@ -15,10 +15,11 @@
  * Audit policies have no counterpart (a security group only allows), so Audit groups are
  * reported and not written.
  */
-import type { AwsTarget } from '../config/sync.ts';
+
 import type { PortRange } from '../policy/model.ts';
 import type { GroupGrant, GroupView } from './grants.ts';
 import { firstPort, hostCidr, isAnyPort } from './ports.ts';
+import type { AwsSettings } from './settings.ts';
 
 export interface IpPermission {
   readonly IpProtocol: 'tcp' | 'udp';
@@ -158,7 +159,7 @@ export function permissionDelta(
 }
 
 export function planSecurityGroups(
-  target: AwsTarget,
+  target: AwsSettings,
   groups: ReadonlyMap<string, PlannedGroup>,
 ): { plans: SecurityGroupPlan[]; problems: AwsProblem[] } {
   const plans: SecurityGroupPlan[] = [];
@@ -241,7 +242,7 @@ function nfwPort(p: PortRange): string {
 }
 
 export function planRuleGroup(
-  target: NonNullable<AwsTarget['networkFirewall']>,
+  target: NonNullable<AwsSettings['networkFirewall']>,
   groups: readonly PlannedGroup[],
 ): { plan: RuleGroupPlan | null; problems: AwsProblem[] } {
   const problems: AwsProblem[] = [];

@@ -10,7 +10,6 @@
  * gcp/<group>.changes.json                 addRule / patchRule / removeRule calls for the last change
  */
 import path from 'node:path';
-import type { AwsTarget, GcpTarget } from '../config/sync.ts';
 import {
   type AwsProblem,
   type IpPermission,
@@ -21,6 +20,7 @@ import {
 } from './aws-plan.ts';
 import { jsonText, readJson, syncFolder } from './files.ts';
 import { type FirewallPolicyRule, type GcpProblem, gcpChanges, planGcp } from './gcp-plan.ts';
+import type { AwsSettings, GcpSettings } from './settings.ts';
 
 export interface FileTargetResult {
   readonly changed: number;
@@ -29,7 +29,7 @@ export interface FileTargetResult {
 }
 
 export async function writeAws(
-  target: AwsTarget,
+  target: AwsSettings,
   groups: ReadonlyMap<string, PlannedGroup>,
 ): Promise<FileTargetResult> {
   const files = new Map<string, string>();
@@ -70,7 +70,7 @@ export async function writeAws(
 }
 
 export async function writeGcp(
-  target: GcpTarget,
+  target: GcpSettings,
   groups: ReadonlyMap<string, PlannedGroup>,
 ): Promise<FileTargetResult> {
   const wanted = target.sources.length > 0 ? target.sources : [...groups.keys()].sort();

@@ -9,10 +9,11 @@
  * `except` becomes a deny rule placed before the allows; and, last in the block, a deny of every
  * other destination from the group. IPv4 and IPv6 never share a rule.
  */
-import type { GcpTarget } from '../config/sync.ts';
+
 import type { PortRange } from '../policy/model.ts';
 import type { PlannedGroup } from './aws-plan.ts';
 import { hostCidr, portText } from './ports.ts';
+import type { GcpSettings } from './settings.ts';
 
 export const MAX_DEST_RANGES = 5000;
 
@@ -65,7 +66,7 @@ function ruleName(text: string): string {
 }
 
 export function planGcp(
-  target: GcpTarget,
+  target: GcpSettings,
   groups: readonly PlannedGroup[],
 ): { plans: GcpGroupPlan[]; problems: GcpProblem[] } {
   const plans: GcpGroupPlan[] = [];

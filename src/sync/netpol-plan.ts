@@ -15,11 +15,11 @@
  * NetworkPolicy equivalent and are reported, not written.
  */
 import { createHash } from 'node:crypto';
-import type { NetworkPolicyTarget } from '../config/sync.ts';
 import type { Policy, PortRange } from '../policy/model.ts';
 import { compileSelector, type LabelSelector } from '../policy/selector.ts';
 import { type AddressesOf, ruleGrants } from './grants.ts';
 import { firstPort, hostCidr, isAnyPort } from './ports.ts';
+import type { NetworkPolicySettings } from './settings.ts';
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'namegate-sync';
@@ -95,7 +95,7 @@ interface EgressRule {
 export interface NetpolPlanInput {
   readonly policies: readonly Policy[];
   readonly addressesOf: AddressesOf;
-  readonly settings: NetworkPolicyTarget;
+  readonly settings: NetworkPolicySettings;
   /** The API object a policy came from (for ownerReferences); null when read from files. */
   readonly ownerOf: (policy: Policy) => OwnerRef | null;
   /** Every namespace with its labels (for ClusterEgressPolicy); null when unknown. */

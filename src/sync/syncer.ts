@@ -6,7 +6,7 @@
  * difference; a target that fails is logged, counted and reported in the status, and retried on
  * the next pass, while the others go on. A periodic pass catches drift.
  */
-import type { AwsTarget, GcpTarget, NetworkPolicyTarget, SyncSettings } from '../config/sync.ts';
+
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Datapath } from '../datapath/datapath.ts';
@@ -27,6 +27,7 @@ import { planNames, type UnresolvablePattern, WILDCARD_ADVICE } from './names.ts
 import { type OwnerRef, type PolicyReport, planNetworkPolicies } from './netpol-plan.ts';
 import type { NetworkPolicyWriter } from './netpol-writer.ts';
 import { planNftState } from './nft-plan.ts';
+import type { AwsSettings, GcpSettings, NetworkPolicySettings, SyncSettings } from './settings.ts';
 
 export interface PolicyFeed {
   current(): CompiledPolicies;
@@ -36,7 +37,7 @@ export interface PolicyFeed {
 export interface SyncTargets {
   readonly networkPolicy?: {
     readonly writer: Pick<NetworkPolicyWriter, 'write' | 'namespaces'>;
-    readonly settings: NetworkPolicyTarget;
+    readonly settings: NetworkPolicySettings;
     /** The API object a policy came from (ownerReferences); absent for policies from files. */
     readonly ownerOf?: (policy: Policy) => OwnerRef | null;
   };
@@ -46,8 +47,8 @@ export interface SyncTargets {
       readonly lastReconcile?: { readonly elementChanges: readonly unknown[] } | null;
     };
   };
-  readonly aws?: AwsTarget;
-  readonly gcp?: GcpTarget;
+  readonly aws?: AwsSettings;
+  readonly gcp?: GcpSettings;
 }
 
 export interface SyncDeps {
