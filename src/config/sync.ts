@@ -9,6 +9,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import { LabelSelectorSchema } from '../formats/native-schema.ts';
 import type { SyncSettings } from '../sync/settings.ts';
 
 export type { SyncSettings };
@@ -16,23 +17,9 @@ export type { SyncSettings };
 const seconds = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
 const count = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
 
-/** A Kubernetes label selector as written in YAML (the peers allowed for DNS). */
-const SelectorSchema = z.strictObject({
-  matchLabels: z.record(z.string(), z.string()).optional(),
-  matchExpressions: z
-    .array(
-      z.strictObject({
-        key: z.string(),
-        operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
-        values: z.array(z.string()).optional(),
-      }),
-    )
-    .optional(),
-});
-
 const DnsPeerSchema = z.strictObject({
-  namespaceSelector: SelectorSchema.optional(),
-  podSelector: SelectorSchema.optional(),
+  namespaceSelector: LabelSelectorSchema.optional(),
+  podSelector: LabelSelectorSchema.optional(),
 });
 
 export const NetworkPolicyTargetSchema = z.strictObject({

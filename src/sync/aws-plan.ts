@@ -17,7 +17,7 @@
  */
 
 import type { PortRange } from '../policy/model.ts';
-import type { GroupGrant, GroupView } from './grants.ts';
+import { allowOnlyProblem, type GroupGrant, type GroupView } from './grants.ts';
 import { firstPort, hostCidr, isAnyPort } from './ports.ts';
 import type { AwsSettings } from './settings.ts';
 
@@ -167,20 +167,9 @@ export function planSecurityGroups(
   for (const sg of target.securityGroups) {
     const g = groups.get(sg.source);
     const where = `securityGroups ${sg.groupId}`;
-    if (!g || g.view.mode === null) {
-      problems.push({
-        where,
-        reason: 'not_governed',
-        message: `no policy selects source group "${sg.source}"; nothing written`,
-      });
-      continue;
-    }
-    if (g.view.mode === 'Audit') {
-      problems.push({
-        where,
-        reason: 'audit_mode',
-        message: 'a security group cannot audit: Audit policies are not written',
-      });
+    const problem = allowOnlyProblem(sg.source, g?.view.mode ?? null, where, 'a security group cannot audit');
+    if (problem || !g) {
+      if (problem) problems.push(problem);
       continue;
     }
     const perms = ipPermissions(g.view.grants);
@@ -274,16 +263,9 @@ export function planRuleGroup(
     });
   groups.forEach((g, gi) => {
     const where = `networkFirewall source ${g.name}`;
-    if (g.view.mode === null) {
-      problems.push({ where, reason: 'not_governed', message: `no policy selects source group "${g.name}"` });
-      return;
-    }
-    if (g.view.mode === 'Audit') {
-      problems.push({
-        where,
-        reason: 'audit_mode',
-        message: 'Audit policies are not written (the rule group only passes and drops)',
-      });
+    const problem = allowOnlyProblem(g.name, g.view.mode, where, 'the rule group only passes and drops');
+    if (problem) {
+      problems.push(problem);
       return;
     }
     if (g.cidrs.length === 0) {

@@ -12,6 +12,7 @@
 
 import type { PortRange } from '../policy/model.ts';
 import type { PlannedGroup } from './aws-plan.ts';
+import { allowOnlyProblem } from './grants.ts';
 import { hostCidr, portText } from './ports.ts';
 import type { GcpSettings } from './settings.ts';
 
@@ -73,16 +74,9 @@ export function planGcp(
   const problems: GcpProblem[] = [];
   groups.forEach((g, gi) => {
     const where = `gcp source ${g.name}`;
-    if (g.view.mode === null) {
-      problems.push({ where, reason: 'not_governed', message: `no policy selects source group "${g.name}"` });
-      return;
-    }
-    if (g.view.mode === 'Audit') {
-      problems.push({
-        where,
-        reason: 'audit_mode',
-        message: 'Audit policies are not written (firewall rules allow or deny)',
-      });
+    const problem = allowOnlyProblem(g.name, g.view.mode, where, 'firewall rules allow or deny');
+    if (problem) {
+      problems.push(problem);
       return;
     }
     const start = target.priorityStart + gi * target.priorityBlock;

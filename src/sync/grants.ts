@@ -95,3 +95,27 @@ export function groupsOf(
     cidrs,
   }));
 }
+
+/** Why a source group gets nothing written by a target that only allows (the clouds). */
+export interface GroupProblem {
+  readonly where: string;
+  readonly reason: 'not_governed' | 'audit_mode';
+  readonly message: string;
+}
+
+/**
+ * Null when the group can be written by an allow-only target; otherwise the reason: no policy
+ * selects it, or only Audit policies do (the target has no audit mode; `why` says so).
+ */
+export function allowOnlyProblem(
+  name: string,
+  mode: Mode | null,
+  where: string,
+  why: string,
+): GroupProblem | null {
+  if (mode === null)
+    return { where, reason: 'not_governed', message: `no policy selects source group "${name}"` };
+  if (mode === 'Audit')
+    return { where, reason: 'audit_mode', message: `Audit policies are not written (${why})` };
+  return null;
+}

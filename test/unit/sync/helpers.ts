@@ -1,16 +1,23 @@
 /** Policies, groups and a scripted resolver for the sync unit tests. */
-import assert from 'node:assert/strict';
 import { parse } from 'yaml';
 import type { AnswerAddress } from '../../../src/dns/answers.ts';
 import type { NameResolution, TypeOutcome } from '../../../src/dns/resolve.ts';
-import { validateNative } from '../../../src/formats/native.ts';
 import type { Policy } from '../../../src/policy/model.ts';
+import { type Doc, policy as fromDoc } from '../policy/policies.ts';
 
+/** A policy from a native YAML document, through the real validator. */
 export function policy(yaml: string): Policy {
-  const r = validateNative(parse(yaml));
-  assert.deepEqual(r.errors, []);
-  assert.ok(r.policy);
-  return r.policy;
+  const d = parse(yaml) as {
+    kind: Doc['kind'];
+    metadata: { name: string; namespace?: string };
+    spec: Doc['spec'];
+  };
+  return fromDoc({
+    kind: d.kind,
+    name: d.metadata.name,
+    ...(d.metadata.namespace ? { namespace: d.metadata.namespace } : {}),
+    spec: d.spec,
+  });
 }
 
 export function answer(ips: readonly string[], ttl = 60): TypeOutcome {
