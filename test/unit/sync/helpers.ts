@@ -8,7 +8,7 @@ import { type Doc, policy as fromDoc } from '../policy/policies.ts';
 /** A policy from a native YAML document, through the real validator. */
 export function policy(yaml: string): Policy {
   const d = parse(yaml) as {
-    kind: Doc['kind'];
+    kind: NonNullable<Doc['kind']>;
     metadata: { name: string; namespace?: string };
     spec: Doc['spec'];
   };
