@@ -6,10 +6,10 @@
  * policy changes.
  */
 import type { Command } from 'commander';
+import { type RunningSync, startSync } from '../agent/sync.ts';
 import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../core/errors.ts';
 import { createLogger } from '../observe/log.ts';
-import { type RunningSync, startSync } from '../sync/start.ts';
 import { Exit, usageError } from './output.ts';
 
 interface SyncCliOptions {

@@ -11,11 +11,10 @@ import path from 'node:path';
 import { z } from 'zod';
 import { LabelSelectorSchema } from '../formats/native-schema.ts';
 import type { SyncSettings } from '../sync/settings.ts';
+import type { ConfigProblem } from './problem.ts';
+import { count, seconds } from './units.ts';
 
 export type { SyncSettings };
-
-const seconds = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
-const count = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
 
 const DnsPeerSchema = z.strictObject({
   namespaceSelector: LabelSelectorSchema.optional(),
@@ -135,11 +134,12 @@ export type AwsTarget = z.output<typeof AwsTargetSchema>;
 export type GcpTarget = z.output<typeof GcpTargetSchema>;
 
 /** Problems beyond the shape, with their field paths (empty when the section is usable). */
-export function syncProblems(
+export function syncSectionProblems(
   section: SyncSection,
-  groupNames: readonly string[],
-): Array<{ path: string; message: string }> {
-  const out: Array<{ path: string; message: string }> = [];
+  sources: ReadonlyArray<{ readonly name: string }>,
+): ConfigProblem[] {
+  const groupNames = sources.map((g) => g.name);
+  const out: ConfigProblem[] = [];
   if (section.minRefreshSeconds > section.maxRefreshSeconds)
     out.push({ path: 'sync.minRefreshSeconds', message: 'must not be larger than sync.maxRefreshSeconds' });
   const known = new Set(groupNames);
@@ -168,7 +168,7 @@ export function syncProblems(
 }
 
 /** The section with its relative paths resolved against the config file's folder. */
-export function resolveSyncPaths(section: SyncSection, baseDir: string): SyncSection {
+export function resolveSyncSection(section: SyncSection, baseDir: string): SyncSection {
   const t = section.targets;
   return {
     ...section,

@@ -67,13 +67,28 @@ const FLAVOURS: Record<string, Flavour> = {
   },
 };
 
-export const npepImporter: Importer = {
+export const npepImporter = {
   dialect: 'npep',
-  accepts: (apiVersion, kind) =>
-    apiVersion.startsWith('policy.networking.k8s.io/') &&
-    (kind === 'AdminNetworkPolicy' || kind === 'ClusterNetworkPolicy'),
+  title: 'network-policy-api',
+  summary: 'AdminNetworkPolicy / ClusterNetworkPolicy domainNames (network-policy-api)',
+  kinds: [
+    {
+      group: 'policy.networking.k8s.io',
+      version: 'v1alpha1',
+      plural: 'adminnetworkpolicies',
+      kind: 'AdminNetworkPolicy',
+      namespaced: false,
+    },
+    {
+      group: 'policy.networking.k8s.io',
+      version: 'v1alpha2',
+      plural: 'clusternetworkpolicies',
+      kind: 'ClusterNetworkPolicy',
+      namespaced: false,
+    },
+  ],
   convert: convertNpep,
-};
+} as const satisfies Importer;
 
 /** One egress rule, read. */
 interface ReadRule {

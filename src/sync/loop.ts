@@ -7,9 +7,10 @@
  *
  * The clock and the random source are passed in; `resolve` is the only I/O.
  */
+
+import { addressClass } from '../core/address-class.ts';
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
-import { addressClass } from '../dns/address-class.ts';
 import type { NameResolution, TypeOutcome } from '../dns/resolve.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';

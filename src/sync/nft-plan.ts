@@ -5,9 +5,10 @@
  * governed source of its family, per port range of the rule that names it. The datapath writes
  * it into the same sets as the agent's, by difference (Datapath.reconcile).
  */
-import { hostAddress, staticState } from '../agent/static-state.ts';
+
 import { type Cidr, parseCidr } from '../core/ip.ts';
 import type { CidrElement, StaticState } from '../datapath/datapath.ts';
+import { hostAddress, staticState } from '../enforce/static-state.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
 import type { Identity } from '../policy/model.ts';
 import { type AddressesOf, groupGrants } from './grants.ts';

@@ -7,11 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { type RunningSync, startSync } from '../../src/agent/sync.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import type { AgentConfig } from '../../src/config/schema.ts';
 import type { KubeApi, KubeList, KubeObject } from '../../src/k8s/api.ts';
 import { silentLogger } from '../../src/observe/log.ts';
-import { type RunningSync, startSync } from '../../src/sync/start.ts';
 import { startKnot, zone } from '../integration/dns/knot.ts';
 import { ensureNamespace, eventually, TestApiServer } from './apiserver.ts';
 import { apply, installCrds } from './helpers.ts';

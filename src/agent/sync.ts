@@ -5,10 +5,12 @@
  * sections here, once; the parts below take only their own settings.
  */
 import type { Registry } from 'prom-client';
-import { nftConfigFrom } from '../agent/config.ts';
-import { parseListen } from '../agent/listen.ts';
-import { PolicyFiles } from '../agent/policy-files.ts';
+import { datapathSettingsFrom } from '../config/datapath.ts';
+import { dnsSettingsFrom } from '../config/dns.ts';
+import { httpListenFrom } from '../config/http.ts';
+import { kubernetesSettingsFrom } from '../config/kubernetes.ts';
 import type { AgentConfig } from '../config/schema.ts';
+import { sourceGroupsFrom } from '../config/sources.ts';
 import { syncSettingsFrom } from '../config/sync.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import { ErrorCode, NamegateError } from '../core/errors.ts';
@@ -19,7 +21,6 @@ import { upstreamFrom } from '../dns/proxy.ts';
 import { resolveName } from '../dns/resolve.ts';
 import { StaticGroups } from '../identity/static-groups.ts';
 import { KubeApi, loadKubeConfig } from '../k8s/api.ts';
-import { KubernetesConfigSchema } from '../k8s/config.ts';
 import { k8sMetrics } from '../k8s/metrics.ts';
 import { KubePolicySource } from '../k8s/policy-source.ts';
 import { F } from '../observe/fields.ts';
@@ -27,10 +28,12 @@ import { HealthServer } from '../observe/http.ts';
 import type { Logger } from '../observe/log.ts';
 import { createRegistry } from '../observe/metrics.ts';
 import type { Policy } from '../policy/model.ts';
-import { createSyncMetrics } from './metrics.ts';
-import type { OwnerRef } from './netpol-plan.ts';
-import { NetworkPolicyWriter } from './netpol-writer.ts';
-import { type PolicyFeed, Syncer, type SyncTargets } from './syncer.ts';
+import { createSyncMetrics } from '../sync/metrics.ts';
+import type { OwnerRef } from '../sync/netpol-plan.ts';
+import { NetworkPolicyWriter } from '../sync/netpol-writer.ts';
+import { type PolicyFeed, Syncer, type SyncTargets } from '../sync/syncer.ts';
+import { Cleanups } from './cleanups.ts';
+import { PolicyFiles } from './policy-files.ts';
 
 export interface StartSyncOptions {
   readonly config: AgentConfig;
@@ -58,19 +61,22 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
   if (!section) throw new NamegateError(ErrorCode.ConfigInvalid, 'the config has no `sync` section');
   const clock = options.clock ?? systemClock;
   const registry = options.registry ?? createRegistry({ defaultMetrics: true });
-  const cleanups: Array<() => Promise<void> | void> = [];
-  const run = async () => {
-    for (const c of cleanups.reverse()) await c();
-    cleanups.length = 0;
-  };
+  const cleanups = new Cleanups();
+  const run = () => cleanups.run(log);
   try {
     // Policies: the API when a kubernetes section is present (owners known), else the files.
     let policies: PolicyFeed;
     let ownerOf: ((p: Policy) => OwnerRef | null) | undefined;
     let api: KubeApi | null = null;
-    const kube = config.kubernetes ? KubernetesConfigSchema.parse(config.kubernetes) : null;
+    // The sync reads no pods: the node name the agent's settings require is not used.
+    const kube = config.kubernetes
+      ? kubernetesSettingsFrom(config.kubernetes, {
+          ...process.env,
+          NODE_NAME: process.env['NODE_NAME'] ?? 'none',
+        })
+      : null;
     if (kube || section.targets.networkPolicy) {
-      api = new KubeApi(loadKubeConfig(kube?.kubeconfig), { userAgent: 'namegate-sync' });
+      api = new KubeApi(loadKubeConfig(kube?.kubeconfig ?? undefined), { userAgent: 'namegate-sync' });
     }
     if (kube && api) {
       const source = new KubePolicySource({
@@ -78,11 +84,11 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
         logger: log.child({ component: 'k8s' }),
         metrics: k8sMetrics(registry),
         config: kube,
-        stallMs: kube.stallSeconds * 1000,
+        stallMs: kube.stallMs,
         watchTimeoutSeconds: kube.watchTimeoutSeconds,
       });
       source.start();
-      cleanups.push(() => source.stop());
+      cleanups.add(() => source.stop());
       await source.synced;
       policies = source;
       ownerOf = (policy) => {
@@ -102,7 +108,7 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
         );
       if (!options.once) {
         await files.watch();
-        cleanups.push(() => files.close());
+        cleanups.add(() => files.close());
       }
       policies = files;
     }
@@ -122,10 +128,12 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
       let datapath = options.datapath;
       if (!datapath) {
         const dpMetrics = new DatapathMetrics(registry);
+        const settings = datapathSettingsFrom(config);
         const nft = await NftDatapath.open({
-          // No DNS proxy runs beside the sync: governed sources' DNS is not redirected.
-          config: { ...nftConfigFrom(config.datapath, 53, null, null), dns: { kind: 'none' } },
-          executor: config.datapath.executor,
+          // No DNS proxy and no SNI proxy run beside the sync: DNS is not redirected, verify
+          // ports are not redirected, and no flood guard guards a proxy that is not there.
+          config: { ...settings.nft, dns: { kind: 'none' }, verifyPort: null, dnsGuard: null },
+          executor: settings.executor,
           clock,
           logger: log.child({ component: 'datapath' }),
           metrics: dpMetrics,
@@ -134,30 +142,30 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
         datapath = nft;
       }
       const dp = datapath;
-      cleanups.push(() => dp.close());
+      cleanups.add(() => dp.close());
       targets.nftables = { datapath: dp };
     }
     if (t.aws) targets.aws = t.aws;
     if (t.gcp) targets.gcp = t.gcp;
 
-    const upstream = upstreamFrom(config, clock);
-    cleanups.push(() => upstream.close());
+    const upstream = upstreamFrom(dnsSettingsFrom(config).upstream, clock);
+    cleanups.add(() => upstream.close());
     const syncer = new Syncer({
       settings: syncSettingsFrom(section, config.ttl),
       policies,
-      groups: new StaticGroups(config.sources),
+      groups: new StaticGroups(sourceGroupsFrom(config.sources)),
       resolve: (name) => resolveName(upstream, name),
       targets,
       clock,
       log,
       metrics: createSyncMetrics(registry),
     });
-    cleanups.push(() => syncer.stop());
+    cleanups.add(() => syncer.stop());
 
     let http: { host: string; port: number } | null = null;
     const listen = options.httpListen === undefined ? config.http.listen : options.httpListen;
     if (listen !== null) {
-      const at = parseListen(listen);
+      const at = httpListenFrom(listen);
       const server = new HealthServer({
         registry,
         readiness: [{ name: 'sync', check: () => (syncer.ready() ? null : 'targets not written yet') }],
@@ -165,7 +173,7 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
       });
       const address = await server.listen(at.host, at.port);
       http = { host: address.address, port: address.port };
-      cleanups.push(() => server.close());
+      cleanups.add(() => server.close());
     }
     if (!options.once) syncer.start();
     log.info(
