@@ -52,6 +52,8 @@ export interface RunningSync {
   readonly syncer: Syncer;
   readonly registry: Registry;
   readonly http: { host: string; port: number } | null;
+  /** Read the policy files again now (SIGHUP); no-op when policies come from the API. */
+  reloadPolicies(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -68,6 +70,7 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
     let policies: PolicyFeed;
     let ownerOf: ((p: Policy) => OwnerRef | null) | undefined;
     let api: KubeApi | null = null;
+    let files: PolicyFiles | null = null;
     // The sync reads no pods: the node name the agent's settings require is not used.
     const kube = config.kubernetes
       ? kubernetesSettingsFrom(config.kubernetes, {
@@ -99,18 +102,19 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
         return null;
       };
     } else {
-      const files = new PolicyFiles({ paths: config.policies, logger: log.child({ component: 'policy' }) });
+      files = new PolicyFiles({ paths: config.policies, logger: log.child({ component: 'policy' }) });
       const first = await files.reload();
       if (!first.ok)
         throw new NamegateError(
           ErrorCode.PolicyInvalid,
           `policies are invalid (${first.errors.length} problem(s) logged); not starting`,
         );
+      const watched = files;
       if (!options.once) {
-        await files.watch();
-        cleanups.add(() => files.close());
+        await watched.watch();
+        cleanups.add(() => watched.close());
       }
-      policies = files;
+      policies = watched;
     }
 
     const targets: {
@@ -180,7 +184,16 @@ export async function startSync(options: StartSyncOptions): Promise<RunningSync>
       { [F.event]: 'sync', [F.reason]: 'started', targets: Object.keys(targets), http },
       'namegate sync running',
     );
-    return { syncer, registry, http, stop: run };
+    const reloadable = files;
+    return {
+      syncer,
+      registry,
+      http,
+      reloadPolicies: async () => {
+        await reloadable?.reload();
+      },
+      stop: run,
+    };
   } catch (err) {
     await run();
     throw err;

@@ -3,7 +3,7 @@
  * (NetworkPolicy, an nftables gateway, AWS and Google Cloud request files). `--once` resolves
  * every name once, writes every target once, prints the status and exits (0: every target
  * written; 3: a target failed). Otherwise it runs until SIGTERM/SIGINT, following DNS and
- * policy changes.
+ * policy changes; SIGHUP re-reads the policy files.
  */
 import type { Command } from 'commander';
 import { type RunningSync, startSync } from '../agent/sync.ts';
@@ -11,6 +11,7 @@ import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../core/errors.ts';
 import { createLogger } from '../observe/log.ts';
 import { Exit, usageError } from './output.ts';
+import { runUntilSignal } from './run-agent.ts';
 
 interface SyncCliOptions {
   config: string;
@@ -47,38 +48,26 @@ Examples:
       const config = await loadConfig(opts.config);
       if (!config.sync) throw usageError(`${opts.config}: no \`sync\` section (see docs/sync.md)`);
       const log = createLogger('sync');
+      if (!opts.once) {
+        await runUntilSignal(
+          log,
+          () => startSync({ config, log, ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}) }),
+          'sync',
+        );
+        return;
+      }
       let running: RunningSync;
       try {
-        running = await startSync({
-          config,
-          log,
-          ...(opts.once ? { once: true, httpListen: null } : {}),
-          ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}),
-        });
+        running = await startSync({ config, log, once: true, httpListen: null });
       } catch (err) {
         log.fatal({ event: 'sync', err: errorMessage(err) }, 'sync did not start');
         process.exitCode = Exit.Failure;
         return;
       }
-      if (opts.once) {
-        const status = await running.syncer.once();
-        await running.stop();
-        process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
-        const failed = Object.values(status.targets).some((t) => t && !t.ok);
-        process.exitCode = failed ? Exit.Failure : Exit.Ok;
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log.info({ event: 'sync', signal }, 'stopping');
-          running.stop().then(resolve, (err: unknown) => {
-            log.error({ event: 'sync', err: errorMessage(err) }, 'stop failed');
-            resolve();
-          });
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
-      process.exitCode = Exit.Ok;
+      const status = await running.syncer.once();
+      await running.stop();
+      process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+      const failed = Object.values(status.targets).some((t) => t && !t.ok);
+      process.exitCode = failed ? Exit.Failure : Exit.Ok;
     });
 }

@@ -176,32 +176,23 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
     const unresolved = [...new Set(grants.flatMap((g) => g.unresolved))].sort();
     const wildcards = [...new Set(grants.flatMap((g) => g.wildcards))].sort();
     const base = { policy: policyText(policy), unresolved, wildcards };
-    if (policy.mode === 'Audit') {
+    const notWritten = (reason: string, message: string) =>
       reports.push({
         ...base,
         objects: [],
-        condition: {
-          type: 'NetworkPolicyWritten',
-          status: 'False',
-          reason: 'AuditMode',
-          message: 'NetworkPolicy has no audit mode: nothing is written for an Audit policy',
-        },
+        condition: { type: 'NetworkPolicyWritten', status: 'False', reason, message },
       });
+    if (policy.mode === 'Audit') {
+      notWritten('AuditMode', 'NetworkPolicy has no audit mode: nothing is written for an Audit policy');
       continue;
     }
     let namespaces: string[];
     if (policy.namespace !== null) namespaces = [policy.namespace];
     else if (input.namespaces === null) {
-      reports.push({
-        ...base,
-        objects: [],
-        condition: {
-          type: 'NetworkPolicyWritten',
-          status: 'False',
-          reason: 'NamespacesUnknown',
-          message: 'a ClusterEgressPolicy needs the namespaces from the API; none were read',
-        },
-      });
+      notWritten(
+        'NamespacesUnknown',
+        'a ClusterEgressPolicy needs the namespaces from the API; none were read',
+      );
       continue;
     } else {
       const select = compileSelector(policy.namespaceSelector);
