@@ -50,6 +50,8 @@ export interface NetpolCondition {
 export interface PolicyReport {
   /** "Kind namespace/name". */
   readonly policy: string;
+  /** The API object the policy came from (its status gets the condition); null from files. */
+  readonly owner: (OwnerRef & { readonly namespace: string | null }) | null;
   /** "namespace/name" of every object written for it. */
   readonly objects: readonly string[];
   readonly condition: NetpolCondition;
@@ -175,7 +177,13 @@ export function planNetworkPolicies(input: NetpolPlanInput): NetpolPlan {
     const grants = ruleGrants(policy, input.addressesOf);
     const unresolved = [...new Set(grants.flatMap((g) => g.unresolved))].sort();
     const wildcards = [...new Set(grants.flatMap((g) => g.wildcards))].sort();
-    const base = { policy: policyText(policy), unresolved, wildcards };
+    const from = input.ownerOf(policy);
+    const base = {
+      policy: policyText(policy),
+      owner: from ? { ...from, namespace: policy.ref.namespace } : null,
+      unresolved,
+      wildcards,
+    };
     const notWritten = (reason: string, message: string) =>
       reports.push({
         ...base,

@@ -36,7 +36,7 @@ export interface PolicyFeed {
 
 export interface SyncTargets {
   readonly networkPolicy?: {
-    readonly writer: Pick<NetworkPolicyWriter, 'write' | 'namespaces'>;
+    readonly writer: Pick<NetworkPolicyWriter, 'write' | 'namespaces' | 'writeConditions'>;
     readonly settings: NetworkPolicySettings;
     /** The API object a policy came from (ownerReferences); absent for policies from files. */
     readonly ownerOf?: (policy: Policy) => OwnerRef | null;
@@ -223,8 +223,9 @@ export class Syncer {
         });
         this.#d.metrics?.splitPolicies.set(plan.reports.filter((r) => r.condition.reason === 'Split').length);
         const r = await np.writer.write(plan.objects);
+        const conditions = await np.writer.writeConditions(plan.reports);
         return {
-          changed: r.applied + r.deleted > 0,
+          changed: r.applied + r.deleted + conditions > 0,
           detail: { ...r, policies: plan.reports satisfies readonly PolicyReport[] },
         };
       });

@@ -127,6 +127,13 @@ describe('sync: NetworkPolicy target', () => {
     ).detail;
     const report = detail.policies.find((p) => p.policy === 'EgressPolicy payments/stripe');
     assert.equal(report?.condition.reason, 'Split');
+    // The same condition on the policy's own status, written by server-side apply.
+    const withStatus = await api.get<{
+      status?: { conditions?: Array<{ type: string; reason: string; message: string }> };
+    }>('/apis/namegate.dev/v1alpha1/namespaces/payments/egresspolicies/stripe');
+    const split = withStatus.status?.conditions?.find((c) => c.type === 'NetworkPolicyWritten');
+    assert.equal(split?.reason, 'Split');
+    assert.match(split?.message ?? '', /written as 2 NetworkPolicy objects/);
     assert.deepEqual(
       status.wildcards.map((w) => w.pattern),
       ['*.example.test'],

@@ -50,6 +50,7 @@ test('a failing target is reported and does not stop the others; the next pass r
         settings: NetworkPolicyTargetSchema.parse({}),
         writer: {
           namespaces: async () => [],
+          writeConditions: async () => 0,
           write: async (objects) => {
             if (fail) throw new Error('the API server is away');
             written.push([...objects]);
