@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { NetworkPolicyTargetSchema } from '../../../src/config/sync.ts';
 import { HASH_ANNOTATION, npPorts, planNetworkPolicies } from '../../../src/sync/netpol-plan.ts';
 import { policy, STRIPE } from './helpers.ts';
@@ -151,5 +152,45 @@ test('ports: single, range (endPort), whole protocol', () => {
       { protocol: 'UDP', from: 0, to: 65535 },
     ]),
     [{ protocol: 'TCP', port: 443 }, { protocol: 'TCP', port: 8000, endPort: 8100 }, { protocol: 'UDP' }],
+  );
+});
+
+test('property: every egress rule has peers, no object exceeds the cap, the parts together allow exactly the synced addresses', () => {
+  const ip4 = fc
+    .tuple(fc.integer({ min: 1, max: 223 }), fc.integer({ min: 0, max: 255 }))
+    .map(([a, b]) => `${a}.0.${b}.1`);
+  const ip6 = fc.integer({ min: 1, max: 0xffff }).map((n) => `2001:db8::${n.toString(16)}`);
+  fc.assert(
+    fc.property(
+      fc.uniqueArray(fc.oneof(ip4, ip6), { maxLength: 60 }),
+      fc.integer({ min: 1, max: 12 }),
+      (ips, max) => {
+        const plan = planNetworkPolicies({
+          policies: [STRIPE],
+          addressesOf: (n) => (n === 'api.stripe.com' ? ips : []),
+          settings: { ...SETTINGS, maxIpBlocksPerObject: max },
+          ownerOf: () => null,
+          namespaces: [],
+        });
+        const hosts: string[] = [];
+        for (const o of plan.objects) {
+          let blocks = 0;
+          for (const rule of o.spec.egress) {
+            assert.ok(rule.to.length > 0);
+            for (const p of rule.to) {
+              const cidr = p.ipBlock?.cidr;
+              if (cidr?.endsWith('/32') || cidr?.endsWith('/128')) {
+                blocks++;
+                hosts.push(cidr.split('/')[0] as string);
+              }
+            }
+          }
+          assert.ok(blocks <= max);
+          assert.deepEqual(o.spec.podSelector, STRIPE.podSelector);
+        }
+        assert.deepEqual([...hosts].sort(), [...ips].sort());
+        assert.equal(plan.reports[0]?.condition.reason, plan.objects.length > 1 ? 'Split' : 'Written');
+      },
+    ),
   );
 });
