@@ -214,6 +214,10 @@ async function main(): Promise<void> {
       );
     }
     const [ours, naive, naiveTtl] = results as [Tally, Tally, Tally, Tally];
+    const ratio = (a: number, b: number) => (b === 0 ? 'inf' : (a / b).toFixed(2));
+    console.log(
+      `ratio coverage sync/naive=${ratio(cov(ours), cov(naive))} sync/naive_ttl=${ratio(cov(ours), cov(naiveTtl))}`,
+    );
     console.log(
       `RESULT sync coverage=${cov(ours).toFixed(4)} naive_coverage=${cov(naive).toFixed(4)} naive_ttl_coverage=${cov(naiveTtl).toFixed(4)} names=1`,
     );
