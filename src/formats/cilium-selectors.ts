@@ -26,46 +26,99 @@ export function convertEndpointSelector(
   const raw = readSelector(c, value, path);
   if (!raw) return undefined;
   const before = c.errors.length;
-  const pods: { labels: Record<string, string>; exprs: LabelSelectorRequirement[] } = {
-    labels: {},
-    exprs: [],
-  };
-  const nss: { labels: Record<string, string>; exprs: LabelSelectorRequirement[] } = {
-    labels: {},
-    exprs: [],
-  };
-  let selectsNothing = false;
+  const split = new SelectorSplit(c, clusterwide, meta);
+  for (const [rawKey, v] of Object.entries(raw.matchLabels ?? {})) {
+    split.place(
+      rawKey,
+      child(child(path, 'matchLabels'), rawKey),
+      (t, key) => {
+        t.labels[key] = v;
+      },
+      () => (v === meta.namespace ? 'keep' : 'ignore'),
+    );
+  }
+  (raw.matchExpressions ?? []).forEach((req, i) => {
+    split.place(
+      req.key,
+      child(child(child(path, 'matchExpressions'), i), 'key'),
+      (t, key) => {
+        t.exprs.push({ ...req, key });
+      },
+      () => ownNamespaceByExpression(req, meta),
+    );
+  });
+  if (c.errors.length > before) return undefined;
+  if (split.selectsNothing) {
+    c.warn(
+      path,
+      `selects no pod: a namespace requirement excludes the policy's own namespace ${JSON.stringify(meta.namespace)}`,
+    );
+    return 'nothing';
+  }
+  const podSelector = compactSelector({ matchLabels: split.pods.labels, matchExpressions: split.pods.exprs });
+  const namespaceSelector = compactSelector({
+    matchLabels: split.namespaces.labels,
+    matchExpressions: split.namespaces.exprs,
+  });
+  for (const [p, m] of validateSelector(podSelector, path)) c.error(p, m);
+  for (const [p, m] of validateSelector(namespaceSelector, path)) c.error(p, m);
+  if (c.errors.length > before) return undefined;
+  return clusterwide && Object.keys(namespaceSelector).length > 0
+    ? { podSelector, namespaceSelector }
+    : { podSelector };
+}
 
-  // What a namespace requirement means in a namespaced policy, whose own namespace Cilium adds
-  // to the selector: "keep" (redundant: it holds), "ignore" (Cilium drops a conflicting
-  // matchLabels entry) or "nothing" (an expression that excludes the own namespace).
-  type OwnNamespace = 'keep' | 'ignore' | 'nothing';
-  const place = (
+/** Requirements as they are gathered, before they become a selector. */
+interface Requirements {
+  readonly labels: Record<string, string>;
+  readonly exprs: LabelSelectorRequirement[];
+}
+
+/**
+ * What a namespace requirement means in a namespaced policy, whose own namespace Cilium adds to
+ * the selector: "keep" (redundant: it holds), "ignore" (Cilium drops a conflicting matchLabels
+ * entry) or "nothing" (an expression that excludes the own namespace).
+ */
+type OwnNamespace = 'keep' | 'ignore' | 'nothing';
+
+function ownNamespaceByExpression(req: LabelSelectorRequirement, meta: ForeignMeta): OwnNamespace {
+  const listed = (req.values ?? []).includes(meta.namespace ?? '');
+  const holds =
+    req.operator === 'Exists' || (req.operator === 'In' && listed) || (req.operator === 'NotIn' && !listed);
+  return holds ? 'keep' : 'nothing';
+}
+
+/** Cilium's one selector split into the pod part and the namespace part, by key. */
+class SelectorSplit {
+  readonly pods: Requirements = { labels: {}, exprs: [] };
+  readonly namespaces: Requirements = { labels: {}, exprs: [] };
+  selectsNothing = false;
+  readonly #c: Conversion;
+  readonly #clusterwide: boolean;
+  readonly #meta: ForeignMeta;
+
+  constructor(c: Conversion, clusterwide: boolean, meta: ForeignMeta) {
+    this.#c = c;
+    this.#clusterwide = clusterwide;
+    this.#meta = meta;
+  }
+
+  /** Put one requirement where its key says: the pod's labels, its namespace, or an error. */
+  place(
     rawKey: string,
     at: string,
-    add: (target: typeof pods, key: string) => void,
+    add: (target: Requirements, key: string) => void,
     own: () => OwnNamespace,
-  ) => {
+  ): void {
+    const c = this.#c;
     const key = stripSource(c, rawKey, at);
     if (key === undefined) return;
     if (key === NAMESPACE_KEY) {
-      if (clusterwide) {
-        add(nss, METADATA_NAME);
-        return;
-      }
-      const verdict = own();
-      if (verdict === 'ignore') {
-        c.warn(
-          at,
-          `ignored: a CiliumNetworkPolicy only ever selects pods of its own namespace ${JSON.stringify(meta.namespace)}`,
-        );
-      } else if (verdict === 'nothing') {
-        selectsNothing = true;
-      }
+      this.#placeNamespace(at, add, own);
       return;
     }
     if (key.startsWith(NAMESPACE_LABELS_PREFIX)) {
-      if (clusterwide) add(nss, key.slice(NAMESPACE_LABELS_PREFIX.length));
+      if (this.#clusterwide) add(this.namespaces, key.slice(NAMESPACE_LABELS_PREFIX.length));
       else {
         c.error(
           at,
@@ -81,52 +134,29 @@ export function convertEndpointSelector(
       );
       return;
     }
-    add(pods, key);
-  };
+    add(this.pods, key);
+  }
 
-  for (const [rawKey, v] of Object.entries(raw.matchLabels ?? {})) {
-    place(
-      rawKey,
-      child(child(path, 'matchLabels'), rawKey),
-      (t, key) => {
-        t.labels[key] = v;
-      },
-      () => (v === meta.namespace ? 'keep' : 'ignore'),
-    );
+  /** The pod's namespace: a namespace name for the clusterwide kind, else the own namespace. */
+  #placeNamespace(
+    at: string,
+    add: (target: Requirements, key: string) => void,
+    own: () => OwnNamespace,
+  ): void {
+    if (this.#clusterwide) {
+      add(this.namespaces, METADATA_NAME);
+      return;
+    }
+    const verdict = own();
+    if (verdict === 'ignore') {
+      this.#c.warn(
+        at,
+        `ignored: a CiliumNetworkPolicy only ever selects pods of its own namespace ${JSON.stringify(this.#meta.namespace)}`,
+      );
+    } else if (verdict === 'nothing') {
+      this.selectsNothing = true;
+    }
   }
-  (raw.matchExpressions ?? []).forEach((req, i) => {
-    place(
-      req.key,
-      child(child(child(path, 'matchExpressions'), i), 'key'),
-      (t, key) => {
-        t.exprs.push({ ...req, key });
-      },
-      () => {
-        const listed = (req.values ?? []).includes(meta.namespace ?? '');
-        const holds =
-          req.operator === 'Exists' ||
-          (req.operator === 'In' && listed) ||
-          (req.operator === 'NotIn' && !listed);
-        return holds ? 'keep' : 'nothing';
-      },
-    );
-  });
-  if (c.errors.length > before) return undefined;
-  if (selectsNothing) {
-    c.warn(
-      path,
-      `selects no pod: a namespace requirement excludes the policy's own namespace ${JSON.stringify(meta.namespace)}`,
-    );
-    return 'nothing';
-  }
-  const podSelector = compactSelector({ matchLabels: pods.labels, matchExpressions: pods.exprs });
-  const namespaceSelector = compactSelector({ matchLabels: nss.labels, matchExpressions: nss.exprs });
-  for (const [p, m] of validateSelector(podSelector, path)) c.error(p, m);
-  for (const [p, m] of validateSelector(namespaceSelector, path)) c.error(p, m);
-  if (c.errors.length > before) return undefined;
-  return clusterwide && Object.keys(namespaceSelector).length > 0
-    ? { podSelector, namespaceSelector }
-    : { podSelector };
 }
 
 /** "k8s:app" -> "app"; "any:app" -> "app"; "app" -> "app"; other sources are an error. */
