@@ -4,7 +4,7 @@
  * earlier pass that are no longer wanted are removed (only those listed in the folder's
  * manifest, which namegate writes: nothing else in the folder is touched).
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const MANIFEST = '.namegate-files.json';
@@ -17,9 +17,8 @@ export function jsonText(value: unknown): string {
 /** Parse a JSON file namegate wrote earlier; null when it is missing or unreadable. */
 export async function readJson<T>(file: string): Promise<T | null> {
   try {
-    const text = await readFile(file, 'utf8');
-    if (text.length > MAX_READ_BYTES) return null;
-    return JSON.parse(text) as T;
+    if ((await stat(file)).size > MAX_READ_BYTES) return null;
+    return JSON.parse(await readFile(file, 'utf8')) as T;
   } catch {
     return null;
   }
