@@ -82,7 +82,7 @@ test('flushDns: many sources (a first start with source CIDRs) cost one listing 
   // Hundreds of prefixes, as the source CIDRs minus the known ungoverned addresses come to.
   const sources = [
     '10.0.1.0/25',
-    '10.0.1.128/26',
+    '10.0.1.192/26',
     ...Array.from({ length: 200 }, (_, i) => `10.0.${4 + (i >> 6)}.${(i & 63) * 4}/30`),
   ];
   const r = await ct.flushDns(sources);
