@@ -1,24 +1,9 @@
 /** Policies, groups and a scripted resolver for the sync unit tests. */
-import { parse } from 'yaml';
 import type { AnswerAddress } from '../../../src/dns/answers.ts';
 import type { NameResolution, TypeOutcome } from '../../../src/dns/resolve.ts';
-import type { Policy } from '../../../src/policy/model.ts';
-import { type Doc, policy as fromDoc } from '../policy/policies.ts';
+import { policy } from '../enforce/helpers.ts';
 
-/** A policy from a native YAML document, through the real validator. */
-export function policy(yaml: string): Policy {
-  const d = parse(yaml) as {
-    kind: NonNullable<Doc['kind']>;
-    metadata: { name: string; namespace?: string };
-    spec: Doc['spec'];
-  };
-  return fromDoc({
-    kind: d.kind,
-    name: d.metadata.name,
-    ...(d.metadata.namespace ? { namespace: d.metadata.namespace } : {}),
-    spec: d.spec,
-  });
-}
+export { policy };
 
 export function answer(ips: readonly string[], ttl = 60): TypeOutcome {
   const addresses: AnswerAddress[] = ips.map((ip) => ({ ip, family: ip.includes(':') ? 6 : 4, ttl }));
