@@ -55,4 +55,6 @@ if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   # cluster DNS, and `make bench`'s peer) and pause for the lab's Kubernetes node (test/cluster).
   scripts/build-test-bins.sh kube-apiserver etcd helm kubelet kube-controller-manager kube-scheduler \
     kube-proxy coredns pause >/dev/null
+  # AWS and Google request models for the sync tests (botocore, the Compute discovery document).
+  scripts/cloud-models.sh
 fi
