@@ -13,8 +13,9 @@
  *      `websocket_not_allowed` (http-rule.ts).
  * Audit sources get 'audit' where Enforce ones get 'deny'.
  */
-import type { Mode } from './model.ts';
+
 import { type HttpReason, type HttpRequestFacts, type HttpRule, matchHttpRules } from './http-rule.ts';
+import type { Mode } from './model.ts';
 
 /** One rule that allows the connection's name and port. */
 export interface GrantedRule {
@@ -42,14 +43,21 @@ const STAGE_ORDER: readonly string[] = [
   'websocket_not_allowed',
 ];
 
-export function decideRequest(rules: readonly GrantedRule[], mode: Mode, facts: HttpRequestFacts): RequestDecision {
+export function decideRequest(
+  rules: readonly GrantedRule[],
+  mode: Mode,
+  facts: HttpRequestFacts,
+): RequestDecision {
   const open = rules.find((r) => r.http === null);
-  if (open) return { verdict: 'allow', reason: 'fqdn_rule', policy: open.policy, rule: open.rule, httpRule: null };
+  if (open)
+    return { verdict: 'allow', reason: 'fqdn_rule', policy: open.policy, rule: open.rule, httpRule: null };
   let furthest: HttpReason | null = null;
   for (const r of rules) {
     const m = matchHttpRules(r.http ?? [], facts);
-    if (m.matched) return { verdict: 'allow', reason: 'http_rule', policy: r.policy, rule: r.rule, httpRule: m.index };
-    if (furthest === null || STAGE_ORDER.indexOf(m.reason) > STAGE_ORDER.indexOf(furthest)) furthest = m.reason;
+    if (m.matched)
+      return { verdict: 'allow', reason: 'http_rule', policy: r.policy, rule: r.rule, httpRule: m.index };
+    if (furthest === null || STAGE_ORDER.indexOf(m.reason) > STAGE_ORDER.indexOf(furthest))
+      furthest = m.reason;
   }
   const first = rules[0];
   return {

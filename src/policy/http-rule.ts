@@ -19,7 +19,13 @@
 import RE2 from 're2';
 import { canonicalPath } from '../core/http-path.ts';
 import type { CanonicalName } from '../core/names.ts';
-import { type FqdnPattern, type PatternOptions, parsePattern, patternMatches, patternText } from './pattern.ts';
+import {
+  type FqdnPattern,
+  type PatternOptions,
+  parsePattern,
+  patternMatches,
+  patternText,
+} from './pattern.ts';
 
 export type PathMatcher =
   | { readonly kind: 'exact'; readonly value: string }
@@ -143,7 +149,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  */
 export function fullMatchRegex(source: string): RE2 | string {
   if (source.length === 0) return 'an empty regular expression';
-  if (source.length > MAX_REGEX_CHARS) return `a regular expression longer than ${MAX_REGEX_CHARS} characters`;
+  if (source.length > MAX_REGEX_CHARS)
+    return `a regular expression longer than ${MAX_REGEX_CHARS} characters`;
   try {
     return new RE2(`^(?:${source})$`);
   } catch (err) {
@@ -165,11 +172,20 @@ export function parseHttpRule(
   const problems: HttpRuleProblem[] = [];
   let methods: string[] | null = null;
   if (input.methods !== undefined) {
-    if (input.methods.length === 0) problems.push({ path: 'methods', message: 'an empty list matches nothing; leave it out for any method' });
+    if (input.methods.length === 0)
+      problems.push({
+        path: 'methods',
+        message: 'an empty list matches nothing; leave it out for any method',
+      });
     methods = [];
     input.methods.forEach((m, i) => {
-      if (!TOKEN.test(m) || m.length > 32) problems.push({ path: `methods[${i}]`, message: `${JSON.stringify(m)} is not an HTTP method` });
-      else if (m !== m.toUpperCase()) problems.push({ path: `methods[${i}]`, message: `write methods upper-case (${m.toUpperCase()}): they are case-sensitive` });
+      if (!TOKEN.test(m) || m.length > 32)
+        problems.push({ path: `methods[${i}]`, message: `${JSON.stringify(m)} is not an HTTP method` });
+      else if (m !== m.toUpperCase())
+        problems.push({
+          path: `methods[${i}]`,
+          message: `write methods upper-case (${m.toUpperCase()}): they are case-sensitive`,
+        });
       else if (!methods!.includes(m)) methods!.push(m);
     });
   }
@@ -184,10 +200,15 @@ export function parseHttpRule(
         const re = fullMatchRegex(value);
         if (typeof re === 'string') problems.push({ path: 'path.regex', message: re });
         else path = { kind, value, re };
-      } else if (!value.startsWith('/')) problems.push({ path: `path.${kind}`, message: 'a path starts with /' });
+      } else if (!value.startsWith('/'))
+        problems.push({ path: `path.${kind}`, message: 'a path starts with /' });
       else {
         const canon = canonicalRulePath(value);
-        if (canon === null) problems.push({ path: `path.${kind}`, message: `${JSON.stringify(value)} is not a canonical path (no dot segments, %2F, backslash, query or fragment)` });
+        if (canon === null)
+          problems.push({
+            path: `path.${kind}`,
+            message: `${JSON.stringify(value)} is not a canonical path (no dot segments, %2F, backslash, query or fragment)`,
+          });
         else path = { kind, value: canon };
       }
     }
@@ -195,9 +216,15 @@ export function parseHttpRule(
   const headers: HeaderMatcher[] = [];
   (input.headers ?? []).forEach((h, i) => {
     const name = h.name.toLowerCase();
-    if (!TOKEN.test(h.name)) problems.push({ path: `headers[${i}].name`, message: `${JSON.stringify(h.name)} is not a field name` });
-    else if (name === 'host' || name.startsWith(':')) problems.push({ path: `headers[${i}].name`, message: 'the host is matched with hosts, not as a header' });
-    else if (h.value !== undefined && h.regex !== undefined) problems.push({ path: `headers[${i}]`, message: 'at most one of value or regex' });
+    if (!TOKEN.test(h.name))
+      problems.push({ path: `headers[${i}].name`, message: `${JSON.stringify(h.name)} is not a field name` });
+    else if (name === 'host' || name.startsWith(':'))
+      problems.push({
+        path: `headers[${i}].name`,
+        message: 'the host is matched with hosts, not as a header',
+      });
+    else if (h.value !== undefined && h.regex !== undefined)
+      problems.push({ path: `headers[${i}]`, message: 'at most one of value or regex' });
     else if (h.regex !== undefined) {
       const re = fullMatchRegex(h.regex);
       if (typeof re === 'string') problems.push({ path: `headers[${i}].regex`, message: re });
@@ -208,7 +235,11 @@ export function parseHttpRule(
   let hosts: HttpHost[] | null = null;
   if (input.hosts !== undefined) {
     hosts = [];
-    if (input.hosts.length === 0) problems.push({ path: 'hosts', message: 'an empty list matches nothing; leave it out for all of the rule\'s names' });
+    if (input.hosts.length === 0)
+      problems.push({
+        path: 'hosts',
+        message: "an empty list matches nothing; leave it out for all of the rule's names",
+      });
     input.hosts.forEach((text, i) => {
       const p = parsePattern(text, options);
       if (p instanceof Error) problems.push({ path: `hosts[${i}]`, message: p.message });

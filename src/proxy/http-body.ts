@@ -108,12 +108,14 @@ export class BodyFramer {
       case 'trailers': {
         const eol = buf.indexOf('\r\n');
         if (eol < 0) {
-          if (s.bytes + buf.length > MAX_TRAILER_BYTES) throw new FramingError('too_large', 'trailers too long');
+          if (s.bytes + buf.length > MAX_TRAILER_BYTES)
+            throw new FramingError('too_large', 'trailers too long');
           if (buf.includes(0x0a)) throw new FramingError('bare_lf', 'trailer line ends in LF');
           return 0;
         }
         const line = buf.toString('latin1', 0, eol);
-        if (line.includes('\n') || line.includes('\r')) throw new FramingError('bare_lf', 'bare CR or LF in trailers');
+        if (line.includes('\n') || line.includes('\r'))
+          throw new FramingError('bare_lf', 'bare CR or LF in trailers');
         if (line !== '' && !TRAILER_LINE.test(line)) throw new FramingError('malformed', 'bad trailer line');
         s.bytes += eol + 2;
         if (s.bytes > MAX_TRAILER_BYTES) throw new FramingError('too_large', 'trailers too long');

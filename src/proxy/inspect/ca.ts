@@ -10,7 +10,7 @@
  * refused and the last good CA stays (REL-06); a good one replaces it and every leaf minted from
  * the old one is dropped (see LeafMinter.reset).
  */
-import { createPrivateKey, createPublicKey, X509Certificate, webcrypto } from 'node:crypto';
+import { createPrivateKey, createPublicKey, webcrypto, X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { ErrorCode, NamegateError } from '../../core/errors.ts';
 
@@ -36,14 +36,19 @@ function caError(message: string): NamegateError {
 }
 
 /** Build the CA from PEM text; throws a NamegateError naming what is wrong (never the key). */
-export async function parseCa(certPem: string, keyPem: string, now: Date = new Date()): Promise<InspectionCa> {
+export async function parseCa(
+  certPem: string,
+  keyPem: string,
+  now: Date = new Date(),
+): Promise<InspectionCa> {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certPem);
   } catch {
     throw caError('the certificate file does not hold a PEM certificate');
   }
-  if (!cert.ca) throw caError(`${cert.subject.replace(/\n/g, ', ')} is not a CA certificate (basicConstraints cA)`);
+  if (!cert.ca)
+    throw caError(`${cert.subject.replace(/\n/g, ', ')} is not a CA certificate (basicConstraints cA)`);
   if (new Date(cert.validFrom) > now || new Date(cert.validTo) <= now)
     throw caError(`the CA certificate is not valid now (${cert.validFrom} to ${cert.validTo})`);
   let pkcs8: Buffer;

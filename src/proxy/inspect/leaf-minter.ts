@@ -96,7 +96,8 @@ export class LeafMinter {
     const caCert = new x509.X509Certificate(ca.certPem);
     const leaf = await x509.X509CertificateGenerator.create({
       // 16 random bytes, top bit clear: a positive serial of at most 20 octets (RFC 5280 4.1.2.2).
-      serialNumber: (randomBytes(16)[0]! & 0x7f).toString(16).padStart(2, '0') + randomBytes(15).toString('hex'),
+      serialNumber:
+        (randomBytes(16)[0]! & 0x7f).toString(16).padStart(2, '0') + randomBytes(15).toString('hex'),
       subject: `CN=${name}`,
       issuer: caCert.subject,
       notBefore: new Date(wall - SKEW_MS),
@@ -134,7 +135,10 @@ export class LeafMinter {
   #keyFor(ca: InspectionCa): LeafKey['keys'] {
     if (this.#leafKey?.fingerprint === ca.fingerprint) return this.#leafKey.keys;
     const keys = (async () => {
-      const pair = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+      const pair = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+        'sign',
+        'verify',
+      ]);
       const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', pair.privateKey));
       const keyPem = `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END PRIVATE KEY-----\n`;
       return { publicKey: pair.publicKey, keyPem };

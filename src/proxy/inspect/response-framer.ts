@@ -98,7 +98,10 @@ export class ResponseFramer {
           throw new FramingError('bad_length', 'bad Content-Length in a response');
         length = Number(value);
       } else if (name === 'transfer-encoding') {
-        const codings = value.toLowerCase().split(',').map((c) => c.trim());
+        const codings = value
+          .toLowerCase()
+          .split(',')
+          .map((c) => c.trim());
         if (codings[codings.length - 1] === 'chunked') chunked = true;
         else otherCoding = true;
       }
