@@ -15,7 +15,7 @@
  */
 
 import { type HttpReason, type HttpRequestFacts, type HttpRule, matchHttpRules } from './http-rule.ts';
-import type { Mode } from './model.ts';
+import type { Mode } from '../core/mode.ts';
 
 /** One rule that allows the connection's name and port. */
 export interface GrantedRule {

@@ -17,7 +17,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Clock } from '../../core/clock.ts';
-import { literalLookup } from '../../dns/lookup.ts';
+import { literalLookup } from '../../core/literal-lookup.ts';
 import type { Logger } from '../../observe/log.ts';
 import type { RequestDecision } from '../../policy/decide-request.ts';
 import type { HttpRequestFacts } from '../../policy/http-rule.ts';

@@ -10,7 +10,7 @@
  * never logged (it may carry tokens).
  */
 import { F } from '../../observe/fields.ts';
-import type { FlowMode, LineSink } from '../flow-log.ts';
+import type { FlowLogMode, LineSink } from '../../observe/line-sink.ts';
 
 export interface RequestRecord {
   readonly conn: number;
@@ -37,11 +37,11 @@ const num = (v: number | null) => (v === null ? 'null' : String(v));
 
 export class RequestLog {
   readonly #sink: LineSink | null;
-  readonly #mode: FlowMode;
+  readonly #mode: FlowLogMode;
   readonly #component: string;
   readonly #wallNow: () => number;
 
-  constructor(sink: LineSink | null, mode: FlowMode, component: string, wallNow: () => number) {
+  constructor(sink: LineSink | null, mode: FlowLogMode, component: string, wallNow: () => number) {
     this.#sink = mode === 'none' ? null : sink;
     this.#mode = mode;
     this.#component = component;

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { staticState } from '../../../src/agent/static-state.ts';
 import { staticElements } from '../../../src/datapath/nft-elements.ts';
+import { staticState } from '../../../src/enforce/static-state.ts';
 import { validateNative } from '../../../src/formats/native.ts';
 import { StaticGroups } from '../../../src/identity/static-groups.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';

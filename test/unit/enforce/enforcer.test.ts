@@ -6,18 +6,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { Enforcer } from '../../../src/agent/enforcer.ts';
 import { createAgentMetrics } from '../../../src/agent/metrics.ts';
-import type { PolicySource } from '../../../src/agent/policy-source.ts';
 import { ManualClock } from '../../../src/core/clock.ts';
 import type { AllowElement } from '../../../src/datapath/datapath.ts';
 import { RecordingDatapath } from '../../../src/datapath/recording.ts';
+import { Enforcer } from '../../../src/enforce/enforcer.ts';
 import { validateNative } from '../../../src/formats/native.ts';
 import { StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
 import { createRegistry } from '../../../src/observe/metrics.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import type { Policy } from '../../../src/policy/model.ts';
+import type { PolicySource } from '../../../src/policy/source.ts';
 import { LearnedStore } from '../../../src/store/learned-store.ts';
 
 const POD = '10.0.0.2';
