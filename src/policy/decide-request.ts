@@ -14,8 +14,8 @@
  * Audit sources get 'audit' where Enforce ones get 'deny'.
  */
 
-import { type HttpReason, type HttpRequestFacts, type HttpRule, matchHttpRules } from './http-rule.ts';
 import type { Mode } from '../core/mode.ts';
+import { type HttpReason, type HttpRequestFacts, type HttpRule, matchHttpRules } from './http-rule.ts';
 
 /** One rule that allows the connection's name and port. */
 export interface GrantedRule {

@@ -56,9 +56,19 @@ export interface HttpRule {
 /** The document's form (native schema `http` entries). */
 export interface HttpRuleInput {
   readonly methods?: readonly string[] | undefined;
-  readonly path?: { readonly exact?: string; readonly prefix?: string; readonly regex?: string } | undefined;
+  readonly path?:
+    | {
+        readonly exact?: string | undefined;
+        readonly prefix?: string | undefined;
+        readonly regex?: string | undefined;
+      }
+    | undefined;
   readonly headers?:
-    | ReadonlyArray<{ readonly name: string; readonly value?: string; readonly regex?: string }>
+    | ReadonlyArray<{
+        readonly name: string;
+        readonly value?: string | undefined;
+        readonly regex?: string | undefined;
+      }>
     | undefined;
   readonly hosts?: readonly string[] | undefined;
   readonly websocket?: boolean | undefined;
