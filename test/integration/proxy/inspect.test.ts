@@ -88,7 +88,7 @@ describe('curl, HTTP/1.1 and HTTP/2', () => {
       assert.equal(rig.seen.filter((s) => s.method === 'DELETE').length, 0);
     });
 
-    test(`${label}: domain fronting (Host differs from the SNI) is refused`, async () => {
+    test(`SNI-10: domain fronting (Host differs from the SNI) is refused (${label})`, async () => {
       const r = await rig.curl(`https://${API}/repos/org/a`, [flag, '-H', `Host: ${OPEN}`]);
       assert.equal(r.status, 403);
       assert.equal(r.body, 'namegate: domain_fronting');
@@ -326,7 +326,7 @@ function raw(name: string, bytes: string, alpn = 'http/1.1'): Promise<string> {
   });
 }
 
-describe('request smuggling and framing, refused before anything reaches the destination', () => {
+describe('NODE-08: request smuggling and framing, refused before anything reaches the destination', () => {
   const cases: Array<[string, string, RegExp]> = [
     [
       'Content-Length with Transfer-Encoding',
