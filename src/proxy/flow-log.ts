@@ -52,6 +52,9 @@ export class ProxyFlowLog {
   readonly #mode: FlowLogMode;
   readonly #component: string;
   readonly #wallNow: () => number;
+  /** The last timestamp formatted, and its text: lines of the same millisecond share it. */
+  #timeMs = -1;
+  #timeText = '';
 
   constructor(sink: LineSink | null, mode: FlowLogMode, component: string, wallNow: () => number = Date.now) {
     this.#sink = mode === 'none' ? null : sink;
@@ -61,7 +64,12 @@ export class ProxyFlowLog {
   }
 
   #head(level: string, event: string): string {
-    return `{"level":"${level}","time":"${new Date(this.#wallNow()).toISOString()}","component":"${this.#component}","${F.event}":"${event}"`;
+    const ms = this.#wallNow();
+    if (ms !== this.#timeMs) {
+      this.#timeMs = ms;
+      this.#timeText = new Date(ms).toISOString();
+    }
+    return `{"level":"${level}","time":"${this.#timeText}","component":"${this.#component}","${F.event}":"${event}"`;
   }
 
   decision(r: DecisionRecord): void {
