@@ -65,6 +65,15 @@ type ExportValue = {
   metricName: string;
 };
 
+/** What a registered histogram hands the registry. */
+interface HistogramExport {
+  name: string;
+  help: string;
+  type: 'histogram';
+  values: ExportValue[];
+  aggregator: 'sum';
+}
+
 /**
  * A histogram registered with a prom-client Registry, exported exactly as prom-client's
  * Histogram exports one (the same values, labels and order), but observed with a few typed-array
@@ -115,13 +124,7 @@ export class LocalHistogram {
   }
 
   /** What Registry.metrics() formats: bucket labels apart from the series' own labels. */
-  async getForPromString(): Promise<{
-    name: string;
-    help: string;
-    type: 'histogram';
-    values: ExportValue[];
-    aggregator: 'sum';
-  }> {
+  async getForPromString(): Promise<HistogramExport> {
     const values: ExportValue[] = [];
     const bucket = `${this.name}_bucket`;
     for (const [value, s] of this.#series) {
@@ -144,13 +147,7 @@ export class LocalHistogram {
   }
 
   /** As prom-client's Histogram.get(): each value's labels include the series' labels. */
-  async get(): Promise<{
-    name: string;
-    help: string;
-    type: 'histogram';
-    values: ExportValue[];
-    aggregator: 'sum';
-  }> {
+  async get(): Promise<HistogramExport> {
     const data = await this.getForPromString();
     data.values = data.values.map(({ sharedLabels, ...v }) => ({
       ...v,
