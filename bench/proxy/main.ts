@@ -441,7 +441,8 @@ backend refuse
       `bulk ${BULK_MIB} MiB, one connection: direct ${fmt(b.direct, 0)} MiB/s, namegate ${fmt(b.namegate, 0)} MiB/s (${fmt(b.namegate / b.direct, 2)} of direct), haproxy ${fmt(b.haproxy, 0)} MiB/s`,
     );
     const resultProxy = `RESULT proxy conn_per_s=${fmt(ours.cps, 0)} haproxy_conn_per_s=${fmt(ha.cps, 0)} ratio=${fmt(ratio, 2)} ttfb_p99_ms=${fmt(oursPaced.p99, 3)}`;
-    const resultInspect = ONLY === 'sni' ? '(inspection not run: NAMEGATE_BENCH_ONLY=sni)' : await inspectPart(dir);
+    const resultInspect =
+      ONLY === 'sni' ? '(inspection not run: NAMEGATE_BENCH_ONLY=sni)' : await inspectPart(dir);
     console.log(
       `load average after the run: ${os
         .loadavg()

@@ -64,23 +64,27 @@ export function convertHttpRules(c: Conversion, value: unknown, path: string): H
       if (colon < 0) headers.push({ name: text.trim() });
       else headers.push({ name: text.slice(0, colon).trim(), value: text.slice(colon + 1).trim() });
     });
-    (readList(c, r['headerMatches'], child(at, 'headerMatches')) ?? []).forEach((h, k) => {
+    for (const [k, h] of (readList(c, r['headerMatches'], child(at, 'headerMatches')) ?? []).entries()) {
       const hat = child(child(at, 'headerMatches'), k);
       const m = readRecord(c, h, hat);
-      if (!m) return;
+      if (!m) continue;
       warnUnknown(c, m, hat, ['name', 'value', 'secret', 'mismatch']);
-      if (!absent(m['secret']))
-        return c.error(child(hat, 'secret'), 'not converted: namegate reads no Secrets for policy values');
-      if (!absent(m['mismatch']))
-        return c.error(
+      if (!absent(m['secret'])) {
+        c.error(child(hat, 'secret'), 'not converted: namegate reads no Secrets for policy values');
+        continue;
+      }
+      if (!absent(m['mismatch'])) {
+        c.error(
           child(hat, 'mismatch'),
           'not converted: namegate never rewrites requests (a mismatch denies)',
         );
+        continue;
+      }
       const name = readString(c, m['name'], child(hat, 'name'));
-      if (name === undefined) return;
+      if (name === undefined) continue;
       const value = absent(m['value']) ? undefined : readString(c, m['value'], child(hat, 'value'));
       headers.push(value === undefined ? { name } : { name, value });
-    });
+    }
     if (headers.length > 0) rule.headers = headers;
     out.push(rule);
   });

@@ -28,7 +28,8 @@ export interface GrantedRule {
 
 export interface RequestDecision {
   readonly verdict: 'allow' | 'deny' | 'audit';
-  readonly reason: 'fqdn_rule' | HttpReason;
+  /** no_matching_rule: the name lost every rule since the connection was allowed. */
+  readonly reason: 'fqdn_rule' | 'no_matching_rule' | HttpReason;
   readonly policy: string | null;
   readonly rule: number | null;
   /** Index of the HTTP rule that allowed, within the rule's `http` list. */

@@ -26,6 +26,7 @@ export interface DecisionRecord {
   readonly rule: number | null;
   readonly ms: number;
   readonly ech?: boolean;
+  readonly inspect?: boolean;
   readonly alpn?: readonly string[];
   readonly detail?: string;
 }
@@ -82,6 +83,7 @@ export class ProxyFlowLog {
       `"${F.verdict}":"${r.verdict}","${F.reason}":${str(r.reason)},"${F.policy}":${str(r.policy)},` +
       `"${F.rule}":${num(r.rule)},"${F.durationMs}":${Math.round(r.ms * 1000) / 1000}`;
     if (r.ech) line += ',"ech":true';
+    if (r.inspect) line += ',"inspect":true';
     if (r.alpn && r.alpn.length > 0) line += `,"alpn":${JSON.stringify(r.alpn.slice(0, 8).map(clip))}`;
     if (r.detail) line += `,"detail":${str(r.detail)}`;
     this.#sink.write(`${line},"msg":"proxy"}\n`);

@@ -42,6 +42,8 @@ export interface DecisionExtra {
   readonly ech?: boolean;
   readonly alpn?: readonly string[];
   readonly detail?: string;
+  /** The connection goes to TLS inspection (its requests get proxy_request lines). */
+  readonly inspect?: boolean;
 }
 
 /** What a proxy is started with that the server needs too. */
@@ -167,6 +169,7 @@ export class ProxyServer {
       ...(extra.ech ? { ech: true } : {}),
       ...(extra.alpn ? { alpn: extra.alpn } : {}),
       ...(extra.detail ? { detail: extra.detail } : {}),
+      ...(extra.inspect ? { inspect: true } : {}),
     });
   }
 

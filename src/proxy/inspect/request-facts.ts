@@ -15,8 +15,11 @@ import type { HttpRequestFacts } from '../../policy/http-rule.ts';
 import { type Authority, parseAuthority, type RequestHead } from '../http-head.ts';
 
 export interface ConnectionName {
+  /** The name the connection was allowed for: the SNI (or, on plain HTTP, the first Host). */
   readonly sni: CanonicalName;
   readonly port: number;
+  /** The port an authority without one means: 443 inside TLS, 80 on plain HTTP. */
+  readonly defaultPort?: number;
 }
 
 export type FactsResult =
@@ -30,7 +33,7 @@ export type FactsResult =
 
 function authorityReason(a: Authority, c: ConnectionName): string | null {
   if (a.host !== c.sni) return 'domain_fronting';
-  if ((a.port ?? 443) !== c.port) return 'host_port_mismatch';
+  if ((a.port ?? c.defaultPort ?? 443) !== c.port) return 'host_port_mismatch';
   return null;
 }
 

@@ -47,10 +47,17 @@ export async function startInspection(o: {
     },
     onRefused: (err) => {
       metrics.caReloads.inc({ result: 'refused' });
-      o.log.error({ [F.event]: 'proxy', [F.error]: errorMessage(err) }, 'new inspection CA refused; the old one stays');
+      o.log.error(
+        { [F.event]: 'proxy', [F.error]: errorMessage(err) },
+        'new inspection CA refused; the old one stays',
+      );
     },
   });
-  minter = new LeafMinter(store, { maxEntries: s.maxLeaves, leafValiditySeconds: s.leafValiditySeconds, clock: o.clock });
+  minter = new LeafMinter(store, {
+    maxEntries: s.maxLeaves,
+    leafValiditySeconds: s.leafValiditySeconds,
+    clock: o.clock,
+  });
   store.watch(s.reloadMs);
   const upstreamCa = s.upstreamCaFile === null ? undefined : await readFile(s.upstreamCaFile, 'utf8');
   const inspector = new Inspector({
