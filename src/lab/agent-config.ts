@@ -52,7 +52,10 @@ export interface LabAgentConfig {
    */
   readonly proxy?: {
     readonly sni: { readonly enabled: boolean };
-    readonly inspect: { readonly ca: { readonly certFile: string; readonly keyFile: string }; readonly upstreamCA: string };
+    readonly inspect: {
+      readonly ca: { readonly certFile: string; readonly keyFile: string };
+      readonly upstreamCA: string;
+    };
   };
 }
 
