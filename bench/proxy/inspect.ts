@@ -20,6 +20,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
+import { makeCa, makeLeaf } from '../../test/support/openssl-certs.ts';
 
 export interface InspectTarget {
   readonly name: 'ours' | 'squid';
@@ -38,40 +39,10 @@ export interface InspectFigures {
   readonly errors: number;
 }
 
+export { makeCa };
+
 export const BENCH_DOMAIN = 'bench.test';
 const BODY = 'x'.repeat(1024);
-
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** An EC P-256 CA (cert + key) under dir. */
-export function makeCa(dir: string, name: string): { cert: string; key: string } {
-  const cert = path.join(dir, `${name}.crt`);
-  const key = path.join(dir, `${name}.key`);
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '2',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-subj',
-    `/CN=${name}`,
-    '-addext',
-    'basicConstraints=critical,CA:true',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  ]);
-  return { cert, key };
-}
 
 /** nginx on 127.0.0.3:<port> with a *.bench.test certificate from `ca`; 1 KiB per request. */
 export function nginxUpstream(
@@ -79,43 +50,7 @@ export function nginxUpstream(
   ca: { cert: string; key: string },
   port: number,
 ): { cmd: string; args: string[] } {
-  const key = path.join(dir, 'upstream.key');
-  const csr = path.join(dir, 'upstream.csr');
-  const cert = path.join(dir, 'upstream.crt');
-  const ext = path.join(dir, 'upstream.ext');
-  openssl([
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    csr,
-    '-subj',
-    `/CN=*.${BENCH_DOMAIN}`,
-  ]);
-  writeFileSync(ext, `subjectAltName=DNS:*.${BENCH_DOMAIN}\nextendedKeyUsage=serverAuth\n`);
-  openssl([
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    ca.cert,
-    '-CAkey',
-    ca.key,
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-out',
-    cert,
-    '-extfile',
-    ext,
-  ]);
+  const { cert, key } = makeLeaf(dir, ca, [`*.${BENCH_DOMAIN}`], 'upstream');
   mkdirSync(path.join(dir, 'nginx-tmp'), { recursive: true });
   const conf = path.join(dir, 'nginx.conf');
   writeFileSync(

@@ -112,21 +112,22 @@ interface ConnRound {
   readonly errors: number;
 }
 
-/** C loops of connect -> hello -> first byte -> close, for `seconds`. */
-async function connectionRound(port: number, host: string, seconds: number): Promise<ConnRound> {
-  const ttfb: number[] = [];
-  let errors = 0;
-  const end = performance.now() + seconds * 1000;
-  const one = () =>
-    new Promise<void>((resolve) => {
+/** Time-to-first-byte samples and failures of one round. */
+class Samples {
+  readonly ttfb: number[] = [];
+  errors = 0;
+
+  /** One connection: connect, send the hello, wait for the first byte, close. */
+  connection(port: number, host: string): Promise<void> {
+    return new Promise<void>((resolve) => {
       const t0 = performance.now();
       const s = net.connect({ port, host, noDelay: true });
       let done = false;
       const finish = (ok: boolean) => {
         if (done) return;
         done = true;
-        if (ok) ttfb.push(performance.now() - t0);
-        else errors++;
+        if (ok) this.ttfb.push(performance.now() - t0);
+        else this.errors++;
         s.destroy();
         resolve();
       };
@@ -136,42 +137,35 @@ async function connectionRound(port: number, host: string, seconds: number): Pro
       s.once('close', () => finish(false));
       s.setTimeout(5000, () => finish(false));
     });
+  }
+
+  round(seconds: number): ConnRound {
+    const t = [...this.ttfb].sort((a, b) => a - b);
+    const q = (p: number) => t[Math.min(t.length - 1, Math.floor(p * t.length))] ?? Number.NaN;
+    return { connPerS: t.length / seconds, p50: q(0.5), p99: q(0.99), errors: this.errors };
+  }
+}
+
+/** C loops of connect -> hello -> first byte -> close, for `seconds`. */
+async function connectionRound(port: number, host: string, seconds: number): Promise<ConnRound> {
+  const samples = new Samples();
+  const end = performance.now() + seconds * 1000;
+  const one = () => samples.connection(port, host);
   const loop = async () => {
-    while (performance.now() < end && ttfb.length + errors < MAX_CONNECTIONS_PER_ROUND) await one();
+    while (performance.now() < end && samples.ttfb.length + samples.errors < MAX_CONNECTIONS_PER_ROUND)
+      await one();
   };
   const started = performance.now();
   await Promise.all(Array.from({ length: CONCURRENCY }, loop));
-  const elapsed = (performance.now() - started) / 1000;
-  ttfb.sort((a, b) => a - b);
-  const q = (p: number) => ttfb[Math.min(ttfb.length - 1, Math.floor(p * ttfb.length))] ?? Number.NaN;
-  return { connPerS: ttfb.length / elapsed, p50: q(0.5), p99: q(0.99), errors };
+  return samples.round((performance.now() - started) / 1000);
 }
 
 /** New connections started at `rate` per second for `seconds` (open loop); time to first byte. */
 async function pacedRound(port: number, host: string, rate: number, seconds: number): Promise<ConnRound> {
-  const ttfb: number[] = [];
-  let errors = 0;
+  const samples = new Samples();
   const total = Math.round(rate * seconds);
   const pending: Promise<void>[] = [];
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const t0 = performance.now();
-      const s = net.connect({ port, host, noDelay: true });
-      let done = false;
-      const finish = (ok: boolean) => {
-        if (done) return;
-        done = true;
-        if (ok) ttfb.push(performance.now() - t0);
-        else errors++;
-        s.destroy();
-        resolve();
-      };
-      s.once('connect', () => s.write(HELLO));
-      s.once('data', () => finish(true));
-      s.once('error', () => finish(false));
-      s.once('close', () => finish(false));
-      s.setTimeout(5000, () => finish(false));
-    });
+  const one = () => samples.connection(port, host);
   const start = performance.now();
   let started = 0;
   while (started < total) {
@@ -183,9 +177,7 @@ async function pacedRound(port: number, host: string, rate: number, seconds: num
     await new Promise((r) => setTimeout(r, 1));
   }
   await Promise.all(pending);
-  ttfb.sort((a, b) => a - b);
-  const q = (p: number) => ttfb[Math.min(ttfb.length - 1, Math.floor(p * ttfb.length))] ?? Number.NaN;
-  return { connPerS: ttfb.length / ((performance.now() - start) / 1000), p50: q(0.5), p99: q(0.99), errors };
+  return samples.round((performance.now() - start) / 1000);
 }
 
 /** One connection downloading BULK_MIB MiB; MiB/s. */

@@ -43,10 +43,11 @@ export interface CloseRecord {
   readonly error?: string;
 }
 
-const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 253)}...` : s);
-const str = (v: string | null | undefined) =>
+/** Client values in flow lines: clipped, JSON-escaped, never trusted (shared by inspect/request-log.ts). */
+export const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 253)}...` : s);
+export const str = (v: string | null | undefined) =>
   v === null || v === undefined ? 'null' : JSON.stringify(clip(v));
-const num = (v: number | null) => (v === null ? 'null' : String(v));
+export const num = (v: number | null) => (v === null ? 'null' : String(v));
 
 export class ProxyFlowLog {
   readonly #sink: LineSink | null;

@@ -68,6 +68,8 @@ export interface InspectorOptions {
 }
 
 const HTTP_ALPN = new Set(['h2', 'http/1.1']);
+/** Refusals at the edge name no rule. */
+const NOBODY = { policy: null, rule: null, httpRule: null } as const;
 /** Verification failures of the destination's certificate (as opposed to network failures). */
 const CERT_CODES =
   /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|HOSTNAME|SIGNATURE|CHAIN|EXPIRED|NOT_YET_VALID/;
@@ -193,22 +195,7 @@ export class Inspector {
     const d = c.judge(f.facts);
     this.#count(d.verdict, d.reason);
     const refused = d.verdict === 'deny';
-    this.#o.requestLog.write({
-      conn: c.id,
-      src: c.src,
-      identity: c.identity,
-      proto,
-      authority: c.sni,
-      method: f.facts.method,
-      path: f.rawPath,
-      verdict: d.verdict,
-      reason: d.reason,
-      policy: d.policy,
-      rule: d.rule,
-      httpRule: d.httpRule,
-      status: refused ? 403 : null,
-      ms: this.#o.clock.now() - t0,
-    });
+    this.#log(c, proto, f.facts.method, f.rawPath, d.verdict, d.reason, refused ? 403 : null, t0, d);
     return refused ? { status: 403, reason: d.reason } : null;
   }
 
@@ -225,6 +212,7 @@ export class Inspector {
     reason: string,
     status: number | null,
     t0: number,
+    by: { policy: string | null; rule: number | null; httpRule: number | null } = NOBODY,
   ): void {
     this.#o.requestLog.write({
       conn: c.id,
@@ -236,9 +224,9 @@ export class Inspector {
       path,
       verdict,
       reason,
-      policy: null,
-      rule: null,
-      httpRule: null,
+      policy: by.policy,
+      rule: by.rule,
+      httpRule: by.httpRule,
       status,
       ms: this.#o.clock.now() - t0,
     });

@@ -11,6 +11,7 @@
  */
 import { F } from '../../observe/fields.ts';
 import type { FlowLogMode, LineSink } from '../../observe/line-sink.ts';
+import { num, str } from '../flow-log.ts';
 
 export interface RequestRecord {
   readonly conn: number;
@@ -31,9 +32,6 @@ export interface RequestRecord {
   readonly ms: number;
 }
 
-const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 253)}...` : s);
-const str = (v: string | null) => (v === null ? 'null' : JSON.stringify(clip(v)));
-const num = (v: number | null) => (v === null ? 'null' : String(v));
 
 export class RequestLog {
   readonly #sink: LineSink | null;

@@ -5,7 +5,7 @@
  * reads the ClientHello like the SNI proxy does and hands the connection to an Inspector.
  * Everything listens on 127.0.0.1 (port 0); close() removes it all, files included.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
@@ -26,107 +26,10 @@ import { type InspectionEnd, Inspector } from '../../../src/proxy/inspect/inspec
 import { LeafMinter } from '../../../src/proxy/inspect/leaf-minter.ts';
 import { inspectMetrics } from '../../../src/proxy/inspect/metrics.ts';
 import { RequestLog } from '../../../src/proxy/inspect/request-log.ts';
+import { makeCa, makeLeaf, type PemFiles } from '../../support/openssl-certs.ts';
 
-export interface CaFiles {
-  readonly cert: string;
-  readonly key: string;
-}
-
-export function openssl(args: string[]): void {
-  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-export function makeCa(dir: string, name: string, days = 2): CaFiles {
-  const cert = path.join(dir, `${name}.crt`);
-  const key = path.join(dir, `${name}.key`);
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    String(days),
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-subj',
-    `/CN=${name}`,
-    '-addext',
-    'basicConstraints=critical,CA:true',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  ]);
-  return { cert, key };
-}
-
-/** A server certificate for `names`, signed by `ca` (or self-signed when ca is null). */
-export function makeLeaf(dir: string, ca: CaFiles | null, names: string[], tag: string): CaFiles {
-  const cert = path.join(dir, `${tag}.crt`);
-  const key = path.join(dir, `${tag}.key`);
-  const san = names.map((n) => `DNS:${n}`).join(',');
-  if (ca === null) {
-    openssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '2',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-subj',
-      `/CN=${names[0]}`,
-      '-addext',
-      `subjectAltName=${san}`,
-    ]);
-    return { cert, key };
-  }
-  const csr = path.join(dir, `${tag}.csr`);
-  const ext = path.join(dir, `${tag}.ext`);
-  openssl([
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    csr,
-    '-subj',
-    `/CN=${names[0]}`,
-  ]);
-  execFileSync('sh', ['-c', `printf 'subjectAltName=${san}\\nextendedKeyUsage=serverAuth\\n' > ${ext}`]);
-  openssl([
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    ca.cert,
-    '-CAkey',
-    ca.key,
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-out',
-    cert,
-    '-extfile',
-    ext,
-  ]);
-  return { cert, key };
-}
+export type { PemFiles as CaFiles } from '../../support/openssl-certs.ts';
+export { makeCa, makeLeaf } from '../../support/openssl-certs.ts';
 
 export interface Seen {
   readonly proto: string;
@@ -146,8 +49,8 @@ export interface RigOptions {
 
 export class Rig {
   readonly dir: string;
-  readonly inspectCa: CaFiles;
-  readonly publicCa: CaFiles;
+  readonly inspectCa: PemFiles;
+  readonly publicCa: PemFiles;
   readonly seen: Seen[] = [];
   readonly lines: Array<Record<string, unknown>> = [];
   readonly ends: InspectionEnd[] = [];
@@ -388,7 +291,7 @@ export function run(
   });
 }
 
-function makeLeafOpts(f: CaFiles) {
+function makeLeafOpts(f: PemFiles) {
   return { cert: readFileSync(f.cert), key: readFileSync(f.key) };
 }
 

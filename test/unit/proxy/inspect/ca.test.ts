@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -8,36 +7,14 @@ import { after, describe, test } from 'node:test';
 import { ManualClock } from '../../../../src/core/clock.ts';
 import { CaStore, loadCa } from '../../../../src/proxy/inspect/ca.ts';
 import { LeafMinter } from '../../../../src/proxy/inspect/leaf-minter.ts';
+import { makeCa } from '../../../support/openssl-certs.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ng-ca-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function ca(name: string, extra: string[] = ['-addext', 'basicConstraints=critical,CA:true']) {
-  const cert = path.join(dir, `${name}.crt`);
-  const key = path.join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '2',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-subj',
-      `/CN=${name}`,
-      ...extra,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { certFile: cert, keyFile: key };
+function ca(name: string, extra?: string[]) {
+  const f = makeCa(dir, name, extra);
+  return { certFile: f.cert, keyFile: f.key };
 }
 
 describe('inspection CA', () => {
