@@ -14,7 +14,7 @@
  * - Exactly one `done` call per pair, after both sockets are closed (no fd outlives it).
  */
 import type { Socket } from 'node:net';
-import type { Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
 export interface RelayResult {
   /** Bytes written to the upstream over the connection's life (held bytes included). */
@@ -29,7 +29,7 @@ export interface RelayOptions {
   /** Monotonic milliseconds (the proxy's Clock). */
   readonly now: () => number;
   /** Insert a checking stage into the client-to-upstream direction (plain HTTP). */
-  readonly upTransform?: NodeJS.ReadWriteStream & Writable;
+  readonly upTransform?: Duplex;
   readonly done: (r: RelayResult) => void;
 }
 
@@ -76,13 +76,18 @@ function watchIdle(idleMs: number, now: () => number, w: Watched): () => void {
   };
 }
 
-/** src -> dst with backpressure; dst's write side ends when src ends. */
-function forward(src: NodeJS.ReadableStream & { pause(): void; resume(): void }, dst: Writable): void {
+/**
+ * src -> dst with backpressure; dst's write side ends when src ends. A client whose FIN came
+ * with its first bytes has already emitted 'end' while the proxy peeked (a paused socket still
+ * ends once its buffer is empty), so an ended src ends dst at once, as pipe() does.
+ */
+function forward(src: Readable, dst: Writable): void {
   src.on('data', (chunk: Buffer) => {
     if (!dst.write(chunk)) src.pause();
   });
   dst.on('drain', () => src.resume());
-  src.once('end', () => dst.end());
+  if (src.readableEnded) dst.end();
+  else src.once('end', () => dst.end());
 }
 
 export function relay(client: Socket, upstream: Socket, options: RelayOptions): void {
@@ -132,8 +137,10 @@ export function relay(client: Socket, upstream: Socket, options: RelayOptions): 
       upstream.destroySoon();
     }
   };
-  client.once('end', onEnded);
-  upstream.once('end', onEnded);
+  for (const s of [client, upstream]) {
+    if (s.readableEnded) onEnded();
+    else s.once('end', onEnded);
+  }
 
   if (options.upTransform) {
     const t = options.upTransform;

@@ -32,7 +32,6 @@ export interface RequestRecord {
   readonly ms: number;
 }
 
-
 export class RequestLog {
   readonly #sink: LineSink | null;
   readonly #mode: FlowLogMode;
