@@ -214,6 +214,12 @@ function site(
 export const SITES: readonly Site[] = [
   site('stripe', ['api.stripe.com', 'cdn-neighbour.example.net'], [10], 'CDN case: two names share one IP'),
   site(
+    'stripefiles',
+    ['files.stripe.com'],
+    [12],
+    'inspected: verify Inspect in examples/payments-stripe.yaml',
+  ),
+  site(
     'github',
     ['github.com', 'api.github.com'],
     [20],

@@ -130,6 +130,37 @@ function paymentsChecks(plan: LabPlan): TourCheck[] {
     http(pod, 'https://api.stripe.com/', 'allow', 'stripe-only allows it on TCP 443'),
     http(pod, 'https://api.stripe.com/', 'allow', 'the same over IPv6', { family: 6 }),
     http(pod, 'http://api.stripe.com/', 'deny', 'port 80 is not in the rule'),
+    // verify: Inspect: every request inside TLS is judged against the rule's HTTP rules.
+    http(
+      pod,
+      'https://files.stripe.com/v1/files/file_1',
+      'allow',
+      'inspected: GET under /v1/files/ is allowed',
+    ),
+    http(
+      pod,
+      'https://files.stripe.com/v1/charges',
+      'deny',
+      'inspected: no HTTP rule allows this path (403)',
+    ),
+    http(
+      pod,
+      'https://files.stripe.com/v1/files/file_1',
+      'deny',
+      'inspected: the method is not allowed (403)',
+      {
+        method: 'DELETE',
+      },
+    ),
+    http(
+      pod,
+      'https://files.stripe.com/v1/files/file_1',
+      'deny',
+      'inspected: Host differs from the SNI (fronting)',
+      {
+        headers: ['Host: api.stripe.com'],
+      },
+    ),
     dns(pod, 'evil.example.com', 'deny', 'not allowed: REFUSED'),
     http(
       pod,
@@ -169,21 +200,6 @@ function ciRunnerChecks(): TourCheck[] {
     http(pod, 'https://objects.githubusercontent.com/', 'allow', 'matched by **.githubusercontent.com'),
     http(pod, 'https://registry.npmjs.org/', 'allow', 'ci-sources-and-packages'),
     http(pod, 'https://api.stripe.com/', 'deny', "another pod's name"),
-    // verify: Inspect: every request inside TLS is judged against the rule's HTTP rules.
-    http(pod, 'https://api.github.com/repos/org/app', 'allow', 'inspected: GET under /repos/ is allowed'),
-    http(pod, 'https://api.github.com/admin', 'deny', 'inspected: no HTTP rule allows this path (403)'),
-    http(pod, 'https://api.github.com/repos/org/app', 'deny', 'inspected: the method is not allowed (403)', {
-      method: 'DELETE',
-    }),
-    http(
-      pod,
-      'https://api.github.com/repos/org/app',
-      'deny',
-      'inspected: Host differs from the SNI (domain fronting)',
-      {
-        headers: ['Host: github.com'],
-      },
-    ),
   ];
 }
 

@@ -1,6 +1,6 @@
 /**
- * End to end through TLS inspection (root, one lab, the agent with examples/): ci-runner's rule
- * for api.github.com says `verify: Inspect` with one HTTP rule (GET and HEAD under /repos/), and
+ * End to end through TLS inspection (root, one lab, the agent with examples/): payments-api's
+ * rule for files.stripe.com says `verify: Inspect` (GET and HEAD under /v1/files/, POST /v1/files), and
  * the lab CA doubles as the inspection CA. The connection is redirected by nftables to the SNI
  * proxy, checked like any verify port (name allowed, address learned for it), then terminated
  * and judged request by request; what passes reaches nginx unchanged.
@@ -21,8 +21,8 @@ import {
 } from './helpers.ts';
 
 const NAME = uniqueLabName('inspect');
-const CI = 'ci-runner';
-const API = 'api.github.com';
+const CI = 'payments-api';
+const API = 'files.stripe.com';
 
 describe('end to end: TLS inspection with HTTP rules', { skip, concurrency: false }, () => {
   let plan: LabPlan;
@@ -42,12 +42,12 @@ describe('end to end: TLS inspection with HTTP rules', { skip, concurrency: fals
 
   it('an allowed path is served by the real site, through a minted certificate the pod trusts', async () => {
     const from = flowLog(plan).length;
-    const r = await http(plan, CI, API, { path: '/repos/org/app' });
-    assertServed(r, API, `${CI} -> https://${API}/repos/org/app`);
-    const line = await requestLine(from, '/repos/org/app');
+    const r = await http(plan, CI, API, { path: '/v1/files/f1' });
+    assertServed(r, API, `${CI} -> https://${API}/v1/files/f1`);
+    const line = await requestLine(from, '/v1/files/f1');
     assert.equal(line['verdict'], 'allow');
     assert.equal(line['reason'], 'http_rule');
-    assert.equal(line['policy'], 'ci/ci-sources-and-packages');
+    assert.equal(line['policy'], 'payments/stripe-only');
     assert.equal(line['http_rule'], 0);
     assert.equal(line['src'], findPod(plan, CI).ipv4);
     const conn = flowLog(plan)
@@ -66,8 +66,8 @@ describe('end to end: TLS inspection with HTTP rules', { skip, concurrency: fals
     ],
     [
       'SNI-10: a fronted request (Host is another allowed name)',
-      { path: '/repos/org/f', headers: ['Host: github.com'] },
-      '/repos/org/f',
+      { path: '/v1/files/f', headers: ['Host: api.stripe.com'] },
+      '/v1/files/f',
       'domain_fronting',
     ],
   ] as const) {
@@ -84,7 +84,7 @@ describe('end to end: TLS inspection with HTTP rules', { skip, concurrency: fals
   }
 
   it('a name of the same pod without inspection is relayed untouched (the site, not namegate, answers)', async () => {
-    const r = await http(plan, CI, 'github.com', { path: '/anything' });
-    assertServed(r, 'github.com', `${CI} -> https://github.com/anything`);
+    const r = await http(plan, CI, 'api.stripe.com', { path: '/anything' });
+    assertServed(r, 'api.stripe.com', `${CI} -> https://api.stripe.com/anything`);
   });
 });

@@ -453,7 +453,12 @@ describe('the destination and the CA', () => {
     copyFileSync(next.cert, rig.inspectCa.cert + '.new');
     const oldCa = readFileSync(rig.inspectCa.cert);
     copyFileSync(next.cert, rig.inspectCa.cert);
-    for (let i = 0; i < 100 && rig.store.current.fingerprint === before; i++) await rig.store.check();
+    // The rig's own 50 ms watch may be mid-check (then check() returns at once): poll until the
+    // new pair is in use.
+    for (let i = 0; i < 250 && rig.store.current.fingerprint === before; i++) {
+      await rig.store.check();
+      await new Promise((r) => setTimeout(r, 20));
+    }
     assert.notEqual(rig.store.current.fingerprint, before);
     rig.minter.reset();
     assert.equal((await rig.curl(`https://${API}/repos/org/rotated`)).status, 200);

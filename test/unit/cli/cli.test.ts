@@ -232,23 +232,23 @@ describe('namegate check', { concurrency: 4 }, () => {
   });
 
   test('--method and --path: the HTTP rule of an inspected rule decides, and the answer names it', async () => {
-    const args = ['--namespace', 'ci', '--labels', 'role=runner', '--name', 'api.github.com'];
-    const ok = await checkJson(...args, '--method', 'GET', '--path', '/repos/org/app');
+    const args = ['--namespace', 'payments', '--labels', 'app=payments-api', '--name', 'files.stripe.com'];
+    const ok = await checkJson(...args, '--method', 'GET', '--path', '/v1/files/f1');
     assert.equal(ok.code, 0);
     assert.deepEqual(ok.out['request'], {
       method: 'GET',
-      path: '/repos/org/app',
+      path: '/v1/files/f1',
       inspected: true,
       verdict: 'allow',
       reason: 'http_rule',
-      policy: 'ci/ci-sources-and-packages',
+      policy: 'payments/stripe-only',
       rule: 1,
       httpRule: 0,
     });
-    const no = await checkJson(...args, '--method', 'DELETE', '--path', '/repos/org/app');
+    const no = await checkJson(...args, '--method', 'DELETE', '--path', '/v1/files/f1');
     assert.equal(no.code, 1);
     assert.equal((no.out['request'] as Record<string, unknown>)['reason'], 'method_not_allowed');
-    const bad = await namegate('check', '--policy', EXAMPLES, ...args, '--path', '/repos/../admin');
+    const bad = await namegate('check', '--policy', EXAMPLES, ...args, '--path', '/v1/files/../admin');
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /dot_segment/);
   });
