@@ -57,11 +57,11 @@ describe('end to end: TLS inspection with HTTP rules', { skip, concurrency: fals
   });
 
   for (const [label, options, path, reason] of [
-    ['a path no HTTP rule allows', { path: '/admin' }, '/admin', 'path_not_allowed'],
+    ['a path no HTTP rule allows', { path: '/v1/charges' }, '/v1/charges', 'path_not_allowed'],
     [
       'a method no HTTP rule allows',
-      { path: '/repos/org/x', method: 'DELETE' },
-      '/repos/org/x',
+      { path: '/v1/files/x', method: 'DELETE' },
+      '/v1/files/x',
       'method_not_allowed',
     ],
     [
