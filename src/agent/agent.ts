@@ -44,7 +44,6 @@ import { createRegistry } from '../observe/metrics.ts';
 import type { PolicySource } from '../policy/source.ts';
 import { ConnectProxy } from '../proxy/connect-proxy.ts';
 import type { Inspector } from '../proxy/inspect/inspector.ts';
-import { startInspection } from '../proxy/inspect/start.ts';
 import { originalDestinationFor } from '../proxy/original-dst.ts';
 import { UpstreamResolver } from '../proxy/resolver.ts';
 import type { ProxySettings } from '../proxy/settings.ts';
@@ -285,6 +284,8 @@ function startInspector(
   let stopped = false;
   const attempt = async (): Promise<void> => {
     try {
+      // Loaded only when a CA is configured: the X.509 library is a large import.
+      const { startInspection } = await import('../proxy/inspect/start.ts');
       const started = await startInspection({
         settings: s,
         head: settings.head,
