@@ -45,22 +45,28 @@ const LAYERS = [
     'Kubernetes sources produce identities and policies; they never reach the edge or the kernel',
   ],
   [
+    'sync',
+    'sync-imports-only-lower-layers',
+    ['core', 'observe', 'policy', 'identity', 'store', 'datapath', 'enforce', 'dns', 'k8s'],
+    'namegate sync reuses the DNS client, the TTL clamps, the static state and the datapath sets, and writes NetworkPolicies through the k8s client; it takes its settings as values',
+  ],
+  [
     'config',
     'config-imports-no-agent-lab-cli',
-    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s'],
+    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'sync'],
     'config maps file sections to each component settings type; components never read config',
   ],
   [
     'agent',
     'agent-imports-no-lab-or-cli',
-    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'config'],
+    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'sync', 'config'],
     'the one composition root: it may wire anything but the lab and the CLI',
   ],
   ['lab', 'lab-imports-only-lower-layers', ['core', 'observe', 'policy', 'formats', 'config'], 'the lab is a test bed; only the CLI and tests use it'],
   [
     'cli',
     'cli-is-the-top',
-    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'config', 'agent', 'lab'],
+    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'sync', 'config', 'agent', 'lab'],
     'the command line sits on top and may use everything',
   ],
 ];

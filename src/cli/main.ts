@@ -13,6 +13,7 @@ import { registerDatapath } from './datapath.ts';
 import { registerDns } from './dns.ts';
 import { registerLab } from './lab.ts';
 import { Exit } from './output.ts';
+import { registerSync } from './sync.ts';
 import { registerValidate } from './validate.ts';
 
 const program = new Command('namegate')
@@ -30,6 +31,7 @@ registerController(program);
 registerCrds(program);
 registerDatapath(program);
 registerAgent(program);
+registerSync(program);
 
 try {
   await program.parseAsync(process.argv);
