@@ -10,7 +10,7 @@ declare -A PKGS=(
   [nft]=nftables [ip]=iproute2 [conntrack]=conntrack [dig]=dnsutils [kdig]=knot-dnsutils
   [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2 [nc]=netcat-openbsd
-  [ping]=iputils-ping [haproxy]=haproxy
+  [ping]=iputils-ping [haproxy]=haproxy [squid]=squid-openssl
   # The lab's Kubernetes node (make test, make demo ARGS=--kubernetes) and the image builder.
   [containerd]=containerd [ctr]=containerd [runc]=runc [nsenter]=util-linux [unshare]=util-linux
   [dpkg-deb]=dpkg [gcc]=gcc
@@ -44,6 +44,9 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ ! -x node_module
   npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
+
+# The RE2 binding (HTTP path rules) for the pinned Node.js: npm builds it for the machine's Node.
+scripts/build-re2.sh
 
 # The libnftables addon of the datapath (build/nft.node); without it the driver spawns nft.
 if [ -x scripts/build-addon.sh ]; then scripts/build-addon.sh; fi

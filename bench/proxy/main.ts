@@ -1,6 +1,7 @@
 /**
- * SNI proxy benchmark (not a test). In one run, on loopback, against the same backend and the
- * same load:
+ * Proxy benchmark (not a test), two parts in one run.
+ *
+ * Part 1, the SNI verify path. On loopback, against the same backend and the same load:
  *   direct    the backend itself (the floor for time to first byte)
  *   namegate  the SNI proxy (bench/proxy/peer.ts sni): ClientHello reassembly, policy decision,
  *             learned-address check, flow-log lines formatted, upstream connect, relay
@@ -10,17 +11,36 @@
  * send a real ClientHello (curl's, captured in test/testdata/proxy), wait for the first byte of
  * the backend's answer, close, repeat, for a fixed time. Bulk: one connection downloads
  * NAMEGATE_BENCH_BULK_MIB through each. Rounds alternate the targets; figures are the medians.
- * Last line: RESULT proxy conn_per_s=<ours> haproxy_conn_per_s=<x> ratio=<r> ttfb_p99_ms=<ms>
+ * Time to first byte p99 is also taken at a fixed rate of RATE (default 1,000) new connections
+ * per second (open loop: connections start on schedule whatever the earlier ones do); that is
+ * the ttfb_p99_ms of the RESULT line, conn_per_s is the closed-loop maximum.
+ *
+ * Part 2, TLS inspection against Squid ssl-bump: bench/proxy/inspect.ts.
+ *
+ * Last lines:
+ *   RESULT proxy conn_per_s=<ours> haproxy_conn_per_s=<x> ratio=<r> ttfb_p99_ms=<ms>
+ *   RESULT inspect rps=<n> squid_rps=<n> ratio=<ours/squid> handshakes_ratio=<ours/squid> cold_p99_ms=<ms>
  * Env: NAMEGATE_BENCH_SECONDS (per round, default 3), NAMEGATE_BENCH_ROUNDS (default 3),
- * NAMEGATE_BENCH_CONCURRENCY (default 32), NAMEGATE_BENCH_BULK_MIB (default 512).
+ * NAMEGATE_BENCH_CONCURRENCY (default 32), NAMEGATE_BENCH_BULK_MIB (default 512),
+ * NAMEGATE_BENCH_RATE (default 1000), NAMEGATE_BENCH_COLD (cold names per round, default 100).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import {
+  coldRound,
+  handshakeRound,
+  type InspectTarget,
+  keepAliveRound,
+  makeCa,
+  nginxUpstream,
+  readCa,
+  squidConfig,
+} from './inspect.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const NODE = path.join(ROOT, 'node_modules/node/bin/node');
@@ -29,6 +49,10 @@ const ROUNDS = Number(process.env['NAMEGATE_BENCH_ROUNDS'] ?? 3);
 const CONCURRENCY = Number(process.env['NAMEGATE_BENCH_CONCURRENCY'] ?? 32);
 const BULK_MIB = Number(process.env['NAMEGATE_BENCH_BULK_MIB'] ?? 512);
 const HELLO = readFileSync(path.join(ROOT, 'test/testdata/proxy/curl-default.bin'));
+const RATE = Number(process.env['NAMEGATE_BENCH_RATE'] ?? 1000);
+const COLD = Number(process.env['NAMEGATE_BENCH_COLD'] ?? 100);
+/** Development: run one part only ('sni' or 'inspect'); the RESULT lines need both. */
+const ONLY = process.env['NAMEGATE_BENCH_ONLY'] ?? '';
 const MAX_CONNECTIONS_PER_ROUND = 500_000;
 
 const children = new Set<ChildProcess>();
@@ -65,10 +89,10 @@ async function startChild(
   return child;
 }
 
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+async function waitListening(port: number, host = '127.0.0.1'): Promise<void> {
+  for (let i = 0; i < 300; i++) {
     const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
+      const s = net.connect(port, host);
       s.once('connect', () => {
         s.destroy();
         resolve(true);
@@ -88,21 +112,22 @@ interface ConnRound {
   readonly errors: number;
 }
 
-/** C loops of connect -> hello -> first byte -> close, for `seconds`. */
-async function connectionRound(port: number, host: string, seconds: number): Promise<ConnRound> {
-  const ttfb: number[] = [];
-  let errors = 0;
-  const end = performance.now() + seconds * 1000;
-  const one = () =>
-    new Promise<void>((resolve) => {
+/** Time-to-first-byte samples and failures of one round. */
+class Samples {
+  readonly ttfb: number[] = [];
+  errors = 0;
+
+  /** One connection: connect, send the hello, wait for the first byte, close. */
+  connection(port: number, host: string): Promise<void> {
+    return new Promise<void>((resolve) => {
       const t0 = performance.now();
       const s = net.connect({ port, host, noDelay: true });
       let done = false;
       const finish = (ok: boolean) => {
         if (done) return;
         done = true;
-        if (ok) ttfb.push(performance.now() - t0);
-        else errors++;
+        if (ok) this.ttfb.push(performance.now() - t0);
+        else this.errors++;
         s.destroy();
         resolve();
       };
@@ -112,15 +137,47 @@ async function connectionRound(port: number, host: string, seconds: number): Pro
       s.once('close', () => finish(false));
       s.setTimeout(5000, () => finish(false));
     });
+  }
+
+  round(seconds: number): ConnRound {
+    const t = [...this.ttfb].sort((a, b) => a - b);
+    const q = (p: number) => t[Math.min(t.length - 1, Math.floor(p * t.length))] ?? Number.NaN;
+    return { connPerS: t.length / seconds, p50: q(0.5), p99: q(0.99), errors: this.errors };
+  }
+}
+
+/** C loops of connect -> hello -> first byte -> close, for `seconds`. */
+async function connectionRound(port: number, host: string, seconds: number): Promise<ConnRound> {
+  const samples = new Samples();
+  const end = performance.now() + seconds * 1000;
+  const one = () => samples.connection(port, host);
   const loop = async () => {
-    while (performance.now() < end && ttfb.length + errors < MAX_CONNECTIONS_PER_ROUND) await one();
+    while (performance.now() < end && samples.ttfb.length + samples.errors < MAX_CONNECTIONS_PER_ROUND)
+      await one();
   };
   const started = performance.now();
   await Promise.all(Array.from({ length: CONCURRENCY }, loop));
-  const elapsed = (performance.now() - started) / 1000;
-  ttfb.sort((a, b) => a - b);
-  const q = (p: number) => ttfb[Math.min(ttfb.length - 1, Math.floor(p * ttfb.length))] ?? Number.NaN;
-  return { connPerS: ttfb.length / elapsed, p50: q(0.5), p99: q(0.99), errors };
+  return samples.round((performance.now() - started) / 1000);
+}
+
+/** New connections started at `rate` per second for `seconds` (open loop); time to first byte. */
+async function pacedRound(port: number, host: string, rate: number, seconds: number): Promise<ConnRound> {
+  const samples = new Samples();
+  const total = Math.round(rate * seconds);
+  const pending: Promise<void>[] = [];
+  const one = () => samples.connection(port, host);
+  const start = performance.now();
+  let started = 0;
+  while (started < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1);
+    while (started < due) {
+      pending.push(one());
+      started++;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(pending);
+  return samples.round((performance.now() - start) / 1000);
 }
 
 /** One connection downloading BULK_MIB MiB; MiB/s. */
@@ -154,9 +211,105 @@ const median = (xs: number[]) => {
 };
 const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : 'NaN');
 
+/** Part 2: inspection vs Squid ssl-bump; returns the RESULT inspect line. */
+async function inspectPart(dir: string): Promise<string> {
+  const upstreamCa = makeCa(dir, 'public-ca');
+  const oursDir = path.join(dir, 'ours');
+  await mkdir(oursDir);
+  const oursCa = makeCa(oursDir, 'ca');
+  const squidDir = path.join(dir, 'squid');
+  await mkdir(squidDir);
+  const squidCa = makeCa(squidDir, 'squid-ca');
+  const upstreamPort = await freePort('127.0.0.3');
+  const ng = nginxUpstream(dir, upstreamCa, upstreamPort);
+  const nginx = spawn(ng.cmd, ng.args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(nginx);
+  await waitListening(upstreamPort, '127.0.0.3').catch(async (err: unknown) => {
+    const log = await readFile(path.join(dir, 'nginx-error.log'), 'utf8').catch(() => '(no error log)');
+    throw new Error(`nginx did not start: ${(err as Error).message}\n${log.slice(-2000)}`);
+  });
+  const oursPort = await freePort();
+  await startChild(
+    NODE,
+    ['bench/proxy/peer.ts', 'inspect', String(oursPort), String(upstreamPort), oursDir, upstreamCa.cert],
+    (l) => l === 'ready',
+  );
+  const squidPort = await freePort();
+  const sq = squidConfig(squidDir, squidCa, upstreamCa.cert, squidPort, upstreamPort);
+  const squid = spawn(sq.cmd, sq.args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(squid);
+  await waitListening(squidPort).catch(async (err: unknown) => {
+    const log = await readFile(path.join(squidDir, 'cache.log'), 'utf8').catch(() => '(no cache.log)');
+    throw new Error(`squid did not start: ${(err as Error).message}\n${log.slice(-2000)}`);
+  });
+  const squidVersion = execFileSync('squid', ['-v']).toString().split('\n')[0] ?? 'squid';
+  const targets: InspectTarget[] = [
+    { name: 'ours', port: oursPort, ca: readCa(oursCa.cert), connect: false },
+    { name: 'squid', port: squidPort, ca: readCa(squidCa.cert), connect: true },
+  ];
+  // Warm-up: JIT, squid's helpers, both certificate caches for api.bench.test.
+  for (const t of targets) await keepAliveRound(t, upstreamPort, 0.5, 4);
+  const rps = { ours: [] as number[], squid: [] as number[] };
+  const hs = { ours: [] as number[], squid: [] as number[] };
+  const cold = { ours: [] as number[], squid: [] as number[] };
+  const errors = { ours: 0, squid: 0 };
+  let nextCold = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const t of targets) {
+      const k = await keepAliveRound(t, upstreamPort, SECONDS, CONCURRENCY);
+      rps[t.name].push(k.rps);
+      errors[t.name] += k.errors;
+    }
+    for (const t of targets) {
+      const h = await handshakeRound(t, upstreamPort, SECONDS, Math.min(CONCURRENCY, 16));
+      hs[t.name].push(h.perS);
+      errors[t.name] += h.errors;
+    }
+    for (const t of targets) {
+      const c = await coldRound(t, upstreamPort, nextCold, COLD);
+      cold[t.name].push(...c.ms);
+      errors[t.name] += c.errors;
+    }
+    nextCold += COLD;
+  }
+  const q = (xs: number[], p: number) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? Number.NaN;
+  };
+  const figures = (n: 'ours' | 'squid') => ({
+    rps: median(rps[n]),
+    hs: median(hs[n]),
+    coldP50: q(cold[n], 0.5),
+    coldP99: q(cold[n], 0.99),
+  });
+  const o = figures('ours');
+  const s = figures('squid');
+  console.log('');
+  console.log(
+    `inspection: ${squidVersion} (ssl-bump, 1 worker), nginx upstream (TLS, 1 KiB answer, 1 worker)`,
+  );
+  console.log(
+    `load: ${CONCURRENCY} keep-alive connections; ${Math.min(CONCURRENCY, 16)} handshake loops; ${COLD} cold names per round; ${ROUNDS} rounds of ${SECONDS} s (medians)`,
+  );
+  console.log('target  keep-alive req/s  new TLS conn/s  cold first request p50 / p99 ms  errors');
+  for (const [n, f] of [
+    ['ours', o],
+    ['squid', s],
+  ] as const) {
+    console.log(
+      `${n.padEnd(7)} ${fmt(f.rps, 0).padStart(17)}  ${fmt(f.hs, 0).padStart(14)}  ${fmt(f.coldP50, 2).padStart(14)} / ${fmt(f.coldP99, 2).padStart(8)}  ${errors[n]}`,
+    );
+  }
+  return `RESULT inspect rps=${fmt(o.rps, 0)} squid_rps=${fmt(s.rps, 0)} ratio=${fmt(o.rps / s.rps, 2)} handshakes_ratio=${fmt(o.hs / s.hs, 2)} cold_p99_ms=${fmt(o.coldP99, 2)}`;
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ng-bench-proxy-'));
   try {
+    if (ONLY === 'inspect') {
+      console.log(await inspectPart(dir));
+      return;
+    }
     const backendPort = await freePort('127.0.0.2');
     await startChild(NODE, ['bench/proxy/peer.ts', 'backend', String(backendPort)], (l) => l === 'ready');
     const oursPort = await freePort();
@@ -206,6 +359,18 @@ backend refuse
     for (let r = 0; r < ROUNDS; r++) {
       for (const t of targets) rounds.get(t.name)!.push(await connectionRound(t.port, t.host, SECONDS));
     }
+    const paced = new Map<string, ConnRound[]>(targets.map((t) => [t.name, []]));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const t of targets) paced.get(t.name)!.push(await pacedRound(t.port, t.host, RATE, SECONDS));
+    }
+    const pacedSummary = (name: string) => {
+      const rs = paced.get(name)!;
+      return {
+        p50: median(rs.map((x) => x.p50)),
+        p99: median(rs.map((x) => x.p99)),
+        errors: rs.reduce((a, x) => a + x.errors, 0),
+      };
+    };
     const summary = (name: string) => {
       const rs = rounds.get(name)!;
       return {
@@ -248,6 +413,14 @@ backend refuse
     }
     const ratio = ours.cps / ha.cps;
     console.log(`ratio namegate/haproxy conn/s: ${fmt(ratio, 2)}`);
+    console.log(`at ${RATE} new connections/s (open loop): target ttfb p50 / p99 ms, errors`);
+    for (const name of ['direct', 'namegate', 'haproxy']) {
+      const p = pacedSummary(name);
+      console.log(
+        `  ${name.padEnd(10)} ${fmt(p.p50, 3).padStart(8)} / ${fmt(p.p99, 3).padStart(8)}  ${p.errors}`,
+      );
+    }
+    const oursPaced = pacedSummary('namegate');
     console.log(
       `added ttfb vs direct: namegate p50 +${fmt(ours.p50 - direct.p50, 3)} ms, p99 +${fmt(ours.p99 - direct.p99, 3)} ms; haproxy p50 +${fmt(ha.p50 - direct.p50, 3)} ms, p99 +${fmt(ha.p99 - direct.p99, 3)} ms`,
     );
@@ -259,9 +432,17 @@ backend refuse
     console.log(
       `bulk ${BULK_MIB} MiB, one connection: direct ${fmt(b.direct, 0)} MiB/s, namegate ${fmt(b.namegate, 0)} MiB/s (${fmt(b.namegate / b.direct, 2)} of direct), haproxy ${fmt(b.haproxy, 0)} MiB/s`,
     );
+    const resultProxy = `RESULT proxy conn_per_s=${fmt(ours.cps, 0)} haproxy_conn_per_s=${fmt(ha.cps, 0)} ratio=${fmt(ratio, 2)} ttfb_p99_ms=${fmt(oursPaced.p99, 3)}`;
+    const resultInspect =
+      ONLY === 'sni' ? '(inspection not run: NAMEGATE_BENCH_ONLY=sni)' : await inspectPart(dir);
     console.log(
-      `RESULT proxy conn_per_s=${fmt(ours.cps, 0)} haproxy_conn_per_s=${fmt(ha.cps, 0)} ratio=${fmt(ratio, 2)} ttfb_p99_ms=${fmt(ours.p99, 3)}`,
+      `load average after the run: ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
     );
+    console.log(resultProxy);
+    console.log(resultInspect);
   } finally {
     for (const c of children) c.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });

@@ -43,6 +43,7 @@ import { createLogger, type Logger } from '../observe/log.ts';
 import { createRegistry } from '../observe/metrics.ts';
 import type { PolicySource } from '../policy/source.ts';
 import { ConnectProxy } from '../proxy/connect-proxy.ts';
+import type { Inspector } from '../proxy/inspect/inspector.ts';
 import { originalDestinationFor } from '../proxy/original-dst.ts';
 import { UpstreamResolver } from '../proxy/resolver.ts';
 import type { ProxySettings } from '../proxy/settings.ts';
@@ -250,6 +251,7 @@ async function startProxies(w: Wiring, sources: Sources, learned: LearnedStore):
       originalDestinationMethod: od.method,
       log: log.child({ component: 'sni-proxy' }),
       flowLog,
+      inspector: startInspector(w, settings, flowLog),
     });
     w.cleanups.add(() => sni.stop());
   }
@@ -264,6 +266,59 @@ async function startProxies(w: Wiring, sources: Sources, learned: LearnedStore):
     });
     w.cleanups.add(() => connect.stop());
   }
+}
+
+/**
+ * TLS inspection, when proxy.inspect.ca is set. A CA that cannot be loaded is logged and tried
+ * again every reloadSeconds: meanwhile connections that need inspection are refused (never
+ * passed uninspected), and everything else works.
+ */
+function startInspector(
+  w: Wiring,
+  settings: ProxySettings,
+  flowLog: LineSink | null,
+): { current(): Inspector | null } {
+  const s = settings.inspect;
+  let current: Inspector | null = null;
+  if (s === null) return { current: () => null };
+  const log = w.log.child({ component: 'sni-proxy' });
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  const attempt = async (): Promise<void> => {
+    try {
+      // Loaded only when a CA is configured: the X.509 library is a large import.
+      const { startInspection } = await import('../proxy/inspect/start.ts');
+      const started = await startInspection({
+        settings: s,
+        head: settings.head,
+        connectTimeoutMs: settings.connectTimeoutMs,
+        idleTimeoutMs: settings.idleTimeoutMs,
+        flowLog,
+        flowMode: settings.flowLog.mode,
+        registry: w.registry,
+        log,
+        clock: w.clock,
+      });
+      if (stopped) return started.stop();
+      current = started.inspector;
+      w.cleanups.add(() => started.stop());
+    } catch (err) {
+      log.error(
+        { [F.event]: 'proxy', [F.error]: errorMessage(err) },
+        'TLS inspection unavailable; inspected connections are refused',
+      );
+      if (!stopped) {
+        timer = setTimeout(() => void attempt(), s.reloadMs);
+        timer.unref();
+      }
+    }
+  };
+  void attempt();
+  w.cleanups.add(() => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  });
+  return { current: () => current };
 }
 
 /**

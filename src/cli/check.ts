@@ -10,6 +10,7 @@ import { CompiledPolicies } from '../policy/compile.ts';
 import { explain } from '../policy/explain.ts';
 import { type Protocol, policyRefText } from '../policy/model.ts';
 import { parseLabelList } from '../policy/selector.ts';
+import { checkRequest } from './check-request.ts';
 import { colour, Exit, usageError } from './output.ts';
 
 const NAMESPACE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -24,6 +25,9 @@ interface CheckOptions {
   protocol: Protocol;
   json?: boolean;
   explain?: boolean;
+  method?: string;
+  path?: string;
+  header?: string[];
 }
 
 export function registerCheck(program: Command): void {
@@ -37,6 +41,9 @@ export function registerCheck(program: Command): void {
     .requiredOption('--name <fqdn>', 'the domain name the pod connects to')
     .option('--port <n>', 'destination port', '443')
     .addOption(new Option('--protocol <p>', 'TCP or UDP').choices(['TCP', 'UDP']).default('TCP'))
+    .option('--method <m>', 'an HTTP method inside the connection (inspected rules: verify Inspect)')
+    .option('--path <p>', 'an HTTP request path, e.g. /repos/org/x (inspected rules)')
+    .option('--header <name:value...>', 'request header fields for header matchers (repeatable)')
     .option('--json', 'print one JSON object')
     .option('--explain', 'print the path to the verdict')
     .action(async (opts: CheckOptions) => {
@@ -76,6 +83,12 @@ export function registerCheck(program: Command): void {
       const identity = makeIdentity(`pod:${opts.namespace}/(check)`, opts.namespace, labels, namespaceLabels);
       const port = Number(opts.port);
       const { decision, lines } = explain(set, identity, name, opts.protocol, port);
+      const request =
+        opts.method !== undefined || opts.path !== undefined || opts.header !== undefined
+          ? checkRequest(set, identity, name, port, opts, decision.verdict !== 'deny' ? decision.mode : null)
+          : null;
+      if (request) lines.splice(lines.length - 1, 0, ...request.lines);
+      const final = request?.decision ?? null;
       if (opts.json) {
         console.log(
           JSON.stringify({
@@ -85,6 +98,20 @@ export function registerCheck(program: Command): void {
             policyKind: decision.policy?.kind ?? null,
             rule: decision.rule,
             mode: decision.mode,
+            ...(final
+              ? {
+                  request: {
+                    method: request!.method,
+                    path: request!.path,
+                    inspected: request!.inspected,
+                    verdict: final.verdict,
+                    reason: final.reason,
+                    policy: final.policy,
+                    rule: final.rule,
+                    httpRule: final.httpRule,
+                  },
+                }
+              : {}),
             name,
             protocol: opts.protocol,
             port,
@@ -104,7 +131,16 @@ export function registerCheck(program: Command): void {
           ? ` by ${decision.policy.kind} ${policyRefText(decision.policy)} spec.egress[${decision.rule}]`
           : '';
         console.log(`${paint(decision.verdict)} ${name} ${opts.protocol}/${port}: ${decision.reason}${by}`);
+        if (final) {
+          const p2 =
+            final.verdict === 'allow' ? colour.green : final.verdict === 'audit' ? colour.yellow : colour.red;
+          const at = final.policy
+            ? ` by ${final.policy} spec.egress[${final.rule}]${final.httpRule !== null ? `.http[${final.httpRule}]` : ''}`
+            : '';
+          console.log(`${p2(final.verdict)} ${request!.method} ${request!.path}: ${final.reason}${at}`);
+        } else if (request && !opts.explain) console.log(colour.dim(request.lines[0] ?? ''));
       }
-      process.exitCode = decision.verdict === 'deny' ? Exit.Deny : Exit.Ok;
+      const denied = decision.verdict === 'deny' || final?.verdict === 'deny';
+      process.exitCode = denied ? Exit.Deny : Exit.Ok;
     });
 }

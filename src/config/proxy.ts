@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { hostPort } from '../core/host-port.ts';
+import type { InspectSettings } from '../proxy/inspect/settings.ts';
 import type { ProxySettings } from '../proxy/settings.ts';
 import { count, ms } from './units.ts';
 
@@ -39,7 +40,44 @@ export const ConnectProxySchema = z.strictObject({
     .describe('Clients no identity knows: refused (default), or served like ungoverned ones.'),
 });
 
+export const InspectSchema = z
+  .strictObject({
+    ca: z
+      .strictObject({
+        certFile: z
+          .string()
+          .min(1)
+          .describe('PEM certificate of the inspection CA (tls.crt of a kubernetes.io/tls Secret).'),
+        keyFile: z.string().min(1).describe('PEM private key of the inspection CA (tls.key). Never logged.'),
+      })
+      .describe(
+        'The CA that signs the leaves presented to inspected clients; absent: no inspection (those connections are refused).',
+      )
+      .optional(),
+    reloadSeconds: count(1, 3600, 10).describe('How often the CA files are checked for a rotation.'),
+    upstreamCA: z
+      .string()
+      .optional()
+      .describe(
+        "PEM file of the roots destinations' certificates must chain to; absent: Node's bundled Mozilla roots.",
+      ),
+    leafValiditySeconds: count(300, 7 * 86_400, 86_400).describe(
+      'Lifetime of a minted leaf (renewed at half of it).',
+    ),
+    maxLeaves: count(1, 1_000_000, 10_000).describe(
+      'Leaf certificates kept in memory (least recently used out first).',
+    ),
+    handshakeTimeoutMs: ms(100, 60_000, 10_000).describe(
+      "Longest wait for the client's TLS handshake and for the destination's TLS connection.",
+    ),
+    maxConcurrentStreams: count(1, 10_000, 100).describe(
+      'HTTP/2 streams a client may open at once on one inspected connection.',
+    ),
+  })
+  .describe('TLS inspection for rules with verify: Inspect (docs/proxy.md, "TLS inspection").');
+
 export const ProxySectionSchema = z.strictObject({
+  inspect: InspectSchema.prefault({}),
   sni: SniProxySchema.prefault({}),
   connect: ConnectProxySchema.prefault({}),
   peekTimeoutMs: ms(100, 60_000, 5000).describe(
@@ -72,12 +110,33 @@ export const ProxySectionSchema = z.strictObject({
 export type ProxySection = z.output<typeof ProxySectionSchema>;
 export type ProxySectionInput = z.input<typeof ProxySectionSchema>;
 
-/** A relative flow-log path is from the config file's folder. */
+/** Relative paths (flow log, inspection CA and roots) are from the config file's folder. */
 export function resolveProxySection(proxy: ProxySection, baseDir: string): ProxySection {
+  const at = (p: string) => path.resolve(baseDir, p);
   const p = proxy.flowLog.path;
-  return p === undefined
-    ? proxy
-    : { ...proxy, flowLog: { ...proxy.flowLog, path: path.resolve(baseDir, p) } };
+  const i = proxy.inspect;
+  return {
+    ...proxy,
+    ...(p === undefined ? {} : { flowLog: { ...proxy.flowLog, path: at(p) } }),
+    inspect: {
+      ...i,
+      ...(i.ca ? { ca: { certFile: at(i.ca.certFile), keyFile: at(i.ca.keyFile) } } : {}),
+      ...(i.upstreamCA !== undefined ? { upstreamCA: at(i.upstreamCA) } : {}),
+    },
+  };
+}
+
+function inspectSettingsFrom(i: ProxySection['inspect']): InspectSettings | null {
+  if (!i.ca) return null;
+  return {
+    ca: { certFile: i.ca.certFile, keyFile: i.ca.keyFile },
+    reloadMs: i.reloadSeconds * 1000,
+    upstreamCaFile: i.upstreamCA ?? null,
+    leafValiditySeconds: i.leafValiditySeconds,
+    maxLeaves: i.maxLeaves,
+    handshakeTimeoutMs: i.handshakeTimeoutMs,
+    maxConcurrentStreams: i.maxConcurrentStreams,
+  };
 }
 
 /** The proxies' settings from a validated section. */
@@ -99,6 +158,7 @@ export function proxySettingsFrom(proxy: ProxySection): ProxySettings {
     maxConnectionsPerSource: proxy.maxConnectionsPerSource,
     originalDst: proxy.originalDst,
     flowLog: { mode: proxy.flowLog.mode, path: proxy.flowLog.path ?? null },
+    inspect: inspectSettingsFrom(proxy.inspect),
   };
 }
 

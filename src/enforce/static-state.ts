@@ -44,7 +44,7 @@ export function staticState(
             });
           }
         }
-        if (rule.verify === 'SNI') {
+        if (rule.verify !== 'None') {
           for (const port of rule.ports) {
             if (port.protocol === 'TCP')
               verify.push({ source: ip, protocol: 'TCP', portFrom: port.from, portTo: port.to });

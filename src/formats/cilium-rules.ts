@@ -11,6 +11,7 @@
  */
 import type { Cidr } from '../core/ip.ts';
 import type { Protocol } from '../policy/model.ts';
+import { convertHttpRules } from './cilium-http.ts';
 import {
   absent,
   admitPattern,
@@ -198,13 +199,16 @@ function warnNoPeer(c: Conversion, rule: Record<string, unknown>, path: string):
   );
 }
 
-/** The native rules: the plain ports for every peer, the serverNames ports SNI-checked for names only. */
+/**
+ * The native rules: the plain ports for every peer, the serverNames ports SNI-checked and the
+ * http-rule ports inspected, both for names only.
+ */
 function nativeRules(
   c: Conversion,
   path: string,
   toFQDNs: FqdnPeers,
   toCIDRs: CidrPeers,
-  ports: { plain: PortSpan[]; sni: PortSpan[] },
+  ports: PortGroups,
 ): RuleInput[] {
   const out: RuleInput[] = [];
   const peers = {
@@ -215,19 +219,31 @@ function nativeRules(
     const native = nativePorts(ports.plain);
     out.push({ ...peers, ...(native ? { ports: native } : {}) });
   }
-  if (ports.sni.length === 0) return out;
+  if (ports.sni.length === 0 && ports.inspect.length === 0) return out;
   if (toFQDNs.length === 0) {
     c.warn(
       path,
-      'not converted for the serverNames ports: an SNI check needs toFQDNs, and allowing toCIDR without it would be wider',
+      'not converted for the serverNames and http-rule ports: checking names needs toFQDNs, and allowing toCIDR without it would be wider',
     );
     return out;
   }
   if (toCIDRs.length > 0) {
-    c.warn(path, 'toCIDR is not converted for the serverNames ports: namegate checks SNI against names only');
+    c.warn(
+      path,
+      'toCIDR is not converted for the serverNames and http-rule ports: namegate checks names only there',
+    );
   }
-  out.push({ toFQDNs, ports: nativePorts(ports.sni) ?? [], verify: 'SNI' });
+  if (ports.sni.length > 0) out.push({ toFQDNs, ports: nativePorts(ports.sni) ?? [], verify: 'SNI' });
+  for (const g of ports.inspect)
+    out.push({ toFQDNs, ports: nativePorts(g.spans) ?? [], verify: 'Inspect', http: g.http });
   return out;
+}
+
+interface PortGroups {
+  readonly plain: PortSpan[];
+  readonly sni: PortSpan[];
+  /** Ports whose PortRule has rules.http: one native Inspect rule per entry. */
+  readonly inspect: Array<{ spans: PortSpan[]; http: NonNullable<RuleInput['http']> }>;
 }
 
 /** matchName / matchPattern -> native name / pattern with the same meaning. */
@@ -343,16 +359,13 @@ const PORT_RULE_FIELDS = ['ports', 'rules', 'serverNames', 'terminatingTLS', 'or
  * as verify: SNI). Undefined when toPorts is present but nothing in it is a port namegate can
  * allow: then the rule must be dropped, never widened to every port.
  */
-function convertToPorts(
-  c: Conversion,
-  value: unknown,
-  path: string,
-): { plain: PortSpan[]; sni: PortSpan[] } | undefined {
+function convertToPorts(c: Conversion, value: unknown, path: string): PortGroups | undefined {
   const list = readList(c, value, path);
   if (!list) return undefined;
-  if (list.length === 0) return { plain: [...EVERY_PORT], sni: [] };
+  if (list.length === 0) return { plain: [...EVERY_PORT], sni: [], inspect: [] };
   const plain: PortSpan[] = [];
   const sni: PortSpan[] = [];
+  const inspect: PortGroups['inspect'] = [];
   const before = c.errors.length;
   list.forEach((v, j) => {
     const at = child(path, j);
@@ -360,12 +373,32 @@ function convertToPorts(
     if (!pr) return;
     warnUnknown(c, pr, at, PORT_RULE_FIELDS);
     const spans = convertPortList(c, pr['ports'], child(at, 'ports'));
-    convertL7(c, pr['rules'], child(at, 'rules'));
-    for (const field of ['terminatingTLS', 'originatingTLS', 'listener']) {
-      if (!absent(pr[field])) c.warn(child(at, field), 'not kept: namegate does not proxy or terminate TLS');
+    const http = convertL7(c, pr['rules'], child(at, 'rules'));
+    if (!absent(pr['listener'])) c.warn(child(at, 'listener'), 'not kept: namegate has no Envoy listeners');
+    const tls = ['terminatingTLS', 'originatingTLS'].filter((f) => !absent(pr[f]));
+    for (const field of tls) {
+      c.warn(
+        child(at, field),
+        http
+          ? 'kept as verify: Inspect: namegate terminates TLS with its inspection CA (proxy.inspect.ca) and verifies the destination against proxy.inspect.upstreamCA; the Secret named here is not read'
+          : 'not needed: without http rules every request passes, so namegate checks the SNI and does not terminate TLS',
+      );
     }
     const names = readList(c, pr['serverNames'], child(at, 'serverNames'));
-    if (names && names.length > 0) {
+    if (http) {
+      const tcp = spans.filter((s) => s.protocol === 'TCP');
+      if (tcp.length < spans.length)
+        c.warn(
+          child(child(at, 'rules'), 'http'),
+          'the UDP ports of this entry are not converted: HTTP rules need TCP',
+        );
+      if (names && names.length > 0)
+        c.warn(
+          child(at, 'serverNames'),
+          'kept as verify: Inspect: the SNI must be a name of the rule (its toFQDNs), not this list',
+        );
+      if (tcp.length > 0) inspect.push({ spans: tcp, http });
+    } else if (names && names.length > 0) {
       const tcp = spans.filter((s) => s.protocol === 'TCP');
       if (tcp.length < spans.length) {
         c.warn(
@@ -382,12 +415,12 @@ function convertToPorts(
       plain.push(...spans);
     }
   });
-  if (plain.length === 0 && sni.length === 0) {
-    if (c.errors.length > before) return undefined;
+  if (c.errors.length > before) return undefined;
+  if (plain.length === 0 && sni.length === 0 && inspect.length === 0) {
     c.warn(path, 'no port namegate can allow: the rule is not converted');
     return undefined;
   }
-  return { plain, sni };
+  return { plain, sni, inspect };
 }
 
 function convertPortList(c: Conversion, value: unknown, path: string): PortSpan[] {
@@ -449,9 +482,10 @@ function readPortNumber0(c: Conversion, v: unknown, path: string): number | unde
   return n;
 }
 
-function convertL7(c: Conversion, value: unknown, path: string): void {
+/** rules: http becomes native HTTP rules (cilium-http.ts); the other kinds are named in warnings. */
+function convertL7(c: Conversion, value: unknown, path: string): NonNullable<RuleInput['http']> | undefined {
   const rules = readOptionalRecord(c, value, path);
-  if (!rules) return;
+  if (!rules) return undefined;
   warnUnknown(c, rules, path, ['dns', 'http', 'kafka', 'l7proto', 'l7']);
   if (!absent(rules['dns'])) {
     c.warn(
@@ -459,12 +493,15 @@ function convertL7(c: Conversion, value: unknown, path: string): void {
       'not needed: namegate answers DNS itself and lets a pod resolve exactly the names its policies allow',
     );
   }
-  for (const field of ['http', 'kafka', 'l7proto', 'l7']) {
+  for (const field of ['kafka', 'l7proto', 'l7']) {
     if (!absent(rules[field])) {
-      c.warn(
+      c.error(
         child(path, field),
-        'not kept: namegate allows every request on these ports (layer 7 rules are wider after conversion)',
+        'not converted: namegate inspects HTTP only; allowing every request on these ports would be wider',
       );
     }
   }
+  if (absent(rules['http'])) return undefined;
+  const http = convertHttpRules(c, rules['http'], child(path, 'http'));
+  return http && http.length > 0 ? http : undefined;
 }

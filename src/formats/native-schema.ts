@@ -42,14 +42,52 @@ export const CidrSchema = z.strictObject({
   except: z.array(z.string()).optional().describe('Networks inside cidr that stay closed.'),
 });
 
+export const HttpRuleSchema = z
+  .strictObject({
+    methods: z.array(z.string()).optional().describe('Upper-case methods, e.g. [GET, HEAD]; absent: any.'),
+    path: z
+      .strictObject({
+        exact: z.string().optional(),
+        prefix: z.string().optional(),
+        regex: z.string().optional().describe('RE2 syntax, matched against the whole path.'),
+      })
+      .optional()
+      .describe('Exactly one of exact, prefix or regex, over the canonical path (no query); absent: any.'),
+    headers: z
+      .array(
+        z.strictObject({
+          name: z.string(),
+          value: z.string().optional().describe('The exact value (after trimming).'),
+          regex: z.string().optional().describe('RE2 syntax, matched against the whole value.'),
+        }),
+      )
+      .optional()
+      .describe('Each must hold; with neither value nor regex the field must be present.'),
+    hosts: z
+      .array(z.string())
+      .optional()
+      .describe("Names or patterns inside the rule's toFQDNs this HTTP rule is limited to."),
+    websocket: z.boolean().optional().describe('Allow websocket upgrades on matching requests.'),
+  })
+  .describe('One allowed kind of request; a request matching no HTTP rule of the rule is denied.');
+
 export const RuleSchema = z.strictObject({
   toFQDNs: z.array(FqdnSelectorSchema).optional(),
   toCIDRs: z.array(CidrSchema).optional(),
   ports: z.array(PortSchema).optional().describe('Empty means every port of TCP and UDP.'),
   verify: z
-    .enum(['None', 'SNI'])
+    .enum(['None', 'SNI', 'Inspect'])
     .default('None')
-    .describe('SNI: connections on these ports must name (TLS SNI or HTTP Host) what they resolved.'),
+    .describe(
+      'SNI: connections on these ports must name (TLS SNI or HTTP Host) what they resolved. Inspect: SNI, then TLS is terminated with the inspection CA and every request must match an http rule.',
+    ),
+  http: z.array(HttpRuleSchema).optional().describe('verify: Inspect only: the requests allowed.'),
+  passThrough: z
+    .array(FqdnSelectorSchema)
+    .optional()
+    .describe(
+      'verify: Inspect only: names of toFQDNs never inspected (certificate-pinning clients); SNI checks only.',
+    ),
 });
 
 const commonSpec = {

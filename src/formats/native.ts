@@ -5,6 +5,7 @@
  */
 import type { z } from 'zod';
 import { type Cidr, CidrSet, parseCidr } from '../core/ip.ts';
+import { type HttpRule, parseHttpRule, patternWithin } from '../policy/http-rule.ts';
 import {
   ALL_PORTS,
   API_VERSION,
@@ -14,6 +15,7 @@ import {
   type PolicyKind,
   type PortRange,
   type Rule,
+  type Verify,
 } from '../policy/model.ts';
 import { type PatternOptions, parsePattern, patternText } from '../policy/pattern.ts';
 import { type LabelSelector, validateSelector } from '../policy/selector.ts';
@@ -53,6 +55,7 @@ export const LIMITS = {
   fqdnsPerRule: 10_000,
   cidrsPerRule: 10_000,
   portsPerRule: 1000,
+  httpRulesPerRule: 1000,
 } as const;
 
 const TOP_LEVEL_FIELDS = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
@@ -179,7 +182,7 @@ function compileRule(
   const ports = r.ports ?? [];
   // Over a limit: skip this rule's entries (not later rules: their problems are reported too).
   if (!withinRuleLimits(p, at, toFQDNs.length, toCIDRs.length, ports.length)) {
-    return { fqdns: [], cidrs: [], ports: ALL_PORTS, verify: 'None' };
+    return { fqdns: [], cidrs: [], ports: ALL_PORTS, verify: 'None', http: [], passThrough: [] };
   }
   if (toFQDNs.length === 0 && toCIDRs.length === 0) {
     errors.push({
@@ -190,8 +193,68 @@ function compileRule(
   const fqdns = toFQDNs.flatMap((f, j) => compileFqdn(p, f, `${at}.toFQDNs[${j}]`, options) ?? []);
   const cidrs = toCIDRs.flatMap((c, j) => compileCidr(p, c, `${at}.toCIDRs[${j}]`) ?? []);
   const ranges = ports.flatMap((port, j) => compilePort(p, port, `${at}.ports[${j}]`) ?? []);
-  if (r.verify === 'SNI') checkVerify(p, at, ranges, toFQDNs.length);
-  return { fqdns, cidrs, ports: ranges.length > 0 ? ranges : ALL_PORTS, verify: r.verify };
+  if (r.verify !== 'None') checkVerify(p, at, r.verify, ranges, toFQDNs.length);
+  const { http, passThrough } = compileInspection(p, r, at, fqdns, options);
+  return { fqdns, cidrs, ports: ranges.length > 0 ? ranges : ALL_PORTS, verify: r.verify, http, passThrough };
+}
+
+/**
+ * Inspection step: http and passThrough belong to `verify: Inspect` (elsewhere they would look
+ * like restrictions that nothing enforces); every host of an HTTP rule and every pass-through
+ * name must lie inside the rule's own names (an HTTP rule narrows, never widens).
+ */
+function compileInspection(
+  p: Problems,
+  r: z.output<typeof RuleSchema>,
+  at: string,
+  fqdns: readonly FqdnRule[],
+  options: PatternOptions,
+): Pick<Rule, 'http' | 'passThrough'> {
+  if (r.verify !== 'Inspect') {
+    if (r.http !== undefined)
+      p.errors.push({ path: `${at}.http`, message: 'http rules need verify: Inspect' });
+    if (r.passThrough !== undefined)
+      p.errors.push({ path: `${at}.passThrough`, message: 'passThrough needs verify: Inspect' });
+    return { http: [], passThrough: [] };
+  }
+  if (r.http === undefined || r.http.length === 0)
+    p.errors.push({
+      path: `${at}.http`,
+      message:
+        'verify: Inspect needs http rules (a request that matches none is denied; use verify: SNI to allow every request)',
+    });
+  if ((r.http?.length ?? 0) > LIMITS.httpRulesPerRule)
+    p.errors.push({ path: `${at}.http`, message: `at most ${LIMITS.httpRulesPerRule} http rules per rule` });
+  const within = (pattern: FqdnRule['pattern']) => fqdns.some((f) => patternWithin(pattern, f.pattern));
+  const http: HttpRule[] = [];
+  (r.http ?? []).slice(0, LIMITS.httpRulesPerRule).forEach((h, j) => {
+    const parsed = parseHttpRule(h, options);
+    if (!parsed.rule) {
+      for (const q of parsed.problems)
+        p.errors.push({ path: `${at}.http[${j}].${q.path}`, message: q.message });
+      return;
+    }
+    parsed.rule.hosts?.forEach((host, k) => {
+      if (!within(host.pattern))
+        p.errors.push({
+          path: `${at}.http[${j}].hosts[${k}]`,
+          message: `${host.text} is not inside the rule's toFQDNs`,
+        });
+    });
+    http.push(parsed.rule);
+  });
+  const passThrough: FqdnRule[] = [];
+  (r.passThrough ?? []).forEach((f, j) => {
+    const c = compileFqdn(p, f, `${at}.passThrough[${j}]`, options);
+    if (!c) return;
+    if (!within(c.pattern))
+      p.errors.push({
+        path: `${at}.passThrough[${j}]`,
+        message: `${c.text} is not inside the rule's toFQDNs`,
+      });
+    else passThrough.push(c);
+  });
+  return { http, passThrough };
 }
 
 function withinRuleLimits(p: Problems, at: string, fqdns: number, cidrs: number, ports: number): boolean {
@@ -286,19 +349,25 @@ function compilePort(
 }
 
 /** verify: SNI checks names on TCP ports, so it needs both. */
-function checkVerify(p: Problems, at: string, ranges: readonly PortRange[], fqdnCount: number): void {
+function checkVerify(
+  p: Problems,
+  at: string,
+  verify: Verify,
+  ranges: readonly PortRange[],
+  fqdnCount: number,
+): void {
   if (ranges.length === 0) {
     p.errors.push({
       path: `${at}.verify`,
-      message: 'verify: SNI needs ports (the TCP ports whose connections are checked)',
+      message: `verify: ${verify} needs ports (the TCP ports whose connections are checked)`,
     });
   } else if (ranges.some((r) => r.protocol !== 'TCP')) {
-    p.errors.push({ path: `${at}.verify`, message: 'verify: SNI applies to TCP ports only' });
+    p.errors.push({ path: `${at}.verify`, message: `verify: ${verify} applies to TCP ports only` });
   }
   if (fqdnCount === 0) {
     p.errors.push({
       path: `${at}.verify`,
-      message: 'verify: SNI needs toFQDNs (the names connections must present)',
+      message: `verify: ${verify} needs toFQDNs (the names connections must present)`,
     });
   }
 }

@@ -46,8 +46,17 @@ export interface LabAgentConfig {
   };
   /** The agent's metrics and health endpoint, on the node's loopback. */
   readonly http?: { readonly listen: string };
-  /** The SNI/Host proxy checks verify ports (api.stripe.com shares its IP with a neighbour). */
-  readonly proxy?: { readonly sni: { readonly enabled: boolean } };
+  /**
+   * The SNI/Host proxy checks verify ports (api.stripe.com shares its IP with a neighbour); the
+   * lab CA doubles as the inspection CA, and is also the root the lab's web sites chain to.
+   */
+  readonly proxy?: {
+    readonly sni: { readonly enabled: boolean };
+    readonly inspect: {
+      readonly ca: { readonly certFile: string; readonly keyFile: string };
+      readonly upstreamCA: string;
+    };
+  };
 }
 
 export const AGENT_HTTP_LISTEN = '127.0.0.1:9253';
@@ -92,7 +101,15 @@ export function labAgentConfig(plan: LabPlan, policies: readonly string[]): LabA
       ? { datapath: { dnsRedirect: dnsRedirectTarget(plan), sourceCIDRs: podNetworks(plan) } }
       : {}),
     ...(Object.hasOwn(sections, 'http') ? { http: { listen: AGENT_HTTP_LISTEN } } : {}),
-    ...(Object.hasOwn(sections, 'proxy') ? { proxy: { sni: { enabled: true } } } : {}),
+    ...(Object.hasOwn(sections, 'proxy') ? { proxy: labProxy(plan) } : {}),
+  };
+}
+
+function labProxy(plan: LabPlan): NonNullable<LabAgentConfig['proxy']> {
+  const p = statePaths(plan);
+  return {
+    sni: { enabled: true },
+    inspect: { ca: { certFile: p.caCert, keyFile: path.join(p.ca, 'ca.key') }, upstreamCA: p.caCert },
   };
 }
 

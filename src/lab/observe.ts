@@ -51,7 +51,11 @@ export function observeCurl(r: ClientResult): Observation {
   if (r.code === 0) {
     const lines = r.stdout.trimEnd().split('\n');
     const status = lines[lines.length - 1]?.trim() ?? '';
-    const host = servedBy(lines.slice(0, -1).join('\n'));
+    const body = lines.slice(0, -1).join('\n');
+    // namegate's own answer to an inspected request it refused: "namegate: <reason>".
+    const refused = /^namegate: ([a-z0-9_]+)/.exec(body);
+    if (refused && /^[45]/.test(status)) return { verdict: 'deny', reason: `HTTP ${status} ${refused[1]}` };
+    const host = servedBy(body);
     return { verdict: 'allow', reason: `HTTP ${status}${host ? ` from ${host}` : ''}` };
   }
   const code = r.code ?? -1;

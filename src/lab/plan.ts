@@ -221,7 +221,18 @@ function site(
 /** The fake internet's web sites: the names the example policies use, and negative cases. */
 export const SITES: readonly Site[] = [
   site('stripe', ['api.stripe.com', 'cdn-neighbour.example.net'], [10], 'CDN case: two names share one IP'),
-  site('github', ['github.com'], [20], 'examples/ci-runners.yaml'),
+  site(
+    'stripefiles',
+    ['files.stripe.com'],
+    [12],
+    'inspected: verify Inspect in examples/payments-stripe.yaml',
+  ),
+  site(
+    'github',
+    ['github.com', 'api.github.com'],
+    [20],
+    'examples/ci-runners.yaml (api.github.com: inspected)',
+  ),
   site(
     'ghcontent',
     ['objects.githubusercontent.com', 'raw.githubusercontent.com'],

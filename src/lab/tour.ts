@@ -29,6 +29,9 @@ export type TourCheck =
       readonly family?: 4 | 6;
       /** Connect to this address instead of resolving (curl --resolve). */
       readonly via?: string;
+      /** Request method (default GET) and extra header lines ("Host: x"). */
+      readonly method?: string;
+      readonly headers?: readonly string[];
       readonly expect: Verdict;
       readonly why: string;
     }
@@ -65,7 +68,9 @@ export function targetText(c: TourCheck): string {
   switch (c.kind) {
     case 'http': {
       const via = c.via ? ` via ${c.via}` : '';
-      return `${c.url.replace(/\/$/, '')}${c.family === 6 ? ' (IPv6)' : ''}${via}`;
+      const method = c.method ? `${c.method} ` : '';
+      const headers = (c.headers ?? []).map((h) => ` [${h}]`).join('');
+      return `${method}${c.url.replace(/\/$/, '')}${c.family === 6 ? ' (IPv6)' : ''}${via}${headers}`;
     }
     case 'dns':
       return `dns ${c.server ? `@${c.server} ` : ''}${c.name}${c.qtype && c.qtype !== 'A' ? ` ${c.qtype}` : ''}`;
@@ -90,7 +95,7 @@ function http(
   url: string,
   expect: Verdict,
   why: string,
-  more: Pick<HttpCheck, 'family' | 'via'> = {},
+  more: Pick<HttpCheck, 'family' | 'via' | 'method' | 'headers'> = {},
 ): TourCheck {
   return { kind: 'http', pod, url, expect, why, ...more };
 }
@@ -125,6 +130,37 @@ function paymentsChecks(plan: LabPlan): TourCheck[] {
     http(pod, 'https://api.stripe.com/', 'allow', 'stripe-only allows it on TCP 443'),
     http(pod, 'https://api.stripe.com/', 'allow', 'the same over IPv6', { family: 6 }),
     http(pod, 'http://api.stripe.com/', 'deny', 'port 80 is not in the rule'),
+    // verify: Inspect: every request inside TLS is judged against the rule's HTTP rules.
+    http(
+      pod,
+      'https://files.stripe.com/v1/files/file_1',
+      'allow',
+      'inspected: GET under /v1/files/ is allowed',
+    ),
+    http(
+      pod,
+      'https://files.stripe.com/v1/charges',
+      'deny',
+      'inspected: no HTTP rule allows this path (403)',
+    ),
+    http(
+      pod,
+      'https://files.stripe.com/v1/files/file_1',
+      'deny',
+      'inspected: the method is not allowed (403)',
+      {
+        method: 'DELETE',
+      },
+    ),
+    http(
+      pod,
+      'https://files.stripe.com/v1/files/file_1',
+      'deny',
+      'inspected: Host differs from the SNI (fronting)',
+      {
+        headers: ['Host: api.stripe.com'],
+      },
+    ),
     dns(pod, 'evil.example.com', 'deny', 'not allowed: REFUSED'),
     http(
       pod,
@@ -209,6 +245,8 @@ async function observe(plan: LabPlan, c: TourCheck, client: PodClient): Promise<
       argv.push('-w', '\\n%{http_code}', '-o', '-');
       if (c.family) argv.push(c.family === 6 ? '-6' : '-4');
       if (c.via) argv.push('--resolve', `${url.hostname}:${port}:${c.via}`);
+      if (c.method) argv.push('-X', c.method);
+      for (const h of c.headers ?? []) argv.push('-H', h);
       argv.push(c.url);
       const o = observeCurl(await exec(argv));
       if (o.reason !== 'could not resolve host') return o;

@@ -30,4 +30,9 @@ export const F = {
   connection: 'conn',
   bytesUp: 'bytes_up',
   bytesDown: 'bytes_down',
+  /** Inspected requests: the method, the path (no query), the HTTP rule that decided, our status. */
+  method: 'method',
+  path: 'path',
+  httpRule: 'http_rule',
+  status: 'status',
 } as const;

@@ -64,7 +64,7 @@ export function explain(
           if (!patternMatches(f.pattern, name)) continue;
           const ok = portAllows(rule.ports, protocol, port);
           lines.push(
-            `  ${policyRefText(p.ref)} spec.egress[${r}] ${f.text} matches; ports ${formatPorts(rule.ports)}: ${ok ? 'port allowed' : 'port not listed'}${rule.verify === 'SNI' ? ' (verify: SNI)' : ''}`,
+            `  ${policyRefText(p.ref)} spec.egress[${r}] ${f.text} matches; ports ${formatPorts(rule.ports)}: ${ok ? 'port allowed' : 'port not listed'}${rule.verify === 'None' ? '' : ` (verify: ${rule.verify})`}`,
           );
         }
       });

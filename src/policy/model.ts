@@ -6,12 +6,18 @@
 import type { Cidr } from '../core/ip.ts';
 import type { Mode } from '../core/mode.ts';
 import type { Protocol } from '../core/protocol.ts';
+import type { HttpRule } from './http-rule.ts';
 import type { FqdnPattern, PatternOptions } from './pattern.ts';
 import type { LabelSelector, Labels } from './selector.ts';
 
 /** Mode and Protocol live in src/core (the datapath speaks of them too); re-exported for policy users. */
 export type { Mode, Protocol };
-export type Verify = 'None' | 'SNI';
+/**
+ * How connections of a rule's TCP ports are checked: None (the learned address is enough), SNI
+ * (the SNI/Host proxy checks the name against the address), Inspect (SNI, then TLS is terminated
+ * and every request must match one of the rule's HTTP rules).
+ */
+export type Verify = 'None' | 'SNI' | 'Inspect';
 
 export const API_GROUP = 'namegate.dev';
 export const API_VERSION = `${API_GROUP}/v1alpha1`;
@@ -59,6 +65,10 @@ export interface Rule {
   /** Never empty: an empty list in the document becomes ALL_PORTS. */
   readonly ports: readonly PortRange[];
   readonly verify: Verify;
+  /** Inspect: the HTTP rules; a request that matches none is denied. Empty otherwise. */
+  readonly http: readonly HttpRule[];
+  /** Inspect: names of this rule never inspected (certificate-pinning clients): SNI checks only. */
+  readonly passThrough: readonly FqdnRule[];
 }
 
 export interface Policy {

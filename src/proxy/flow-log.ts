@@ -26,6 +26,7 @@ export interface DecisionRecord {
   readonly rule: number | null;
   readonly ms: number;
   readonly ech?: boolean;
+  readonly inspect?: boolean;
   readonly alpn?: readonly string[];
   readonly detail?: string;
 }
@@ -42,16 +43,20 @@ export interface CloseRecord {
   readonly error?: string;
 }
 
-const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 253)}...` : s);
-const str = (v: string | null | undefined) =>
+/** Client values in flow lines: clipped, JSON-escaped, never trusted (shared by inspect/request-log.ts). */
+export const clip = (s: string) => (s.length > 256 ? `${s.slice(0, 253)}...` : s);
+export const str = (v: string | null | undefined) =>
   v === null || v === undefined ? 'null' : JSON.stringify(clip(v));
-const num = (v: number | null) => (v === null ? 'null' : String(v));
+export const num = (v: number | null) => (v === null ? 'null' : String(v));
 
 export class ProxyFlowLog {
   readonly #sink: LineSink | null;
   readonly #mode: FlowLogMode;
   readonly #component: string;
   readonly #wallNow: () => number;
+  /** The last timestamp formatted, and its text: lines of the same millisecond share it. */
+  #timeMs = -1;
+  #timeText = '';
 
   constructor(sink: LineSink | null, mode: FlowLogMode, component: string, wallNow: () => number = Date.now) {
     this.#sink = mode === 'none' ? null : sink;
@@ -61,7 +66,12 @@ export class ProxyFlowLog {
   }
 
   #head(level: string, event: string): string {
-    return `{"level":"${level}","time":"${new Date(this.#wallNow()).toISOString()}","component":"${this.#component}","${F.event}":"${event}"`;
+    const ms = this.#wallNow();
+    if (ms !== this.#timeMs) {
+      this.#timeMs = ms;
+      this.#timeText = new Date(ms).toISOString();
+    }
+    return `{"level":"${level}","time":"${this.#timeText}","component":"${this.#component}","${F.event}":"${event}"`;
   }
 
   decision(r: DecisionRecord): void {
@@ -74,6 +84,7 @@ export class ProxyFlowLog {
       `"${F.verdict}":"${r.verdict}","${F.reason}":${str(r.reason)},"${F.policy}":${str(r.policy)},` +
       `"${F.rule}":${num(r.rule)},"${F.durationMs}":${Math.round(r.ms * 1000) / 1000}`;
     if (r.ech) line += ',"ech":true';
+    if (r.inspect) line += ',"inspect":true';
     if (r.alpn && r.alpn.length > 0) line += `,"alpn":${JSON.stringify(r.alpn.slice(0, 8).map(clip))}`;
     if (r.detail) line += `,"detail":${str(r.detail)}`;
     this.#sink.write(`${line},"msg":"proxy"}\n`);

@@ -9,8 +9,14 @@
  *
  * A violation fails the stream with a GateError (the relay then closes both sides); bytes of a
  * refused request never reach the server.
+ *
+ * With `holdUpgrades` (the inspecting proxy, which reads the responses too), bytes after an
+ * Upgrade request are held until the caller says whether the server switched protocols
+ * (resolveUpgrade): a server that refuses the upgrade keeps speaking HTTP, and so must the gate,
+ * or the next request would pass unchecked as "tunnel" bytes.
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import { BodyFramer, FramingError } from './http-body.ts';
 import { type HeadLimits, parseRequestHead, type RequestHead } from './http-head.ts';
 
 export class GateError extends Error {
@@ -24,20 +30,22 @@ export class GateError extends Error {
   }
 }
 
+function asGateError(err: unknown): Error {
+  if (err instanceof FramingError) return new GateError(err.reason, err.message.slice(err.reason.length + 2));
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 /** Null when the request may pass, else the reason it may not. */
 export type HeadCheck = (head: RequestHead) => string | null;
 
-const MAX_CHUNK_LINE = 1024;
-const MAX_TRAILER_BYTES = 16_384;
+type Next = 'head' | 'tunnel' | 'hold';
 
 type State =
   | { kind: 'head' }
-  | { kind: 'length'; left: number; next: 'head' | 'tunnel' }
-  | { kind: 'size'; next: 'head' | 'tunnel' }
-  | { kind: 'data'; left: number; next: 'head' | 'tunnel' }
-  | { kind: 'data-end'; next: 'head' | 'tunnel' }
-  | { kind: 'trailers'; bytes: number; next: 'head' | 'tunnel' }
+  | { kind: 'body'; framer: BodyFramer; next: Next }
   | { kind: 'tunnel' }
+  /** After an Upgrade request, until resolveUpgrade (holdUpgrades). */
+  | { kind: 'hold' }
   /** single mode, after the one request: further bytes are dropped, never forwarded. */
   | { kind: 'drop' };
 
@@ -46,6 +54,7 @@ export class HttpGate extends Transform {
   readonly #limits: HeadLimits;
   readonly #onRequest: ((head: RequestHead) => void) | undefined;
   readonly #single: boolean;
+  readonly #holdUpgrades: boolean;
   #state: State = { kind: 'head' };
   #pending: Buffer = Buffer.alloc(0);
   /** Requests that passed. */
@@ -61,13 +70,25 @@ export class HttpGate extends Transform {
     check: HeadCheck,
     limits: HeadLimits,
     onRequest?: (head: RequestHead) => void,
-    options: { single?: boolean } = {},
+    options: { single?: boolean; holdUpgrades?: boolean } = {},
   ) {
     super();
     this.#check = check;
     this.#limits = limits;
     this.#onRequest = onRequest;
     this.#single = options.single ?? false;
+    this.#holdUpgrades = options.holdUpgrades ?? false;
+  }
+
+  /** holdUpgrades: the server answered the Upgrade request; true when it switched (101). */
+  resolveUpgrade(switched: boolean): void {
+    if (this.#state.kind !== 'hold') return;
+    this.#state = switched ? { kind: 'tunnel' } : { kind: 'head' };
+    try {
+      this.#run();
+    } catch (err) {
+      this.destroy(asGateError(err));
+    }
   }
 
   /** The caller sent this (already checked) head itself: continue with its body. */
@@ -77,15 +98,14 @@ export class HttpGate extends Transform {
   }
 
   #bodyState(head: RequestHead): State {
-    const next = head.upgrade !== null ? 'tunnel' : 'head';
+    const next: Next = head.upgrade === null ? 'head' : this.#holdUpgrades ? 'hold' : 'tunnel';
     const b = head.body;
-    if (b.kind === 'length') return { kind: 'length', left: b.length, next };
-    if (b.kind === 'chunked') return { kind: 'size', next };
-    return this.#after(next);
+    if (b.kind === 'none') return this.#after(next);
+    return { kind: 'body', framer: new BodyFramer(b), next };
   }
 
-  #after(next: 'head' | 'tunnel'): State {
-    if (next === 'tunnel') return { kind: 'tunnel' };
+  #after(next: Next): State {
+    if (next !== 'head') return { kind: next };
     return this.#single && this.requests > 0 ? { kind: 'drop' } : { kind: 'head' };
   }
 
@@ -95,7 +115,7 @@ export class HttpGate extends Transform {
       this.#run();
       cb();
     } catch (err) {
-      cb(err instanceof Error ? err : new Error(String(err)));
+      cb(asGateError(err));
     }
   }
 
@@ -126,68 +146,17 @@ export class HttpGate extends Transform {
           this.#state = this.#bodyState(head);
           break;
         }
-        case 'length': {
-          const n = Math.min(s.left, buf.length);
+        case 'body': {
+          const n = s.framer.take(buf);
           this.#emit(n);
-          s.left -= n;
-          if (s.left === 0) this.#state = this.#after(s.next);
+          if (!s.framer.done) return; // the rest of buf is an incomplete chunk line
+          this.#state = this.#after(s.next);
           break;
         }
-        case 'size': {
-          const eol = buf.indexOf('\r\n');
-          if (eol < 0) {
-            if (buf.length > MAX_CHUNK_LINE) throw new GateError('bad_chunk', 'chunk size line too long');
-            if (buf.includes(0x0a)) throw new GateError('bare_lf', 'chunk size line ends in LF');
-            return;
-          }
-          const line = buf.toString('latin1', 0, eol);
-          const m = /^([0-9a-fA-F]{1,12})(?:[ \t]*;[\x21-\x7e \t]*)?$/.exec(line);
-          if (!m) throw new GateError('bad_chunk', 'bad chunk size line');
-          const size = Number.parseInt(m[1]!, 16);
-          this.#emit(eol + 2);
-          this.#state =
-            size === 0
-              ? { kind: 'trailers', bytes: 0, next: s.next }
-              : { kind: 'data', left: size, next: s.next };
-          break;
-        }
-        case 'data': {
-          const n = Math.min(s.left, buf.length);
-          this.#emit(n);
-          s.left -= n;
-          if (s.left === 0) this.#state = { kind: 'data-end', next: s.next };
-          break;
-        }
-        case 'data-end': {
-          if (buf.length < 2) {
-            if (buf[0] !== 0x0d) throw new GateError('bad_chunk', 'chunk data not followed by CRLF');
-            return;
-          }
-          if (buf[0] !== 0x0d || buf[1] !== 0x0a)
-            throw new GateError('bad_chunk', 'chunk data not followed by CRLF');
-          this.#emit(2);
-          this.#state = { kind: 'size', next: s.next };
-          break;
-        }
-        case 'trailers': {
-          const eol = buf.indexOf('\r\n');
-          if (eol < 0) {
-            if (s.bytes + buf.length > MAX_TRAILER_BYTES)
-              throw new GateError('too_large', 'trailers too long');
-            if (buf.includes(0x0a)) throw new GateError('bare_lf', 'trailer line ends in LF');
-            return;
-          }
-          const line = buf.toString('latin1', 0, eol);
-          if (line.includes('\n') || line.includes('\r'))
-            throw new GateError('bare_lf', 'bare CR or LF in trailers');
-          if (line !== '' && !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\x20-\x7e\t]*$/.test(line))
-            throw new GateError('malformed', 'bad trailer line');
-          s.bytes += eol + 2;
-          if (s.bytes > MAX_TRAILER_BYTES) throw new GateError('too_large', 'trailers too long');
-          this.#emit(eol + 2);
-          if (line === '') this.#state = this.#after(s.next);
-          break;
-        }
+        case 'hold':
+          if (buf.length > this.#limits.maxHeadBytes)
+            throw new GateError('too_large', 'bytes sent before the server answered the upgrade');
+          return;
       }
     }
   }

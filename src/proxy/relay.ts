@@ -1,16 +1,20 @@
 /**
  * Relaying bytes between a client socket and its upstream once a connection is allowed.
  *
- * - Backpressure (NODE-03): `pipe` pauses the reading side while the writing side's buffer is
- *   full, so a slow reader never makes the proxy buffer an unbounded amount.
+ * - Backpressure (NODE-03): the reading side is paused while the writing side's buffer is full
+ *   (write() returned false) and resumed on 'drain', so a slow reader never makes the proxy
+ *   buffer an unbounded amount. Done by hand rather than with `pipe`: three listeners per
+ *   direction instead of pipe's seven, which is measurable at thousands of connections a second.
  * - Half-close (NODE-04): both sockets are created with allowHalfOpen; when one side ends, the
  *   other side's write half is ended (FIN forwarded) and the other direction keeps flowing.
  *   The pair is torn down once both directions ended, or at the first error on either socket.
- * - Idle (CON-12): a pair with no bytes in either direction for idleMs is destroyed.
+ * - Idle (CON-12): a pair with no bytes in either direction for idleMs is destroyed. One sweep
+ *   timer per idle setting serves every pair (a timer per pair costs a timer list insert and
+ *   removal per connection).
  * - Exactly one `done` call per pair, after both sockets are closed (no fd outlives it).
  */
 import type { Socket } from 'node:net';
-import type { Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
 export interface RelayResult {
   /** Bytes written to the upstream over the connection's life (held bytes included). */
@@ -25,8 +29,65 @@ export interface RelayOptions {
   /** Monotonic milliseconds (the proxy's Clock). */
   readonly now: () => number;
   /** Insert a checking stage into the client-to-upstream direction (plain HTTP). */
-  readonly upTransform?: NodeJS.ReadWriteStream & Writable;
+  readonly upTransform?: Duplex;
   readonly done: (r: RelayResult) => void;
+}
+
+/** Pairs watched for idleness, one sweep timer per idle setting. */
+interface Watched {
+  /** Sum of the pair's byte counters at the last sweep. */
+  last: number;
+  lastChange: number;
+  readonly total: () => number;
+  readonly fail: (why: string) => void;
+}
+
+const sweeps = new Map<number, { timer: NodeJS.Timeout; pairs: Set<Watched> }>();
+
+function watchIdle(idleMs: number, now: () => number, w: Watched): () => void {
+  let sweep = sweeps.get(idleMs);
+  if (!sweep) {
+    const pairs = new Set<Watched>();
+    const timer = setInterval(
+      () => {
+        const t = now();
+        for (const p of pairs) {
+          const total = p.total();
+          if (total !== p.last) {
+            p.last = total;
+            p.lastChange = t;
+          } else if (t - p.lastChange >= idleMs) p.fail('idle');
+        }
+      },
+      Math.max(25, Math.floor(idleMs / 4)),
+    );
+    timer.unref();
+    sweep = { timer, pairs };
+    sweeps.set(idleMs, sweep);
+  }
+  const s = sweep;
+  s.pairs.add(w);
+  return () => {
+    s.pairs.delete(w);
+    if (s.pairs.size === 0) {
+      clearInterval(s.timer);
+      sweeps.delete(idleMs);
+    }
+  };
+}
+
+/**
+ * src -> dst with backpressure; dst's write side ends when src ends. A client whose FIN came
+ * with its first bytes has already emitted 'end' while the proxy peeked (a paused socket still
+ * ends once its buffer is empty), so an ended src ends dst at once, as pipe() does.
+ */
+function forward(src: Readable, dst: Writable): void {
+  src.on('data', (chunk: Buffer) => {
+    if (!dst.write(chunk)) src.pause();
+  });
+  dst.on('drain', () => src.resume());
+  if (src.readableEnded) dst.end();
+  else src.once('end', () => dst.end());
 }
 
 export function relay(client: Socket, upstream: Socket, options: RelayOptions): void {
@@ -36,7 +97,7 @@ export function relay(client: Socket, upstream: Socket, options: RelayOptions): 
   const finish = () => {
     if (finished) return;
     finished = true;
-    clearInterval(idleTimer);
+    unwatch();
     options.done({
       up: upstream.bytesWritten,
       down: client.bytesWritten,
@@ -60,21 +121,12 @@ export function relay(client: Socket, upstream: Socket, options: RelayOptions): 
   client.on('error', (err) => fail(`client: ${err.message}`));
   upstream.on('error', (err) => fail(`upstream: ${err.message}`));
 
-  // Idle: one timer for the pair, watching the byte counters (cheaper than a timer per chunk).
-  let last = -1;
-  let lastChange = options.now();
-  const idleTimer = setInterval(
-    () => {
-      const total = client.bytesRead + upstream.bytesRead + client.bytesWritten + upstream.bytesWritten;
-      const now = options.now();
-      if (total !== last) {
-        last = total;
-        lastChange = now;
-      } else if (now - lastChange >= options.idleMs) fail('idle');
-    },
-    Math.max(25, Math.floor(options.idleMs / 4)),
-  );
-  idleTimer.unref();
+  const unwatch = watchIdle(options.idleMs, options.now, {
+    last: -1,
+    lastChange: options.now(),
+    total: () => client.bytesRead + upstream.bytesRead + client.bytesWritten + upstream.bytesWritten,
+    fail,
+  });
 
   // Once both directions delivered their FIN, both sockets are done.
   let ended = 0;
@@ -85,16 +137,19 @@ export function relay(client: Socket, upstream: Socket, options: RelayOptions): 
       upstream.destroySoon();
     }
   };
-  client.once('end', onEnded);
-  upstream.once('end', onEnded);
+  for (const s of [client, upstream]) {
+    if (s.readableEnded) onEnded();
+    else s.once('end', onEnded);
+  }
 
   if (options.upTransform) {
     const t = options.upTransform;
     t.on('error', (err: Error) => fail(`check: ${err.message}`));
-    client.pipe(t).pipe(upstream);
+    forward(client, t);
+    forward(t, upstream);
   } else {
-    client.pipe(upstream);
+    forward(client, upstream);
   }
-  upstream.pipe(client);
+  forward(upstream, client);
   client.resume();
 }

@@ -42,6 +42,8 @@ export interface DecisionExtra {
   readonly ech?: boolean;
   readonly alpn?: readonly string[];
   readonly detail?: string;
+  /** The connection goes to TLS inspection (its requests get proxy_request lines). */
+  readonly inspect?: boolean;
 }
 
 /** What a proxy is started with that the server needs too. */
@@ -66,6 +68,8 @@ export class ProxyServer {
   readonly #o: Required<ProxyServerOptions> & { readonly kind: ProxyKind };
   readonly #flow: ProxyFlowLog;
   readonly #limiter: ConnectionLimiter;
+  /** The decision-time histogram of this proxy, its label bound once. */
+  readonly #decisionSeconds: { observe(v: number): void };
   readonly #sockets = new Set<net.Socket>();
   #servers: net.Server[] = [];
   #bound: ListenAddress[] = [];
@@ -80,6 +84,7 @@ export class ProxyServer {
     this.#flow = new ProxyFlowLog(o.flowLog, o.settings.flowLog.mode, component, () => o.clock.wallNow());
     this.#limiter = new ConnectionLimiter(o.settings.maxConnections, o.settings.maxConnectionsPerSource);
     this.metrics.watch(o.kind, () => this.#limiter.total);
+    this.#decisionSeconds = this.metrics.decision.labels(o.kind);
   }
 
   get clock(): Clock {
@@ -141,7 +146,7 @@ export class ProxyServer {
 
   /** The connection's verdict: counted, its decision time observed, its flow line written. */
   decided(c: ProxyConn, d: ProxyDecision, extra: DecisionExtra = {}): void {
-    this.metrics.decision.observe({ proxy: this.#o.kind }, (this.#o.clock.now() - c.started) / 1000);
+    this.#decisionSeconds.observe((this.#o.clock.now() - c.started) / 1000);
     this.noted(c, d, extra);
   }
 
@@ -164,6 +169,7 @@ export class ProxyServer {
       ...(extra.ech ? { ech: true } : {}),
       ...(extra.alpn ? { alpn: extra.alpn } : {}),
       ...(extra.detail ? { detail: extra.detail } : {}),
+      ...(extra.inspect ? { inspect: true } : {}),
     });
   }
 

@@ -7,6 +7,7 @@ import type { HostPort } from '../core/host-port.ts';
 import type { FlowLogMode } from '../observe/line-sink.ts';
 import type { HelloLimits } from './client-hello.ts';
 import type { HeadLimits } from './http-head.ts';
+import type { InspectSettings } from './inspect/settings.ts';
 import type { OriginalDstMethod } from './original-dst.ts';
 
 export interface ProxySettings {
@@ -31,4 +32,6 @@ export interface ProxySettings {
   readonly originalDst: OriginalDstMethod;
   /** Which connections get flow-log lines, and the file (null: the DNS flow log's, or stdout). */
   readonly flowLog: { readonly mode: FlowLogMode; readonly path: string | null };
+  /** TLS inspection (verify: Inspect); null without an inspection CA. */
+  readonly inspect: InspectSettings | null;
 }

@@ -13,6 +13,9 @@
  *   6. allowed: connect to the original destination (never re-resolved), write the held bytes,
  *      relay both ways with backpressure and half-close (relay.ts); plain HTTP keeps checking
  *      every later request on the connection (http-gate.ts);
+ *      inspected (every rule allowing the name says verify: Inspect): TLS goes to the inspector
+ *      (inspect/inspector.ts), which judges each request inside it; plain HTTP requests are
+ *      judged against the same HTTP rules here;
  *      refused: a TLS alert or an HTTP error, then close; no upstream connection is ever made.
  * Audit sources: every would-be refusal is logged and counted as 'audit' and the connection
  * passes (except without an original destination, where there is nothing to pass to).
@@ -27,11 +30,15 @@ import type { IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { LineSink } from '../observe/line-sink.ts';
 import type { Logger } from '../observe/log.ts';
+import { inspectionFor } from '../policy/inspection.ts';
 import type { Mode } from '../policy/model.ts';
 import type { CurrentPolicies } from '../policy/source.ts';
 import { type ClientHello, maxPeekBytes, parseClientHello } from './client-hello.ts';
 import { GateError, HttpGate } from './http-gate.ts';
 import { parseRequestHead, type RequestHead } from './http-head.ts';
+import type { Inspector } from './inspect/inspector.ts';
+import { factsFromHead } from './inspect/request-facts.ts';
+import { requestJudge } from './inspect/request-judge.ts';
 import { type ListenAddress, peerAddress } from './listeners.ts';
 import type { OriginalDestination, OriginalDst } from './original-dst.ts';
 import { type PeekStep, peek } from './peek.ts';
@@ -64,6 +71,8 @@ export interface SniProxyOptions {
   readonly dial?: (dst: OriginalDst) => net.Socket;
   /** Label of the original-destination lookup in metrics ('addon', 'conntrack', ...). */
   readonly originalDestinationMethod?: string;
+  /** TLS inspection (verify: Inspect); current() null: no usable CA, such connections are refused. */
+  readonly inspector?: { current(): Inspector | null };
 }
 
 /** A connection of this proxy: the common record plus its original destination and mode. */
@@ -76,6 +85,13 @@ interface SniConn extends ProxyConn {
 type Claim = { kind: 'tls'; hello: ClientHello } | { kind: 'http'; head: RequestHead };
 
 const HTTP_STATUS: Record<string, number> = {
+  path_not_allowed: 403,
+  method_not_allowed: 403,
+  header_not_allowed: 403,
+  http_host_not_allowed: 403,
+  websocket_not_allowed: 403,
+  upgrade_not_allowed: 403,
+  no_matching_rule: 403,
   host_not_allowed: 403,
   host_ip_mismatch: 403,
   host_port_mismatch: 403,
@@ -88,6 +104,7 @@ export class SniProxy {
   readonly #o: SniProxyOptions;
   readonly #s: ProxySettings;
   readonly #server: ProxyServer;
+  #listenPorts: ReadonlySet<number> = new Set();
 
   private constructor(o: SniProxyOptions) {
     this.#o = o;
@@ -100,6 +117,7 @@ export class SniProxy {
     const bound = await p.#server.listen(o.settings.sni.listen, (c) =>
       p.#handle({ ...c, original: null, mode: null }),
     );
+    p.#listenPorts = new Set(bound.map((a) => a.port));
     o.log.info({ [F.event]: 'proxy', listen: bound }, 'SNI proxy listening');
     return p;
   }
@@ -175,7 +193,45 @@ export class SniProxy {
     c.name = hello.sni;
     const extra = { ech: hello.ech !== null, alpn: hello.alpn };
     if (d.verdict === 'deny') return this.#refuse(c, d, extra);
+    if (this.#inspected(c, hello.sni)) return this.#inspect(c, d, hello, held, extra);
     return this.#pass(c, d, held, null, extra);
+  }
+
+  /** Does every rule allowing this name and port ask for inspection (and not pass it through)? */
+  #inspected(c: SniConn, name: CanonicalName): boolean {
+    return inspectionFor(this.#o.policies.current(), c.identity!, name, c.original!.port).inspect;
+  }
+
+  /** Hand an allowed TLS connection to the inspector; without one, refuse it (fail closed). */
+  #inspect(
+    c: SniConn,
+    d: ProxyDecision,
+    hello: ClientHello,
+    held: Buffer,
+    extra: { ech: boolean; alpn: readonly string[] },
+  ): Promise<void> | void {
+    const inspector = this.#o.inspector?.current() ?? null;
+    if (!inspector) {
+      const refused = refuse(c.mode, 'inspection_unavailable');
+      if (refused.verdict === 'deny') return this.#refuse(c, refused, extra);
+      return this.#pass(c, refused, held, null, extra);
+    }
+    this.#server.decided(c, d, { ...extra, inspect: true });
+    const dst = c.original!;
+    inspector.handle(
+      c.socket,
+      held,
+      {
+        id: c.id,
+        src: c.src,
+        identity: c.identity?.key ?? null,
+        sni: hello.sni,
+        dst,
+        alpn: hello.alpn,
+        judge: requestJudge(() => this.#o.policies.current(), c.identity!, c.mode!, hello.sni, dst.port),
+      },
+      (end) => this.#server.closed(c, d.verdict, end.bytesUp, end.bytesDown, end.error),
+    );
   }
 
   /** Plain HTTP: the first request decides now, every later one in the gate. */
@@ -215,7 +271,19 @@ export class SniProxy {
     if (head.method === 'CONNECT') return refuse(mode, 'malformed');
     if (head.host.host === null) return refuse(mode, 'host_is_ip');
     if ((head.host.port ?? 80) !== c.original!.port) return refuse(mode, 'host_port_mismatch');
-    return this.#decideName(c, head.host.host, 'http', now);
+    const d = this.#decideName(c, head.host.host, 'http', now);
+    if (d.verdict !== 'allow' || !this.#inspected(c, head.host.host)) return d;
+    return this.#judgeRequest(c, head, mode);
+  }
+
+  /** A plain-HTTP request on an inspected port: the rule's HTTP rules decide it. */
+  #judgeRequest(c: SniConn, head: RequestHead, mode: Mode): ProxyDecision {
+    const name = head.host.host!;
+    const port = c.original!.port;
+    const f = factsFromHead(head, { sni: name, port, defaultPort: 80 });
+    if (!f.ok) return refuse(mode, f.reason);
+    const r = requestJudge(() => this.#o.policies.current(), c.identity!, mode, name, port)(f.facts);
+    return { verdict: r.verdict, reason: r.reason, policy: r.policy, rule: r.rule, mode };
   }
 
   #decideName(c: SniConn, name: CanonicalName, kind: 'tls' | 'http', now: number): ProxyDecision {
@@ -235,6 +303,8 @@ export class SniProxy {
 
   /** Our own listening socket as the destination: a direct connection, not a redirect. */
   #isSelf(socket: net.Socket, dst: OriginalDst): boolean {
+    // The listening ports are known: no getsockname() per connection unless the port matches.
+    if (!this.#listenPorts.has(dst.port)) return false;
     if (dst.port !== socket.localPort) return false;
     if (dst.address === peerAddress(socket.localAddress)) return true;
     for (const list of Object.values(networkInterfaces())) {
@@ -283,10 +353,14 @@ export class SniProxy {
     server.decided(c, d, extra);
     const client = c.socket;
     if (client.destroyed) return;
-    const dialed = await server.dial(
-      () => (this.#o.dial ? this.#o.dial(dst) : connectLiteral(dst.address, dst.port)),
-      client,
-    );
+    // Held bytes go into the connecting socket at once (Node sends them on connect): one
+    // event-loop turn less before the server sees the hello. A gate writes its own.
+    const early = gate === null && held.length > 0;
+    const dialed = await server.dial(() => {
+      const s = this.#o.dial ? this.#o.dial(dst) : connectLiteral(dst.address, dst.port);
+      if (early) s.write(held);
+      return s;
+    }, client);
     if (dialed === null) return;
     if ('failed' in dialed) {
       server.metrics.upstreamErrors.inc({ proxy: 'sni', kind: dialed.failed });
@@ -308,7 +382,7 @@ export class SniProxy {
         }
       });
       if (held.length > 0) gate.write(held);
-    } else if (held.length > 0) upstream.write(held);
+    }
     server.relay(c, upstream, d.verdict, gate);
   }
 }

@@ -240,6 +240,10 @@ export interface HttpOptions {
   readonly via?: string;
   readonly scheme?: 'https' | 'http';
   readonly connectTimeoutS?: number;
+  /** Request path (default /), method (default GET) and extra header lines. */
+  readonly path?: string;
+  readonly method?: string;
+  readonly headers?: readonly string[];
 }
 
 /**
@@ -263,7 +267,9 @@ export async function http(
   if (options.family) argv.push(options.family === 6 ? '-6' : '-4');
   if (options.via)
     argv.push('--resolve', `${name}:${port}:${options.via.includes(':') ? `[${options.via}]` : options.via}`);
-  argv.push(`${scheme}://${name}/`);
+  if (options.method) argv.push('-X', options.method);
+  for (const h of options.headers ?? []) argv.push('-H', h);
+  argv.push(`${scheme}://${name}${options.path ?? '/'}`);
   const r = await labExec(plan, pod, argv, { timeoutMs: (connect + 8) * 1000 });
   const lines = r.stdout.split('\n');
   const last = lines.pop() ?? '';

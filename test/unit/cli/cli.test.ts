@@ -217,7 +217,7 @@ describe('namegate check', { concurrency: 4 }, () => {
       '--labels',
       'role=runner-large',
       '--name',
-      'a.b.github.com',
+      'a.b.githubusercontent.com',
     );
     assert.deepEqual([deep.code, deep.out['verdict']], [0, 'allow']);
     const apex = await checkJson(
@@ -229,6 +229,28 @@ describe('namegate check', { concurrency: 4 }, () => {
       'githubusercontent.com',
     );
     assert.deepEqual([apex.code, apex.out['verdict'], apex.out['reason']], [1, 'deny', 'no_matching_rule']);
+  });
+
+  test('--method and --path: the HTTP rule of an inspected rule decides, and the answer names it', async () => {
+    const args = ['--namespace', 'payments', '--labels', 'app=payments-api', '--name', 'files.stripe.com'];
+    const ok = await checkJson(...args, '--method', 'GET', '--path', '/v1/files/f1');
+    assert.equal(ok.code, 0);
+    assert.deepEqual(ok.out['request'], {
+      method: 'GET',
+      path: '/v1/files/f1',
+      inspected: true,
+      verdict: 'allow',
+      reason: 'http_rule',
+      policy: 'payments/stripe-only',
+      rule: 1,
+      httpRule: 0,
+    });
+    const no = await checkJson(...args, '--method', 'DELETE', '--path', '/v1/files/f1');
+    assert.equal(no.code, 1);
+    assert.equal((no.out['request'] as Record<string, unknown>)['reason'], 'method_not_allowed');
+    const bad = await namegate('check', '--policy', EXAMPLES, ...args, '--path', '/v1/files/../admin');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /dot_segment/);
   });
 
   test('an IDN name is decided and printed as its A-label', async () => {

@@ -266,7 +266,7 @@ describe('ports, CIDRs, serverNames, L7 rules and toEntities', async () => {
     ]);
   });
 
-  test('serverNames become verify: SNI on their ports only', () => {
+  test('serverNames become verify: SNI, http rules verify: Inspect, each on their ports only', () => {
     expectDecisions(set, agent, [
       ['a.tls.example.com', 'TCP', 443, 'allow'],
       ['a.tls.example.com', 'TCP', 80, 'allow'],
@@ -276,9 +276,13 @@ describe('ports, CIDRs, serverNames, L7 rules and toEntities', async () => {
     const verify443 = grants.filter((g) => g.ports.some((p) => p.from === 443)).map((g) => g.verify);
     const verify80 = grants.filter((g) => g.ports.some((p) => p.from === 80)).map((g) => g.verify);
     assert.deepEqual(verify443, ['SNI']);
-    assert.deepEqual(verify80, ['None']);
+    assert.deepEqual(verify80, ['Inspect']);
+    const inspected = grants.find((g) => g.verify === 'Inspect')!;
+    const http = set.rule(inspected.ref).http;
+    assert.deepEqual(http[0]?.methods, ['GET']);
+    assert.equal(http[0]?.path?.kind, 'regex');
+    assert.equal(http[0]?.path?.value, '/health');
     expectProblem(report.warnings, 'mixed', 'toPorts[0].serverNames', /verify: SNI/);
-    expectProblem(report.warnings, 'mixed', 'toPorts[1].rules.http', /not kept/);
   });
 
   test('toEntities world: every address and every name on its ports', () => {

@@ -19,6 +19,8 @@ import { formatTable, type TableRow } from '../../../src/lab/table.ts';
 import { tableRows, targetText, tourChecks } from '../../../src/lab/tour.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import { decide, decideQuery } from '../../../src/policy/decide.ts';
+import { decideRequest } from '../../../src/policy/decide-request.ts';
+import { inspectionFor } from '../../../src/policy/inspection.ts';
 
 function res(code: number | null, stdout = '', stderr = '', timedOut = false): ClientResult {
   return { code, stdout, stderr, timedOut };
@@ -220,6 +222,22 @@ describe('the tour checks agree with the policy engine on examples/', async () =
           const learnable = [...(site?.ipv4 ?? []), ...(site?.ipv6 ?? [])];
           if (verdict === 'allow' && check.via && !learnable.includes(check.via) && mode === 'Enforce')
             verdict = 'deny';
+          // Inspected: the request itself is judged (a Host other than the name is fronting).
+          const inspection = inspectionFor(set, identity, canonicalName(host), port);
+          if (verdict === 'allow' && inspection.inspect && mode !== null) {
+            const fronted = (check.headers ?? []).some(
+              (h) => /^host:/i.test(h) && h.slice(5).trim() !== host,
+            );
+            const facts = {
+              method: check.method ?? 'GET',
+              host: canonicalName(host),
+              path: url.pathname,
+              headers: [],
+              websocket: false,
+            };
+            const d = decideRequest(inspection.rules, mode, facts);
+            verdict = fronted ? 'deny' : d.verdict;
+          }
         }
       } else if (check.kind === 'dns') {
         verdict = decideQuery(set, identity, canonicalName(check.name)).verdict;

@@ -208,7 +208,7 @@ describe('validateNative: field paths and messages', () => {
     [
       'verify unknown',
       doc({ egress: [rule([{ name: 'a.com' }], { verify: 'TLS' })] }),
-      ['spec.egress[0].verify: expected one of "None", "SNI"'],
+      ['spec.egress[0].verify: expected one of "None", "SNI", "Inspect"'],
     ],
     [
       'CIDRs: host bits, excepts outside, not addresses',
@@ -533,7 +533,7 @@ describe('loadPolicies: fixtures', () => {
     [
       'enums.yaml',
       [
-        'ClusterEgressPolicy web/enums: spec.egress[0].verify: expected one of "None", "SNI"',
+        'ClusterEgressPolicy web/enums: spec.egress[0].verify: expected one of "None", "SNI", "Inspect"',
         'ClusterEgressPolicy web/enums: spec.namespaceSelector.matchExpressions[0].operator: expected one of "In", "NotIn", "Exists", "DoesNotExist"',
       ],
     ],

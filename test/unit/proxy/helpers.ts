@@ -16,6 +16,7 @@ import { type SourceGroup, StaticGroups } from '../../../src/identity/static-gro
 import { silentLogger } from '../../../src/observe/log.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import type { Policy } from '../../../src/policy/model.ts';
+import type { Inspector } from '../../../src/proxy/inspect/inspector.ts';
 import type { OriginalDst } from '../../../src/proxy/original-dst.ts';
 import { SniProxy } from '../../../src/proxy/sni-proxy.ts';
 import type { LearnedView } from '../../../src/proxy/verdict.ts';
@@ -120,6 +121,7 @@ export async function sniProxy(
     groups?: SourceGroup[];
     originalDestination?: (s: net.Socket) => OriginalDst | null | Promise<OriginalDst | null>;
     listen?: string[];
+    inspector?: Inspector | null;
   },
 ): Promise<ProxyHarness> {
   const lines: Array<Record<string, unknown>> = [];
@@ -136,6 +138,7 @@ export async function sniProxy(
     log: silentLogger(),
     registry,
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
+    ...(opts.inspector !== undefined ? { inspector: { current: () => opts.inspector ?? null } } : {}),
     settings: proxySettings({
       peekTimeoutMs: 500,
       ...opts.config,
