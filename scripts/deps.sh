@@ -10,7 +10,7 @@ declare -A PKGS=(
   [nft]=nftables [ip]=iproute2 [conntrack]=conntrack [dig]=dnsutils [kdig]=knot-dnsutils
   [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2 [nc]=netcat-openbsd
-  [ping]=iputils-ping [haproxy]=haproxy
+  [ping]=iputils-ping [haproxy]=haproxy [tcpdump]=tcpdump [nsenter]=util-linux
 )
 # check file -> Debian package (libraries and headers have no command to look for)
 declare -A FILE_PKGS=(
@@ -45,6 +45,8 @@ fi
 if [ -x scripts/build-addon.sh ]; then scripts/build-addon.sh; fi
 # The SO_ORIGINAL_DST addon of the SNI proxy (build/sockopt.node); without it the proxy uses conntrack.
 if [ -x scripts/build-sockopt-addon.sh ]; then scripts/build-sockopt-addon.sh; fi
+# The NFLOG addon of kernel flow events (build/nflog.node); without it the agent reads them through tcpdump.
+if [ -x scripts/build-nflog-addon.sh ]; then scripts/build-nflog-addon.sh; fi
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   # kube-apiserver, etcd and helm for the Kubernetes tests; CoreDNS only for `make bench`.
