@@ -26,6 +26,7 @@ lint:
 typecheck:
 	@echo "== typecheck (tsc --noEmit)"
 	@$(NPX) tsc --noEmit -p .
+	@$(NPX) tsc --noEmit -p web/dashboard
 
 unit:
 	@echo "== unit and property tests"

@@ -47,6 +47,8 @@ if [ -x scripts/build-addon.sh ]; then scripts/build-addon.sh; fi
 if [ -x scripts/build-sockopt-addon.sh ]; then scripts/build-sockopt-addon.sh; fi
 # The NFLOG addon of kernel flow events (build/nflog.node); without it the agent reads them through tcpdump.
 if [ -x scripts/build-nflog-addon.sh ]; then scripts/build-nflog-addon.sh; fi
+# The dashboard page (build/dashboard), bundled with esbuild from web/dashboard; served by the agent.
+node_modules/node/bin/node scripts/build-dashboard.ts
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   # kube-apiserver, etcd and helm for the Kubernetes tests; CoreDNS only for `make bench`.

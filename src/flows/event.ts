@@ -247,7 +247,7 @@ export function toFlowEvent(line: unknown): FlowEvent | null {
   if (event === 'dns') {
     const verdict = DNS_VERDICTS[String(o['verdict'])];
     if (!verdict) return null;
-    const dropped = int(o['dropped']);
+    const dropped = int(o['dropped']) ?? int(o['count']);
     return {
       ...base,
       type: 'dns',
@@ -267,7 +267,10 @@ export function toFlowEvent(line: unknown): FlowEvent | null {
   if (event === 'proxy' || event === 'http') {
     const verdict = o['verdict'];
     if (!isVerdict(verdict)) return null;
-    const l7 = text(o['proto']) ?? (event === 'http' ? 'http' : null);
+    // Proxy lines say the application protocol in `proto`; a FlowEvent has it in `l7`.
+    const proto = text(o['proto']);
+    const l7 =
+      text(o['l7']) ?? (proto !== null && proto !== 'tcp' ? proto : event === 'http' ? 'http' : null);
     return {
       ...base,
       type: 'proxy',
