@@ -93,15 +93,12 @@ test('dashboard: loads, counters move, filters narrow, proposals validate', {
   await page.goto(`${base}/dashboard`);
   await page.waitForSelector('#status[data-state="live"]');
   const queries = async () => Number((await page.textContent('#total-queries'))?.replace(/,/g, ''));
-  await page.waitForFunction(
-    () => Number(document.querySelector('#total-queries')?.textContent?.replace(/,/g, '')) >= 50,
-  );
+  // Expressions run in the page (this file is type-checked without the DOM library).
+  const count = (sel: string) => `Number(document.querySelector('${sel}')?.textContent?.replace(/,/g, ''))`;
+  await page.waitForFunction(`${count('#total-queries')} >= 50`);
   const before = await queries();
   decide(500);
-  await page.waitForFunction(
-    (b) => Number(document.querySelector('#total-queries')?.textContent?.replace(/,/g, '')) > b,
-    before,
-  );
+  await page.waitForFunction(`${count('#total-queries')} > ${before}`);
   assert.ok((await queries()) >= 550);
   assert.ok(Number(await page.textContent('#total-denied')) > 0);
   assert.equal(await page.textContent('#governed'), '2');
@@ -133,8 +130,8 @@ test('dashboard: loads, counters move, filters narrow, proposals validate', {
   // A bad filter says why.
   await page.fill('#filter-name', 'a..b');
   await page.click('#filters button[type=submit]');
-  await page.waitForFunction(() =>
-    (document.querySelector('#filter-error')?.textContent ?? '').includes('--name'),
+  await page.waitForFunction(
+    `(document.querySelector('#filter-error')?.textContent ?? '').includes('--name')`,
   );
   await page.fill('#filter-name', '');
 
