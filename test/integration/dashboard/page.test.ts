@@ -130,8 +130,8 @@ test('dashboard: loads, counters move, filters narrow, proposals validate', {
   // A bad filter says why.
   await page.fill('#filter-name', 'a..b');
   await page.click('#filters button[type=submit]');
-  await page.waitForFunction(
-    `(document.querySelector('#filter-error')?.textContent ?? '').includes('--name')`,
+  await waitFor('the filter error', async () =>
+    ((await page.textContent('#filter-error')) ?? '').includes('--name'),
   );
   await page.fill('#filter-name', '');
 
