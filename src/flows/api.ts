@@ -18,6 +18,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, isNamegateError } from '../core/errors.ts';
+import { LIVE_MARK } from './client.ts';
 import { type FlowEvent, toFlowEvent } from './event.ts';
 import { compileFilter, type FlowFilterSpec, filterFromQuery, isEmptyFilter } from './filter.ts';
 import type { FlowHub } from './hub.ts';
@@ -235,6 +236,8 @@ export class FlowApi {
       res.end();
       return;
     }
+    // History ends here; what follows is live (readers merge several agents' history by time).
+    res.write(`${LIVE_MARK}\n`);
     let lost = 0;
     const unfollow = hub.follow(
       {

@@ -327,14 +327,16 @@ export function withSource(e: FlowEvent, info: SourceInfo | null): FlowEvent {
 }
 
 /**
- * The line a kernel event is written as (flow log file, agent stream): the FlowEvent's own
- * fields, with the log's level/component/event/msg around them so it sits among DNS and proxy
- * lines and `toFlowEvent` reads it back unchanged.
+ * A FlowEvent as a flow log line: its own fields, with the log's level/component/event/msg
+ * around them, so it sits among DNS and proxy lines and `toFlowEvent` reads it back unchanged.
+ * Kernel events are written this way (they have no line format of their own), and so are
+ * events re-served by `namegate dashboard`.
  */
-export function kernelLine(e: FlowEvent): string {
+export function eventLine(e: FlowEvent): string {
   const level = e.verdict === 'allow' ? 'info' : 'warn';
-  const { type: _type, time, ...rest } = e;
-  return `${JSON.stringify({ level, time, component: 'datapath', event: 'kernel', ...rest, msg: 'kernel' })}\n`;
+  const { type, time, ...rest } = e;
+  const component = type === 'kernel' ? 'datapath' : type;
+  return `${JSON.stringify({ level, time, component, event: type, ...rest, msg: type })}\n`;
 }
 
 /** Milliseconds since the epoch of an event's time; NaN when unreadable. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { FlowLog } from '../../../src/dns/flow-log.ts';
-import { emptyEvent, kernelLine, parseFlowLine, toFlowEvent, withSource } from '../../../src/flows/event.ts';
+import { emptyEvent, eventLine, parseFlowLine, toFlowEvent, withSource } from '../../../src/flows/event.ts';
 import { ProxyFlowLog } from '../../../src/proxy/flow-log.ts';
 
 const T = Date.parse('2026-12-07T10:00:00.000Z');
@@ -126,7 +126,7 @@ test('a kernel line reads back as the event it was written from', () => {
     workload: { kind: 'Deployment', name: 'web' },
     detail: { learnedAt: '2026-12-07T09:59:00.000Z', expiredAt: '2026-12-07T09:59:35.000Z' },
   };
-  const line = kernelLine(e);
+  const line = eventLine(e);
   assert.ok(line.endsWith('\n'));
   assert.equal(JSON.parse(line).event, 'kernel');
   assert.deepEqual(parseFlowLine(line.trim()), e);
