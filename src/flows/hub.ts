@@ -69,8 +69,8 @@ export class FlowHub {
   #bytes = 0;
   readonly #followers = new Set<FollowerState>();
   #timer: NodeJS.Timeout | null = null;
-  /** Lines seen (for metrics). */
-  lines = 0;
+  /** Lines dropped for followers that read too slowly (metrics). */
+  lostLines = 0;
 
   constructor(sources: SourceBook, options: FlowHubOptions = {}) {
     this.reader = new FlowReader(sources);
@@ -79,6 +79,10 @@ export class FlowHub {
     this.#maxFollowers = options.maxFollowers ?? 32;
     this.#followerBytes = options.followerBytes ?? 8 * 1024 * 1024;
     this.#now = options.now ?? Date.now;
+  }
+
+  get historyBytes(): number {
+    return this.#bytes;
   }
 
   get followers(): number {
@@ -120,7 +124,6 @@ export class FlowHub {
       const line = chunk.slice(start, end);
       start = end + 1;
       if (line.length === 0) continue;
-      this.lines++;
       const e = this.reader.line(line);
       if (e === null) {
         // A source line: every follower needs it to enrich later lines.
@@ -135,7 +138,9 @@ export class FlowHub {
   #queue(f: FollowerState, text: string): void {
     if (f.closed) return;
     if (f.pendingBytes + text.length > this.#followerBytes) {
-      f.lost += countLines(text);
+      const n = countLines(text);
+      f.lost += n;
+      this.lostLines += n;
       return;
     }
     f.pending.push(text);
