@@ -32,7 +32,6 @@ import {
   buildFiles,
   buildPolicies,
   dnsperf,
-  NODE,
   percentile,
   ROOT,
   ready,
@@ -137,7 +136,15 @@ async function recordFlows(file: string): Promise<void> {
     );
   let now = t0;
   let chunk = '';
-  const log = new FlowLog({ write: (l) => void (chunk += l) }, 'all', () => now);
+  const log = new FlowLog(
+    {
+      write: (l) => {
+        chunk += l;
+      },
+    },
+    'all',
+    () => now,
+  );
   for (let i = 0; i < RECOMMEND_EVENTS; i++) {
     now = t0 + i * 10;
     const w = workloads[i % workloads.length]!;
