@@ -12,7 +12,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 export const CHROMIUM = '/usr/bin/chromium';
 export const ARTIFACTS = path.resolve(import.meta.dirname, '../../../test-artifacts/dashboard');
 
-const FLAGS = [
+export const FLAGS = [
   '--no-sandbox',
   '--disable-gpu',
   '--disable-quic',
