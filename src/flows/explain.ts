@@ -11,6 +11,9 @@
  *   denied_range    the address is in a range answers may never open (private, loopback, ...)
  *   other_source    never resolved by this source, but another source (pod) learned it
  *   never_resolved  nobody resolved it through namegate: a DNS bypass or a hard-coded address
+ *   no_matching_rule / port_not_allowed
+ *                   an Audit source resolved the name, its policies do not allow it (or not on
+ *                   this port), so the answer passed without being learned: the policy's reason
  *
  * Each names the name the address was learned for, when there is one, however long ago.
  */
@@ -25,6 +28,9 @@ export const DropReason = {
   DeniedRange: 'denied_range',
   OtherSource: 'other_source',
   NeverResolved: 'never_resolved',
+  /** The decision's own reasons, for answers an Audit source got without learning them. */
+  NoMatchingRule: 'no_matching_rule',
+  PortNotAllowed: 'port_not_allowed',
   /** Set by the kernel rule itself, not derived: an unknown address inside the source CIDRs. */
   UnknownSource: 'unknown_source',
   /** Set by the kernel rule itself: failed the reverse-path check. */
@@ -95,6 +101,15 @@ export function explainDrop(p: DroppedPacket, ctx: ExplainContext): DropExplanat
     }
     const g = ctx.grant(own.name, p.proto, p.dport);
     const by = { policy: g?.policy ?? null, rule: g?.rule ?? null };
+    if (!own.learned) {
+      const reason = g?.result === 'port' ? DropReason.PortNotAllowed : DropReason.NoMatchingRule;
+      return {
+        reason,
+        name: own.name,
+        ...by,
+        detail: g?.result === 'port' ? { ...learned, ports: g.ports } : learned,
+      };
+    }
     if (g?.result === 'port')
       return { reason: DropReason.OtherPort, name: own.name, ...by, detail: { ...learned, ports: g.ports } };
     if (g === null || g.result === 'name')

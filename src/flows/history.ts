@@ -16,6 +16,11 @@ export interface LearnedName {
   readonly learnedAt: number;
   /** When the kernel element for it expires or expired (wall ms). */
   readonly expiresAt: number;
+  /**
+   * False when the answer passed without being learned (an Audit source asking for a name its
+   * policies do not allow): the address was never in the kernel for it.
+   */
+  readonly learned: boolean;
 }
 
 /** What explainDrop reads; AddressHistory implements it. */
@@ -46,7 +51,14 @@ export class AddressHistory implements AddressHistoryView {
   }
 
   /** `source` got `ips` for `name`; each element lives until `expiresAt` (wall ms). */
-  learn(source: string, name: string, ips: readonly string[], learnedAt: number, expiresAt: number): void {
+  learn(
+    source: string,
+    name: string,
+    ips: readonly string[],
+    learnedAt: number,
+    expiresAt: number,
+    learned = true,
+  ): void {
     for (const ip of ips) {
       const key = `${source} ${ip}`;
       const old = this.#entries.get(key);
@@ -57,6 +69,7 @@ export class AddressHistory implements AddressHistoryView {
         name,
         learnedAt,
         expiresAt: old && old.name === name ? Math.max(old.expiresAt, expiresAt) : expiresAt,
+        learned,
       });
       let learners = this.#byIp.get(ip);
       if (!learners) {

@@ -93,3 +93,16 @@ test('history is bounded: the oldest pairs go first, refreshes move a pair to th
   assert.ok(h.learners('192.0.2.9').length <= 4);
   assert.equal(h.learners('192.0.2.9')[0]?.source, 's9');
 });
+
+test("an answer an Audit source got without learning it: the policy's own reason, the name kept", () => {
+  const h = new AddressHistory();
+  h.learn(POD, 'pypi.org', ['203.0.113.50'], T0, T0 + 60_000, false);
+  const r = explainDrop(drop('203.0.113.50'), context(h));
+  assert.equal(r.reason, DropReason.NoMatchingRule);
+  assert.equal(r.name, 'pypi.org');
+  const p = explainDrop(
+    drop('203.0.113.50', 80),
+    context(h, { 'pypi.org': { result: 'port', ports: 'TCP/443', policy: 'web/audit', rule: 0 } }),
+  );
+  assert.equal(p.reason, DropReason.PortNotAllowed);
+});
