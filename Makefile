@@ -5,7 +5,7 @@ NODE := node_modules/node/bin/node
 NPX := PATH="$(CURDIR)/node_modules/.bin:$$PATH"
 ARGS ?=
 
-.PHONY: all deps demo test lint typecheck unit integration k8s bench format
+.PHONY: all deps demo test lint imports typecheck unit integration k8s bench format
 
 all: test
 
@@ -17,11 +17,17 @@ demo: deps
 
 test: deps
 	@scripts/deps.sh --test
-	@$(MAKE) --no-print-directory lint typecheck unit integration k8s
+	@$(MAKE) --no-print-directory lint imports typecheck unit integration k8s
 
 lint:
 	@echo "== lint (biome)"
 	@$(NPX) biome ci --reporter=summary .
+
+# The import rules of src/ (.dependency-cruiser.cjs, explained in docs/architecture.md); a
+# forbidden import fails with the name of the rule it breaks.
+imports:
+	@echo "== import rules (dependency-cruiser)"
+	@$(NODE) node_modules/dependency-cruiser/bin/dependency-cruiser.mjs src --config .dependency-cruiser.cjs --output-type err-long
 
 typecheck:
 	@echo "== typecheck (tsc --noEmit)"

@@ -7,6 +7,7 @@
  *   node bench/dns/reuseport-proxy.ts CONFIG
  */
 import { pino } from 'pino';
+import { dnsSettingsFrom } from '../../src/config/dns.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RecordingDatapath } from '../../src/datapath/recording.ts';
 import { DnsProxy } from '../../src/dns/proxy.ts';
@@ -24,7 +25,7 @@ if (report.errors.length > 0) throw new Error(`policy errors: ${report.errors.le
 const set = new CompiledPolicies(report.policies.map((p) => p.policy));
 const { checkpoint: _none, ...store } = config.store;
 const proxy = await DnsProxy.start({
-  config: { ...config, store },
+  settings: dnsSettingsFrom({ ...config, store }),
   policies: { current: () => set },
   identities: new StaticGroups(config.sources),
   datapath: new RecordingDatapath(),

@@ -353,7 +353,7 @@ try {
         },
         { toFQDNs: [{ pattern: `*.svc-${i}.example.org` }] },
         // No toCIDRs here: with the agent running, 1,000 governed pods x a CIDR rule would fill
-        // the interval (pipapo) set, which this kernel handles badly (notes/KERNEL-WARNING.md).
+        // the interval (pipapo) set, which this kernel handles badly (docs/datapath.md, "Interval sets and the kernel").
         { toFQDNs: [{ name: `static-${i}.example.net` }], ports: [{ port: 80 }] },
       ],
     },

@@ -11,6 +11,7 @@
  */
 import net from 'node:net';
 import { Registry } from 'prom-client';
+import { proxySettings } from '../../src/config/proxy.ts';
 import { validateNative } from '../../src/formats/native.ts';
 import { StaticGroups } from '../../src/identity/static-groups.ts';
 import { silentLogger } from '../../src/observe/log.ts';
@@ -64,7 +65,6 @@ if (mode === 'backend') {
   const set = new CompiledPolicies([r.policy]);
   const dst = { address: '127.0.0.2', port: backend };
   await SniProxy.start({
-    listen: [`127.0.0.1:${port}`],
     policies: { current: () => set },
     identities: new StaticGroups([
       { name: 'bench', namespace: 'default', labels: {}, cidrs: ['127.0.0.1/32'] },
@@ -75,7 +75,11 @@ if (mode === 'backend') {
     registry: new Registry(),
     // Lines are formatted as in production; the sink discards them (haproxy logs nothing here).
     flowLog: { write: () => undefined },
-    config: { maxConnections: 100_000, maxConnectionsPerSource: 100_000 },
+    settings: proxySettings({
+      maxConnections: 100_000,
+      maxConnectionsPerSource: 100_000,
+      sni: { listen: [`127.0.0.1:${port}`] },
+    }),
   });
   console.log('ready');
 } else {

@@ -1,7 +1,10 @@
 /**
- * The agent: wires identity, policy, the DNS proxy, the datapath and the HTTP listener into one
- * process. Production wiring happens here only; every part can be replaced through the options
- * (tests pass a recording datapath, a Kubernetes identity provider, ...).
+ * The agent: the one place where namegate's parts are built from the config file and wired
+ * into a running process. `namegate agent` runs it; `namegate dns` runs the same wiring with
+ * the datapath off (the recording datapath, nothing in the kernel changes) and without the
+ * SNI/CONNECT proxies, so durability (checkpoint, synchronous flow log), health and metrics are
+ * the same in both. Every part can be replaced through the options (tests pass a recording
+ * datapath, a Kubernetes identity provider, ...).
  *
  * Startup order (each step needs the one before):
  *   1. policies load (files or the API); invalid first load -> no start (fail closed: the kernel
@@ -9,38 +12,46 @@
  *   2. identities (static groups or pods from the API, synced)
  *   3. the datapath opens and reconciles the static state by difference (never a flush)
  *   4. the DNS proxy restores its checkpoint into the kernel, then opens its sockets
- *   5. the enforcer's first sync; only then /readyz says ready
+ *   5. the SNI/Host and CONNECT proxies, when enabled
+ *   6. the enforcer's first full sync, then it follows policy and identity changes
+ *   7. /metrics, /healthz and /readyz; /readyz says ready once step 6 is done
  * Shutdown (SIGTERM): the DNS proxy writes a last checkpoint and closes; the kernel table stays,
  * so learned and established traffic keeps flowing and new DNS fails closed until the next start.
  */
-import { pino } from 'pino';
 import type { Registry } from 'prom-client';
+import { datapathSettingsFrom, unknownSourcesWarning } from '../config/datapath.ts';
+import { dnsSettingsFrom } from '../config/dns.ts';
+import { httpListenFrom } from '../config/http.ts';
+import { kubernetesSettingsFrom } from '../config/kubernetes.ts';
+import { proxySettingsFrom } from '../config/proxy.ts';
 import type { AgentConfig } from '../config/schema.ts';
+import { sourceGroupsFrom } from '../config/sources.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Datapath } from '../datapath/datapath.ts';
 import { DatapathMetrics } from '../datapath/metrics.ts';
 import { NftDatapath } from '../datapath/nft-driver.ts';
 import { RecordingDatapath } from '../datapath/recording.ts';
-import type { LineSink } from '../dns/flow-log.ts';
 import { DnsProxy, upstreamFrom } from '../dns/proxy.ts';
+import { Enforcer } from '../enforce/enforcer.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { StaticGroups } from '../identity/static-groups.ts';
 import { F } from '../observe/fields.ts';
 import { HealthServer, type ReadinessCheck } from '../observe/http.ts';
+import { createLineSink, type LineSink } from '../observe/line-sink.ts';
 import { createLogger, type Logger } from '../observe/log.ts';
 import { createRegistry } from '../observe/metrics.ts';
+import type { PolicySource } from '../policy/source.ts';
 import { ConnectProxy } from '../proxy/connect-proxy.ts';
 import { originalDestinationFor } from '../proxy/original-dst.ts';
 import { UpstreamResolver } from '../proxy/resolver.ts';
+import type { ProxySettings } from '../proxy/settings.ts';
 import { SniProxy } from '../proxy/sni-proxy.ts';
-import { dnsGuardFrom, nftConfigFrom, unknownSourcesWarning } from './config.ts';
-import { Enforcer } from './enforcer.ts';
+import type { LearnedStore } from '../store/learned-store.ts';
+import { Cleanups } from './cleanups.ts';
 import { kubernetesSources } from './kubernetes.ts';
-import { parseListen } from './listen.ts';
-import { createAgentMetrics } from './metrics.ts';
+import { type AgentMetrics, createAgentMetrics } from './metrics.ts';
 import { PolicyFiles } from './policy-files.ts';
-import type { PolicySource } from './policy-source.ts';
 
 export interface AgentOptions {
   readonly config: AgentConfig;
@@ -51,10 +62,15 @@ export interface AgentOptions {
   readonly datapath?: Datapath;
   readonly identities?: IdentityProvider;
   readonly policies?: PolicySource;
-  /** Flow log sink; default: stdout or dns.flowLog.path. */
+  /** Flow log sink (DNS and proxies); default: the configured files, else stdout. */
   readonly flowLog?: LineSink | null;
   /** Override http.listen ("host:port"; port 0 picks one); null: no HTTP listener. */
   readonly httpListen?: string | null;
+  /**
+   * `namegate dns`: the recording datapath whatever datapath.driver says (the kernel is never
+   * touched) and no SNI/CONNECT proxy.
+   */
+  readonly dnsOnly?: boolean;
 }
 
 export interface RunningAgent {
@@ -65,230 +81,276 @@ export interface RunningAgent {
   /** Where /metrics, /healthz and /readyz answer, when listening. */
   readonly http: { host: string; port: number } | null;
   ready(): boolean;
+  /** Read the policy files again now (SIGHUP); no-op when policies come from elsewhere. */
+  reloadPolicies(): Promise<void>;
   stop(): Promise<void>;
 }
 
+/** What every step is given: the config, the shared plumbing and where to register cleanups. */
+interface Wiring {
+  readonly config: AgentConfig;
+  readonly options: AgentOptions;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly registry: Registry;
+  readonly metrics: AgentMetrics;
+  readonly cleanups: Cleanups;
+  readonly readiness: ReadinessCheck[];
+}
+
+interface Sources {
+  readonly policies: PolicySource;
+  readonly identities: IdentityProvider;
+  /** Set when the policies come from files (SIGHUP reloads them). */
+  readonly files: PolicyFiles | null;
+}
+
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
-  const { config } = options;
-  const clock = options.clock ?? systemClock;
-  const log = options.log ?? createLogger('agent');
   const registry = options.registry ?? createRegistry({ defaultMetrics: true });
-  const metrics = createAgentMetrics(registry);
-  const cleanups: Array<() => Promise<void> | void> = [];
-  const readiness: ReadinessCheck[] = [];
-
+  const w: Wiring = {
+    config: options.config,
+    options,
+    clock: options.clock ?? systemClock,
+    log: options.log ?? createLogger('agent'),
+    registry,
+    metrics: createAgentMetrics(registry),
+    cleanups: new Cleanups(),
+    readiness: [],
+  };
   try {
-    // 1 + 2: policies and identities.
-    let policies = options.policies;
-    let identities = options.identities;
-    if (config.kubernetes && (!policies || !identities)) {
-      const kube = await kubernetesSources(config.kubernetes, registry, log);
-      cleanups.push(() => kube.stop());
-      readiness.push({ name: 'kubernetes', check: () => kube.notReadyReason() });
-      policies ??= kube.policies;
-      identities ??= kube.identities;
-    }
-    if (!policies) {
-      const files = new PolicyFiles({
-        paths: config.policies,
-        logger: log.child({ component: 'policy' }),
-        onRejected: () => metrics.policyReloads.inc({ result: 'rejected' }),
-      });
-      const first = await files.reload();
-      if (!first.ok) {
-        throw new Error(`policies are invalid (${first.errors.length} problem(s) logged); not starting`);
-      }
-      await files.watch();
-      cleanups.push(() => files.close());
-      policies = files;
-    }
-    identities ??= new StaticGroups(config.sources);
-    metrics.policies.set(policies.current().size);
-
-    // 3: the datapath.
-    let datapath = options.datapath;
-    if (!datapath) {
-      if (config.datapath.driver === 'recording') {
-        datapath = new RecordingDatapath(clock);
-      } else {
-        const dnsPorts = config.dns.listen.map((l) => parseListen(l).port);
-        const sniPort = config.proxy.sni.enabled ? parseListen(config.proxy.sni.listen[0] ?? '').port : null;
-        const dpMetrics = new DatapathMetrics(registry);
-        const nft = await NftDatapath.open({
-          config: nftConfigFrom(
-            config.datapath,
-            dnsPorts[0] ?? 53,
-            sniPort,
-            dnsGuardFrom(config.datapath, dnsPorts, config.dns.limits),
-          ),
-          executor: config.datapath.executor,
-          clock,
-          logger: log.child({ component: 'datapath' }),
-          metrics: dpMetrics,
-        });
-        dpMetrics.readDrops = () => nft.readDropCounters();
-        datapath = nft;
-      }
-    }
-    const dp = datapath;
-    cleanups.push(() => dp.close());
-    const unknownWarning = options.datapath ? null : unknownSourcesWarning(config);
-    if (unknownWarning)
-      log.warn({ [F.event]: 'datapath', [F.reason]: unknownWarning.reason }, unknownWarning.message);
-
+    const sources = await startSources(w);
+    const datapath = await openDatapath(w);
     let dns: DnsProxy | null = null;
     const enforcer = new Enforcer({
-      datapath: dp,
+      datapath,
       store: () => dns?.store ?? null,
-      identities,
-      policies,
-      clock,
-      log: log.child({ component: 'enforce' }),
-      metrics,
+      identities: sources.identities,
+      policies: sources.policies,
+      clock: w.clock,
+      log: w.log.child({ component: 'enforce' }),
+      metrics: w.metrics,
     });
     await enforcer.sync('startup-static');
-
-    // 4: DNS.
-    dns = await DnsProxy.start({
-      config,
-      policies,
-      identities,
-      datapath: dp,
-      registry,
-      log: log.child({ component: 'dns' }),
-      flowLog: options.flowLog === undefined ? defaultFlowLog(config) : options.flowLog,
-      clock,
-      // A rolling update starts the new agent beside the old one on the same port (host network).
-      reusePort: true,
-    });
-    const proxy = dns;
-    cleanups.push(() => proxy.stop());
-
-    // The proxies: verify ports of governed sources arrive at the SNI proxy (the datapath
-    // redirects them), clients with HTTPS_PROXY use the CONNECT proxy.
-    const proxyFlow = options.flowLog === undefined ? proxyFlowLog(config) : options.flowLog;
-    if (config.proxy.sni.enabled) {
-      const od = originalDestinationFor(config.proxy.originalDst);
-      if (od.problem)
-        log.warn(
-          { [F.event]: 'proxy', method: od.method, [F.error]: od.problem },
-          'original destination addon unavailable',
-        );
-      const sni = await SniProxy.start({
-        policies,
-        identities,
-        learned: proxy.store,
-        originalDestination: od.lookup,
-        originalDestinationMethod: od.method,
-        log: log.child({ component: 'sni-proxy' }),
-        registry,
-        flowLog: proxyFlow,
-        clock,
-        config: config.proxy,
-      });
-      cleanups.push(() => sni.stop());
-    }
-    if (config.proxy.connect.enabled) {
-      const upstream = upstreamFrom(config, clock);
-      cleanups.push(() => upstream.close());
-      const connect = await ConnectProxy.start({
-        policies,
-        identities,
-        resolver: new UpstreamResolver(upstream),
-        log: log.child({ component: 'connect-proxy' }),
-        registry,
-        flowLog: proxyFlow,
-        clock,
-        config: config.proxy,
-      });
-      cleanups.push(() => connect.stop());
-    }
-
-    // 5: the first full sync, then follow changes.
-    await enforcer.sync('startup');
-    const resync = (reason: string) =>
-      enforcer.sync(reason).catch(() => {
-        /* logged and counted by the enforcer; the next change retries */
-      });
-    const offPolicy = policies.onChange((set) => {
-      metrics.policies.set(set.size);
-      metrics.policyReloads.inc({ result: 'ok' });
-      void resync('policy');
-    });
-    cleanups.push(offPolicy);
-    const offIdentity = identities.onChange((delta?: unknown) => {
-      const removed = removedIps(delta);
-      // A removed address loses its elements and flows before anything else happens, so a
-      // reused IP never inherits the previous pod's access.
-      void enforcer
-        .removeSources(removed)
-        .catch((err: unknown) =>
-          log.error({ [F.event]: 'enforce', [F.error]: errorMessage(err) }, 'removing sources failed'),
-        )
-        .then(() => resync('identity'));
-    });
-    cleanups.push(offIdentity);
-    // Elements expire in the kernel on their own; this catches drift (e.g. a table edited by
-    // hand) and retries a failed sync.
-    const periodic = setInterval(() => void resync('periodic'), 60_000);
-    periodic.unref();
-    cleanups.push(() => clearInterval(periodic));
-
-    readiness.push({ name: 'datapath', check: () => (enforcer.syncs > 0 ? null : 'first sync not done') });
-    metrics.ready.set(1);
-
-    let http: { host: string; port: number } | null = null;
-    const listen = options.httpListen === undefined ? config.http.listen : options.httpListen;
-    if (listen !== null) {
-      const at = parseListen(listen);
-      const server = new HealthServer({
-        registry,
-        readiness,
-        json: {
-          '/debug/learned': () => [...(proxy.store.entries() ?? [])].slice(0, 10_000),
-          '/debug/policies': () => policiesSummary(policies),
-        },
-      });
-      const address = await server.listen(at.host, at.port);
-      http = { host: address.address, port: address.port };
-      cleanups.push(() => server.close());
-    }
-    log.info({ [F.event]: 'agent', [F.reason]: 'started', http }, 'namegate agent running');
-
-    let stopped = false;
-    return {
-      dns: proxy,
-      datapath: dp,
-      enforcer,
-      registry,
-      http,
-      ready: () => readiness.every((c) => c.check() === null),
-      stop: async () => {
-        if (stopped) return;
-        stopped = true;
-        metrics.ready.set(0);
-        await runCleanups(cleanups, log);
-        log.info(
-          { [F.event]: 'agent', [F.reason]: 'stopped' },
-          'namegate agent stopped; the kernel table stays',
-        );
-      },
-    };
+    dns = await startDns(w, sources, datapath);
+    if (!options.dnsOnly) await startProxies(w, sources, dns.store);
+    await followChanges(w, sources, enforcer);
+    const http = await serveHealth(w, sources, dns);
+    w.log.info({ [F.event]: 'agent', [F.reason]: 'started', http }, 'namegate agent running');
+    return running(w, { dns, datapath, enforcer, http, files: sources.files });
   } catch (err) {
-    await runCleanups(cleanups, log);
+    await w.cleanups.run(w.log);
     throw err;
   }
 }
 
-async function runCleanups(cleanups: Array<() => Promise<void> | void>, log: Logger): Promise<void> {
-  for (const c of cleanups.reverse()) {
-    try {
-      await c();
-    } catch (err) {
-      log.warn({ [F.event]: 'agent', [F.error]: errorMessage(err) }, 'cleanup step failed');
-    }
+/** Steps 1 and 2: policies (files or the API; an invalid first load stops the start) and identities. */
+async function startSources(w: Wiring): Promise<Sources> {
+  const { config, options, log, metrics } = w;
+  let policies = options.policies;
+  let identities = options.identities;
+  let files: PolicyFiles | null = null;
+  if (config.kubernetes && (!policies || !identities)) {
+    const kube = await kubernetesSources(kubernetesSettingsFrom(config.kubernetes), w.registry, log);
+    w.cleanups.add(() => kube.stop());
+    w.readiness.push({ name: 'kubernetes', check: () => kube.notReadyReason() });
+    policies ??= kube.policies;
+    identities ??= kube.identities;
   }
-  cleanups.length = 0;
+  if (!policies) {
+    files = new PolicyFiles({
+      paths: config.policies,
+      logger: log.child({ component: 'policy' }),
+      onRejected: () => metrics.policyReloads.inc({ result: 'rejected' }),
+    });
+    const first = await files.reload();
+    if (!first.ok) {
+      throw new Error(`policies are invalid (${first.errors.length} problem(s) logged); not starting`);
+    }
+    await files.watch();
+    const watched = files;
+    w.cleanups.add(() => watched.close());
+    policies = files;
+  }
+  identities ??= new StaticGroups(sourceGroupsFrom(config.sources));
+  metrics.policies.set(policies.current().size);
+  return { policies, identities, files };
+}
+
+/** Step 3: the datapath the config (or the caller) asks for; warns about ungoverned addresses. */
+async function openDatapath(w: Wiring): Promise<Datapath> {
+  const { config, options, clock, log } = w;
+  let datapath = options.datapath;
+  if (!datapath) {
+    const settings = datapathSettingsFrom(config);
+    if (settings.driver === 'recording' || options.dnsOnly) {
+      datapath = new RecordingDatapath(clock);
+    } else {
+      const metrics = new DatapathMetrics(w.registry);
+      const nft = await NftDatapath.open({
+        config: settings.nft,
+        executor: settings.executor,
+        clock,
+        logger: log.child({ component: 'datapath' }),
+        metrics,
+      });
+      metrics.readDrops = () => nft.readDropCounters();
+      datapath = nft;
+    }
+    const warning = unknownSourcesWarning(config);
+    if (warning && !options.dnsOnly)
+      log.warn({ [F.event]: 'datapath', [F.reason]: warning.reason }, warning.message);
+  }
+  const dp = datapath;
+  w.cleanups.add(() => dp.close());
+  return dp;
+}
+
+/** Step 4: the DNS proxy (its checkpoint restored into the datapath before its sockets open). */
+async function startDns(w: Wiring, sources: Sources, datapath: Datapath): Promise<DnsProxy> {
+  const settings = dnsSettingsFrom(w.config);
+  const flowLog = w.options.flowLog === undefined ? flowSink(settings.flowLog) : w.options.flowLog;
+  const dns = await DnsProxy.start({
+    settings,
+    policies: sources.policies,
+    identities: sources.identities,
+    datapath,
+    registry: w.registry,
+    log: w.log.child({ component: 'dns' }),
+    flowLog,
+    clock: w.clock,
+    // A rolling update starts the new agent beside the old one on the same port (host network).
+    reusePort: true,
+  });
+  w.cleanups.add(() => dns.stop());
+  return dns;
+}
+
+/**
+ * Step 5: the proxies. Verify ports of governed sources arrive at the SNI proxy (the datapath
+ * redirects them); clients with HTTPS_PROXY use the CONNECT proxy.
+ */
+async function startProxies(w: Wiring, sources: Sources, learned: LearnedStore): Promise<void> {
+  const { config, log, clock, registry } = w;
+  const settings = proxySettingsFrom(config.proxy);
+  const common = { policies: sources.policies, identities: sources.identities, registry, clock, settings };
+  const flowLog = w.options.flowLog === undefined ? proxyFlowSink(settings, config) : w.options.flowLog;
+  if (settings.sni.enabled) {
+    const od = originalDestinationFor(settings.originalDst);
+    if (od.problem)
+      log.warn(
+        { [F.event]: 'proxy', method: od.method, [F.error]: od.problem },
+        'original destination addon unavailable',
+      );
+    const sni = await SniProxy.start({
+      ...common,
+      learned,
+      originalDestination: od.lookup,
+      originalDestinationMethod: od.method,
+      log: log.child({ component: 'sni-proxy' }),
+      flowLog,
+    });
+    w.cleanups.add(() => sni.stop());
+  }
+  if (settings.connect.enabled) {
+    const upstream = upstreamFrom(dnsSettingsFrom(config).upstream, clock);
+    w.cleanups.add(() => upstream.close());
+    const connect = await ConnectProxy.start({
+      ...common,
+      resolver: new UpstreamResolver(upstream),
+      log: log.child({ component: 'connect-proxy' }),
+      flowLog,
+    });
+    w.cleanups.add(() => connect.stop());
+  }
+}
+
+/**
+ * Step 6: the first full sync, then follow changes. A removed address loses its elements and
+ * flows before anything else happens, so a reused IP never inherits the previous pod's access.
+ */
+async function followChanges(w: Wiring, sources: Sources, enforcer: Enforcer): Promise<void> {
+  const { metrics, log } = w;
+  await enforcer.sync('startup');
+  const resync = (reason: string) =>
+    enforcer.sync(reason).catch(() => {
+      /* logged and counted by the enforcer; the next change retries */
+    });
+  w.cleanups.add(
+    sources.policies.onChange((set) => {
+      metrics.policies.set(set.size);
+      metrics.policyReloads.inc({ result: 'ok' });
+      void resync('policy');
+    }),
+  );
+  w.cleanups.add(
+    sources.identities.onChange((delta?: unknown) => {
+      void enforcer
+        .removeSources(removedIps(delta))
+        .catch((err: unknown) =>
+          log.error({ [F.event]: 'enforce', [F.error]: errorMessage(err) }, 'removing sources failed'),
+        )
+        .then(() => resync('identity'));
+    }),
+  );
+  // Elements expire in the kernel on their own; this catches drift (e.g. a table edited by
+  // hand) and retries a failed sync. With the datapath off there is no kernel to drift from.
+  if (!w.options.dnsOnly) {
+    const periodic = setInterval(() => void resync('periodic'), 60_000);
+    periodic.unref();
+    w.cleanups.add(() => clearInterval(periodic));
+  }
+  w.readiness.push({ name: 'datapath', check: () => (enforcer.syncs > 0 ? null : 'first sync not done') });
+  metrics.ready.set(1);
+}
+
+/** Step 7: /metrics, /healthz, /readyz and the debug JSON, unless told not to listen. */
+async function serveHealth(
+  w: Wiring,
+  sources: Sources,
+  dns: DnsProxy,
+): Promise<{ host: string; port: number } | null> {
+  const listen = w.options.httpListen === undefined ? w.config.http.listen : w.options.httpListen;
+  if (listen === null) return null;
+  const at = httpListenFrom(listen);
+  const server = new HealthServer({
+    registry: w.registry,
+    readiness: w.readiness,
+    json: {
+      '/debug/learned': () => [...(dns.store.entries() ?? [])].slice(0, 10_000),
+      '/debug/policies': () => policiesSummary(sources.policies),
+    },
+  });
+  const address = await server.listen(at.host, at.port);
+  w.cleanups.add(() => server.close());
+  return { host: address.address, port: address.port };
+}
+
+function running(
+  w: Wiring,
+  parts: Omit<RunningAgent, 'registry' | 'ready' | 'reloadPolicies' | 'stop'> & { files: PolicyFiles | null },
+): RunningAgent {
+  let stopped = false;
+  return {
+    dns: parts.dns,
+    datapath: parts.datapath,
+    enforcer: parts.enforcer,
+    registry: w.registry,
+    http: parts.http,
+    ready: () => w.readiness.every((c) => c.check() === null),
+    reloadPolicies: async () => {
+      await parts.files?.reload();
+    },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      w.metrics.ready.set(0);
+      await w.cleanups.run(w.log);
+      w.log.info(
+        { [F.event]: 'agent', [F.reason]: 'stopped' },
+        'namegate agent stopped; the kernel table stays',
+      );
+    },
+  };
 }
 
 /** Kubernetes identity changes carry the removed (ip, identity) pairs; static groups carry none. */
@@ -307,18 +369,12 @@ function policiesSummary(policies: PolicySource): unknown {
   }
 }
 
-function proxyFlowLog(config: AgentConfig): LineSink | null {
-  if (config.proxy.flowLog.mode === 'none') return null;
-  return createFlowSink(config.proxy.flowLog.path ?? config.dns.flowLog.path);
+function flowSink(flowLog: { mode: string; path: string | null }): LineSink | null {
+  return flowLog.mode === 'none' ? null : createLineSink(flowLog.path ?? undefined);
 }
 
-function defaultFlowLog(config: AgentConfig): LineSink | null {
-  if (config.dns.flowLog.mode === 'none') return null;
-  return createFlowSink(config.dns.flowLog.path);
-}
-
-function createFlowSink(path: string | undefined): LineSink {
-  // Synchronous writes: one line per query, in order, and nothing lost when the process dies;
-  // `tail -f` on the file shows each query as it happens.
-  return pino.destination({ dest: path ?? 1, sync: true, ...(path ? { mkdir: true, append: true } : {}) });
+/** The proxies write to their own flow-log file, else to the DNS proxy's, else stdout. */
+function proxyFlowSink(settings: ProxySettings, config: AgentConfig): LineSink | null {
+  if (settings.flowLog.mode === 'none') return null;
+  return createLineSink(settings.flowLog.path ?? config.dns.flowLog.path);
 }

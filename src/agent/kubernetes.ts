@@ -6,12 +6,12 @@
 import type { Registry } from 'prom-client';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { KubeApi, loadKubeConfig } from '../k8s/api.ts';
-import { type KubernetesConfigInput, resolveKubernetesConfig } from '../k8s/config.ts';
 import { KubeIdentityProvider } from '../k8s/identity.ts';
 import { k8sMetrics } from '../k8s/metrics.ts';
 import { KubePolicySource } from '../k8s/policy-source.ts';
+import type { KubernetesSettings } from '../k8s/settings.ts';
 import type { Logger } from '../observe/log.ts';
-import type { PolicySource } from './policy-source.ts';
+import type { PolicySource } from '../policy/source.ts';
 
 export interface KubernetesSources {
   readonly identities: IdentityProvider;
@@ -21,18 +21,17 @@ export interface KubernetesSources {
 }
 
 export async function kubernetesSources(
-  section: KubernetesConfigInput,
+  k8s: KubernetesSettings,
   registry: Registry,
   log: Logger,
 ): Promise<KubernetesSources> {
-  const k8s = resolveKubernetesConfig(section);
-  const api = new KubeApi(loadKubeConfig(k8s.kubeconfig), { userAgent: 'namegate-agent' });
+  const api = new KubeApi(loadKubeConfig(k8s.kubeconfig ?? undefined), { userAgent: 'namegate-agent' });
   const metrics = k8sMetrics(registry);
   const common = {
     api,
     logger: log.child({ component: 'k8s' }),
     metrics,
-    stallMs: k8s.stallSeconds * 1000,
+    stallMs: k8s.stallMs,
     watchTimeoutSeconds: k8s.watchTimeoutSeconds,
   };
   const identities = new KubeIdentityProvider({ ...common, nodeName: k8s.nodeName });

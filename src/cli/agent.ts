@@ -1,14 +1,14 @@
 /**
  * `namegate agent --config FILE`: the node agent (gateway or Kubernetes DaemonSet). Runs until
- * SIGTERM or SIGINT; the kernel table stays in place after it exits, so learned and established
- * traffic keeps flowing and new DNS fails closed until the agent is back.
+ * SIGTERM or SIGINT (SIGHUP reloads the policy files); the kernel table stays in place after it
+ * exits, so learned and established traffic keeps flowing and new DNS fails closed until the
+ * agent is back.
  */
 import type { Command } from 'commander';
-import { type RunningAgent, startAgent } from '../agent/agent.ts';
+import { startAgent } from '../agent/agent.ts';
 import { loadConfig } from '../config/load.ts';
-import { errorMessage } from '../core/errors.ts';
 import { createLogger } from '../observe/log.ts';
-import { Exit } from './output.ts';
+import { runUntilSignal } from './run-agent.ts';
 
 interface AgentCliOptions {
   config: string;
@@ -28,29 +28,8 @@ export function registerAgent(program: Command): void {
       // An invalid config is a ConfigError (NG_CONFIG_INVALID): main.ts prints it and exits 2.
       const config = await loadConfig(opts.config);
       const log = createLogger('agent');
-      let agent: RunningAgent;
-      try {
-        agent = await startAgent({
-          config,
-          log,
-          ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}),
-        });
-      } catch (err) {
-        log.fatal({ event: 'agent', err: errorMessage(err) }, 'agent did not start');
-        process.exitCode = Exit.Failure;
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log.info({ event: 'agent', signal }, 'stopping');
-          agent.stop().then(resolve, (err: unknown) => {
-            log.error({ event: 'agent', err: errorMessage(err) }, 'stop failed');
-            resolve();
-          });
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
-      process.exitCode = Exit.Ok;
+      await runUntilSignal(log, () =>
+        startAgent({ config, log, ...(opts.listenHealth ? { httpListen: opts.listenHealth } : {}) }),
+      );
     });
 }

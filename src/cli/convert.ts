@@ -1,22 +1,20 @@
 /** `namegate convert --from DIALECT FILE...`: native YAML on stdout, warnings on stderr. */
 import { type Command, Option } from 'commander';
 import { stringify } from 'yaml';
-import type { Dialect } from '../formats/importer.ts';
 import { formatProblem, loadPolicies } from '../formats/load.ts';
+import { FOREIGN_DIALECTS, type ForeignDialect, IMPORTERS } from '../formats/registry.ts';
 import { colour, Exit } from './output.ts';
 
 export function registerConvert(program: Command): void {
   program
     .command('convert')
-    .description('convert Cilium, Istio, network-policy-api or GKE policies to namegate EgressPolicy YAML')
+    .description(`convert ${titles()} policies to namegate EgressPolicy YAML`)
     .addOption(
-      new Option('--from <dialect>', 'the dialect to read')
-        .choices(['cilium', 'istio', 'npep', 'gke'])
-        .makeOptionMandatory(),
+      new Option('--from <dialect>', 'the dialect to read').choices(FOREIGN_DIALECTS).makeOptionMandatory(),
     )
     .option('--namespace <ns>', 'namespace for documents that carry none', 'default')
     .argument('<paths...>', 'files or folders of YAML/JSON')
-    .action(async (paths: string[], opts: { from: Dialect; namespace: string }) => {
+    .action(async (paths: string[], opts: { from: ForeignDialect; namespace: string }) => {
       const report = await loadPolicies(paths, {
         only: opts.from,
         context: { defaultNamespace: opts.namespace },
@@ -37,4 +35,10 @@ export function registerConvert(program: Command): void {
 
 function stripUndefined(value: unknown): unknown {
   return JSON.parse(JSON.stringify(value));
+}
+
+/** "Cilium, Istio, network-policy-api or GKE", from the registry. */
+function titles(): string {
+  const t = IMPORTERS.map((i) => i.title);
+  return t.length < 2 ? t.join('') : `${t.slice(0, -1).join(', ')} or ${t.at(-1)}`;
 }

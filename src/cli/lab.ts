@@ -32,7 +32,16 @@ export function registerLab(program: Command): void {
   const lab = program
     .command('lab')
     .description('a gateway in network namespaces on this machine: pods, a node, and a fake internet (root)');
+  labUpCommand(lab);
+  labDownCommand(lab);
+  labStatusCommand(lab);
+  labTourCommand(lab);
+  labFlowsCommand(lab);
+  labExecCommand(lab);
+  labSetAddressCommand(lab);
+}
 
+function labUpCommand(lab: Command): void {
   lab
     .command('up')
     .description('create the lab (recreating it from scratch when it exists)')
@@ -53,24 +62,11 @@ export function registerLab(program: Command): void {
         ...(typeof agent === 'string' ? { agent: agent as AgentCommand } : {}),
         progress: progressFor(opts.name),
       });
-      const { plan } = result;
-      const p = statePaths(plan);
-      console.log(
-        `lab ${plan.name} is up${result.recreated ? ' (the existing lab was removed and recreated)' : ''}.`,
-      );
-      console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
-      console.log(`  resolver:    ${plan.resolver.ipv4} / ${plan.resolver.ipv6} in ${plan.nodeNetns}`);
-      console.log(
-        `  upstream:    knotd at ${plan.upstream.ipv4} / ${plan.upstream.ipv6} in ${plan.inetNetns}`,
-      );
-      console.log(`  agent config ${p.agentConfig}`);
-      console.log(`  lab CA       ${p.caCert}`);
-      console.log(`  logs         ${p.logs}`);
-      if (typeof agent === 'string')
-        console.log(`  flow log     ${flowLogPath(plan)} (namegate ${agent} runs in ${plan.nodeNetns})`);
-      console.log(`next: namegate lab tour --name ${plan.name}; namegate lab down --name ${plan.name}`);
+      printLabUp(result, typeof agent === 'string' ? agent : null);
     });
+}
 
+function labDownCommand(lab: Command): void {
   lab
     .command('down')
     .description('remove the lab: processes, namespaces, /etc/netns files, state dir (idempotent)')
@@ -80,7 +76,9 @@ export function registerLab(program: Command): void {
       const nothing = r.processes.length === 0 && r.namespaces.length === 0 && !r.stateDirRemoved;
       console.log(nothing ? `lab ${opts.name}: nothing to remove` : `lab ${opts.name} is down`);
     });
+}
 
+function labStatusCommand(lab: Command): void {
   lab
     .command('status')
     .description('what exists and what runs')
@@ -98,22 +96,11 @@ export function registerLab(program: Command): void {
         process.exitCode = Exit.Deny;
         return;
       }
-      console.log(
-        `lab ${opts.name}: ${s.state ? `${s.state.phase}, created ${s.state.createdAt}` : 'no state file'}`,
-      );
-      for (const ns of s.namespaces) {
-        const mark = ns.exists ? colour.green('present') : colour.red('missing');
-        console.log(`  ${ns.name.padEnd(28)} ${mark}  ${ns.processes.join(', ')}`);
-      }
-      for (const d of s.daemons) {
-        console.log(
-          `  ${d.name.padEnd(10)} pid ${String(d.pid).padEnd(8)} ${d.running ? colour.green('running') : colour.red('not running')}`,
-        );
-      }
-      if (s.state) console.log(`  policies:  ${s.state.policies.join(' ')}`);
-      console.log(`  state dir: ${s.plan.stateDir}`);
+      printLabStatus(opts.name, s);
     });
+}
 
+function labTourCommand(lab: Command): void {
   lab
     .command('tour')
     .description('run the demo checks from the pods and print expected against observed')
@@ -129,7 +116,9 @@ export function registerLab(program: Command): void {
       });
       process.exitCode = ok ? Exit.Ok : Exit.Deny;
     });
+}
 
+function labFlowsCommand(lab: Command): void {
   lab
     .command('flows')
     .description("print the agent's DNS decisions, one line each (--follow waits for new ones)")
@@ -145,7 +134,9 @@ export function registerLab(program: Command): void {
         if (text !== null) console.log(text);
       });
     });
+}
 
+function labExecCommand(lab: Command): void {
   lab
     .command('exec')
     .description('run a command in a pod (or "node", "inet") namespace: lab exec POD -- CMD...')
@@ -166,7 +157,9 @@ export function registerLab(program: Command): void {
       });
       process.exitCode = code;
     });
+}
 
+function labSetAddressCommand(lab: Command): void {
   lab
     .command('set-address')
     .description('point a name at new addresses through a signed dynamic update to knot')
@@ -190,4 +183,36 @@ export function registerLab(program: Command): void {
       });
       console.log(`${fqdn} -> ${addresses.join(' ')} (ttl ${ttl})`);
     });
+}
+
+function printLabUp(result: Awaited<ReturnType<typeof labUp>>, agent: string | null): void {
+  const { plan } = result;
+  const p = statePaths(plan);
+  console.log(
+    `lab ${plan.name} is up${result.recreated ? ' (the existing lab was removed and recreated)' : ''}.`,
+  );
+  console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
+  console.log(`  resolver:    ${plan.resolver.ipv4} / ${plan.resolver.ipv6} in ${plan.nodeNetns}`);
+  console.log(`  upstream:    knotd at ${plan.upstream.ipv4} / ${plan.upstream.ipv6} in ${plan.inetNetns}`);
+  console.log(`  agent config ${p.agentConfig}`);
+  console.log(`  lab CA       ${p.caCert}`);
+  console.log(`  logs         ${p.logs}`);
+  if (agent !== null)
+    console.log(`  flow log     ${flowLogPath(plan)} (namegate ${agent} runs in ${plan.nodeNetns})`);
+  console.log(`next: namegate lab tour --name ${plan.name}; namegate lab down --name ${plan.name}`);
+}
+
+function printLabStatus(name: string, s: Awaited<ReturnType<typeof labStatus>>): void {
+  console.log(`lab ${name}: ${s.state ? `${s.state.phase}, created ${s.state.createdAt}` : 'no state file'}`);
+  for (const ns of s.namespaces) {
+    const mark = ns.exists ? colour.green('present') : colour.red('missing');
+    console.log(`  ${ns.name.padEnd(28)} ${mark}  ${ns.processes.join(', ')}`);
+  }
+  for (const d of s.daemons) {
+    console.log(
+      `  ${d.name.padEnd(10)} pid ${String(d.pid).padEnd(8)} ${d.running ? colour.green('running') : colour.red('not running')}`,
+    );
+  }
+  if (s.state) console.log(`  policies:  ${s.state.policies.join(' ')}`);
+  console.log(`  state dir: ${s.plan.stateDir}`);
 }

@@ -1,6 +1,6 @@
 /**
  * IP addresses and CIDRs: parsing to canonical text, containment, and the classification of
- * addresses that DNS answers may never open on their own (DESIGN.md "Answers never widen access
+ * addresses that DNS answers may never open on their own (docs/architecture.md "Answers never widen access
  * beyond the internet").
  */
 import { BlockList, isIP, SocketAddress } from 'node:net';

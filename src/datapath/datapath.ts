@@ -9,7 +9,8 @@
  * - reconcile() changes the kernel by difference and never flushes learned elements.
  */
 import type { Cidr } from '../core/ip.ts';
-import type { Mode, Protocol } from '../policy/model.ts';
+import type { Mode } from '../core/mode.ts';
+import type { Protocol } from '../core/protocol.ts';
 
 /** One learned permission: this source may open this destination on these ports. */
 export interface AllowElement {

@@ -19,7 +19,7 @@
  * expiry grows. forget() removes grants and reports the port ranges no longer allowed at all,
  * for the conntrack deletion.
  */
-import type { Protocol } from '../policy/model.ts';
+import type { Protocol } from '../core/protocol.ts';
 import type { LearnedRange } from './nft-elements.ts';
 
 /** Which learned set an element lives in. */

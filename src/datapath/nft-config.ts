@@ -57,7 +57,7 @@ export interface NftConfig {
   /**
    * Cluster-internal destinations (pod and service CIDRs; a gateway's own VPC ranges), IPv4 and
    * IPv6, canonical CIDR text. Governed sources reach them without learning: that traffic is
-   * left to NetworkPolicy (DESIGN.md). DNS to them is still redirected to the proxy. Part of
+   * left to NetworkPolicy (docs/architecture.md). DNS to them is still redirected to the proxy. Part of
    * the config, not of StaticState: it is a property of the node, not of policy or identity;
    * reconcile writes it into the `internal` sets by difference.
    */

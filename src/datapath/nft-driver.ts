@@ -18,8 +18,7 @@ import { F } from '../observe/fields.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
 import { Conntrack, type ConntrackResult } from './conntrack.ts';
 import type { AllowElement, Datapath, ElementKey, StaticState } from './datapath.ts';
-import { type AddrRange, compareRanges, rangeContains, rangePrefixes, rangeText } from './ip-range.ts';
-import { type ElementKind, LearnedModel, type TimedRange } from './learned-model.ts';
+import { LearnedModel, type TimedRange } from './learned-model.ts';
 import type { DatapathMetrics, DropCount, SourceDrops } from './metrics.ts';
 import { type NftConfig, type NftConfigInput, resolveNftConfig } from './nft-config.ts';
 import {
@@ -27,36 +26,18 @@ import {
   internalElements,
   kernelElementText,
   type LearnedRange,
-  learnedSetName,
   PIPAPO_LARGE,
-  parseDropComment,
   removeLearnedCommands,
   StaticStateError,
   scopeElements,
-  singleAddress,
   staticElements,
   timeoutText,
 } from './nft-elements.ts';
 import { type ExecutorChoice, type NftExecutor, openExecutor } from './nft-executor.ts';
-import {
-  type KernelSet,
-  type KernelTable,
-  parseCounter,
-  parseElement,
-  parseSet,
-  parseTable,
-} from './nft-json.ts';
+import { parseElement } from './nft-json.ts';
+import { commitError, type DatapathStatus, NftTableReader } from './nft-reader.ts';
 import { planReconcile, type ReconcilePlan, type SetChange } from './nft-reconcile.ts';
-import {
-  COUNTER_NAMES,
-  counterNames,
-  FAMILIES,
-  type Family,
-  LEARNED_ROLES,
-  SET_ROLES,
-  SOURCE_ROLES,
-  setName,
-} from './nft-ruleset.ts';
+import { FAMILIES, LEARNED_ROLES, setName } from './nft-ruleset.ts';
 import { BatchWriter, type WriterItem } from './nft-writer.ts';
 import { parseSource } from './source-ranges.ts';
 
@@ -106,45 +87,17 @@ export interface ReconcileSummary {
   readonly newlyGoverned: readonly string[];
 }
 
-export interface SetStatus {
-  readonly name: string;
-  readonly elements: number;
-  readonly size: number | null;
-}
+/** Moved to nft-reader.ts with the code that fills them; re-exported for callers. */
+export type { DatapathStatus, SetStatus } from './nft-reader.ts';
 
-export interface DatapathStatus {
-  readonly table: string;
-  readonly present: boolean;
-  readonly executor: 'addon' | 'spawn';
-  readonly sets: readonly SetStatus[];
-  readonly drops: readonly DropCount[];
-  /** Drops of sources inside the source CIDRs that namegate does not know as the sender. */
-  readonly sourceDrops: SourceDrops;
-}
-
-const TABLE_MISSING = /No such file or directory/;
 /** Range (pipapo) removals per transaction at most; see #commit. */
 export const RANGE_REMOVALS_PER_TXN = 128;
 const SET_FULL = /Too many open files|No space left/;
 
-/** A range as a source text: a bare address, a CIDR when it is one, else "a-b". */
-function prefixText(range: AddrRange): string {
-  const prefixes = rangePrefixes(range);
-  const [addr, len] = prefixes[0] ?? ['', 0];
-  if (prefixes.length !== 1) return rangeText(range);
-  return len === (range.family === 4 ? 32 : 128) ? addr : `${addr}/${len}`;
-}
-
-function commitError(what: string, nftError: string): NamegateError {
-  return new NamegateError(
-    ErrorCode.DatapathCommit,
-    `${what}: ${nftError || 'nft failed without a message'}`,
-  );
-}
-
 export class NftDatapath implements Datapath {
   readonly config: NftConfig;
   readonly #exec: NftExecutor;
+  readonly #reader: NftTableReader;
   readonly #ownsExecutor: boolean;
   readonly #clock: Clock;
   readonly #log: Logger;
@@ -163,6 +116,7 @@ export class NftDatapath implements Datapath {
   private constructor(exec: NftExecutor, owns: boolean, options: NftDatapathOptions) {
     this.config = resolveNftConfig(options.config);
     this.#exec = exec;
+    this.#reader = new NftTableReader(exec, this.config);
     this.#ownsExecutor = owns;
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silentLogger();
@@ -279,32 +233,14 @@ export class NftDatapath implements Datapath {
     }
   }
 
-  async #listSet(name: string, terse = false): Promise<KernelSet | null> {
-    const r = await this.#exec.run(`list set inet ${this.config.table} ${name}`, { json: true, terse });
-    if (!r.ok) {
-      if (TABLE_MISSING.test(r.err)) return null;
-      throw commitError(`list set ${name}`, r.err);
-    }
-    return parseSet(r.out);
-  }
-
-  async #readTable(): Promise<KernelTable | null> {
-    const r = await this.#exec.run(`list table inet ${this.config.table}`, { json: true, terse: true });
-    if (!r.ok) {
-      if (TABLE_MISSING.test(r.err)) return null;
-      throw commitError('list table', r.err);
-    }
-    return parseTable(r.out);
-  }
-
   async #reconcileNow(wanted: ReturnType<typeof staticElements>): Promise<ReconcilePlan> {
-    const kernel = await this.#readTable();
+    const kernel = await this.#reader.readTable();
     const present = new Map<string, Set<string>>();
     if (kernel) {
       for (const name of wanted.keys()) {
         const k = kernel.sets.get(name);
         if (!k) continue;
-        const full = await this.#listSet(name);
+        const full = await this.#reader.listSet(name);
         if (!full) continue;
         present.set(name, new Set(full.elements.map((e) => kernelElementText(parseElement(full.type, e)))));
       }
@@ -334,39 +270,9 @@ export class NftDatapath implements Datapath {
 
   // ---- learned elements ------------------------------------------------------------------
 
-  async #readLearned(): Promise<(LearnedRange & { kind: ElementKind; remainingMs: number | null })[]> {
-    const out: (LearnedRange & { kind: ElementKind; remainingMs: number | null })[] = [];
-    for (const f of FAMILIES) {
-      for (const kind of ['port', 'all', 'range'] as const) {
-        const s = await this.#listSet(learnedSetName(kind, f));
-        if (!s) continue;
-        for (const raw of s.elements) {
-          const e = parseElement(s.type, raw);
-          const [src, dst, proto, port] = e.parts;
-          if (src?.kind !== 'addr' || dst?.kind !== 'addr' || proto?.kind !== 'proto') continue;
-          const ports = kind === 'all' ? { from: 0, to: 65535 } : port?.kind === 'port' ? port : null;
-          const source = singleAddress(src.range);
-          const destination = singleAddress(dst.range);
-          if (ports === null || source === null || destination === null) continue;
-          if (proto.proto !== 'tcp' && proto.proto !== 'udp') continue;
-          out.push({
-            kind,
-            source,
-            destination,
-            protocol: proto.proto === 'tcp' ? 'TCP' : 'UDP',
-            from: ports.from,
-            to: ports.to,
-            remainingMs: e.expiresS === null ? null : e.expiresS * 1000,
-          });
-        }
-      }
-    }
-    return out;
-  }
-
   /** Read what the kernel's learned sets hold into the model (after a restart). */
   async #loadModel(): Promise<void> {
-    const elements = await this.#readLearned();
+    const elements = await this.#reader.readLearned();
     const now = this.#clock.now();
     this.#model.clear();
     // nft prints whole seconds (rounded down): the model then re-sends an element a little
@@ -491,7 +397,7 @@ export class NftDatapath implements Datapath {
     }
     const changes = txn.changes();
     // Removing an element from the pipapo set (allowrange) costs O(set size) in the kernel
-    // commit; many in one transaction have frozen the machine (notes/KERNEL-WARNING.md). Past
+    // commit; many in one transaction have frozen the machine (docs/datapath.md, "Interval sets and the kernel"). Past
     // RANGE_REMOVALS_PER_TXN, the extra range removals go first, in transactions of their own
     // (each is add-then-delete, so a retry or a partial run is harmless). If one fails, the
     // model is rolled back and may believe a few removed elements present: they stay missing
@@ -633,99 +539,20 @@ export class NftDatapath implements Datapath {
     }));
   }
 
-  // ---- counters and status ---------------------------------------------------------------
+  // ---- counters and status: read from the kernel (nft-reader.ts) ----------------------------
 
-  /**
-   * Drop counts from the kernel's `drops` sets: one row per owned range, with the owning source
-   * and mode from the element's comment. A table written by an older driver has no comments:
-   * the range then stands for itself and its mode comes from the audit set.
-   */
-  async readDropCounters(): Promise<DropCount[]> {
-    const rows: { range: AddrRange; row: DropCount }[] = [];
-    for (const f of FAMILIES) {
-      let audits: AddrRange[] | null = null;
-      for (const role of SOURCE_ROLES.drops) {
-        const drops = await this.#listSet(setName(role, f));
-        for (const raw of drops?.elements ?? []) {
-          const e = parseElement(drops?.type ?? [], raw);
-          const part = e.parts[0];
-          if (part?.kind !== 'addr') continue;
-          const range = part.range;
-          const packets = e.packets ?? 0;
-          const owner = parseDropComment(e.comment);
-          if (owner) {
-            rows.push({
-              range,
-              row: { source: owner.owner, range: rangeText(range), mode: owner.mode, packets },
-            });
-            continue;
-          }
-          audits ??= await this.#ranges(SOURCE_ROLES.Audit.map((r) => setName(r, f)));
-          const mode = audits.some((a) => rangeContains(a, range)) ? 'Audit' : 'Enforce';
-          rows.push({ range, row: { source: prefixText(range), range: rangeText(range), mode, packets } });
-        }
-      }
-    }
-    // By address, whichever set a range came from.
-    return rows.sort((x, y) => compareRanges(x.range, y.range)).map((x) => x.row);
+  /** Drop counts per owned range (see NftTableReader.readDropCounters). */
+  readDropCounters(): Promise<DropCount[]> {
+    return this.#reader.readDropCounters();
   }
 
-  /**
-   * Packets of the source CIDRs dropped because no identity knows the source (`unknown`) or
-   * because they failed the reverse-path check (`spoofed`): the table's named counters, 0 while
-   * a counter does not exist (no source CIDRs configured, or no table); and UDP packets to the
-   * DNS proxy over a source's kernel rate limit (`dnsFlood`, with config.dnsGuard).
-   */
-  async readSourceDrops(): Promise<SourceDrops> {
-    const kept = counterNames(this.config);
-    const read = async (name: string): Promise<number> => {
-      if (!kept.includes(name)) return 0;
-      const r = await this.#exec.run(`list counter inet ${this.config.table} ${name}`, { json: true });
-      if (!r.ok) {
-        if (TABLE_MISSING.test(r.err)) return 0;
-        throw commitError(`list counter ${name}`, r.err);
-      }
-      return parseCounter(r.out).packets;
-    };
-    return {
-      unknown: await read(COUNTER_NAMES.unknown),
-      spoofed: await read(COUNTER_NAMES.spoofed),
-      dnsFlood: await read(COUNTER_NAMES.dnsflood),
-    };
-  }
-
-  /** The address ranges these single-field sets hold. */
-  async #ranges(names: readonly string[]): Promise<AddrRange[]> {
-    const out: AddrRange[] = [];
-    for (const name of names) {
-      const s = await this.#listSet(name);
-      for (const raw of s?.elements ?? []) {
-        const p = parseElement(s?.type ?? [], raw).parts[0];
-        if (p?.kind === 'addr') out.push(p.range);
-      }
-    }
-    return out;
+  /** The unknown, spoofed and DNS flood counters (see NftTableReader.readSourceDrops). */
+  readSourceDrops(): Promise<SourceDrops> {
+    return this.#reader.readSourceDrops();
   }
 
   async status(): Promise<DatapathStatus> {
-    const table = await this.#readTable();
-    const sets: SetStatus[] = [];
-    if (table) {
-      for (const f of FAMILIES as readonly Family[]) {
-        for (const role of SET_ROLES) {
-          const s = await this.#listSet(setName(role, f));
-          if (s) sets.push({ name: s.name, elements: s.elements.length, size: s.size });
-        }
-      }
-    }
-    return {
-      table: this.config.table,
-      present: table !== null,
-      executor: this.#exec.kind,
-      sets,
-      drops: table ? await this.readDropCounters() : [],
-      sourceDrops: table ? await this.readSourceDrops() : { unknown: 0, spoofed: 0, dnsFlood: 0 },
-    };
+    return { ...(await this.#reader.status()), executor: this.#exec.kind };
   }
 
   /** Wait until every queued call has been committed (tests, shutdown). */

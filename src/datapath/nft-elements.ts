@@ -6,7 +6,7 @@
  * Sources, and the source field of CIDR allows and verify ports, are address ranges.
  */
 import { ipFamily, parseCidr } from '../core/ip.ts';
-import type { Protocol } from '../policy/model.ts';
+import type { Protocol } from '../core/protocol.ts';
 import type { StaticState } from './datapath.ts';
 import { type AddrRange, cidrRange, mergeRanges, rangeText, subtractRanges } from './ip-range.ts';
 import type { KernelElement, Part } from './nft-json.ts';

@@ -14,7 +14,7 @@
  *      concatenated interval set (pipapo: cidr, verify) that would lose more than
  *      PIPAPO_MAX_DELETES elements is deleted and refilled in step 3 instead: removing elements
  *      one by one from pipapo costs O(set size) each in the kernel commit (see
- *      notes/KERNEL-WARNING.md), destroying the set is linear.
+ *      docs/datapath.md, "Interval sets and the kernel"), destroying the set is linear.
  * The kernel applies all of it at once, so packets see the old ruleset or the new one.
  */
 

@@ -13,7 +13,7 @@
  * datapath governs unknown addresses of the source CIDRs.
  */
 import { parseCidr } from '../core/ip.ts';
-import type { Mode } from '../policy/model.ts';
+import type { Mode } from '../core/mode.ts';
 import { type AddrRange, addressRange, cidrRange, mergeRanges, rangeContains } from './ip-range.ts';
 
 export interface SourcePrefix {

@@ -21,14 +21,8 @@
  * JSON.stringify.
  */
 import { F } from '../observe/fields.ts';
+import type { FlowLogMode, LineSink } from '../observe/line-sink.ts';
 import { rcodeName, typeName } from './wire.ts';
-
-/** Where lines go: a pino destination (SonicBoom), a file stream, or a test's array. */
-export interface LineSink {
-  write(line: string): unknown;
-}
-
-export type FlowLogMode = 'all' | 'denied' | 'none';
 
 /** What the proxy did with a query. */
 export type DnsVerdict = 'allow' | 'deny' | 'audit' | 'forward' | 'refuse' | 'error';

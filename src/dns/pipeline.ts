@@ -9,19 +9,20 @@
  * Fail closed: a malformed reply, a CNAME loop or a datapath commit failure gives SERVFAIL
  * and learns nothing; an unexpected exception gives SERVFAIL, never the upstream's answer.
  */
+
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { CanonicalName } from '../core/names.ts';
 import type { AllowElement, Datapath, ElementKey } from '../datapath/datapath.ts';
+import { elementsFor, portRanges } from '../enforce/elements.ts';
 import { elementSources, type IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
-import { cidrCovers } from '../policy/decide.ts';
+import { answerAddressAllowed } from '../policy/decide.ts';
 import { type Identity, type PolicyRef, type PortRange, policyRefText } from '../policy/model.ts';
-import { elementsFor, portRanges } from '../store/elements.ts';
+import type { CurrentPolicies } from '../policy/source.ts';
 import type { AddressInput, LearnedStore } from '../store/learned-store.ts';
-import { addressClass } from './address-class.ts';
 import { AnswerError, type AnswerFacts, type AnswerLimits, readAnswers } from './answers.ts';
 import { type CommitBatcher, holdKey } from './commit.ts';
 import type { DnsVerdict, FlowLog, FlowRecord } from './flow-log.ts';
@@ -43,11 +44,6 @@ import { type Route, type RouteSettings, route } from './route.ts';
 import { type Transport, UpstreamError, type UpstreamReply } from './upstream.ts';
 import { Flag, type Question, Rcode, WireError } from './wire.ts';
 
-/** Where the current policies come from; the agent swaps them without restarting the proxy. */
-export interface PolicyProvider {
-  current(): CompiledPolicies;
-}
-
 export interface Upstream {
   query(query: Buffer, question: Question, tcp: boolean): Promise<UpstreamReply>;
 }
@@ -58,7 +54,7 @@ export interface PipelineSettings extends RouteSettings, AnswerLimits, QueryRule
 
 export interface PipelineDeps {
   readonly settings: PipelineSettings;
-  readonly policies: PolicyProvider;
+  readonly policies: CurrentPolicies;
   readonly identities: IdentityProvider;
   readonly store: LearnedStore;
   readonly upstream: Upstream;
@@ -270,7 +266,7 @@ export class Pipeline {
         d.metrics.notLearned.inc({ reason: 'family' });
         continue;
       }
-      if (addressClass(a.ip) !== 'public' && !cidrCovers(set, r.identity, a.ip)) {
+      if (!answerAddressAllowed(set, r.identity, a.ip)) {
         d.metrics.notLearned.inc({ reason: 'denied_range' });
         continue;
       }

@@ -1,8 +1,8 @@
 /**
- * The DNS proxy assembled from the agent config: store (restored from its checkpoint before
- * the first query), upstream client, pipeline, sockets, and the timers that collect expired
- * entries and write checkpoints. `namegate dns` and the agent both build it here; tests and
- * the benchmark too.
+ * The DNS proxy assembled from its settings (src/dns/settings.ts): store (restored from its
+ * checkpoint before the first query), upstream client, pipeline, sockets, and the timers that
+ * collect expired entries and write checkpoints. The agent builds it here (`namegate dns` is the
+ * agent with the datapath off); tests and the benchmark too.
  *
  * Startup order matters: the checkpoint is read and its entries are handed to the datapath
  * before any socket is open, so the first query already sees what survived the restart. A
@@ -10,43 +10,38 @@
  * is dropped. A checkpoint that cannot be read or committed leaves the store empty.
  */
 import type { Registry } from 'prom-client';
-import { parseHostPort } from '../config/load.ts';
-import type { AgentConfig } from '../config/schema.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Datapath } from '../datapath/datapath.ts';
+import { desiredLearned } from '../enforce/elements.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
+import type { LineSink } from '../observe/line-sink.ts';
 import type { Logger } from '../observe/log.ts';
-import {
-  type CheckpointLimits,
-  readCheckpoint,
-  restoreEntries,
-  writeCheckpoint,
-} from '../store/checkpoint.ts';
-import { desiredLearned } from '../store/elements.ts';
+import type { CurrentPolicies } from '../policy/source.ts';
+import { readCheckpoint, restoreEntries, writeCheckpoint } from '../store/checkpoint.ts';
 import { type InUse, LearnedStore } from '../store/learned-store.ts';
 import { createStoreMetrics, type StoreMetrics } from '../store/metrics.ts';
+import type { StoreSettings } from '../store/settings.ts';
 import { CommitBatcher } from './commit.ts';
-import { FlowLog, type LineSink } from './flow-log.ts';
+import { FlowLog } from './flow-log.ts';
 import { PendingLimiter, RateLimiter } from './limits.ts';
 import { createDnsMetrics, type DnsMetrics } from './metrics.ts';
-import { Pipeline, type PipelineSettings, type PolicyProvider } from './pipeline.ts';
+import { Pipeline } from './pipeline.ts';
 import { RandomIds } from './random.ts';
-import { unknownScopeFrom } from './route.ts';
 import { DnsServer, type ListenAddress } from './server.ts';
-import { UpstreamClient, type UpstreamObserver, type UpstreamServer } from './upstream.ts';
-import { Rcode, RrType } from './wire.ts';
+import type { DnsSettings, UpstreamSettings } from './settings.ts';
+import { UpstreamClient, type UpstreamObserver } from './upstream.ts';
 
 export interface DnsProxyDeps {
-  readonly config: AgentConfig;
-  readonly policies: PolicyProvider;
+  readonly settings: DnsSettings;
+  readonly policies: CurrentPolicies;
   readonly identities: IdentityProvider;
   readonly datapath: Datapath;
   readonly registry: Registry;
   /** Operational log (startup, errors). */
   readonly log: Logger;
-  /** Where flow lines go; null for none (config flowLog.mode still applies). */
+  /** Where flow lines go; null for none (settings.flowLog.mode still applies). */
   readonly flowLog: LineSink | null;
   /** Lines are handed to flowLog in chunks of this many bytes (0: one write per line). */
   readonly flowLogBufferBytes?: number;
@@ -66,53 +61,28 @@ const GC_SLICE_MIN = 2048;
 /** Flow lines are written in chunks of about this size (or every 100 ms). */
 const FLOW_LOG_BUFFER_BYTES = 32 * 1024;
 
-export function settingsFrom(config: AgentConfig): PipelineSettings {
-  const dns = config.dns;
-  return {
-    passThroughZones: dns.passThroughZones,
-    denyRcode: dns.denyResponse === 'NXDOMAIN' ? Rcode.NXDOMAIN : Rcode.REFUSED,
-    unknownSources: dns.unknownSources,
-    ...unknownScopeFrom(config.datapath.sourceCIDRs),
-    maxCnameDepth: dns.limits.maxCnameDepth,
-    maxAnswerRecords: dns.limits.maxAnswerRecords,
-    maxQueryBytes: dns.limits.maxQueryBytes,
-    refusedTypes: new Set(dns.refusedTypes.map((t) => RrType[t])),
-    holdTimeoutMs: dns.holdTimeoutMs,
-  };
-}
-
-function addressOf(text: string): ListenAddress {
-  const hp = parseHostPort(text);
-  if (typeof hp === 'string') throw new Error(hp);
-  return hp;
-}
-
-export function storeFrom(config: AgentConfig, events: StoreMetrics['events'], inUse?: InUse): LearnedStore {
+/** The learned store of these settings; the DNS proxy's own unless the caller shares one. */
+export function storeFrom(
+  settings: StoreSettings,
+  events: StoreMetrics['events'],
+  inUse?: InUse,
+): LearnedStore {
   return new LearnedStore({
-    ttl: {
-      minTtlSeconds: config.ttl.minTTL,
-      maxTtlSeconds: config.ttl.maxTTL,
-      graceSeconds: config.ttl.grace,
-    },
-    limits: {
-      maxIpsPerName: config.store.maxIpsPerName,
-      maxIpsPerSource: config.store.maxIpsPerSource,
-      maxEntries: config.store.maxEntries,
-    },
+    ttl: settings.ttl,
+    limits: settings.limits,
     ...(inUse ? { inUse } : {}),
     events,
   });
 }
 
-/** An upstream client for the trusted upstreams of the config (the DNS proxy's, the CONNECT proxy's). */
-export function upstreamFrom(config: AgentConfig, clock: Clock, observe?: UpstreamObserver): UpstreamClient {
+/** An upstream client for the trusted upstreams (the DNS proxy's, the CONNECT proxy's). */
+export function upstreamFrom(
+  settings: UpstreamSettings,
+  clock: Clock,
+  observe?: UpstreamObserver,
+): UpstreamClient {
   return new UpstreamClient({
-    servers: config.dns.upstreams.map((u) => addressOf(u) as UpstreamServer),
-    timeoutMs: config.dns.timeoutMs,
-    attempts: config.dns.attempts,
-    socketsPerServer: config.dns.upstreamSockets,
-    queriesPerSocket: config.dns.queriesPerSocket,
-    tcpFallback: config.dns.tcpFallback,
+    ...settings,
     ids: new RandomIds(),
     now: () => clock.now(),
     ...(observe ? { observe } : {}),
@@ -134,20 +104,20 @@ export class DnsProxy {
   #stopped = false;
 
   private constructor(deps: DnsProxyDeps) {
-    const { config } = deps;
+    const { settings } = deps;
     this.#deps = deps;
     this.#clock = deps.clock ?? systemClock;
     this.metrics = createDnsMetrics(deps.registry);
     this.storeMetrics = createStoreMetrics(deps.registry);
-    this.store = deps.store ?? storeFrom(config, this.storeMetrics.events, deps.inUse);
+    this.store = deps.store ?? storeFrom(settings.store, this.storeMetrics.events, deps.inUse);
     this.storeMetrics.watch(this.store);
     const clock = this.#clock;
     const metrics = this.metrics;
-    this.#upstream = upstreamFrom(config, clock, {
+    this.#upstream = upstreamFrom(settings.upstream, clock, {
       answered: (transport, ms) => metrics.observeUpstream(transport, ms / 1000),
       failed: (kind) => metrics.upstreamErrors.inc({ kind }),
     });
-    this.#pending = new PendingLimiter(config.dns.limits.maxPending, config.dns.limits.maxPendingPerSource);
+    this.#pending = new PendingLimiter(settings.pending.max, settings.pending.maxPerSource);
     const commits = new CommitBatcher(
       deps.datapath,
       () => clock.now(),
@@ -155,12 +125,12 @@ export class DnsProxy {
     );
     this.#flowLog = new FlowLog(
       deps.flowLog,
-      config.dns.flowLog.mode,
+      settings.flowLog.mode,
       () => clock.wallNow(),
       deps.flowLogBufferBytes ?? FLOW_LOG_BUFFER_BYTES,
     );
     const pipeline = new Pipeline({
-      settings: settingsFrom(config),
+      settings: settings.pipeline,
       policies: deps.policies,
       identities: deps.identities,
       store: this.store,
@@ -170,18 +140,13 @@ export class DnsProxy {
       clock,
       metrics,
       flowLog: this.#flowLog,
-      rate: new RateLimiter(config.dns.limits.ratePerSource, config.dns.limits.burstPerSource),
+      rate: new RateLimiter(settings.rate.perSource, settings.rate.burst),
       pending: this.#pending,
       log: deps.log,
     });
-    this.#server = new DnsServer(
-      pipeline,
-      config.dns.listen.map(addressOf),
-      { ...config.dns.limits, recvBufferBytes: config.dns.recvBufferBytes },
-      metrics,
-      deps.log,
-      { reusePort: deps.reusePort ?? false },
-    );
+    this.#server = new DnsServer(pipeline, settings.listen, settings.server, metrics, deps.log, {
+      reusePort: deps.reusePort ?? false,
+    });
     metrics.watch({ pending: () => this.#pending.total, tcpConnections: () => this.#server.tcpConnections });
   }
 
@@ -198,17 +163,12 @@ export class DnsProxy {
     return this.#server.addresses();
   }
 
-  #checkpointLimits(): CheckpointLimits | null {
-    const c = this.#deps.config.store.checkpoint;
-    return c ? { maxBytes: c.maxBytes, maxEntries: this.#deps.config.store.maxEntries } : null;
-  }
-
   async #restore(): Promise<void> {
-    const { config, log, datapath, policies, identities } = this.#deps;
-    const file = config.store.checkpoint?.path;
-    const limits = this.#checkpointLimits();
-    if (!file || !limits) return;
-    const read = await readCheckpoint(file, this.#clock, this.store, limits);
+    const { settings, log, datapath, policies, identities } = this.#deps;
+    const checkpoint = settings.store.checkpoint;
+    if (!checkpoint) return;
+    const file = checkpoint.path;
+    const read = await readCheckpoint(file, this.#clock, this.store, checkpoint.limits);
     if (!read.ok) {
       if (read.missing) log.info({ file }, 'no checkpoint yet; starting with an empty store');
       else
@@ -237,11 +197,11 @@ export class DnsProxy {
   }
 
   #startTimers(): void {
-    const { config } = this.#deps;
+    const { store } = this.#deps.settings;
     // Expired entries are collected in slices (gcStep), never in one sweep: a pass over a large
     // store would block every query behind it. A pass starts every gcIntervalSeconds and goes on
     // a slice per tick until done; a slice is sized so a pass takes at most about the interval.
-    const intervalMs = config.store.gcIntervalSeconds * 1000;
+    const intervalMs = store.gcIntervalMs;
     let passStarted = Number.NEGATIVE_INFINITY;
     let inPass = false;
     const gc = setInterval(
@@ -259,11 +219,10 @@ export class DnsProxy {
     );
     gc.unref();
     this.#timers.push(gc);
-    const c = config.store.checkpoint;
-    if (c) {
+    if (store.checkpoint) {
       const t = setInterval(() => {
         this.checkpoint().catch(() => {});
-      }, c.intervalSeconds * 1000);
+      }, store.checkpoint.intervalMs);
       t.unref();
       this.#timers.push(t);
     }
@@ -271,9 +230,9 @@ export class DnsProxy {
 
   /** Write the checkpoint now (one write at a time); errors are logged and counted. */
   async checkpoint(): Promise<void> {
-    const file = this.#deps.config.store.checkpoint?.path;
-    const limits = this.#checkpointLimits();
-    if (!file || !limits) return;
+    const checkpoint = this.#deps.settings.store.checkpoint;
+    if (!checkpoint) return;
+    const { path: file, limits } = checkpoint;
     if (this.#checkpointing) return this.#checkpointing;
     this.#checkpointing = (async () => {
       try {

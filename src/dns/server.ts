@@ -20,9 +20,9 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { errorMessage } from '../core/errors.ts';
+import { literalLookup } from '../core/literal-lookup.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
-import { literalLookup } from './lookup.ts';
 import type { DnsMetrics } from './metrics.ts';
 import type { Transport } from './upstream.ts';
 import { HEADER_BYTES, MAX_MESSAGE_BYTES } from './wire.ts';

@@ -16,7 +16,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { ErrorCode, NamegateError } from '../core/errors.ts';
-import { literalLookup } from './lookup.ts';
+import { literalLookup } from '../core/literal-lookup.ts';
 import { replyMismatch, setId } from './message.ts';
 import type { RandomIds } from './random.ts';
 import { Flag, MAX_MESSAGE_BYTES, type Question } from './wire.ts';

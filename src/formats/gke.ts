@@ -37,11 +37,21 @@ const MANAGED = 'networking.gke.io/v1alpha1';
 const OSS = 'networking.gke.io/v1alpha3';
 const DIALECT = 'GKE';
 
-export const gkeImporter: Importer = {
+export const gkeImporter = {
   dialect: 'gke',
-  accepts: (apiVersion, kind) => apiVersion.startsWith('networking.gke.io/') && kind === 'FQDNNetworkPolicy',
+  title: 'GKE',
+  summary: 'GKE FQDNNetworkPolicy',
+  kinds: [
+    {
+      group: 'networking.gke.io',
+      version: 'v1alpha1',
+      plural: 'fqdnnetworkpolicies',
+      kind: 'FQDNNetworkPolicy',
+      namespaced: true,
+    },
+  ],
   convert: convertGke,
-};
+} as const satisfies Importer;
 
 type Entry = { name: string } | { pattern: string };
 

@@ -5,10 +5,6 @@
  */
 import type { NativeDocument, Problem } from './native.ts';
 
-export type Dialect = 'native' | 'cilium' | 'istio' | 'npep' | 'gke';
-
-export const DIALECTS: readonly Dialect[] = ['native', 'cilium', 'istio', 'npep', 'gke'];
-
 export interface ImportResult {
   readonly documents: NativeDocument[];
   readonly warnings: Problem[];
@@ -23,10 +19,31 @@ export interface ImportContext {
   readonly defaultNamespace: string;
 }
 
+/**
+ * One kind of a dialect, as the Kubernetes API serves it. Files of any version of the group are
+ * read; `version` is the one the agent watches.
+ */
+export interface DialectKind {
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+  readonly kind: string;
+  readonly namespaced: boolean;
+}
+
+/**
+ * A dialect: its name (`convert --from`, the `kubernetes.dialects` key, the chart value), what it
+ * is for people, the kinds it reads and the converter. Everything else about a dialect (the CLI's
+ * choices, the config's defaults, the agent's watches, the chart's values and RBAC rules) is
+ * derived from these fields through registry.ts.
+ */
 export interface Importer {
-  readonly dialect: Exclude<Dialect, 'native'>;
-  /** Does this importer read documents of this apiVersion and kind? */
-  accepts(apiVersion: string, kind: string): boolean;
+  readonly dialect: string;
+  /** "Cilium": whose policies these are. */
+  readonly title: string;
+  /** What is read, in a few words ("CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy (toFQDNs)"). */
+  readonly summary: string;
+  readonly kinds: readonly DialectKind[];
   convert(doc: Record<string, unknown>, context: ImportContext): ImportResult;
 }
 

@@ -40,11 +40,21 @@ const API_VERSIONS = [
 const DIALECT = 'Istio';
 const METADATA_NAME = 'kubernetes.io/metadata.name';
 
-export const istioImporter: Importer = {
+export const istioImporter = {
   dialect: 'istio',
-  accepts: (apiVersion, kind) => apiVersion.startsWith('networking.istio.io/') && kind === 'ServiceEntry',
+  title: 'Istio',
+  summary: 'Istio ServiceEntry',
+  kinds: [
+    {
+      group: 'networking.istio.io',
+      version: 'v1',
+      plural: 'serviceentries',
+      kind: 'ServiceEntry',
+      namespaced: true,
+    },
+  ],
   convert: convertServiceEntry,
-};
+} as const satisfies Importer;
 
 const SPEC_FIELDS = [
   'hosts',
@@ -65,20 +75,57 @@ const OPAQUE_TCP = ['TCP', 'MONGO', 'MYSQL', 'REDIS', 'HTTP2', 'GRPC', 'GRPC-WEB
 
 function convertServiceEntry(doc: Record<string, unknown>, context: ImportContext): ImportResult {
   const c = new Conversion();
+  const entry = readEntry(c, doc, context);
+  if (!entry) return c.result([]);
+  const { apiVersion, meta, spec } = entry;
+  const { location, resolution } = readPlacement(c, spec);
+  const audience = convertExportTo(c, spec['exportTo'], meta);
+  const flags = new PatternFlags();
+  const toFQDNs = convertHosts(c, spec['hosts'], flags);
+  const addresses = convertAddresses(c, spec['addresses']);
+  const ports = convertPorts(c, spec['ports']);
+  warnNotKept(c, spec);
+  if (c.failed) return c.result([]);
+
+  if (location === 'MESH_INTERNAL') {
+    c.warn(
+      'spec.location',
+      'MESH_INTERNAL services are in-cluster traffic, which namegate leaves to NetworkPolicy; nothing converted',
+    );
+    return c.result([]);
+  }
+  if (audience === 'nobody') return c.result([]);
+  const rules = entryRules(c, toFQDNs, addresses, ports, resolution);
+  return c.result([entryPolicy(c, apiVersion, meta, audience, rules, flags)]);
+}
+
+/** The document's apiVersion, metadata and spec; null (with errors) when it cannot be read. */
+function readEntry(
+  c: Conversion,
+  doc: Record<string, unknown>,
+  context: ImportContext,
+): { apiVersion: string; meta: ForeignMeta; spec: Record<string, unknown> } | null {
   const apiVersion = String(doc['apiVersion']);
   if (!API_VERSIONS.includes(apiVersion)) {
     c.error(
       'apiVersion',
       `${JSON.stringify(apiVersion)} is not supported; expected one of ${API_VERSIONS.join(', ')}`,
     );
-    return c.result([]);
+    return null;
   }
   const meta = readMeta(c, doc, true, context.defaultNamespace);
   warnUnknown(c, doc, '', ['apiVersion', 'kind', 'metadata', 'spec', 'status']);
   const spec = readRecord(c, doc['spec'], 'spec');
-  if (!meta || !spec) return c.result([]);
+  if (!meta || !spec) return null;
   warnUnknown(c, spec, 'spec', SPEC_FIELDS);
+  return { apiVersion, meta, spec };
+}
 
+/** spec.location and spec.resolution, with Istio's defaults. */
+function readPlacement(
+  c: Conversion,
+  spec: Record<string, unknown>,
+): { location: unknown; resolution: unknown } {
   const location = absent(spec['location']) ? 'MESH_EXTERNAL' : spec['location'];
   if (location !== 'MESH_EXTERNAL' && location !== 'MESH_INTERNAL') {
     c.error('spec.location', 'expected MESH_EXTERNAL or MESH_INTERNAL');
@@ -87,11 +134,13 @@ function convertServiceEntry(doc: Record<string, unknown>, context: ImportContex
   if (!['NONE', 'STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'DYNAMIC_DNS'].includes(String(resolution))) {
     c.error('spec.resolution', 'expected NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS');
   }
-  const audience = convertExportTo(c, spec['exportTo'], meta);
+  return { location, resolution };
+}
 
-  const flags = new PatternFlags();
+/** spec.hosts -> toFQDNs entries (names or patterns), without repeats. */
+function convertHosts(c: Conversion, value: unknown, flags: PatternFlags): NonNullable<RuleInput['toFQDNs']> {
   const toFQDNs: NonNullable<RuleInput['toFQDNs']> = [];
-  const hosts = readList(c, spec['hosts'], 'spec.hosts', 256);
+  const hosts = readList(c, value, 'spec.hosts', 256);
   if (hosts && hosts.length === 0) c.error('spec.hosts', 'a ServiceEntry needs at least one host');
   (hosts ?? []).forEach((h, i) => {
     const at = child('spec.hosts', i);
@@ -104,15 +153,21 @@ function convertServiceEntry(doc: Record<string, unknown>, context: ImportContex
       }
     }
   });
+  return toFQDNs;
+}
 
+/** spec.addresses -> CIDRs. */
+function convertAddresses(c: Conversion, value: unknown): Cidr[] {
   const addresses: Cidr[] = [];
-  (readList(c, spec['addresses'], 'spec.addresses', 256) ?? []).forEach((a, i) => {
+  (readList(c, value, 'spec.addresses', 256) ?? []).forEach((a, i) => {
     const cidr = readCidr(c, a, child('spec.addresses', i));
     if (cidr) addresses.push(cidr);
   });
+  return addresses;
+}
 
-  const { checked, opaque } = convertPorts(c, spec['ports']);
-
+/** Fields that describe the service's side, not its callers: said, not converted. */
+function warnNotKept(c: Conversion, spec: Record<string, unknown>): void {
   if (!absent(spec['workloadSelector'])) {
     c.warn(
       'spec.workloadSelector',
@@ -128,17 +183,19 @@ function convertServiceEntry(doc: Record<string, unknown>, context: ImportContex
   if (!absent(spec['subjectAltNames'])) {
     c.warn('spec.subjectAltNames', 'not kept: namegate does not verify server certificates');
   }
-  if (c.failed) return c.result([]);
+}
 
-  if (location === 'MESH_INTERNAL') {
-    c.warn(
-      'spec.location',
-      'MESH_INTERNAL services are in-cluster traffic, which namegate leaves to NetworkPolicy; nothing converted',
-    );
-    return c.result([]);
-  }
-  if (audience === 'nobody') return c.result([]);
-
+/**
+ * The rules: name-checked ports (HTTP, TLS) as verify: SNI, opaque TCP ports by name and, when
+ * the entry lists addresses, by those addresses too.
+ */
+function entryRules(
+  c: Conversion,
+  toFQDNs: NonNullable<RuleInput['toFQDNs']>,
+  addresses: readonly Cidr[],
+  { checked, opaque }: ReturnType<typeof convertPorts>,
+  resolution: unknown,
+): RuleInput[] {
   const rules: RuleInput[] = [];
   if (checked.length > 0) {
     rules.push({ toFQDNs, ports: nativePorts(checked) ?? [], verify: 'SNI' });
@@ -164,7 +221,18 @@ function convertServiceEntry(doc: Record<string, unknown>, context: ImportContex
   if (checked.length === 0 && opaque.length === 0) {
     c.warn('spec.ports', 'no port namegate can allow: the policy governs the pods but allows nothing');
   }
+  return rules;
+}
 
+/** The native policy: for the entry's namespace, or cluster-wide for every namespace it is exported to. */
+function entryPolicy(
+  c: Conversion,
+  apiVersion: string,
+  meta: ForeignMeta,
+  audience: Exclude<ReturnType<typeof convertExportTo>, 'nobody'>,
+  rules: RuleInput[],
+  flags: PatternFlags,
+) {
   const cluster = audience !== 'own';
   c.warn(
     'spec.exportTo',
@@ -177,16 +245,14 @@ function convertServiceEntry(doc: Record<string, unknown>, context: ImportContex
     rules,
     flags,
   };
-  return c.result([
-    nativeDocument({
-      kind: cluster ? 'ClusterEgressPolicy' : 'EgressPolicy',
-      // Cluster-scoped output from a namespaced entry: the namespace keeps names unique.
-      name: cluster ? `${meta.namespace}-${meta.name}` : meta.name,
-      namespace: meta.namespace,
-      source: sourceText(apiVersion, 'ServiceEntry', meta),
-      parts,
-    }),
-  ]);
+  return nativeDocument({
+    kind: cluster ? 'ClusterEgressPolicy' : 'EgressPolicy',
+    // Cluster-scoped output from a namespaced entry: the namespace keeps names unique.
+    name: cluster ? `${meta.namespace}-${meta.name}` : meta.name,
+    namespace: meta.namespace,
+    source: sourceText(apiVersion, 'ServiceEntry', meta),
+    parts,
+  });
 }
 
 function sameEntry(

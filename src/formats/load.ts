@@ -8,9 +8,9 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { API_GROUP, type Policy, policyRefText } from '../policy/model.ts';
-import type { Dialect, ImportContext, Importer } from './importer.ts';
+import type { ImportContext, ImportResult } from './importer.ts';
 import { NATIVE_KINDS, type NativeDocument, type Problem, validateNative } from './native.ts';
-import { IMPORTERS } from './registry.ts';
+import { type Dialect, findImporter } from './registry.ts';
 
 export const LOAD_LIMITS = {
   fileBytes: 16 * 1024 * 1024,
@@ -234,7 +234,7 @@ function loadDocument(
     );
     return;
   }
-  let imported: ReturnType<Importer['convert']>;
+  let imported: ImportResult;
   try {
     imported = importer.convert(doc, context);
   } catch (err) {
@@ -260,10 +260,6 @@ function loadDocument(
       report.documents.push({ file, dialect: importer.dialect, document: native });
     }
   }
-}
-
-export function findImporter(apiVersion: string, kind: string): Importer | undefined {
-  return IMPORTERS.find((i) => i.accepts(apiVersion, kind));
 }
 
 function checkDuplicates(report: LoadReport): void {

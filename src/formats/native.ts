@@ -160,6 +160,12 @@ export function validateNative(doc: unknown, defaultNamespace = 'default'): Nati
   return { policy, errors, warnings };
 }
 
+/** Where a rule's problems go: errors make the document invalid, warnings only inform. */
+interface Problems {
+  readonly errors: Problem[];
+  readonly warnings: Problem[];
+}
+
 function compileRule(
   r: z.output<typeof RuleSchema>,
   at: string,
@@ -167,111 +173,134 @@ function compileRule(
   errors: Problem[],
   warnings: Problem[],
 ): Rule {
-  const fqdns: FqdnRule[] = [];
-  const cidrs: CidrRule[] = [];
+  const p: Problems = { errors, warnings };
   const toFQDNs = r.toFQDNs ?? [];
   const toCIDRs = r.toCIDRs ?? [];
   const ports = r.ports ?? [];
-  const before = errors.length;
-  if (toFQDNs.length > LIMITS.fqdnsPerRule) {
-    errors.push({ path: `${at}.toFQDNs`, message: `at most ${LIMITS.fqdnsPerRule} entries per rule` });
-  }
-  if (toCIDRs.length > LIMITS.cidrsPerRule) {
-    errors.push({ path: `${at}.toCIDRs`, message: `at most ${LIMITS.cidrsPerRule} entries per rule` });
-  }
-  if (ports.length > LIMITS.portsPerRule) {
-    errors.push({ path: `${at}.ports`, message: `at most ${LIMITS.portsPerRule} entries per rule` });
-  }
   // Over a limit: skip this rule's entries (not later rules: their problems are reported too).
-  if (errors.length > before) return { fqdns, cidrs, ports: ALL_PORTS, verify: 'None' };
+  if (!withinRuleLimits(p, at, toFQDNs.length, toCIDRs.length, ports.length)) {
+    return { fqdns: [], cidrs: [], ports: ALL_PORTS, verify: 'None' };
+  }
   if (toFQDNs.length === 0 && toCIDRs.length === 0) {
     errors.push({
       path: at,
       message: 'a rule needs toFQDNs or toCIDRs (there is no "any destination" rule)',
     });
   }
-
-  toFQDNs.forEach((f, j) => {
-    const path = `${at}.toFQDNs[${j}]`;
-    if ((f.name === undefined) === (f.pattern === undefined)) {
-      errors.push({ path, message: 'set exactly one of name or pattern' });
-      return;
-    }
-    const field = f.name !== undefined ? 'name' : 'pattern';
-    const text = (f.name ?? f.pattern) as string;
-    if (field === 'name' && text.includes('*')) {
-      errors.push({
-        path: `${path}.name`,
-        message: `${JSON.stringify(text)}: a name has no wildcards; use pattern`,
-      });
-      return;
-    }
-    const pattern = parsePattern(text, options);
-    if (pattern instanceof Error) {
-      errors.push({ path: `${path}.${field}`, message: pattern.message });
-      return;
-    }
-    const canonical = patternText(pattern);
-    if (canonical !== text && canonical !== text.replace(/\.$/, '')) {
-      warnings.push({
-        path: `${path}.${field}`,
-        message: `${JSON.stringify(text)} is stored as ${JSON.stringify(canonical)}`,
-      });
-    }
-    if (pattern.kind === 'label-glob') {
-      warnings.push({
-        path: `${path}.${field}`,
-        message: `${JSON.stringify(text)} uses "*" inside a label (Cilium's meaning: any characters within that one label)`,
-      });
-    }
-    fqdns.push({ text: canonical, pattern });
-  });
-
-  toCIDRs.forEach((c, j) => {
-    const path = `${at}.toCIDRs[${j}]`;
-    const cidr = parseCidr(c.cidr);
-    if (typeof cidr === 'string') {
-      errors.push({ path: `${path}.cidr`, message: cidr });
-      return;
-    }
-    const except: Cidr[] = [];
-    (c.except ?? []).forEach((e, k) => {
-      const ex = parseCidr(e);
-      if (typeof ex === 'string') errors.push({ path: `${path}.except[${k}]`, message: ex });
-      else if (ex.family !== cidr.family || ex.prefix < cidr.prefix || !new CidrSet([cidr]).has(ex.address)) {
-        errors.push({ path: `${path}.except[${k}]`, message: `${ex.text} is not inside ${cidr.text}` });
-      } else except.push(ex);
-    });
-    cidrs.push({ cidr, except });
-  });
-
-  const ranges: PortRange[] = [];
-  ports.forEach((p, j) => {
-    const end = p.endPort ?? p.port;
-    if (end < p.port) {
-      errors.push({ path: `${at}.ports[${j}].endPort`, message: `endPort ${end} is below port ${p.port}` });
-      return;
-    }
-    ranges.push({ protocol: p.protocol, from: p.port, to: end });
-  });
-
-  if (r.verify === 'SNI') {
-    if (ranges.length === 0) {
-      errors.push({
-        path: `${at}.verify`,
-        message: 'verify: SNI needs ports (the TCP ports whose connections are checked)',
-      });
-    } else if (ranges.some((p) => p.protocol !== 'TCP')) {
-      errors.push({ path: `${at}.verify`, message: 'verify: SNI applies to TCP ports only' });
-    }
-    if (toFQDNs.length === 0) {
-      errors.push({
-        path: `${at}.verify`,
-        message: 'verify: SNI needs toFQDNs (the names connections must present)',
-      });
-    }
-  }
+  const fqdns = toFQDNs.flatMap((f, j) => compileFqdn(p, f, `${at}.toFQDNs[${j}]`, options) ?? []);
+  const cidrs = toCIDRs.flatMap((c, j) => compileCidr(p, c, `${at}.toCIDRs[${j}]`) ?? []);
+  const ranges = ports.flatMap((port, j) => compilePort(p, port, `${at}.ports[${j}]`) ?? []);
+  if (r.verify === 'SNI') checkVerify(p, at, ranges, toFQDNs.length);
   return { fqdns, cidrs, ports: ranges.length > 0 ? ranges : ALL_PORTS, verify: r.verify };
+}
+
+function withinRuleLimits(p: Problems, at: string, fqdns: number, cidrs: number, ports: number): boolean {
+  const before = p.errors.length;
+  if (fqdns > LIMITS.fqdnsPerRule) {
+    p.errors.push({ path: `${at}.toFQDNs`, message: `at most ${LIMITS.fqdnsPerRule} entries per rule` });
+  }
+  if (cidrs > LIMITS.cidrsPerRule) {
+    p.errors.push({ path: `${at}.toCIDRs`, message: `at most ${LIMITS.cidrsPerRule} entries per rule` });
+  }
+  if (ports > LIMITS.portsPerRule) {
+    p.errors.push({ path: `${at}.ports`, message: `at most ${LIMITS.portsPerRule} entries per rule` });
+  }
+  return p.errors.length === before;
+}
+
+/** A toFQDNs entry: exactly one of name (no wildcards) or pattern, stored canonical. */
+function compileFqdn(
+  p: Problems,
+  f: { name?: string | undefined; pattern?: string | undefined },
+  path: string,
+  options: PatternOptions,
+): FqdnRule | null {
+  if ((f.name === undefined) === (f.pattern === undefined)) {
+    p.errors.push({ path, message: 'set exactly one of name or pattern' });
+    return null;
+  }
+  const field = f.name !== undefined ? 'name' : 'pattern';
+  const text = (f.name ?? f.pattern) as string;
+  if (field === 'name' && text.includes('*')) {
+    p.errors.push({
+      path: `${path}.name`,
+      message: `${JSON.stringify(text)}: a name has no wildcards; use pattern`,
+    });
+    return null;
+  }
+  const pattern = parsePattern(text, options);
+  if (pattern instanceof Error) {
+    p.errors.push({ path: `${path}.${field}`, message: pattern.message });
+    return null;
+  }
+  const canonical = patternText(pattern);
+  if (canonical !== text && canonical !== text.replace(/\.$/, '')) {
+    p.warnings.push({
+      path: `${path}.${field}`,
+      message: `${JSON.stringify(text)} is stored as ${JSON.stringify(canonical)}`,
+    });
+  }
+  if (pattern.kind === 'label-glob') {
+    p.warnings.push({
+      path: `${path}.${field}`,
+      message: `${JSON.stringify(text)} uses "*" inside a label (Cilium's meaning: any characters within that one label)`,
+    });
+  }
+  return { text: canonical, pattern };
+}
+
+/** A toCIDRs entry: a CIDR and exceptions that lie inside it. */
+function compileCidr(
+  p: Problems,
+  c: { cidr: string; except?: string[] | undefined },
+  path: string,
+): CidrRule | null {
+  const cidr = parseCidr(c.cidr);
+  if (typeof cidr === 'string') {
+    p.errors.push({ path: `${path}.cidr`, message: cidr });
+    return null;
+  }
+  const except: Cidr[] = [];
+  (c.except ?? []).forEach((e, k) => {
+    const ex = parseCidr(e);
+    if (typeof ex === 'string') p.errors.push({ path: `${path}.except[${k}]`, message: ex });
+    else if (ex.family !== cidr.family || ex.prefix < cidr.prefix || !new CidrSet([cidr]).has(ex.address)) {
+      p.errors.push({ path: `${path}.except[${k}]`, message: `${ex.text} is not inside ${cidr.text}` });
+    } else except.push(ex);
+  });
+  return { cidr, except };
+}
+
+/** A ports entry: port, or port..endPort. */
+function compilePort(
+  p: Problems,
+  port: { protocol: PortRange['protocol']; port: number; endPort?: number | undefined },
+  path: string,
+): PortRange | null {
+  const end = port.endPort ?? port.port;
+  if (end < port.port) {
+    p.errors.push({ path: `${path}.endPort`, message: `endPort ${end} is below port ${port.port}` });
+    return null;
+  }
+  return { protocol: port.protocol, from: port.port, to: end };
+}
+
+/** verify: SNI checks names on TCP ports, so it needs both. */
+function checkVerify(p: Problems, at: string, ranges: readonly PortRange[], fqdnCount: number): void {
+  if (ranges.length === 0) {
+    p.errors.push({
+      path: `${at}.verify`,
+      message: 'verify: SNI needs ports (the TCP ports whose connections are checked)',
+    });
+  } else if (ranges.some((r) => r.protocol !== 'TCP')) {
+    p.errors.push({ path: `${at}.verify`, message: 'verify: SNI applies to TCP ports only' });
+  }
+  if (fqdnCount === 0) {
+    p.errors.push({
+      path: `${at}.verify`,
+      message: 'verify: SNI needs toFQDNs (the names connections must present)',
+    });
+  }
 }
 
 function pushZodIssues(errors: Problem[], error: z.ZodError, prefix: PropertyKey[]): void {

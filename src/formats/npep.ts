@@ -67,13 +67,28 @@ const FLAVOURS: Record<string, Flavour> = {
   },
 };
 
-export const npepImporter: Importer = {
+export const npepImporter = {
   dialect: 'npep',
-  accepts: (apiVersion, kind) =>
-    apiVersion.startsWith('policy.networking.k8s.io/') &&
-    (kind === 'AdminNetworkPolicy' || kind === 'ClusterNetworkPolicy'),
+  title: 'network-policy-api',
+  summary: 'AdminNetworkPolicy / ClusterNetworkPolicy domainNames (network-policy-api)',
+  kinds: [
+    {
+      group: 'policy.networking.k8s.io',
+      version: 'v1alpha1',
+      plural: 'adminnetworkpolicies',
+      kind: 'AdminNetworkPolicy',
+      namespaced: false,
+    },
+    {
+      group: 'policy.networking.k8s.io',
+      version: 'v1alpha2',
+      plural: 'clusternetworkpolicies',
+      kind: 'ClusterNetworkPolicy',
+      namespaced: false,
+    },
+  ],
   convert: convertNpep,
-};
+} as const satisfies Importer;
 
 /** One egress rule, read. */
 interface ReadRule {
@@ -93,40 +108,12 @@ interface ReadRule {
 
 function convertNpep(doc: Record<string, unknown>, _context: ImportContext): ImportResult {
   const c = new Conversion();
-  const apiVersion = String(doc['apiVersion']);
-  const kind = String(doc['kind']);
-  const flavour = FLAVOURS[`${apiVersion} ${kind}`];
-  if (!flavour) {
-    c.error(
-      'apiVersion',
-      `${apiVersion} ${kind} is not supported; expected AdminNetworkPolicy v1alpha1 or ClusterNetworkPolicy v1alpha2/v1beta1`,
-    );
-    return c.result([]);
-  }
-  const meta = readMeta(c, doc, false, '');
-  warnUnknown(c, doc, '', ['apiVersion', 'kind', 'metadata', 'spec', 'status']);
-  const spec = readRecord(c, doc['spec'], 'spec');
-  if (!meta || !spec) return c.result([]);
-  warnUnknown(c, spec, 'spec', [
-    'priority',
-    'subject',
-    'ingress',
-    'egress',
-    ...(flavour.tiered ? ['tier'] : []),
-  ]);
+  const policy = readPolicy(c, doc);
+  if (!policy) return c.result([]);
+  const { apiVersion, kind, flavour, meta, spec } = policy;
   if (!absent(spec['ingress'])) c.warn('spec.ingress', 'ignored: namegate governs egress only');
-
   const subject = convertSubject(c, spec['subject']);
-  if (flavour.tiered) {
-    const tier = spec['tier'];
-    if (tier !== 'Admin' && tier !== 'Baseline') c.error('spec.tier', 'expected Admin or Baseline');
-    if (tier === 'Baseline') {
-      c.warn(
-        'spec.tier',
-        'Baseline: any NetworkPolicy that selects a pod overrides these rules in Kubernetes; namegate applies them regardless',
-      );
-    }
-  }
+  checkTier(c, spec, flavour);
 
   const egressPath = 'spec.egress';
   const list = readList(c, spec['egress'], egressPath, LIMITS.rulesPerPolicy) ?? [];
@@ -142,109 +129,186 @@ function convertNpep(doc: Record<string, unknown>, _context: ImportContext): Imp
   }
 
   const flags = new PatternFlags();
-  const rules: RuleInput[] = [];
-  let shadowedBy: string | null = null;
-  let droppedDeny = false;
+  const state: RuleOrder = { rules: [], shadowedBy: null, droppedDeny: false };
   read.forEach((rule, i) => {
-    const external = rule.domains.length > 0 || rule.networks.length > 0;
-    if (shadowedBy !== null) {
+    if (state.shadowedBy !== null) {
       c.warn(
         rule.path,
-        `not converted: the earlier rule ${shadowedBy} matches all of this rule's traffic first`,
+        `not converted: the earlier rule ${state.shadowedBy} matches all of this rule's traffic first`,
       );
-      return;
+    } else if (rule.action === 'accept') {
+      convertAccept(c, rule, flags, state);
+    } else {
+      convertDenyOrPass(c, rule, read.slice(i + 1), state);
     }
-    if (rule.action === 'accept') {
-      if (!external) {
-        if (rule.inCluster) {
-          c.warn(
-            rule.path,
-            'in-cluster peers (namespaces, pods, nodes) are left to NetworkPolicy; nothing converted',
-          );
-        }
-        return;
-      }
-      if (rule.ports !== undefined && rule.ports.length === 0) {
-        c.warn(rule.path, 'no port namegate can allow: the rule is not converted');
-        return;
-      }
-      rule.domains.forEach((d, k) => {
-        admitPattern(c, 'name' in d ? d.name : d.pattern, rule.domainPaths[k] ?? rule.path, flags, DIALECT);
-      });
-      const native = rule.ports === undefined ? undefined : nativePorts(rule.ports);
-      rules.push({
-        ...(rule.domains.length > 0 ? { toFQDNs: rule.domains } : {}),
-        ...(rule.networks.length > 0 ? { toCIDRs: rule.networks.map((n) => ({ cidr: n.text })) } : {}),
-        ...(native ? { ports: native } : {}),
-      });
-      return;
-    }
-    // Deny or Pass.
-    const verb = rule.actionText;
-    if (!external && !rule.unknownPeer) {
-      c.warn(rule.path, `${verb} to in-cluster peers is left to NetworkPolicy; not converted`);
-      return;
-    }
-    droppedDeny = true;
-    const matchesAll = rule.ports === undefined && (rule.unknownPeer || coversEverything(rule.networks));
-    if (matchesAll) {
-      shadowedBy = rule.path;
-      c.warn(
-        rule.path,
-        verb === 'Deny'
-          ? 'Deny of everything: namegate already denies what no rule allows, so this is kept by governing the subject'
-          : 'Pass of everything: Kubernetes hands the rest to NetworkPolicy; namegate denies what no rule allows (narrower)',
-      );
-      return;
-    }
-    const later = read
-      .slice(i + 1)
-      .filter((r) => r.action === 'accept' && (r.domains.length > 0 || r.networks.length > 0));
-    const harmless =
-      later.length === 0 ||
-      (!rule.unknownPeer &&
-        rule.networks.every(neverLearned) &&
-        later.every((r) => r.networks.every((n) => rule.networks.every((d) => !cidrsOverlap(n, d)))));
-    if (!harmless) {
-      c.error(
-        rule.path,
-        `${verb} before an accepting rule can take away part of what that rule accepts; namegate is allow-only and ` +
-          `cannot keep the order. Move the ${verb} rule after the accepting rules or narrow them`,
-      );
-      return;
-    }
-    c.warn(
-      rule.path,
-      later.length === 0
-        ? `${verb} is not converted: namegate denies what no rule allows` +
-            (verb === 'Pass' ? ' (Kubernetes would hand this traffic to NetworkPolicy: narrower)' : '')
-        : `${verb} is not converted: it covers only addresses namegate never learns from DNS answers`,
-    );
   });
   if (c.failed) return c.result([]);
-
-  if (droppedDeny && !absent(spec['priority'])) {
-    c.warn(
-      'spec.priority',
-      "not kept: namegate unites the allows of all policies, so this policy's Deny/Pass rules no longer override what policies with a higher priority number accept",
-    );
-  }
-  if (shadowedBy === null) {
-    c.warn(
-      egressPath,
-      'traffic no rule matches falls through to NetworkPolicy in Kubernetes (allowed when none selects the pod); ' +
-        'namegate governs the subject and denies it (narrower). End the rules with a Deny to 0.0.0.0/0 and ::/0 to say so',
-    );
-  }
+  warnLostOrder(c, spec, egressPath, state);
   return c.result([
     nativeDocument({
       kind: 'ClusterEgressPolicy',
       name: meta.name,
       namespace: null,
       source: sourceText(apiVersion, kind, meta),
-      parts: { ...subject, rules, flags },
+      parts: { ...subject, rules: state.rules, flags },
     }),
   ]);
+}
+
+/** The document's flavour (kind and version), metadata and spec; null (with errors) when unreadable. */
+function readPolicy(
+  c: Conversion,
+  doc: Record<string, unknown>,
+): {
+  apiVersion: string;
+  kind: string;
+  flavour: Flavour;
+  meta: NonNullable<ReturnType<typeof readMeta>>;
+  spec: Record<string, unknown>;
+} | null {
+  const apiVersion = String(doc['apiVersion']);
+  const kind = String(doc['kind']);
+  const flavour = FLAVOURS[`${apiVersion} ${kind}`];
+  if (!flavour) {
+    c.error(
+      'apiVersion',
+      `${apiVersion} ${kind} is not supported; expected AdminNetworkPolicy v1alpha1 or ClusterNetworkPolicy v1alpha2/v1beta1`,
+    );
+    return null;
+  }
+  const meta = readMeta(c, doc, false, '');
+  warnUnknown(c, doc, '', ['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+  const spec = readRecord(c, doc['spec'], 'spec');
+  if (!meta || !spec) return null;
+  warnUnknown(c, spec, 'spec', [
+    'priority',
+    'subject',
+    'ingress',
+    'egress',
+    ...(flavour.tiered ? ['tier'] : []),
+  ]);
+  return { apiVersion, kind, flavour, meta, spec };
+}
+
+/** ClusterNetworkPolicy's tier: Admin, or Baseline (which NetworkPolicy overrides in Kubernetes). */
+function checkTier(c: Conversion, spec: Record<string, unknown>, flavour: Flavour): void {
+  if (!flavour.tiered) return;
+  const tier = spec['tier'];
+  if (tier !== 'Admin' && tier !== 'Baseline') c.error('spec.tier', 'expected Admin or Baseline');
+  if (tier === 'Baseline') {
+    c.warn(
+      'spec.tier',
+      'Baseline: any NetworkPolicy that selects a pod overrides these rules in Kubernetes; namegate applies them regardless',
+    );
+  }
+}
+
+/** The rules converted so far, and what the rule order did to them. */
+interface RuleOrder {
+  readonly rules: RuleInput[];
+  /** The rule that matches everything (a Deny or Pass of all): later rules never match. */
+  shadowedBy: string | null;
+  /** A Deny or Pass was dropped (its policy's priority then no longer overrides anything). */
+  droppedDeny: boolean;
+}
+
+const hasExternalPeer = (rule: ReadRule) => rule.domains.length > 0 || rule.networks.length > 0;
+
+/** An Accept rule: its domain names and networks become one native rule. */
+function convertAccept(c: Conversion, rule: ReadRule, flags: PatternFlags, state: RuleOrder): void {
+  if (!hasExternalPeer(rule)) {
+    if (rule.inCluster) {
+      c.warn(
+        rule.path,
+        'in-cluster peers (namespaces, pods, nodes) are left to NetworkPolicy; nothing converted',
+      );
+    }
+    return;
+  }
+  if (rule.ports !== undefined && rule.ports.length === 0) {
+    c.warn(rule.path, 'no port namegate can allow: the rule is not converted');
+    return;
+  }
+  rule.domains.forEach((d, k) => {
+    admitPattern(c, 'name' in d ? d.name : d.pattern, rule.domainPaths[k] ?? rule.path, flags, DIALECT);
+  });
+  const native = rule.ports === undefined ? undefined : nativePorts(rule.ports);
+  state.rules.push({
+    ...(rule.domains.length > 0 ? { toFQDNs: rule.domains } : {}),
+    ...(rule.networks.length > 0 ? { toCIDRs: rule.networks.map((n) => ({ cidr: n.text })) } : {}),
+    ...(native ? { ports: native } : {}),
+  });
+}
+
+/**
+ * A Deny or Pass rule: namegate is allow-only, so it is dropped, and that is only sound when no
+ * later Accept rule could lose part of what it accepts; otherwise the policy is an error.
+ */
+function convertDenyOrPass(
+  c: Conversion,
+  rule: ReadRule,
+  after: readonly ReadRule[],
+  state: RuleOrder,
+): void {
+  const verb = rule.actionText;
+  if (!hasExternalPeer(rule) && !rule.unknownPeer) {
+    c.warn(rule.path, `${verb} to in-cluster peers is left to NetworkPolicy; not converted`);
+    return;
+  }
+  state.droppedDeny = true;
+  if (rule.ports === undefined && (rule.unknownPeer || coversEverything(rule.networks))) {
+    state.shadowedBy = rule.path;
+    c.warn(
+      rule.path,
+      verb === 'Deny'
+        ? 'Deny of everything: namegate already denies what no rule allows, so this is kept by governing the subject'
+        : 'Pass of everything: Kubernetes hands the rest to NetworkPolicy; namegate denies what no rule allows (narrower)',
+    );
+    return;
+  }
+  const later = after.filter((r) => r.action === 'accept' && hasExternalPeer(r));
+  const harmless =
+    later.length === 0 ||
+    (!rule.unknownPeer &&
+      rule.networks.every(neverLearned) &&
+      later.every((r) => r.networks.every((n) => rule.networks.every((d) => !cidrsOverlap(n, d)))));
+  if (!harmless) {
+    c.error(
+      rule.path,
+      `${verb} before an accepting rule can take away part of what that rule accepts; namegate is allow-only and ` +
+        `cannot keep the order. Move the ${verb} rule after the accepting rules or narrow them`,
+    );
+    return;
+  }
+  c.warn(
+    rule.path,
+    later.length === 0
+      ? `${verb} is not converted: namegate denies what no rule allows` +
+          (verb === 'Pass' ? ' (Kubernetes would hand this traffic to NetworkPolicy: narrower)' : '')
+      : `${verb} is not converted: it covers only addresses namegate never learns from DNS answers`,
+  );
+}
+
+/** What the order of Kubernetes' rules meant and namegate cannot keep: priority, and the fall-through. */
+function warnLostOrder(
+  c: Conversion,
+  spec: Record<string, unknown>,
+  egressPath: string,
+  state: RuleOrder,
+): void {
+  if (state.droppedDeny && !absent(spec['priority'])) {
+    c.warn(
+      'spec.priority',
+      "not kept: namegate unites the allows of all policies, so this policy's Deny/Pass rules no longer override what policies with a higher priority number accept",
+    );
+  }
+  if (state.shadowedBy === null) {
+    c.warn(
+      egressPath,
+      'traffic no rule matches falls through to NetworkPolicy in Kubernetes (allowed when none selects the pod); ' +
+        'namegate governs the subject and denies it (narrower). End the rules with a Deny to 0.0.0.0/0 and ::/0 to say so',
+    );
+  }
 }
 
 /** subject.namespaces or subject.pods {namespaceSelector, podSelector}. */

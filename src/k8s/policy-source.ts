@@ -8,73 +8,18 @@
  *
  * Implements the agent's PolicySource (current, onChange).
  */
-import type { Dialect, ImportContext } from '../formats/importer.ts';
-import { findImporter } from '../formats/load.ts';
+
+import type { ImportContext } from '../formats/importer.ts';
 import { type Problem, validateNative } from '../formats/native.ts';
+import { DIALECT_RESOURCES, type Dialect, findImporter } from '../formats/registry.ts';
 import type { Logger } from '../observe/log.ts';
 import { CompiledPolicies } from '../policy/compile.ts';
 import type { Policy } from '../policy/model.ts';
 import type { KubeApi, KubeObject, ResourceType } from './api.ts';
-import type { KubernetesConfig } from './config.ts';
 import { CLUSTER_EGRESS_POLICY, EGRESS_POLICY } from './crd.ts';
 import type { K8sMetrics } from './metrics.ts';
 import { Reflector, type ReflectorEvent } from './reflector.ts';
-
-export interface DialectResource extends ResourceType {
-  readonly dialect: Exclude<Dialect, 'native'>;
-}
-
-/** The foreign kinds namegate reads from the API, at the versions it reads them. */
-export const DIALECT_RESOURCES: readonly DialectResource[] = [
-  {
-    dialect: 'cilium',
-    group: 'cilium.io',
-    version: 'v2',
-    plural: 'ciliumnetworkpolicies',
-    kind: 'CiliumNetworkPolicy',
-    namespaced: true,
-  },
-  {
-    dialect: 'cilium',
-    group: 'cilium.io',
-    version: 'v2',
-    plural: 'ciliumclusterwidenetworkpolicies',
-    kind: 'CiliumClusterwideNetworkPolicy',
-    namespaced: false,
-  },
-  {
-    dialect: 'istio',
-    group: 'networking.istio.io',
-    version: 'v1',
-    plural: 'serviceentries',
-    kind: 'ServiceEntry',
-    namespaced: true,
-  },
-  {
-    dialect: 'npep',
-    group: 'policy.networking.k8s.io',
-    version: 'v1alpha1',
-    plural: 'adminnetworkpolicies',
-    kind: 'AdminNetworkPolicy',
-    namespaced: false,
-  },
-  {
-    dialect: 'npep',
-    group: 'policy.networking.k8s.io',
-    version: 'v1alpha2',
-    plural: 'clusternetworkpolicies',
-    kind: 'ClusterNetworkPolicy',
-    namespaced: false,
-  },
-  {
-    dialect: 'gke',
-    group: 'networking.gke.io',
-    version: 'v1alpha1',
-    plural: 'fqdnnetworkpolicies',
-    kind: 'FQDNNetworkPolicy',
-    namespaced: true,
-  },
-];
+import type { KubernetesSettings } from './settings.ts';
 
 /** What the source keeps of a policy object. */
 export interface PolicyObject {
@@ -197,7 +142,7 @@ export interface KubePolicySourceOptions {
   readonly api: KubeApi;
   readonly logger: Logger;
   readonly metrics: K8sMetrics;
-  readonly config: Pick<KubernetesConfig, 'dialects' | 'istioRegistryOnly'>;
+  readonly config: Pick<KubernetesSettings, 'dialects' | 'istioRegistryOnly'>;
   readonly stallMs?: number;
   readonly watchTimeoutSeconds?: number;
   readonly absentRetryMs?: number;

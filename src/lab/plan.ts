@@ -240,7 +240,7 @@ function records(sites: readonly Site[], upstream: Endpoint): DnsRecord[] {
     { name: 'ns1.example.net', type: 'AAAA', ttl: 3600, data: upstream.ipv6 },
     // Followed across names by the authoritative server, as a recursive resolver would.
     { name: 'www.example.org', type: 'CNAME', ttl: 300, data: 'edge.example.net' },
-    // A private answer: namegate must not learn it (DESIGN.md, denied ranges).
+    // A private answer: namegate must not learn it (docs/architecture.md: answers never widen access).
     { name: 'internal.example.com', type: 'A', ttl: 300, data: '10.0.0.5' },
     { name: 'lab.example.net', type: 'TXT', ttl: 60, data: 'namegate lab authoritative server' },
   ];

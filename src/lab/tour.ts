@@ -82,137 +82,102 @@ function ip4(plan: LabPlan, name: string): string {
   return site.ipv4[0];
 }
 
-/** The demo's checks, derived from examples/*.yaml. */
+type HttpCheck = Extract<TourCheck, { kind: 'http' }>;
+
+/** An HTTPS (or HTTP) request from a pod, with what the example policies should do to it. */
+function http(
+  pod: string,
+  url: string,
+  expect: Verdict,
+  why: string,
+  more: Pick<HttpCheck, 'family' | 'via'> = {},
+): TourCheck {
+  return { kind: 'http', pod, url, expect, why, ...more };
+}
+
+function dns(pod: string, name: string, expect: Verdict, why: string, server?: string): TourCheck {
+  return { kind: 'dns', pod, name, expect, why, ...(server ? { server } : {}) };
+}
+
+function socket(
+  kind: 'tcp' | 'udp',
+  pod: string,
+  ip: string,
+  port: number,
+  expect: Verdict,
+  why: string,
+): TourCheck {
+  return { kind, pod, ip, port, expect, why };
+}
+
+/** The demo's checks, derived from examples/*.yaml: one list per pod. */
 export function tourChecks(plan: LabPlan): TourCheck[] {
+  return [...paymentsChecks(plan), ...ciRunnerChecks(), ...webChecks(), ...unmanagedChecks()];
+}
+
+/** payments-api: stripe-only (api.stripe.com on TCP 443), and every way around it that must fail. */
+function paymentsChecks(plan: LabPlan): TourCheck[] {
+  const pod = 'payments-api';
   const stripe = ip4(plan, 'api.stripe.com');
+  const github = ip4(plan, 'github.com');
   const other = plan.otherResolver.ipv4;
   return [
-    {
-      kind: 'http',
-      pod: 'payments-api',
-      url: 'https://api.stripe.com/',
-      expect: 'allow',
-      why: 'stripe-only allows it on TCP 443',
-    },
-    {
-      kind: 'http',
-      pod: 'payments-api',
-      url: 'https://api.stripe.com/',
-      family: 6,
-      expect: 'allow',
-      why: 'the same over IPv6',
-    },
-    {
-      kind: 'http',
-      pod: 'payments-api',
-      url: 'http://api.stripe.com/',
-      expect: 'deny',
-      why: 'port 80 is not in the rule',
-    },
-    {
-      kind: 'dns',
-      pod: 'payments-api',
-      name: 'evil.example.com',
-      expect: 'deny',
-      why: 'not allowed: REFUSED',
-    },
-    {
-      kind: 'http',
-      pod: 'payments-api',
-      url: 'https://cdn-neighbour.example.net/',
-      via: stripe,
-      expect: 'deny',
-      why: "api.stripe.com's IP, another name: the SNI check closes it",
-    },
-    {
-      kind: 'http',
-      pod: 'payments-api',
-      url: 'https://api.stripe.com/',
-      via: ip4(plan, 'github.com'),
-      expect: 'deny',
-      why: 'an allowed name (spoofed SNI) sent to an address never learned for it',
-    },
-    {
-      kind: 'http',
-      pod: 'payments-api',
-      url: `https://${ip4(plan, 'github.com')}/`,
-      expect: 'deny',
-      why: 'an address this pod never learned, without a name (port 443 goes through the SNI check)',
-    },
-    {
-      kind: 'udp',
-      pod: 'payments-api',
-      ip: stripe,
-      port: plan.quicPort,
-      expect: 'deny',
-      why: 'the rule is TCP only',
-    },
-    {
-      kind: 'dns',
-      pod: 'payments-api',
-      name: 'evil.example.com',
-      server: other,
-      expect: 'deny',
-      why: 'DNS to another resolver is redirected to namegate',
-    },
-    {
-      kind: 'tcp',
-      pod: 'payments-api',
-      ip: other,
-      port: plan.dotPort,
-      expect: 'deny',
-      why: 'DNS over TLS does not escape',
-    },
-    {
-      kind: 'http',
-      pod: 'ci-runner',
-      url: 'https://github.com/',
-      expect: 'allow',
-      why: 'ci-sources-and-packages',
-    },
-    {
-      kind: 'http',
-      pod: 'ci-runner',
-      url: 'https://objects.githubusercontent.com/',
-      expect: 'allow',
-      why: 'matched by **.githubusercontent.com',
-    },
-    {
-      kind: 'http',
-      pod: 'ci-runner',
-      url: 'https://registry.npmjs.org/',
-      expect: 'allow',
-      why: 'ci-sources-and-packages',
-    },
-    {
-      kind: 'http',
-      pod: 'ci-runner',
-      url: 'https://api.stripe.com/',
-      expect: 'deny',
-      why: "another pod's name",
-    },
-    {
-      kind: 'http',
-      pod: 'web',
-      url: 'https://pypi.org/',
-      expect: 'allow',
-      why: 'audit-package-mirrors allows it',
-    },
-    {
-      kind: 'http',
-      pod: 'web',
-      url: 'https://evil.example.com/',
-      expect: 'allow',
-      why: 'Audit: logged as a would-be denial, not dropped',
-    },
-    {
-      kind: 'http',
-      pod: 'unmanaged',
-      url: 'https://evil.example.com/',
-      expect: 'allow',
-      why: 'no policy selects this pod',
-    },
+    http(pod, 'https://api.stripe.com/', 'allow', 'stripe-only allows it on TCP 443'),
+    http(pod, 'https://api.stripe.com/', 'allow', 'the same over IPv6', { family: 6 }),
+    http(pod, 'http://api.stripe.com/', 'deny', 'port 80 is not in the rule'),
+    dns(pod, 'evil.example.com', 'deny', 'not allowed: REFUSED'),
+    http(
+      pod,
+      'https://cdn-neighbour.example.net/',
+      'deny',
+      "api.stripe.com's IP, another name: the SNI check closes it",
+      {
+        via: stripe,
+      },
+    ),
+    http(
+      pod,
+      'https://api.stripe.com/',
+      'deny',
+      'an allowed name (spoofed SNI) sent to an address never learned for it',
+      {
+        via: github,
+      },
+    ),
+    http(
+      pod,
+      `https://${github}/`,
+      'deny',
+      'an address this pod never learned, without a name (port 443 goes through the SNI check)',
+    ),
+    socket('udp', pod, stripe, plan.quicPort, 'deny', 'the rule is TCP only'),
+    dns(pod, 'evil.example.com', 'deny', 'DNS to another resolver is redirected to namegate', other),
+    socket('tcp', pod, other, plan.dotPort, 'deny', 'DNS over TLS does not escape'),
   ];
+}
+
+/** ci-runner: ci-sources-and-packages, with a ** wildcard; another pod's names stay closed. */
+function ciRunnerChecks(): TourCheck[] {
+  const pod = 'ci-runner';
+  return [
+    http(pod, 'https://github.com/', 'allow', 'ci-sources-and-packages'),
+    http(pod, 'https://objects.githubusercontent.com/', 'allow', 'matched by **.githubusercontent.com'),
+    http(pod, 'https://registry.npmjs.org/', 'allow', 'ci-sources-and-packages'),
+    http(pod, 'https://api.stripe.com/', 'deny', "another pod's name"),
+  ];
+}
+
+/** web: only an Audit policy selects it, so would-be denials pass (and are logged). */
+function webChecks(): TourCheck[] {
+  return [
+    http('web', 'https://pypi.org/', 'allow', 'audit-package-mirrors allows it'),
+    http('web', 'https://evil.example.com/', 'allow', 'Audit: logged as a would-be denial, not dropped'),
+  ];
+}
+
+/** unmanaged: no policy selects it; namegate leaves it alone. */
+function unmanagedChecks(): TourCheck[] {
+  return [http('unmanaged', 'https://evil.example.com/', 'allow', 'no policy selects this pod')];
 }
 
 const CLIENT_TIMEOUT_MS = 15_000;

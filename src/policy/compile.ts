@@ -4,7 +4,7 @@
  * selectors, and CIDR sets. The result is immutable; a policy change builds a new one.
  */
 import { CidrSet } from '../core/ip.ts';
-import { type Decision, ruleDecisions } from './decide.ts';
+import { type Decision, ruleDecisions } from './decision.ts';
 import { FqdnIndex } from './fqdn-index.ts';
 import type { Identity, Mode, Policy, PortRange, Rule, Verify } from './model.ts';
 import { compileSelector, type Selector } from './selector.ts';

@@ -11,36 +11,13 @@
  *      `no_matching_rule` or `port_not_allowed`.
  * Where several rules qualify, the decision names the first in policy order, then rule order.
  */
+import { addressClass } from '../core/address-class.ts';
 import type { CanonicalName } from '../core/names.ts';
 import type { CompiledPolicies, IndexedRule, RuleRef, Selection } from './compile.ts';
-import type { Identity, Mode, PolicyRef, PortRange, Protocol, Verify } from './model.ts';
+import { type Decision, Reason } from './decision.ts';
+import type { Identity, Mode, PortRange, Protocol, Verify } from './model.ts';
 
-export type Verdict = 'allow' | 'deny' | 'audit';
-
-export const Reason = {
-  /** A toFQDNs rule allows the name (and port). */
-  FqdnRule: 'fqdn_rule',
-  /** A toCIDRs rule allows the address (and port). */
-  CidrRule: 'cidr_rule',
-  /** No policy selects the source. */
-  Ungoverned: 'ungoverned',
-  /** No rule of the selecting policies matches the name. */
-  NoMatchingRule: 'no_matching_rule',
-  /** A rule matches the name but not this protocol and port. */
-  PortNotAllowed: 'port_not_allowed',
-} as const;
-export type Reason = (typeof Reason)[keyof typeof Reason];
-
-export interface Decision {
-  readonly verdict: Verdict;
-  readonly reason: Reason;
-  /** The policy whose rule decided, or that came closest (port_not_allowed); else null. */
-  readonly policy: PolicyRef | null;
-  /** Index of that rule in the policy's spec.egress. */
-  readonly rule: number | null;
-  /** The mode the source is governed in; null when ungoverned. */
-  readonly mode: Mode | null;
-}
+export { type Decision, Reason, ruleDecisions, type Verdict } from './decision.ts';
 
 /** What a name grants a source: the port ranges learned elements carry, and how they are checked. */
 export interface Grant {
@@ -67,18 +44,6 @@ const NO_MATCH: readonly [Decision, Decision] = [
   }),
   Object.freeze({ verdict: 'audit', reason: Reason.NoMatchingRule, policy: null, rule: null, mode: 'Audit' }),
 ];
-
-/** The four decisions that name a rule (IndexedRule.decisions), built once at compile time. */
-export function ruleDecisions(policy: PolicyRef, rule: number): [Decision, Decision, Decision, Decision] {
-  const make = (verdict: Verdict, reason: Reason, mode: Mode): Decision =>
-    Object.freeze({ verdict, reason, policy, rule, mode });
-  return [
-    make('allow', Reason.FqdnRule, 'Enforce'),
-    make('allow', Reason.FqdnRule, 'Audit'),
-    make('deny', Reason.PortNotAllowed, 'Enforce'),
-    make('audit', Reason.PortNotAllowed, 'Audit'),
-  ];
-}
 
 // Reused across calls: decisions are synchronous, so one scratch array is enough and saves an
 // allocation per decision on the DNS hot path. It is never truncated (that would free its
@@ -222,4 +187,15 @@ export function decideAddress(
 export function cidrCovers(set: CompiledPolicies, identity: Identity, ip: string): boolean {
   const selection = set.selection(identity);
   return selection.mode !== null && set.cidrRulesFor(selection, ip).length > 0;
+}
+
+/**
+ * May an address from a DNS answer be opened for this source? Public addresses may; one in a
+ * denied range (private, loopback, link-local, CGNAT, multicast, IPv4-embedding IPv6, ...) only
+ * when a toCIDRs rule of the source covers it, so an answer never widens access into internal
+ * networks (DNS rebinding). One rule for the DNS proxy's learning, the enforcer's resync and the
+ * CONNECT proxy's dial.
+ */
+export function answerAddressAllowed(set: CompiledPolicies, identity: Identity, ip: string): boolean {
+  return addressClass(ip) === 'public' || cidrCovers(set, identity, ip);
 }

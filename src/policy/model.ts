@@ -4,11 +4,13 @@
  * sees raw YAML.
  */
 import type { Cidr } from '../core/ip.ts';
+import type { Mode } from '../core/mode.ts';
+import type { Protocol } from '../core/protocol.ts';
 import type { FqdnPattern, PatternOptions } from './pattern.ts';
 import type { LabelSelector, Labels } from './selector.ts';
 
-export type Mode = 'Enforce' | 'Audit';
-export type Protocol = 'TCP' | 'UDP';
+/** Mode and Protocol live in src/core (the datapath speaks of them too); re-exported for policy users. */
+export type { Mode, Protocol };
 export type Verify = 'None' | 'SNI';
 
 export const API_GROUP = 'namegate.dev';

@@ -17,82 +17,47 @@
  * Its own upstream connections come from the node: they are not governed by the datapath, and
  * no DNS learning is needed.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Registry } from 'prom-client';
-import { type Clock, systemClock } from '../core/clock.ts';
-import { errorMessage } from '../core/errors.ts';
+import type { Clock } from '../core/clock.ts';
 import { classifyAddress } from '../core/ip.ts';
 import type { CanonicalName } from '../core/names.ts';
-import { literalLookup } from '../dns/lookup.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
+import type { LineSink } from '../observe/line-sink.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
-import { cidrCovers, decide, decideAddress } from '../policy/decide.ts';
+import { answerAddressAllowed, decide, decideAddress } from '../policy/decide.ts';
 import { type Identity, type Mode, type PolicyRef, policyRefText } from '../policy/model.ts';
-import { type HelloLimits, parseClientHello } from './client-hello.ts';
-import { type ProxySection, type ProxySectionInput, proxyConfig } from './config.ts';
-import { type LineSink, ProxyFlowLog } from './flow-log.ts';
+import type { CurrentPolicies } from '../policy/source.ts';
+import { parseClientHello } from './client-hello.ts';
 import { HttpGate } from './http-gate.ts';
-import { type HeadLimits, parseRequestHead, type RequestHead } from './http-head.ts';
-import {
-  admit,
-  ConnectionLimiter,
-  closeAll,
-  type ListenAddress,
-  listenAll,
-  parseProxyListen,
-  peerAddress,
-} from './listeners.ts';
-import { type ProxyMetrics, proxyMetrics } from './metrics.ts';
-import { relay } from './relay.ts';
+import { parseRequestHead, type RequestHead } from './http-head.ts';
+import { type ListenAddress, peerAddress } from './listeners.ts';
+import { peek } from './peek.ts';
 import type { NameResolver } from './resolver.ts';
-import type { PolicyView, ProxyDecision } from './verdict.ts';
+import { httpResponse } from './responses.ts';
+import { connectLiteral, type ProxyConn, ProxyServer } from './server.ts';
+import type { ProxySettings } from './settings.ts';
+import type { ProxyDecision } from './verdict.ts';
 
 export interface ConnectProxyOptions {
-  /** "host:port" listen addresses; default: the config's proxy.connect.listen. */
-  readonly listen?: readonly string[];
-  readonly policies: PolicyView;
+  /** Listens on settings.connect.listen. */
+  readonly settings: ProxySettings;
+  readonly policies: CurrentPolicies;
   readonly identities: IdentityProvider;
   readonly resolver: NameResolver;
   readonly log: Logger;
   readonly registry: Registry;
   readonly flowLog?: LineSink | null;
-  readonly config?: ProxySectionInput | ProxySection;
   readonly clock?: Clock;
   /** Addresses that count as this host's own besides its interfaces' (tests). */
   readonly ownAddresses?: readonly string[];
 }
 
-interface Conn {
-  readonly id: number;
-  readonly socket: net.Socket;
-  readonly src: string;
-  readonly started: number;
-  identity: Identity | null;
-  name: string | null;
-  port: number | null;
-  dst: string | null;
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  200: 'Connection Established',
-  400: 'Bad Request',
-  403: 'Forbidden',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-  502: 'Bad Gateway',
-  504: 'Gateway Timeout',
-};
-
-function response(status: number, reason: string): Buffer {
-  const body = `namegate: ${reason}\n`;
-  return Buffer.from(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-    'latin1',
-  );
-}
+/** Addresses tried for one request, in the resolver's order. */
+const MAX_DIAL_ATTEMPTS = 2;
 
 /** Hop-by-hop and proxy fields never forwarded upstream (RFC 9110 7.6.1). */
 const HOP_FIELDS = new Set([
@@ -136,61 +101,44 @@ class Refusal {
   }
 }
 
+/** What a request may reach: a name to resolve or an address, the port, and the decision. */
+interface Target {
+  readonly name: CanonicalName | null;
+  readonly ip: string | null;
+  readonly port: number;
+  readonly decision: ProxyDecision;
+}
+
 export class ConnectProxy {
   readonly #o: ConnectProxyOptions;
-  readonly #cfg: ProxySection;
-  readonly #clock: Clock;
-  readonly #metrics: ProxyMetrics;
-  readonly #flow: ProxyFlowLog;
-  readonly #limiter: ConnectionLimiter;
-  readonly #headLimits: HeadLimits;
-  readonly #helloLimits: HelloLimits;
-  readonly #sockets = new Set<net.Socket>();
-  readonly #tlsPorts: ReadonlySet<number>;
+  readonly #s: ProxySettings;
+  readonly #server: ProxyServer;
   #own = new Set<string>();
-  #servers: net.Server[] = [];
-  #bound: ListenAddress[] = [];
-  #ids = 0;
-  #stopped = false;
 
   private constructor(o: ConnectProxyOptions) {
     this.#o = o;
-    this.#cfg = proxyConfig(o.config as ProxySectionInput);
-    this.#clock = o.clock ?? systemClock;
-    this.#metrics = proxyMetrics(o.registry);
-    this.#flow = new ProxyFlowLog(o.flowLog ?? null, this.#cfg.flowLog.mode, 'connect-proxy', () =>
-      this.#clock.wallNow(),
-    );
-    this.#limiter = new ConnectionLimiter(this.#cfg.maxConnections, this.#cfg.maxConnectionsPerSource);
-    this.#headLimits = { maxHeadBytes: this.#cfg.maxHeadBytes, maxFields: this.#cfg.maxHeadFields };
-    this.#helloLimits = { maxHelloBytes: this.#cfg.maxHelloBytes, maxRecords: this.#cfg.maxHelloRecords };
-    this.#tlsPorts = new Set(this.#cfg.connect.tlsPorts);
-    this.#metrics.watch('connect', () => this.#limiter.total);
+    this.#s = o.settings;
+    this.#server = new ProxyServer('connect', o);
   }
 
   static async start(o: ConnectProxyOptions): Promise<ConnectProxy> {
     const p = new ConnectProxy(o);
-    const listen = (o.listen ?? p.#cfg.connect.listen).map(parseProxyListen);
-    const { servers, bound } = await listenAll(listen, (s) => p.#accept(s));
-    p.#servers = servers;
-    p.#bound = bound;
+    const bound = await p.#server.listen(o.settings.connect.listen, (c) => p.#handle(c));
     p.#refreshOwn();
     o.log.info({ [F.event]: 'proxy', listen: bound }, 'CONNECT proxy listening');
     return p;
   }
 
   addresses(): ListenAddress[] {
-    return [...this.#bound];
+    return this.#server.addresses();
   }
 
   get active(): number {
-    return this.#limiter.total;
+    return this.#server.active;
   }
 
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    await closeAll(this.#servers, this.#sockets);
+  stop(): Promise<void> {
+    return this.#server.stop();
   }
 
   /** This host's addresses (CON-07); refreshed now and then, interfaces change rarely. */
@@ -202,122 +150,123 @@ export class ConnectProxy {
         if (ip) own.add(ip);
       }
     }
-    for (const b of this.#bound) {
+    for (const b of this.#server.addresses()) {
       const ip = peerAddress(b.host);
       if (ip) own.add(ip);
     }
     this.#own = own;
   }
 
-  #accept(socket: net.Socket): void {
-    const src = admit(socket, this.#limiter, this.#sockets, this.#stopped);
-    if (src === null) {
-      this.#metrics.count('connect', 'deny', 'limit');
-      return;
-    }
-    const c: Conn = {
-      id: ++this.#ids,
-      socket,
-      src,
-      started: this.#clock.now(),
-      identity: null,
-      name: null,
-      port: null,
-      dst: null,
-    };
-    this.#handle(c).catch((err: unknown) => {
-      this.#o.log.error(
-        { [F.event]: 'proxy', [F.connection]: c.id, [F.error]: errorMessage(err) },
-        'CONNECT proxy connection failed',
-      );
-      socket.destroy();
+  async #handle(c: ProxyConn): Promise<void> {
+    const got = await peek(c.socket, Buffer.alloc(0), this.#s.peekTimeoutMs, (held) => {
+      const r = parseRequestHead(held, this.#s.head);
+      if (r.kind === 'head') return { done: r.head };
+      return r.kind === 'error' ? { fail: r.reason } : null;
     });
-  }
-
-  async #handle(c: Conn): Promise<void> {
-    const got = await this.#readHead(c.socket);
     if (got.kind === 'fail') {
-      const status = got.reason === 'too_large' ? 431 : 400;
-      return this.#refuse(c, new Refusal(got.reason === 'timeout' ? 408 : status, got.reason));
+      const status = got.reason === 'timeout' ? 408 : got.reason === 'too_large' ? 431 : 400;
+      return this.#refuse(c, new Refusal(status, got.reason));
     }
-    const { head, rest } = got;
-    const outcome = this.#decide(c, head);
-    if (outcome instanceof Refusal) return this.#refuse(c, outcome);
-    const { name, port, decision } = outcome;
+    const head = got.value;
+    const rest = got.held.subarray(head.headBytes);
+    const target = this.#decide(c, head);
+    if (target instanceof Refusal) return this.#refuse(c, target);
 
-    let addresses: string[];
-    if (outcome.ip !== null) addresses = [outcome.ip];
-    else {
-      let resolved: Array<{ ip: string }>;
-      try {
-        resolved = await this.#o.resolver.resolve(name!);
-      } catch {
-        this.#metrics.upstreamErrors.inc({ proxy: 'connect', kind: 'resolve' });
-        return this.#refuse(c, new Refusal(502, 'resolve_failed', decision.mode));
-      }
-      if (resolved.length === 0) return this.#refuse(c, new Refusal(502, 'no_address', decision.mode));
-      addresses = [];
-      let lastReason = 'denied_address';
-      for (const a of resolved) {
-        const why = this.#addressProblem(c.identity, a.ip);
-        if (why === null) addresses.push(a.ip);
-        else lastReason = why;
-      }
-      if (addresses.length === 0) return this.#refuse(c, new Refusal(403, lastReason, decision.mode));
-    }
+    const addresses = target.ip !== null ? [target.ip] : await this.#resolve(c, target);
+    if (addresses === null) return;
     if (c.socket.destroyed) return;
 
-    const upstream = await this.#dial(addresses, port);
-    if (!upstream) {
-      this.#metrics.upstreamErrors.inc({ proxy: 'connect', kind: 'connect' });
-      return this.#refuse(c, new Refusal(502, 'upstream_unreachable', decision.mode));
-    }
+    const upstream = await this.#dial(c, addresses, target);
+    if (!upstream) return;
     c.dst = upstream.remoteAddress ?? null;
     if (c.socket.destroyed) {
       upstream.destroy();
       return;
     }
+    if (head.method === 'CONNECT') return this.#tunnel(c, upstream, target, rest);
+    return this.#forward(c, upstream, target, head, rest);
+  }
 
-    if (head.method === 'CONNECT') {
-      c.socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      let held = rest;
-      if (this.#tlsPorts.has(port) && outcome.ip === null) {
-        const sni = await this.#peekSni(c.socket, rest);
-        if (sni.kind === 'fail' || sni.name !== name) {
-          upstream.destroy();
-          const reason = sni.kind === 'fail' ? sni.reason : 'sni_mismatch';
-          const d: ProxyDecision = { ...decision, verdict: 'deny', reason };
-          this.#metrics.count('connect', 'deny', reason);
-          this.#log(c, d, sni.kind === 'ok' ? `tunnel SNI ${sni.name}` : undefined);
-          c.socket.destroy();
-          return;
-        }
-        held = sni.held;
-      }
-      this.#metrics.count('connect', decision.verdict, decision.reason);
-      this.#metrics.decision.observe({ proxy: 'connect' }, (this.#clock.now() - c.started) / 1000);
-      this.#log(c, decision);
-      if (held.length > 0) upstream.write(held);
-      this.#relay(c, upstream, decision.verdict, null);
-      return;
+  /** The checked addresses of the target's name (resolved here, once), or null when refused. */
+  async #resolve(c: ProxyConn, target: Target): Promise<string[] | null> {
+    const mode = target.decision.mode;
+    let resolved: Array<{ ip: string }>;
+    try {
+      resolved = await this.#o.resolver.resolve(target.name!);
+    } catch {
+      this.#server.metrics.upstreamErrors.inc({ proxy: 'connect', kind: 'resolve' });
+      this.#refuse(c, new Refusal(502, 'resolve_failed', mode));
+      return null;
     }
+    if (resolved.length === 0) {
+      this.#refuse(c, new Refusal(502, 'no_address', mode));
+      return null;
+    }
+    const addresses: string[] = [];
+    let lastReason = 'denied_address';
+    for (const a of resolved) {
+      const why = this.#addressProblem(c.identity, a.ip);
+      if (why === null) addresses.push(a.ip);
+      else lastReason = why;
+    }
+    if (addresses.length === 0) {
+      this.#refuse(c, new Refusal(403, lastReason, mode));
+      return null;
+    }
+    return addresses;
+  }
 
-    // Absolute-form request: one request, rewritten, then only its body.
-    this.#metrics.count('connect', decision.verdict, decision.reason);
-    this.#metrics.decision.observe({ proxy: 'connect' }, (this.#clock.now() - c.started) / 1000);
-    this.#log(c, decision);
-    const gate = new HttpGate(() => null, this.#headLimits, undefined, { single: true });
+  /** The first address that connects; none: refused with 502 (or the client left: null). */
+  async #dial(c: ProxyConn, addresses: readonly string[], target: Target): Promise<net.Socket | null> {
+    for (const ip of addresses.slice(0, MAX_DIAL_ATTEMPTS)) {
+      const dialed = await this.#server.dial(() => connectLiteral(ip, target.port), c.socket);
+      if (dialed === null) return null;
+      if ('socket' in dialed) return dialed.socket;
+    }
+    this.#server.metrics.upstreamErrors.inc({ proxy: 'connect', kind: 'connect' });
+    this.#refuse(c, new Refusal(502, 'upstream_unreachable', target.decision.mode));
+    return null;
+  }
+
+  /** CONNECT: 200, then (on TLS ports) the tunnel's ClientHello must name the CONNECT host (CON-09). */
+  async #tunnel(c: ProxyConn, upstream: net.Socket, target: Target, rest: Buffer): Promise<void> {
+    const { decision } = target;
+    c.socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    let held = rest;
+    if (this.#s.connect.tlsPorts.has(target.port) && target.ip === null) {
+      const sni = await peek(c.socket, rest, this.#s.peekTimeoutMs, (bytes) => {
+        if (bytes.length === 0) return null;
+        const r = parseClientHello(bytes, this.#s.hello);
+        if (r.kind === 'hello') return { done: r.hello.sni };
+        return r.kind === 'error' ? { fail: r.reason } : null;
+      });
+      if (sni.kind === 'fail' || sni.value !== target.name) {
+        upstream.destroy();
+        const reason = sni.kind === 'fail' ? sni.reason : 'sni_mismatch';
+        const detail = sni.kind === 'done' ? `tunnel SNI ${sni.value}` : undefined;
+        this.#server.noted(c, { ...decision, verdict: 'deny', reason }, detail ? { detail } : {});
+        c.socket.destroy();
+        return;
+      }
+      held = sni.held;
+    }
+    this.#server.decided(c, decision);
+    if (held.length > 0) upstream.write(held);
+    this.#server.relay(c, upstream, decision.verdict, null);
+  }
+
+  /** Absolute-form request: one request, rewritten, then only its body. */
+  #forward(c: ProxyConn, upstream: net.Socket, target: Target, head: RequestHead, rest: Buffer): void {
+    this.#server.decided(c, target.decision);
+    const gate = new HttpGate(() => null, this.#s.head, undefined, { single: true });
     gate.afterHead(head);
     upstream.write(rewriteRequest(head));
     if (rest.length > 0) gate.write(rest);
-    this.#relay(c, upstream, decision.verdict, gate);
+    this.#server.relay(c, upstream, target.decision.verdict, gate);
   }
 
   /** Policy for the request's authority; a Refusal, or what to dial. */
-  #decide(
-    c: Conn,
-    head: RequestHead,
-  ): Refusal | { name: CanonicalName | null; ip: string | null; port: number; decision: ProxyDecision } {
+  #decide(c: ProxyConn, head: RequestHead): Refusal | Target {
     let authority = head.targetAuthority;
     if (head.method === 'CONNECT') {
       if (head.body.kind !== 'none') return new Refusal(400, 'malformed');
@@ -327,13 +276,13 @@ export class ConnectProxy {
     authority = authority!;
     const port = authority.port ?? 80;
     c.name = authority.host ?? authority.ip;
-    c.port = port;
+    c.dport = port;
 
     const identity = this.#o.identities.lookup(c.src) ?? null;
     c.identity = identity;
     const set: CompiledPolicies = this.#o.policies.current();
     const mode = identity ? set.selection(identity).mode : null;
-    if (!identity && this.#cfg.connect.unknownSources === 'deny') return new Refusal(403, 'unknown_source');
+    if (!identity && this.#s.connect.unknownSources === 'deny') return new Refusal(403, 'unknown_source');
 
     if (authority.ip !== null) {
       // CON-01: an address, not a name. Only a toCIDRs rule can allow it.
@@ -366,174 +315,15 @@ export class ConnectProxy {
   /** Why `ip` may not be dialled for this source (CON-05, CON-07), or null. */
   #addressProblem(identity: Identity | null, ip: string): string | null {
     if (this.#own.has(ip)) return 'own_address';
-    if (classifyAddress(ip) === 'public') return null;
-    if (identity && cidrCovers(this.#o.policies.current(), identity, ip)) return null;
-    return 'denied_address';
+    if (identity)
+      return answerAddressAllowed(this.#o.policies.current(), identity, ip) ? null : 'denied_address';
+    return classifyAddress(ip) === 'public' ? null : 'denied_address';
   }
 
-  async #dial(addresses: readonly string[], port: number): Promise<net.Socket | null> {
-    for (const ip of addresses.slice(0, 2)) {
-      const s = await new Promise<net.Socket | null>((resolve) => {
-        const sock = net.connect({
-          host: ip,
-          port,
-          allowHalfOpen: true,
-          noDelay: true,
-          lookup: literalLookup as never,
-        });
-        const timer = setTimeout(() => {
-          sock.destroy();
-          resolve(null);
-        }, this.#cfg.connectTimeoutMs);
-        sock.once('connect', () => {
-          clearTimeout(timer);
-          sock.removeAllListeners('error');
-          sock.on('error', () => {});
-          resolve(sock);
-        });
-        sock.once('error', () => {
-          clearTimeout(timer);
-          sock.destroy();
-          resolve(null);
-        });
-      });
-      if (s) return s;
-    }
-    return null;
-  }
-
-  #readHead(
-    socket: net.Socket,
-  ): Promise<{ kind: 'ok'; head: RequestHead; rest: Buffer } | { kind: 'fail'; reason: string }> {
-    return new Promise((resolve) => {
-      let held: Buffer = Buffer.alloc(0);
-      let settled = false;
-      const finish = (r: Parameters<typeof resolve>[0]) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        socket.off('data', onData);
-        socket.off('end', onEnd);
-        socket.pause();
-        resolve(r);
-      };
-      const timer = setTimeout(() => finish({ kind: 'fail', reason: 'timeout' }), this.#cfg.peekTimeoutMs);
-      const onEnd = () => finish({ kind: 'fail', reason: 'client_closed' });
-      const onData = (chunk: Buffer) => {
-        held = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
-        const r = parseRequestHead(held, this.#headLimits);
-        if (r.kind === 'head') finish({ kind: 'ok', head: r.head, rest: held.subarray(r.head.headBytes) });
-        else if (r.kind === 'error') finish({ kind: 'fail', reason: r.reason });
-      };
-      socket.on('data', onData);
-      socket.once('end', onEnd);
-      socket.resume();
-    });
-  }
-
-  /** The tunnel's ClientHello: its SNI, with every byte held. */
-  #peekSni(
-    socket: net.Socket,
-    first: Buffer,
-  ): Promise<{ kind: 'ok'; name: string; held: Buffer } | { kind: 'fail'; reason: string }> {
-    return new Promise((resolve) => {
-      let held: Buffer = first;
-      let settled = false;
-      const finish = (r: Parameters<typeof resolve>[0]) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        socket.off('data', onData);
-        socket.off('end', onEnd);
-        socket.pause();
-        resolve(r);
-      };
-      const check = () => {
-        if (held.length === 0) return;
-        const r = parseClientHello(held, this.#helloLimits);
-        if (r.kind === 'hello') finish({ kind: 'ok', name: r.hello.sni, held });
-        else if (r.kind === 'error') finish({ kind: 'fail', reason: r.reason });
-      };
-      const timer = setTimeout(() => finish({ kind: 'fail', reason: 'timeout' }), this.#cfg.peekTimeoutMs);
-      const onEnd = () => finish({ kind: 'fail', reason: 'client_closed' });
-      const onData = (chunk: Buffer) => {
-        held = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
-        check();
-      };
-      check();
-      if (settled) return;
-      socket.on('data', onData);
-      socket.once('end', onEnd);
-      socket.resume();
-    });
-  }
-
-  #log(c: Conn, d: ProxyDecision, detail?: string): void {
-    this.#flow.decision({
-      conn: c.id,
-      src: c.src,
-      identity: c.identity?.key ?? null,
-      proto: 'connect',
-      name: c.name,
-      dst: c.dst,
-      dport: c.port,
-      verdict: d.verdict,
-      reason: d.reason,
-      policy: d.policy,
-      rule: d.rule,
-      ms: this.#clock.now() - c.started,
-      ...(detail ? { detail } : {}),
-    });
-  }
-
-  #refuse(c: Conn, r: Refusal): void {
+  #refuse(c: ProxyConn, r: Refusal): void {
     // Audit sources pass what policy alone refuses; address, parse and upstream problems never pass.
-    this.#metrics.count('connect', 'deny', r.reason);
-    this.#metrics.decision.observe({ proxy: 'connect' }, (this.#clock.now() - c.started) / 1000);
-    this.#log(c, r.d);
-    const socket = c.socket;
-    socket.once('close', () =>
-      this.#flow.close({
-        conn: c.id,
-        src: c.src,
-        dst: c.dst,
-        dport: c.port,
-        verdict: 'deny',
-        bytesUp: 0,
-        bytesDown: socket.bytesWritten,
-        ms: this.#clock.now() - c.started,
-      }),
-    );
-    if (socket.destroyed) return;
     // CON-08: answer and close; whatever the client pipelined after the head is never read.
-    socket.pause();
-    socket.end(response(r.status, r.reason));
-    const t = setTimeout(() => socket.destroy(), 1000);
-    t.unref();
-    socket.once('close', () => clearTimeout(t));
-  }
-
-  #relay(c: Conn, upstream: net.Socket, verdict: ProxyDecision['verdict'], gate: HttpGate | null): void {
-    relay(c.socket, upstream, {
-      idleMs: this.#cfg.idleTimeoutMs,
-      now: () => this.#clock.now(),
-      ...(gate ? { upTransform: gate } : {}),
-      done: (r) => {
-        this.#metrics.bytes.inc({ proxy: 'connect', direction: 'up' }, r.up);
-        this.#metrics.bytes.inc({ proxy: 'connect', direction: 'down' }, r.down);
-        this.#flow.close({
-          conn: c.id,
-          src: c.src,
-          dst: c.dst,
-          dport: c.port,
-          verdict,
-          bytesUp: r.up,
-          bytesDown: r.down,
-          ms: this.#clock.now() - c.started,
-          ...(r.error ? { error: r.error } : {}),
-        });
-      },
-    });
+    this.#server.refuse(c, r.d, httpResponse(r.status, r.reason));
   }
 }
 

@@ -8,12 +8,8 @@
  *    "verdict":"allow","bytes_up":517,"bytes_down":4120,"ms":93.1}
  * Values that came from the client (names, hosts) are JSON-escaped and clipped, never trusted.
  */
-import type { LineSink } from '../dns/flow-log.ts';
 import { F } from '../observe/fields.ts';
-
-export type { LineSink };
-
-export type FlowMode = 'all' | 'denied' | 'none';
+import type { FlowLogMode, LineSink } from '../observe/line-sink.ts';
 
 export interface DecisionRecord {
   readonly conn: number;
@@ -53,11 +49,11 @@ const num = (v: number | null) => (v === null ? 'null' : String(v));
 
 export class ProxyFlowLog {
   readonly #sink: LineSink | null;
-  readonly #mode: FlowMode;
+  readonly #mode: FlowLogMode;
   readonly #component: string;
   readonly #wallNow: () => number;
 
-  constructor(sink: LineSink | null, mode: FlowMode, component: string, wallNow: () => number = Date.now) {
+  constructor(sink: LineSink | null, mode: FlowLogMode, component: string, wallNow: () => number = Date.now) {
     this.#sink = mode === 'none' ? null : sink;
     this.#mode = mode;
     this.#component = component;

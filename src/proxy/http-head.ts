@@ -84,7 +84,7 @@ export type HeadResult =
   | { readonly kind: 'error'; readonly reason: HeadReason; readonly detail: string };
 
 const MORE: HeadResult = Object.freeze({ kind: 'more' });
-const fail = (reason: HeadReason, detail: string): HeadResult => ({ kind: 'error', reason, detail });
+const fail = (reason: HeadReason, detail: string): Failure => ({ kind: 'error', reason, detail });
 
 const H2_PREFACE = 'PRI * HTTP/2.0\r\n';
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -119,11 +119,49 @@ function findHeadEnd(buf: Uint8Array, limit: number): number | HeadReason {
   return -1;
 }
 
+type Failure = Extract<HeadResult, { kind: 'error' }>;
+const failed = (v: unknown): v is Failure =>
+  typeof v === 'object' && v !== null && (v as { kind?: unknown }).kind === 'error';
+
 /**
- * Read the request head at the start of `buf`. `defaultPort` is the port an authority without
- * one means (80 for http targets and the transparent proxy).
+ * Read the request head at the start of `buf`: where it ends, the request line, the fields,
+ * the target's authority, the body's framing and the upgrade check, each a step that may fail
+ * with a reason code.
  */
 export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = DEFAULT_HEAD_LIMITS): HeadResult {
+  const end = headEnd(buf, limits);
+  if (typeof end !== 'number') return end;
+  const text = Buffer.from(buf.buffer, buf.byteOffset, end).toString('latin1');
+  const lines = text.slice(0, -4).split('\r\n');
+  const line = requestLine(lines[0]!);
+  if (failed(line)) return line;
+  if (lines.length - 1 > limits.maxFields) return fail('too_large', `more than ${limits.maxFields} fields`);
+  const fields = readFields(lines);
+  if (failed(fields)) return fields;
+  const all = (n: string) => fields.filter(([k]) => k === n).map(([, v]) => v);
+  const hosts = all('host');
+  if (hosts.length !== 1)
+    return fail('bad_host', hosts.length === 0 ? 'no Host field' : 'more than one Host field');
+  const host = parseAuthority(hosts[0]!);
+  if (typeof host === 'string') return fail('bad_host', host);
+  const target = readTarget(line.method, line.target, host);
+  if (failed(target)) return target;
+  const body = bodyFraming(all('content-length'), all('transfer-encoding'), line.version);
+  if (failed(body)) return body;
+  const upgrade = checkUpgrade(all('http2-settings').length > 0, all('upgrade'));
+  if (failed(upgrade)) return upgrade;
+  return {
+    kind: 'head',
+    head: { ...line, fields, host, ...target, body, upgrade, headBytes: end },
+  };
+}
+
+/**
+ * Where the head ends (the index after its empty line), or the result when that is not known
+ * yet: more bytes needed, or bytes that can never become an HTTP/1.x head (the HTTP/2 preface, a
+ * first byte or request line that no method starts, bare LF, too large).
+ */
+function headEnd(buf: Uint8Array, limits: HeadLimits): number | HeadResult {
   if (buf.length === 0) return MORE;
   // The HTTP/2 preface, as early as its first bytes prove it.
   const pre = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, H2_PREFACE.length)).toString(
@@ -138,30 +176,32 @@ export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = DEFAULT_H
     return fail('not_http', `first byte 0x${buf[0]!.toString(16)} does not start a method`);
   const end = findHeadEnd(buf, limits.maxHeadBytes);
   if (typeof end === 'string') return fail(end, 'a line does not end in CRLF');
-  if (end < 0) {
-    if (buf.length >= limits.maxHeadBytes)
-      return fail('too_large', `no end of head within ${limits.maxHeadBytes} bytes`);
-    // Fail early on a request line that cannot become valid.
-    const firstLine = Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('latin1');
-    const sp = firstLine.indexOf(' ');
-    if (sp < 0 ? !TOKEN.test(firstLine) : !TOKEN.test(firstLine.slice(0, sp)))
-      return fail('not_http', 'the request line does not start with a method');
-    return MORE;
-  }
-  const text = Buffer.from(buf.buffer, buf.byteOffset, end).toString('latin1');
-  const lines = text.slice(0, -4).split('\r\n');
-  const requestLine = lines[0]!;
-  const m = /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(requestLine);
+  if (end >= 0) return end;
+  if (buf.length >= limits.maxHeadBytes)
+    return fail('too_large', `no end of head within ${limits.maxHeadBytes} bytes`);
+  // Fail early on a request line that cannot become valid.
+  const firstLine = Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('latin1');
+  const sp = firstLine.indexOf(' ');
+  if (sp < 0 ? !TOKEN.test(firstLine) : !TOKEN.test(firstLine.slice(0, sp)))
+    return fail('not_http', 'the request line does not start with a method');
+  return MORE;
+}
+
+/** "METHOD target HTTP/1.x". */
+function requestLine(line: string): Pick<RequestHead, 'method' | 'target' | 'version'> | Failure {
+  const m = /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(line);
   if (!m) return fail('malformed', 'bad request line');
   const method = m[1]!;
   const target = m[2]!;
   if (!TOKEN.test(method)) return fail('malformed', 'bad method');
   if (m[3] !== '1' || (m[4] !== '0' && m[4] !== '1'))
     return fail('bad_version', `HTTP/${m[3]}.${m[4]} is not HTTP/1.0 or 1.1`);
-  const version = m[4] === '1' ? '1.1' : '1.0';
   if (!TARGET.test(target)) return fail('malformed', 'bad request target');
-  if (lines.length - 1 > limits.maxFields) return fail('too_large', `more than ${limits.maxFields} fields`);
+  return { method, target, version: m[4] === '1' ? '1.1' : '1.0' };
+}
 
+/** The field lines: names lowercased, values trimmed; no folding, no control bytes. */
+function readFields(lines: readonly string[]): Array<readonly [string, string]> | Failure {
   const fields: Array<readonly [string, string]> = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
@@ -174,65 +214,67 @@ export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = DEFAULT_H
     if (!VALUE.test(value)) return fail('malformed', `field ${name} holds a control byte`);
     fields.push([name.toLowerCase(), value]);
   }
+  return fields;
+}
 
-  const all = (n: string) => fields.filter(([k]) => k === n).map(([, v]) => v);
-  const hosts = all('host');
-  if (hosts.length !== 1)
-    return fail('bad_host', hosts.length === 0 ? 'no Host field' : 'more than one Host field');
-  const host = parseAuthority(hosts[0]!);
-  if (typeof host === 'string') return fail('bad_host', host);
-
-  let targetAuthority: Authority | null = null;
-  let scheme: string | null = null;
+/** The target's authority and scheme: CONNECT's authority-form, or absolute-form (which must match Host). */
+function readTarget(
+  method: string,
+  target: string,
+  host: Authority,
+): Pick<RequestHead, 'targetAuthority' | 'scheme'> | Failure {
   if (method === 'CONNECT') {
     const a = parseAuthority(target);
     if (typeof a === 'string') return fail('malformed', `CONNECT target: ${a}`);
     if (a.port === null) return fail('malformed', 'CONNECT target without a port');
-    targetAuthority = a;
-  } else if (!target.startsWith('/') && !(target === '*' && method === 'OPTIONS')) {
-    const u = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([/?#].*)?$/.exec(target);
-    if (!u) return fail('malformed', 'the target is neither origin-form nor absolute-form');
-    scheme = u[1]!.toLowerCase();
-    if (scheme !== 'http' && scheme !== 'https') return fail('malformed', `scheme ${scheme} is not http(s)`);
-    if (u[2]!.includes('@')) return fail('malformed', 'userinfo in the target');
-    const a = parseAuthority(u[2]!);
-    if (typeof a === 'string') return fail('malformed', `target authority: ${a}`);
-    targetAuthority = a;
-    const dflt = scheme === 'https' ? 443 : 80;
-    if (!sameAuthority(a, host, dflt))
-      return fail('authority_mismatch', 'the absolute-form authority differs from Host');
+    return { targetAuthority: a, scheme: null };
   }
+  if (target.startsWith('/') || (target === '*' && method === 'OPTIONS')) {
+    return { targetAuthority: null, scheme: null };
+  }
+  const u = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([/?#].*)?$/.exec(target);
+  if (!u) return fail('malformed', 'the target is neither origin-form nor absolute-form');
+  const scheme = u[1]!.toLowerCase();
+  if (scheme !== 'http' && scheme !== 'https') return fail('malformed', `scheme ${scheme} is not http(s)`);
+  if (u[2]!.includes('@')) return fail('malformed', 'userinfo in the target');
+  const a = parseAuthority(u[2]!);
+  if (typeof a === 'string') return fail('malformed', `target authority: ${a}`);
+  if (!sameAuthority(a, host, scheme === 'https' ? 443 : 80))
+    return fail('authority_mismatch', 'the absolute-form authority differs from Host');
+  return { targetAuthority: a, scheme };
+}
 
-  const lengths = all('content-length');
-  const te = all('transfer-encoding');
-  let body: BodyFraming = { kind: 'none' };
+/** How the body is framed: one Content-Length, or one chunked Transfer-Encoding (HTTP/1.1), never both. */
+function bodyFraming(
+  lengths: string[],
+  te: string[],
+  version: RequestHead['version'],
+): BodyFraming | Failure {
   if (te.length > 0) {
     if (lengths.length > 0) return fail('bad_length', 'Content-Length together with Transfer-Encoding');
     if (te.length > 1 || te[0]!.toLowerCase() !== 'chunked' || version === '1.0')
       return fail('bad_transfer_encoding', 'Transfer-Encoding other than one chunked');
-    body = { kind: 'chunked' };
-  } else if (lengths.length > 0) {
-    if (lengths.length > 1) return fail('bad_length', 'more than one Content-Length');
-    if (!/^[0-9]{1,15}$/.test(lengths[0]!)) return fail('bad_length', 'Content-Length is not a number');
-    const n = Number(lengths[0]);
-    body = n === 0 ? { kind: 'none' } : { kind: 'length', length: n };
+    return { kind: 'chunked' };
   }
+  if (lengths.length === 0) return { kind: 'none' };
+  if (lengths.length > 1) return fail('bad_length', 'more than one Content-Length');
+  if (!/^[0-9]{1,15}$/.test(lengths[0]!)) return fail('bad_length', 'Content-Length is not a number');
+  const n = Number(lengths[0]);
+  return n === 0 ? { kind: 'none' } : { kind: 'length', length: n };
+}
 
-  if (all('http2-settings').length > 0) return fail('h2c_upgrade', 'an HTTP2-Settings field (h2c upgrade)');
-  const upgrades = all('upgrade');
+/** The Upgrade field (one at most), refusing upgrades to HTTP/2 that could not be inspected. */
+function checkUpgrade(h2Settings: boolean, upgrades: string[]): string | null | Failure {
+  if (h2Settings) return fail('h2c_upgrade', 'an HTTP2-Settings field (h2c upgrade)');
   if (upgrades.length > 1) return fail('malformed', 'more than one Upgrade field');
   const upgrade = upgrades[0] ?? null;
-  if (upgrade !== null) {
-    for (const p of upgrade.split(',')) {
-      const proto = (p.trim().split('/')[0] ?? '').toLowerCase();
-      if (proto === 'h2c' || proto === 'h2')
-        return fail('h2c_upgrade', `Upgrade: ${proto} cannot be inspected`);
-    }
+  if (upgrade === null) return null;
+  for (const p of upgrade.split(',')) {
+    const proto = (p.trim().split('/')[0] ?? '').toLowerCase();
+    if (proto === 'h2c' || proto === 'h2')
+      return fail('h2c_upgrade', `Upgrade: ${proto} cannot be inspected`);
   }
-  return {
-    kind: 'head',
-    head: { method, target, version, fields, host, targetAuthority, scheme, body, upgrade, headBytes: end },
-  };
+  return upgrade;
 }
 
 /**

@@ -4,19 +4,11 @@
  * connection caps (total and per source address), and source address normalisation.
  */
 import net from 'node:net';
-import { parseHostPort } from '../config/load.ts';
-import { ErrorCode, NamegateError } from '../core/errors.ts';
 import { canonicalIp } from '../core/ip.ts';
 
 export interface ListenAddress {
   readonly host: string;
   readonly port: number;
-}
-
-export function parseProxyListen(text: string): ListenAddress {
-  const hp = parseHostPort(text, 0);
-  if (typeof hp === 'string') throw new NamegateError(ErrorCode.ConfigInvalid, `proxy listen address: ${hp}`);
-  return { host: hp.host, port: hp.port };
 }
 
 /** A peer address as canonical text; IPv4-mapped IPv6 becomes plain IPv4. */

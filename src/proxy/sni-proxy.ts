@@ -18,48 +18,40 @@
  * passes (except without an original destination, where there is nothing to pass to).
  * Errors in one connection destroy that connection only (NODE-05).
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Registry } from 'prom-client';
-import { type Clock, systemClock } from '../core/clock.ts';
-import { errorMessage } from '../core/errors.ts';
-import { literalLookup } from '../dns/lookup.ts';
+import type { Clock } from '../core/clock.ts';
+import type { CanonicalName } from '../core/names.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
+import type { LineSink } from '../observe/line-sink.ts';
 import type { Logger } from '../observe/log.ts';
-import type { Identity, Mode } from '../policy/model.ts';
-import { type ClientHello, type HelloLimits, maxPeekBytes, parseClientHello } from './client-hello.ts';
-import { type ProxySection, type ProxySectionInput, proxyConfig } from './config.ts';
-import { type LineSink, ProxyFlowLog } from './flow-log.ts';
+import type { Mode } from '../policy/model.ts';
+import type { CurrentPolicies } from '../policy/source.ts';
+import { type ClientHello, maxPeekBytes, parseClientHello } from './client-hello.ts';
 import { GateError, HttpGate } from './http-gate.ts';
-import { type HeadLimits, parseRequestHead, type RequestHead } from './http-head.ts';
-import {
-  admit,
-  ConnectionLimiter,
-  closeAll,
-  type ListenAddress,
-  listenAll,
-  parseProxyListen,
-  peerAddress,
-} from './listeners.ts';
-import { type ProxyMetrics, proxyMetrics } from './metrics.ts';
+import { parseRequestHead, type RequestHead } from './http-head.ts';
+import { type ListenAddress, peerAddress } from './listeners.ts';
 import type { OriginalDestination, OriginalDst } from './original-dst.ts';
-import { relay } from './relay.ts';
+import { type PeekStep, peek } from './peek.ts';
+import { ALERT_ACCESS_DENIED, httpResponse, tlsAlert } from './responses.ts';
+import { connectLiteral, type ProxyConn, ProxyServer } from './server.ts';
+import type { ProxySettings } from './settings.ts';
 import {
   cidrDecision,
   decideName,
   type LearnedView,
   modeOf,
-  type PolicyView,
   type ProxyDecision,
   refuse,
   sourceSet,
 } from './verdict.ts';
 
 export interface SniProxyOptions {
-  /** "host:port" listen addresses; default: the config's proxy.sni.listen. */
-  readonly listen?: readonly string[];
-  readonly policies: PolicyView;
+  /** Listens on settings.sni.listen. */
+  readonly settings: ProxySettings;
+  readonly policies: CurrentPolicies;
   readonly identities: IdentityProvider;
   readonly learned: LearnedView;
   readonly originalDestination: OriginalDestination;
@@ -67,29 +59,21 @@ export interface SniProxyOptions {
   readonly registry: Registry;
   /** Flow lines (decision and close per connection); null: none. */
   readonly flowLog?: LineSink | null;
-  readonly config?: ProxySectionInput | ProxySection;
   readonly clock?: Clock;
-  /** How the upstream connection is made (tests); default net.connect to the literal address. */
+  /** How the upstream connection is made (tests); default a connection to the literal address. */
   readonly dial?: (dst: OriginalDst) => net.Socket;
   /** Label of the original-destination lookup in metrics ('addon', 'conntrack', ...). */
   readonly originalDestinationMethod?: string;
 }
 
-interface Conn {
-  readonly id: number;
-  readonly socket: net.Socket;
-  readonly src: string;
-  readonly started: number;
-  dst: OriginalDst | null;
-  identity: Identity | null;
+/** A connection of this proxy: the common record plus its original destination and mode. */
+interface SniConn extends ProxyConn {
+  original: OriginalDst | null;
   mode: Mode | null;
 }
 
-/** A TLS alert record: fatal, with the given description. */
-function tlsAlert(description: number): Buffer {
-  return Buffer.from([21, 3, 3, 0, 2, 2, description]);
-}
-const ALERT_ACCESS_DENIED = 49;
+/** What the peek found: a ClientHello, an HTTP request head, or why neither. */
+type Claim = { kind: 'tls'; hello: ClientHello } | { kind: 'http'; head: RequestHead };
 
 const HTTP_STATUS: Record<string, number> = {
   host_not_allowed: 403,
@@ -100,188 +84,150 @@ const HTTP_STATUS: Record<string, number> = {
   too_large: 431,
 };
 
-function httpError(status: number, reason: string): Buffer {
-  const text =
-    status === 403 ? 'Forbidden' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
-  const body = `namegate: ${reason}\n`;
-  return Buffer.from(
-    `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-    'latin1',
-  );
-}
-
 export class SniProxy {
   readonly #o: SniProxyOptions;
-  readonly #cfg: ProxySection;
-  readonly #clock: Clock;
-  readonly #metrics: ProxyMetrics;
-  readonly #flow: ProxyFlowLog;
-  readonly #limiter: ConnectionLimiter;
-  readonly #helloLimits: HelloLimits;
-  readonly #headLimits: HeadLimits;
-  readonly #sockets = new Set<net.Socket>();
-  #servers: net.Server[] = [];
-  #bound: ListenAddress[] = [];
-  #ids = 0;
-  #stopped = false;
+  readonly #s: ProxySettings;
+  readonly #server: ProxyServer;
 
   private constructor(o: SniProxyOptions) {
     this.#o = o;
-    this.#cfg = proxyConfig(o.config as ProxySectionInput);
-    this.#clock = o.clock ?? systemClock;
-    this.#metrics = proxyMetrics(o.registry);
-    this.#flow = new ProxyFlowLog(o.flowLog ?? null, this.#cfg.flowLog.mode, 'sni-proxy', () =>
-      this.#clock.wallNow(),
-    );
-    this.#limiter = new ConnectionLimiter(this.#cfg.maxConnections, this.#cfg.maxConnectionsPerSource);
-    this.#helloLimits = { maxHelloBytes: this.#cfg.maxHelloBytes, maxRecords: this.#cfg.maxHelloRecords };
-    this.#headLimits = { maxHeadBytes: this.#cfg.maxHeadBytes, maxFields: this.#cfg.maxHeadFields };
-    this.#metrics.watch('sni', () => this.#limiter.total);
+    this.#s = o.settings;
+    this.#server = new ProxyServer('sni', o);
   }
 
   static async start(o: SniProxyOptions): Promise<SniProxy> {
     const p = new SniProxy(o);
-    const listen = (o.listen ?? p.#cfg.sni.listen).map(parseProxyListen);
-    const { servers, bound } = await listenAll(listen, (s) => p.#accept(s));
-    p.#servers = servers;
-    p.#bound = bound;
+    const bound = await p.#server.listen(o.settings.sni.listen, (c) =>
+      p.#handle({ ...c, original: null, mode: null }),
+    );
     o.log.info({ [F.event]: 'proxy', listen: bound }, 'SNI proxy listening');
     return p;
   }
 
   addresses(): ListenAddress[] {
-    return [...this.#bound];
+    return this.#server.addresses();
   }
 
   /** Open client connections. */
   get active(): number {
-    return this.#limiter.total;
+    return this.#server.active;
   }
 
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    await closeAll(this.#servers, this.#sockets);
+  stop(): Promise<void> {
+    return this.#server.stop();
   }
 
-  #accept(socket: net.Socket): void {
-    const src = admit(socket, this.#limiter, this.#sockets, this.#stopped);
-    if (src === null) {
-      this.#metrics.count('sni', 'deny', 'limit');
-      return;
-    }
-    const c: Conn = {
-      id: ++this.#ids,
-      socket,
-      src,
-      started: this.#clock.now(),
-      dst: null,
-      identity: null,
-      mode: null,
-    };
-    this.#handle(c).catch((err: unknown) => {
-      this.#o.log.error(
-        { [F.event]: 'proxy', [F.connection]: c.id, [F.error]: errorMessage(err) },
-        'SNI proxy connection failed',
-      );
-      socket.destroy();
-    });
-  }
-
-  async #handle(c: Conn): Promise<void> {
-    const { socket } = c;
-    let dst: OriginalDst | null = null;
-    try {
-      dst = await this.#o.originalDestination(socket);
-    } catch {
-      dst = null;
-    }
-    this.#metrics.originalDst.inc({
-      method: this.#o.originalDestinationMethod ?? 'custom',
-      result: dst ? 'ok' : 'failed',
-    });
-    if (!dst) return this.#refuse(c, refuseHard('no_original_dst'), null, null, 'close');
-    c.dst = dst;
-    if (this.#isSelf(socket, dst)) return this.#refuse(c, refuseHard('loop'), null, null, 'close');
+  async #handle(c: SniConn): Promise<void> {
+    const dst = await this.#originalDestination(c);
+    if (!dst) return this.#refuse(c, refuseHard('no_original_dst'));
+    if (this.#isSelf(c.socket, dst)) return this.#refuse(c, refuseHard('loop'));
 
     const identity = this.#o.identities.lookup(c.src);
-    if (!identity) return this.#refuse(c, refuseHard('unknown_source'), null, null, 'close');
+    if (!identity) return this.#refuse(c, refuseHard('unknown_source'));
     c.identity = identity;
     const set = this.#o.policies.current();
     c.mode = modeOf(set, identity);
-    if (c.mode === null) return this.#refuse(c, refuseHard('ungoverned'), null, null, 'close');
+    if (c.mode === null) return this.#refuse(c, refuseHard('ungoverned'));
 
     const byCidr = cidrDecision(set, identity, dst.address, dst.port);
-    if (byCidr) return this.#pass(c, byCidr, { proto: 'tcp', name: null }, Buffer.alloc(0), null);
+    if (byCidr) {
+      c.proto = 'tcp';
+      return this.#pass(c, byCidr, Buffer.alloc(0), null);
+    }
 
-    const peeked = await this.#peek(c);
-    if (socket.destroyed) return;
+    const peeked = await this.#peekClaim(c);
+    if (c.socket.destroyed) return;
+    c.proto = protoOf(peeked.held);
     if (peeked.kind === 'fail') {
       const d = refuse(c.mode, peeked.reason);
-      if (d.verdict === 'audit')
-        return this.#pass(c, d, { proto: peeked.proto, name: null }, peeked.held, null);
-      return this.#refuse(c, d, peeked.proto, null, peeked.proto === 'http' ? 'http' : 'close');
+      if (d.verdict === 'audit') return this.#pass(c, d, peeked.held, null);
+      return this.#refuse(c, d);
     }
-    const now = this.#clock.now();
-    const sources = sourceSet(this.#o.identities, c.src);
-    if (peeked.kind === 'tls') {
-      const hello = peeked.hello;
-      const d = decideName({
-        set,
-        identity,
-        sources,
-        name: hello.sni,
-        ip: dst.address,
-        port: dst.port,
-        kind: 'tls',
-        learned: this.#o.learned,
-        now,
-      });
-      if (hello.ech) this.#metrics.ech.inc({ verdict: d.verdict });
-      const info = { proto: 'tls' as const, name: hello.sni, ech: hello.ech !== null, alpn: hello.alpn };
-      if (d.verdict === 'deny') return this.#refuse(c, d, 'tls', info, 'tls');
-      return this.#pass(c, d, info, peeked.held, null);
+    const claim = peeked.value;
+    if (claim.kind === 'tls') return this.#decideTls(c, claim.hello, peeked.held);
+    return this.#decideHttp(c, claim.head, peeked.held);
+  }
+
+  /** The redirected connection's original destination (counted by lookup method and result). */
+  async #originalDestination(c: SniConn): Promise<OriginalDst | null> {
+    let dst: OriginalDst | null = null;
+    try {
+      dst = await this.#o.originalDestination(c.socket);
+    } catch {
+      dst = null;
     }
-    // Plain HTTP: the first request decides now, every later one in the gate.
-    const d = this.#checkHead(c, peeked.head, now);
-    const info = { proto: 'http' as const, name: peeked.head.host.host ?? peeked.head.host.ip };
-    if (d.verdict === 'deny') return this.#refuse(c, d, 'http', info, 'http');
+    this.#server.metrics.originalDst.inc({
+      method: this.#o.originalDestinationMethod ?? 'custom',
+      result: dst ? 'ok' : 'failed',
+    });
+    if (dst) {
+      c.original = dst;
+      c.dst = dst.address;
+      c.dport = dst.port;
+    }
+    return dst;
+  }
+
+  /** TLS: the SNI name must be allowed and the destination learned for it. */
+  #decideTls(c: SniConn, hello: ClientHello, held: Buffer): Promise<void> | void {
+    const d = this.#decideName(c, hello.sni, 'tls', this.#server.clock.now());
+    if (hello.ech) this.#server.metrics.ech.inc({ verdict: d.verdict });
+    c.name = hello.sni;
+    const extra = { ech: hello.ech !== null, alpn: hello.alpn };
+    if (d.verdict === 'deny') return this.#refuse(c, d, extra);
+    return this.#pass(c, d, held, null, extra);
+  }
+
+  /** Plain HTTP: the first request decides now, every later one in the gate. */
+  #decideHttp(c: SniConn, head: RequestHead, held: Buffer): Promise<void> | void {
+    const d = this.#checkHead(c, head, this.#server.clock.now());
+    c.name = head.host.host ?? head.host.ip;
+    if (d.verdict === 'deny') return this.#refuse(c, d);
     let gate: HttpGate | null = null;
     if (d.verdict === 'allow') {
       let first = true;
-      gate = new HttpGate((head) => {
+      gate = new HttpGate((later) => {
         if (first) {
           first = false; // decided above, with this very head
           return null;
         }
-        const later = this.#checkHead(c, head, this.#clock.now());
-        if (later.verdict === 'allow') return null;
-        this.#logDecision(c, later, { proto: 'http', name: head.host.host ?? head.host.ip });
-        this.#metrics.count('sni', later.verdict, later.reason);
-        return later.verdict === 'audit' ? null : later.reason;
-      }, this.#headLimits);
+        return this.#checkLaterHead(c, later);
+      }, this.#s.head);
     }
-    return this.#pass(c, d, info, peeked.held, gate);
+    return this.#pass(c, d, held, gate);
+  }
+
+  /** A later request on an allowed plain-HTTP connection: null lets it through, else the reason. */
+  #checkLaterHead(c: SniConn, head: RequestHead): string | null {
+    const later = this.#checkHead(c, head, this.#server.clock.now());
+    if (later.verdict === 'allow') return null;
+    c.proto = 'http';
+    c.name = head.host.host ?? head.host.ip;
+    this.#server.noted(c, later);
+    return later.verdict === 'audit' ? null : later.reason;
   }
 
   /** The Host check of one request (first or later) on a plain-HTTP connection. */
-  #checkHead(c: Conn, head: RequestHead, now: number): ProxyDecision {
-    const dst = c.dst!;
+  #checkHead(c: SniConn, head: RequestHead, now: number): ProxyDecision {
     const identity = c.identity!;
-    const set = this.#o.policies.current();
-    const mode = modeOf(set, identity);
+    const mode = modeOf(this.#o.policies.current(), identity);
     if (mode === null) return refuseHard('ungoverned');
     if (head.method === 'CONNECT') return refuse(mode, 'malformed');
     if (head.host.host === null) return refuse(mode, 'host_is_ip');
-    if ((head.host.port ?? 80) !== dst.port) return refuse(mode, 'host_port_mismatch');
+    if ((head.host.port ?? 80) !== c.original!.port) return refuse(mode, 'host_port_mismatch');
+    return this.#decideName(c, head.host.host, 'http', now);
+  }
+
+  #decideName(c: SniConn, name: CanonicalName, kind: 'tls' | 'http', now: number): ProxyDecision {
+    const dst = c.original!;
     return decideName({
-      set,
-      identity,
+      set: this.#o.policies.current(),
+      identity: c.identity!,
       sources: sourceSet(this.#o.identities, c.src),
-      name: head.host.host,
+      name,
       ip: dst.address,
       port: dst.port,
-      kind: 'http',
+      kind,
       learned: this.#o.learned,
       now,
     });
@@ -297,216 +243,73 @@ export class SniProxy {
     return false;
   }
 
-  #peek(
-    c: Conn,
-  ): Promise<
-    | { kind: 'tls'; hello: ClientHello; held: Buffer }
-    | { kind: 'http'; head: RequestHead; held: Buffer }
-    | { kind: 'fail'; reason: string; proto: 'tls' | 'http' | null; held: Buffer }
-  > {
-    const socket = c.socket;
-    const cap = Math.max(maxPeekBytes(this.#helloLimits), this.#cfg.maxHeadBytes);
-    return new Promise((resolve) => {
-      let held: Buffer = Buffer.alloc(0);
-      let settled = false;
-      const finish = (r: Parameters<typeof resolve>[0]) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        socket.off('data', onData);
-        socket.off('end', onEnd);
-        socket.off('close', onEnd);
-        socket.pause();
-        resolve(r);
-      };
-      const timer = setTimeout(
-        () => finish({ kind: 'fail', reason: 'timeout', proto: protoOf(held), held }),
-        this.#cfg.peekTimeoutMs,
-      );
-      const onEnd = () => finish({ kind: 'fail', reason: 'client_closed', proto: protoOf(held), held });
-      const onData = (chunk: Buffer) => {
-        held = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
-        const proto = protoOf(held);
-        if (proto === 'tls') {
-          const r = parseClientHello(held, this.#helloLimits);
-          if (r.kind === 'hello') return finish({ kind: 'tls', hello: r.hello, held });
-          if (r.kind === 'error') return finish({ kind: 'fail', reason: r.reason, proto, held });
-        } else {
-          const r = parseRequestHead(held, this.#headLimits);
-          if (r.kind === 'head') return finish({ kind: 'http', head: r.head, held });
-          if (r.kind === 'error')
-            return finish({
-              kind: 'fail',
-              reason: r.reason === 'not_http' ? 'not_tls' : r.reason,
-              proto,
-              held,
-            });
-        }
-        if (held.length > cap) finish({ kind: 'fail', reason: 'too_large', proto, held });
-      };
-      socket.on('data', onData);
-      socket.once('end', onEnd);
-      socket.once('close', onEnd);
-      socket.resume();
+  /** The client's first bytes, held: a ClientHello or an HTTP request head, within the limits. */
+  #peekClaim(c: SniConn) {
+    const { hello, head } = this.#s;
+    const cap = Math.max(maxPeekBytes(hello), head.maxHeadBytes);
+    return peek<Claim>(c.socket, Buffer.alloc(0), this.#s.peekTimeoutMs, (held): PeekStep<Claim> => {
+      if (protoOf(held) === 'tls') {
+        const r = parseClientHello(held, hello);
+        if (r.kind === 'hello') return { done: { kind: 'tls', hello: r.hello } };
+        if (r.kind === 'error') return { fail: r.reason };
+      } else {
+        const r = parseRequestHead(held, head);
+        if (r.kind === 'head') return { done: { kind: 'http', head: r.head } };
+        if (r.kind === 'error') return { fail: r.reason === 'not_http' ? 'not_tls' : r.reason };
+      }
+      return held.length > cap ? { fail: 'too_large' } : null;
     });
   }
 
-  #logDecision(
-    c: Conn,
-    d: ProxyDecision,
-    info: {
-      proto: 'tls' | 'http' | 'tcp' | null;
-      name: string | null;
-      ech?: boolean;
-      alpn?: readonly string[];
-    },
-    detail?: string,
-  ): void {
-    this.#flow.decision({
-      conn: c.id,
-      src: c.src,
-      identity: c.identity?.key ?? null,
-      proto: info.proto,
-      name: info.name,
-      dst: c.dst?.address ?? null,
-      dport: c.dst?.port ?? null,
-      verdict: d.verdict,
-      reason: d.reason,
-      policy: d.policy,
-      rule: d.rule,
-      ms: this.#clock.now() - c.started,
-      ...(info.ech ? { ech: true } : {}),
-      ...(info.alpn ? { alpn: info.alpn } : {}),
-      ...(detail ? { detail } : {}),
-    });
+  /** Refuse as the client's protocol understands: a TLS alert, an HTTP error, or a plain close. */
+  #refuse(c: SniConn, d: ProxyDecision, extra?: { ech: boolean; alpn: readonly string[] }): void {
+    let answer: Buffer | null = null;
+    if (c.proto === 'tls' && c.name !== null) answer = tlsAlert(ALERT_ACCESS_DENIED);
+    else if (c.proto === 'http' && d.reason !== 'h2_prior_knowledge')
+      answer = httpResponse(HTTP_STATUS[d.reason] ?? 400, d.reason);
+    this.#server.refuse(c, d, answer, extra);
   }
 
-  #refuse(
-    c: Conn,
+  /** Let the connection through to its original destination (never re-resolved), held bytes first. */
+  async #pass(
+    c: SniConn,
     d: ProxyDecision,
-    proto: 'tls' | 'http' | null,
-    info: { proto: 'tls' | 'http'; name: string | null; ech?: boolean; alpn?: readonly string[] } | null,
-    how: 'tls' | 'http' | 'close',
-  ): void {
-    this.#metrics.count('sni', 'deny', d.reason);
-    this.#metrics.decision.observe({ proxy: 'sni' }, (this.#clock.now() - c.started) / 1000);
-    this.#logDecision(c, d, info ?? { proto, name: null });
-    const socket = c.socket;
-    socket.once('close', () =>
-      this.#flow.close({
-        conn: c.id,
-        src: c.src,
-        dst: c.dst?.address ?? null,
-        dport: c.dst?.port ?? null,
-        verdict: 'deny',
-        bytesUp: 0,
-        bytesDown: socket.bytesWritten,
-        ms: this.#clock.now() - c.started,
-      }),
-    );
-    if (socket.destroyed) return;
-    if (how === 'tls') socket.end(tlsAlert(ALERT_ACCESS_DENIED));
-    else if (how === 'http' && proto === 'http' && d.reason !== 'h2_prior_knowledge')
-      socket.end(httpError(HTTP_STATUS[d.reason] ?? 400, d.reason));
-    else socket.end();
-    // Never read what follows a refusal; give the response a moment to leave, then drop.
-    socket.pause();
-    const t = setTimeout(() => socket.destroy(), 1000);
-    t.unref();
-    socket.once('close', () => clearTimeout(t));
-  }
-
-  #pass(
-    c: Conn,
-    d: ProxyDecision,
-    info: {
-      proto: 'tls' | 'http' | 'tcp' | null;
-      name: string | null;
-      ech?: boolean;
-      alpn?: readonly string[];
-    },
     held: Buffer,
     gate: HttpGate | null,
-  ): void {
-    const dst = c.dst!;
-    this.#metrics.count('sni', d.verdict, d.reason);
-    this.#metrics.decision.observe({ proxy: 'sni' }, (this.#clock.now() - c.started) / 1000);
-    this.#logDecision(c, d, info);
+    extra?: { ech: boolean; alpn: readonly string[] },
+  ): Promise<void> {
+    const server = this.#server;
+    const dst = c.original!;
+    server.decided(c, d, extra);
     const client = c.socket;
     if (client.destroyed) return;
-    const upstream = this.#o.dial
-      ? this.#o.dial(dst)
-      : net.connect({
-          host: dst.address,
-          port: dst.port,
-          allowHalfOpen: true,
-          noDelay: true,
-          lookup: literalLookup as never,
-        });
-    let connected = false;
-    const closeLine = (bytesUp: number, bytesDown: number, error: string | null) => {
-      this.#metrics.bytes.inc({ proxy: 'sni', direction: 'up' }, bytesUp);
-      this.#metrics.bytes.inc({ proxy: 'sni', direction: 'down' }, bytesDown);
-      this.#flow.close({
-        conn: c.id,
-        src: c.src,
-        dst: dst.address,
-        dport: dst.port,
-        verdict: d.verdict,
-        bytesUp,
-        bytesDown,
-        ms: this.#clock.now() - c.started,
-        ...(error ? { error } : {}),
-      });
-    };
-    const timer = setTimeout(() => {
-      if (connected) return;
-      this.#metrics.upstreamErrors.inc({ proxy: 'sni', kind: 'timeout' });
+    const dialed = await server.dial(
+      () => (this.#o.dial ? this.#o.dial(dst) : connectLiteral(dst.address, dst.port)),
+      client,
+    );
+    if (dialed === null) return;
+    if ('failed' in dialed) {
+      server.metrics.upstreamErrors.inc({ proxy: 'sni', kind: dialed.failed });
+      client.destroy();
+      server.closed(c, d.verdict, 0, 0, `upstream: ${dialed.message}`);
+      return;
+    }
+    const upstream = dialed.socket;
+    if (client.destroyed) {
       upstream.destroy();
-      client.destroy();
-      closeLine(0, 0, 'upstream: connect timeout');
-    }, this.#cfg.connectTimeoutMs);
-    const early = (err: Error) => {
-      if (connected) return;
-      clearTimeout(timer);
-      connected = true; // settled
-      this.#metrics.upstreamErrors.inc({ proxy: 'sni', kind: 'connect' });
-      client.destroy();
-      closeLine(0, 0, `upstream: ${err.message}`);
-    };
-    upstream.once('error', early);
-    client.once('close', () => {
-      if (!connected) {
-        clearTimeout(timer);
-        upstream.destroy();
-      }
-    });
-    upstream.once('connect', () => {
-      if (connected) return;
-      connected = true;
-      clearTimeout(timer);
-      upstream.off('error', early);
-      if (client.destroyed) {
-        upstream.destroy();
-        return;
-      }
-      if (gate) {
-        gate.on('error', (err: Error) => {
-          if (err instanceof GateError && err.head === null) {
-            const refused = refuse(c.mode, err.reason);
-            this.#metrics.count('sni', refused.verdict, refused.reason);
-            this.#logDecision(c, refused, { proto: 'http', name: null }, err.message);
-          }
-        });
-        if (held.length > 0) gate.write(held);
-      } else if (held.length > 0) upstream.write(held);
-      relay(client, upstream, {
-        idleMs: this.#cfg.idleTimeoutMs,
-        now: () => this.#clock.now(),
-        ...(gate ? { upTransform: gate } : {}),
-        done: (r) => closeLine(r.up, r.down, r.error),
+      return;
+    }
+    if (gate) {
+      gate.on('error', (err: Error) => {
+        if (err instanceof GateError && err.head === null) {
+          c.proto = 'http';
+          c.name = null;
+          server.noted(c, refuse(c.mode, err.reason), { detail: err.message });
+        }
       });
-    });
+      if (held.length > 0) gate.write(held);
+    } else if (held.length > 0) upstream.write(held);
+    server.relay(c, upstream, d.verdict, gate);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The transparent proxy's decision, pure: may this source open this original destination, given
- * the name it claimed (TLS SNI or HTTP Host)? Both must hold (DESIGN.md point 4):
+ * the name it claimed (TLS SNI or HTTP Host)? Both must hold (docs/architecture.md, principle 4):
  *   1. policy: the source is governed and decide(identity, name, TCP, port) allows;
  *   2. binding: the original destination IP is one that this source, or a sibling address of
  *      the same workload, learned from DNS for that very name (SNI-01, SNI-02: an IP learned
@@ -17,10 +17,6 @@ import { type Identity, type Mode, policyRefText } from '../policy/model.ts';
 /** What the store answers (src/store/learned-store.ts LearnedStore.holds). */
 export interface LearnedView {
   holds(source: string, name: string, ip: string, now: number): boolean;
-}
-
-export interface PolicyView {
-  current(): CompiledPolicies;
 }
 
 export type NameKind = 'tls' | 'http';

@@ -1,5 +1,5 @@
 /**
- * How long a learned address lives: clamp(TTL, minTTL, maxTTL) + grace (DESIGN.md "Time").
+ * How long a learned address lives: clamp(TTL, minTTL, maxTTL) + grace (docs/architecture.md, "Time").
  * Never 0: an nftables element with timeout 0 never expires, so a TTL of 0 must become minTTL,
  * and minTTL + grace is validated to be at least one second.
  */

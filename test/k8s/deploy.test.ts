@@ -12,10 +12,11 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
+import { KubernetesConfigSchema } from '../../src/config/kubernetes.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { type AgentConfig, AgentConfigSchema } from '../../src/config/schema.ts';
+import { FOREIGN_DIALECTS } from '../../src/formats/registry.ts';
 import { KubeApi, KubeApiError, type KubeObject } from '../../src/k8s/api.ts';
-import { KubernetesConfigSchema } from '../../src/k8s/config.ts';
 import { PolicyController } from '../../src/k8s/controller.ts';
 import { KubeIdentityProvider } from '../../src/k8s/identity.ts';
 import { KubePolicySource } from '../../src/k8s/policy-source.ts';
@@ -46,12 +47,7 @@ function render(set: string[] = []): KubeObject[] {
     .filter((d): d is KubeObject => d !== null);
 }
 
-const ALL_DIALECTS = [
-  'dialects.cilium=true',
-  'dialects.istio=true',
-  'dialects.npep=true',
-  'dialects.gke=true',
-];
+const ALL_DIALECTS = FOREIGN_DIALECTS.map((d) => `dialects.${d}=true`);
 
 test('generated CRDs and manifests under deploy/ are up to date', () => {
   try {

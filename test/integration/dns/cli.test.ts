@@ -109,7 +109,7 @@ describe('namegate dns (CLI)', () => {
 
     await writeFile(path.join(dir, 'policy.yaml'), 'spec: [not: valid');
     child.kill('SIGHUP');
-    await until(async () => output.join('').includes('keeping the last good policies'), 'the failed reload');
+    await until(async () => output.join('').includes('policy_reload_rejected'), 'the failed reload');
     assert.equal(await ask(port, 'new.example.test'), 'NOERROR', 'still the last good policies');
 
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

@@ -14,6 +14,7 @@ import { describe, type TestContext, test } from 'node:test';
 import { promisify } from 'node:util';
 import dnsPacket from 'dns-packet';
 import { Registry } from 'prom-client';
+import { dnsSettingsFrom } from '../../../src/config/dns.ts';
 import { validateConfig } from '../../../src/config/load.ts';
 import { systemClock } from '../../../src/core/clock.ts';
 import { RecordingDatapath } from '../../../src/datapath/recording.ts';
@@ -104,7 +105,7 @@ async function setup(
   const datapath = opts.datapath ?? new RecordingDatapath(systemClock);
   const lines: Array<Record<string, unknown>> = [];
   const proxy = await DnsProxy.start({
-    config,
+    settings: dnsSettingsFrom(config),
     policies: { current: () => set },
     identities: new StaticGroups(config.sources),
     datapath,

@@ -10,6 +10,7 @@
 import dgram from 'node:dgram';
 import dnsPacket from 'dns-packet';
 import { Registry } from 'prom-client';
+import { proxySettings } from '../../../src/config/proxy.ts';
 import { RandomIds } from '../../../src/dns/random.ts';
 import { UpstreamClient } from '../../../src/dns/upstream.ts';
 import { validateNative } from '../../../src/formats/native.ts';
@@ -68,7 +69,6 @@ await new Promise<void>((r) => dns.bind(cfg.dns.port, '127.0.0.1', r));
 const od = originalDestinationFor(cfg.originalDst);
 if (od.method === 'none') throw new Error(`no original destination method: ${od.problem}`);
 const sni = await SniProxy.start({
-  listen: cfg.sniListen,
   policies: { current: () => set },
   identities,
   learned: { holds: (s, n, ip) => learned.has(`${s}|${n}|${ip}`) },
@@ -77,7 +77,7 @@ const sni = await SniProxy.start({
   log: silentLogger(),
   registry,
   flowLog: out,
-  config: { peekTimeoutMs: 2000 },
+  settings: proxySettings({ peekTimeoutMs: 2000, sni: { listen: cfg.sniListen } }),
 });
 const upstream = new UpstreamClient({
   servers: [{ host: '127.0.0.1', port: cfg.dns.port, family: 4 }],
@@ -90,7 +90,7 @@ const upstream = new UpstreamClient({
   now: () => performance.now(),
 });
 const connect = await ConnectProxy.start({
-  listen: cfg.connectListen,
+  settings: proxySettings({ connect: { listen: cfg.connectListen } }),
   policies: { current: () => set },
   identities,
   resolver: new UpstreamResolver(upstream),

@@ -3,17 +3,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig, parseHostPort, validateConfig } from '../../../src/config/load.ts';
-
-function problems(doc: unknown): string[] {
-  try {
-    validateConfig(doc, '/etc/namegate');
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-  return [];
-}
+import { loadConfig, validateConfig } from '../../../src/config/load.ts';
+import { parseHostPort } from '../../../src/core/host-port.ts';
+import { problems } from './helpers.ts';
 
 describe('agent config', () => {
   test('a minimal config gets safe defaults', () => {

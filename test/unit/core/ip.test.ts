@@ -1,5 +1,5 @@
 /**
- * CIDRs and address classes (DESIGN.md "Answers never widen access beyond the internet";
+ * CIDRs and address classes (docs/architecture.md "Answers never widen access beyond the internet";
  * security case DNS-21 and smokescreen's TestClassifyAddr class): parsing to canonical text,
  * host bits, both families, and which addresses a DNS answer may never open on its own.
  */

@@ -1,5 +1,5 @@
 /**
- * Canonical names (DESIGN.md "Canonical names"; security cases NAME-01..04, NAME-10, NAME-11).
+ * Canonical names (docs/policy.md "Names"; security cases NAME-01..04, NAME-10, NAME-11).
  * Every rejection is asserted by its rule and the label it names, never by message text alone.
  */
 import assert from 'node:assert/strict';
@@ -80,7 +80,7 @@ describe('canonicalName: accepted spellings', () => {
     ['_acme._tcp.example.com', '_acme._tcp.example.com'],
     ['_dmarc.Example.COM', '_dmarc.example.com'],
     ['a_b.example.com', 'a_b.example.com'],
-    // hyphens anywhere (DESIGN.md does not forbid them at the ends)
+    // hyphens anywhere (the name rules do not forbid them at the ends)
     ['ab--cd.example.com', 'ab--cd.example.com'],
     // numbers are fine anywhere but in the last label
     ['1.2.3.example', '1.2.3.example'],

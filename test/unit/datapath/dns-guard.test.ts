@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dnsGuardFrom, nftConfigFrom } from '../../../src/agent/config.ts';
+import { dnsGuardFrom, nftConfigFrom } from '../../../src/config/datapath.ts';
 import { validateConfig } from '../../../src/config/load.ts';
 import { resolveNftConfig } from '../../../src/datapath/nft-config.ts';
 import { planReconcile } from '../../../src/datapath/nft-reconcile.ts';

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ManualClock } from '../../../src/core/clock.ts';
+import { literalLookup } from '../../../src/core/literal-lookup.ts';
 import { RecordingDatapath } from '../../../src/datapath/recording.ts';
 import { CommitBatcher, holdKey } from '../../../src/dns/commit.ts';
 import { FlowLog } from '../../../src/dns/flow-log.ts';
 import { PendingLimiter, RateLimiter } from '../../../src/dns/limits.ts';
-import { literalLookup } from '../../../src/dns/lookup.ts';
 import { inZone, route, unknownScopeFrom } from '../../../src/dns/route.ts';
 import { makeIdentity } from '../../../src/identity/identity.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';

@@ -1,7 +1,7 @@
 /** The controller's status computation and the agent config section (pure; no API server). */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { resolveKubernetesConfig } from '../../../src/k8s/config.ts';
+import { resolveKubernetesConfig } from '../../../src/config/kubernetes.ts';
 import { microTime } from '../../../src/k8s/lease.ts';
 import { evaluatePolicyObject } from '../../../src/k8s/policy-source.ts';
 import { desiredStatus, statusEqual } from '../../../src/k8s/status.ts';

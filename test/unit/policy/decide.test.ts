@@ -1,5 +1,5 @@
 /**
- * decide, decideQuery, grantsFor, decideAddress and cidrCovers against DESIGN.md "Combining":
+ * decide, decideQuery, grantsFor, decideAddress and cidrCovers against the combining rules (docs/policy.md "How policies combine"):
  * allow-only union, ungoverned sources untouched, Audit never changes an Enforce outcome, and
  * a stable reason code plus a deterministic policy and rule for every verdict.
  */
@@ -735,7 +735,7 @@ describe('selection is per identity', () => {
 });
 
 /**
- * The reference: DESIGN.md's combining rules written as plainly as possible, with the slow
+ * The reference: the combining rules (docs/policy.md) written as plainly as possible, with the slow
  * pattern matcher and no index. decide() must agree with it on random policies and questions.
  */
 function referenceDecide(

@@ -1,5 +1,5 @@
 /**
- * Patterns (DESIGN.md "Patterns"; security cases NAME-06..NAME-12): every form on both sides of
+ * Patterns (docs/policy.md "Patterns"; security cases NAME-06..NAME-12): every form on both sides of
  * every boundary, the public-suffix guard, error messages, and Cilium's label globs.
  */
 import assert from 'node:assert/strict';

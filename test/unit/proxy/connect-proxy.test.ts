@@ -10,12 +10,12 @@ import net from 'node:net';
 import { describe, type TestContext, test } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { Registry } from 'prom-client';
+import { type ProxySectionInput, proxySettings } from '../../../src/config/proxy.ts';
 import { RandomIds } from '../../../src/dns/random.ts';
 import { UpstreamClient } from '../../../src/dns/upstream.ts';
 import { StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
-import type { ProxySectionInput } from '../../../src/proxy/config.ts';
 import { ConnectProxy, rewriteRequest } from '../../../src/proxy/connect-proxy.ts';
 import { parseRequestHead } from '../../../src/proxy/http-head.ts';
 import { type NameResolver, UpstreamResolver } from '../../../src/proxy/resolver.ts';
@@ -68,14 +68,17 @@ async function setup(
   const lines: Array<Record<string, unknown>> = [];
   const resolver = new FakeResolver(opts.table ?? TABLE);
   const proxy = await ConnectProxy.start({
-    listen: ['127.0.0.1:0'],
     policies: { current: () => new CompiledPolicies([rules(port)]) },
     identities: new StaticGroups(GROUPS),
     resolver,
     log: silentLogger(),
     registry: new Registry(),
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
-    config: { peekTimeoutMs: 500, connect: { tlsPorts: [port] }, ...opts.config },
+    settings: proxySettings({
+      peekTimeoutMs: 500,
+      ...opts.config,
+      connect: { listen: ['127.0.0.1:0'], tlsPorts: [port], ...opts.config?.connect },
+    }),
   });
   t.after(() => proxy.stop());
   return { proxy, port: proxy.addresses()[0]!.port, lines, resolver };
@@ -240,7 +243,7 @@ describe('CONNECT proxy', () => {
     const b = await backend(t);
     const lines: Array<Record<string, unknown>> = [];
     const proxy = await ConnectProxy.start({
-      listen: ['127.0.0.1:0'],
+      settings: proxySettings({ connect: { listen: ['127.0.0.1:0'] } }),
       policies: { current: () => new CompiledPolicies([rules(b.port)]) },
       identities: new StaticGroups([{ name: 'x', namespace: 'default', labels: {}, cidrs: ['10.0.0.0/8'] }]),
       resolver: new FakeResolver(TABLE),

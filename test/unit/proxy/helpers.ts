@@ -10,12 +10,12 @@ import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Registry } from 'prom-client';
+import { type ProxySectionInput, proxySettings } from '../../../src/config/proxy.ts';
 import { validateNative } from '../../../src/formats/native.ts';
 import { type SourceGroup, StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import type { Policy } from '../../../src/policy/model.ts';
-import type { ProxySectionInput } from '../../../src/proxy/config.ts';
 import type { OriginalDst } from '../../../src/proxy/original-dst.ts';
 import { SniProxy } from '../../../src/proxy/sni-proxy.ts';
 import type { LearnedView } from '../../../src/proxy/verdict.ts';
@@ -129,7 +129,6 @@ export async function sniProxy(
     policies: CompiledPolicies;
   };
   const proxy = await SniProxy.start({
-    listen: opts.listen ?? ['127.0.0.1:0'],
     policies: { current: () => h.policies },
     identities: new StaticGroups(opts.groups ?? GROUPS),
     learned: opts.learned,
@@ -137,7 +136,11 @@ export async function sniProxy(
     log: silentLogger(),
     registry,
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
-    config: { peekTimeoutMs: 500, ...opts.config },
+    settings: proxySettings({
+      peekTimeoutMs: 500,
+      ...opts.config,
+      sni: { listen: opts.listen ?? ['127.0.0.1:0'], ...opts.config?.sni },
+    }),
   });
   t.after(() => proxy.stop());
   const harness: ProxyHarness = {

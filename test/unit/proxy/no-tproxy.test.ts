@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
+import { proxySettings } from '../../../src/config/proxy.ts';
 import { resolveNftConfig } from '../../../src/datapath/nft-config.ts';
 import { renderRuleset } from '../../../src/datapath/nft-ruleset.ts';
 import { StaticGroups } from '../../../src/identity/static-groups.ts';
@@ -52,7 +53,6 @@ test('NODE-02: with no original-destination method the SNI proxy fails closed an
   let policies = new CompiledPolicies([]);
   const dials: string[] = [];
   const proxy = await SniProxy.start({
-    listen: ['127.0.0.1:0'],
     policies: { current: () => policies },
     identities: new StaticGroups(GROUPS),
     // What TPROXY would offer as the destination (the accepted socket's local address and port)
@@ -67,7 +67,7 @@ test('NODE-02: with no original-destination method the SNI proxy fails closed an
     log: silentLogger(),
     registry,
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
-    config: { peekTimeoutMs: 500 },
+    settings: proxySettings({ peekTimeoutMs: 500, sni: { listen: ['127.0.0.1:0'] } }),
   });
   t.after(() => proxy.stop());
   const port = proxy.addresses()[0]!.port;

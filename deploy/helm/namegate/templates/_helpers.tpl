@@ -17,26 +17,4 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
-{{/* The foreign kinds enabled in values, as RBAC rules (read only). */}}
-{{- define "namegate.dialectRules" -}}
-{{- if .Values.dialects.cilium }}
-- apiGroups: ["cilium.io"]
-  resources: ["ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies"]
-  verbs: ["list", "watch"]
-{{- end }}
-{{- if .Values.dialects.istio }}
-- apiGroups: ["networking.istio.io"]
-  resources: ["serviceentries"]
-  verbs: ["list", "watch"]
-{{- end }}
-{{- if .Values.dialects.npep }}
-- apiGroups: ["policy.networking.k8s.io"]
-  resources: ["adminnetworkpolicies", "clusternetworkpolicies"]
-  verbs: ["list", "watch"]
-{{- end }}
-{{- if .Values.dialects.gke }}
-- apiGroups: ["networking.gke.io"]
-  resources: ["fqdnnetworkpolicies"]
-  verbs: ["list", "watch"]
-{{- end }}
-{{- end -}}
+{{/* namegate.dialectRules (the RBAC rules of the enabled foreign kinds) is in _dialects.tpl, generated. */}}

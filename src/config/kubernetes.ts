@@ -1,24 +1,26 @@
 /**
- * The `kubernetes:` section of the agent's config file. The agent config (src/config/) embeds
- * this schema; when the section is absent the agent does not talk to Kubernetes at all.
+ * The `kubernetes:` section: when present, identities are the pods of this node and policies
+ * come from the API (native and the enabled foreign kinds); when absent the agent does not talk
+ * to Kubernetes at all. kubernetesSettingsFrom() builds the KubernetesSettings.
  */
 import { z } from 'zod';
 import { ErrorCode, NamegateError } from '../core/errors.ts';
+import { FOREIGN_DIALECTS, type ForeignDialect, IMPORTERS } from '../formats/registry.ts';
+import type { KubernetesSettings } from '../k8s/settings.ts';
 
+/** One switch per foreign dialect of the registry, all off by default. */
 export const DialectsSchema = z
-  .strictObject({
-    cilium: z
-      .boolean()
-      .default(false)
-      .describe('Read CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy.'),
-    istio: z.boolean().default(false).describe('Read Istio ServiceEntry.'),
-    npep: z
-      .boolean()
-      .default(false)
-      .describe('Read AdminNetworkPolicy and ClusterNetworkPolicy domainNames.'),
-    gke: z.boolean().default(false).describe('Read GKE FQDNNetworkPolicy.'),
-  })
+  .strictObject(
+    Object.fromEntries(
+      IMPORTERS.map((i) => [i.dialect, z.boolean().default(false).describe(`Read ${i.summary}.`)]),
+    ) as Record<ForeignDialect, z.ZodDefault<z.ZodBoolean>>,
+  )
   .describe('Foreign policy kinds to read from the API (each only while its CRD is installed).');
+
+const NO_DIALECTS = Object.fromEntries(FOREIGN_DIALECTS.map((d) => [d, false])) as Record<
+  ForeignDialect,
+  boolean
+>;
 
 export const KubernetesConfigSchema = z.strictObject({
   kubeconfig: z
@@ -32,7 +34,7 @@ export const KubernetesConfigSchema = z.strictObject({
     .min(1)
     .optional()
     .describe('The node whose pods this agent governs; defaults to $NODE_NAME (the downward API).'),
-  dialects: DialectsSchema.default({ cilium: false, istio: false, npep: false, gke: false }),
+  dialects: DialectsSchema.default(NO_DIALECTS),
   istioRegistryOnly: z
     .boolean()
     .default(false)
@@ -66,4 +68,20 @@ export function resolveKubernetesConfig(
     );
   }
   return { ...parsed, nodeName };
+}
+
+/** The Kubernetes sources' settings from the section (nodeName from $NODE_NAME when absent). */
+export function kubernetesSettingsFrom(
+  section: KubernetesConfigInput,
+  env: NodeJS.ProcessEnv = process.env,
+): KubernetesSettings {
+  const k = resolveKubernetesConfig(section, env);
+  return {
+    kubeconfig: k.kubeconfig ?? null,
+    nodeName: k.nodeName,
+    dialects: k.dialects,
+    istioRegistryOnly: k.istioRegistryOnly,
+    stallMs: k.stallSeconds * 1000,
+    watchTimeoutSeconds: k.watchTimeoutSeconds,
+  };
 }

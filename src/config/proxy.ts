@@ -1,13 +1,13 @@
 /**
- * The `proxy` section of the agent config: the transparent SNI/Host proxy (where verify ports
- * are redirected) and the explicit CONNECT proxy. Both are off unless enabled. The lead adds
- * `proxy: ProxySectionSchema.prefault({})` to SECTIONS in src/config/schema.ts and points the
- * datapath's verifyPort at the SNI listener's port.
+ * The `proxy` section: the transparent SNI/Host proxy (where verify ports are redirected; the
+ * datapath's verifyPort is its port) and the explicit CONNECT proxy. Both are off unless
+ * enabled. proxySettingsFrom() builds the proxies' ProxySettings.
  */
+import path from 'node:path';
 import { z } from 'zod';
-
-const ms = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
-const count = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
+import { hostPort } from '../core/host-port.ts';
+import type { ProxySettings } from '../proxy/settings.ts';
+import { count, ms } from './units.ts';
 
 export const SniProxySchema = z.strictObject({
   enabled: z.boolean().default(false),
@@ -72,7 +72,42 @@ export const ProxySectionSchema = z.strictObject({
 export type ProxySection = z.output<typeof ProxySectionSchema>;
 export type ProxySectionInput = z.input<typeof ProxySectionSchema>;
 
+/** A relative flow-log path is from the config file's folder. */
+export function resolveProxySection(proxy: ProxySection, baseDir: string): ProxySection {
+  const p = proxy.flowLog.path;
+  return p === undefined
+    ? proxy
+    : { ...proxy, flowLog: { ...proxy.flowLog, path: path.resolve(baseDir, p) } };
+}
+
+/** The proxies' settings from a validated section. */
+export function proxySettingsFrom(proxy: ProxySection): ProxySettings {
+  return {
+    sni: { enabled: proxy.sni.enabled, listen: proxy.sni.listen.map((l) => hostPort(l, 'proxy.sni.listen')) },
+    connect: {
+      enabled: proxy.connect.enabled,
+      listen: proxy.connect.listen.map((l) => hostPort(l, 'proxy.connect.listen')),
+      tlsPorts: new Set(proxy.connect.tlsPorts),
+      unknownSources: proxy.connect.unknownSources,
+    },
+    peekTimeoutMs: proxy.peekTimeoutMs,
+    hello: { maxHelloBytes: proxy.maxHelloBytes, maxRecords: proxy.maxHelloRecords },
+    head: { maxHeadBytes: proxy.maxHeadBytes, maxFields: proxy.maxHeadFields },
+    connectTimeoutMs: proxy.connectTimeoutMs,
+    idleTimeoutMs: proxy.idleTimeoutMs,
+    maxConnections: proxy.maxConnections,
+    maxConnectionsPerSource: proxy.maxConnectionsPerSource,
+    originalDst: proxy.originalDst,
+    flowLog: { mode: proxy.flowLog.mode, path: proxy.flowLog.path ?? null },
+  };
+}
+
 /** The section with every default (tests and tools that build proxies without a file). */
 export function proxyConfig(input: ProxySectionInput = {}): ProxySection {
   return ProxySectionSchema.parse(input);
+}
+
+/** Settings from a partial section, every default filled (tests, benchmarks, tools). */
+export function proxySettings(input: ProxySectionInput = {}): ProxySettings {
+  return proxySettingsFrom(proxyConfig(input));
 }

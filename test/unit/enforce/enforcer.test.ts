@@ -5,32 +5,24 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parse } from 'yaml';
-import { Enforcer } from '../../../src/agent/enforcer.ts';
 import { createAgentMetrics } from '../../../src/agent/metrics.ts';
-import type { PolicySource } from '../../../src/agent/policy-source.ts';
 import { ManualClock } from '../../../src/core/clock.ts';
 import type { AllowElement } from '../../../src/datapath/datapath.ts';
 import { RecordingDatapath } from '../../../src/datapath/recording.ts';
-import { validateNative } from '../../../src/formats/native.ts';
+import { Enforcer } from '../../../src/enforce/enforcer.ts';
 import { StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
 import { createRegistry } from '../../../src/observe/metrics.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import type { Policy } from '../../../src/policy/model.ts';
+import type { PolicySource } from '../../../src/policy/source.ts';
 import { LearnedStore } from '../../../src/store/learned-store.ts';
+import { policy } from './helpers.ts';
 
 const POD = '10.0.0.2';
 const POD6 = 'fd00::2';
 const OTHER = '10.0.0.3';
 const API = '203.0.113.10';
-
-function policy(yaml: string): Policy {
-  const r = validateNative(parse(yaml));
-  assert.deepEqual(r.errors, []);
-  assert.ok(r.policy);
-  return r.policy;
-}
 
 const STRIPE = policy(`
 apiVersion: namegate.dev/v1alpha1

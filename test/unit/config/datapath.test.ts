@@ -4,19 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { nftConfigFrom, unknownSourcesWarning } from '../../../src/agent/config.ts';
-import { ConfigError, validateConfig } from '../../../src/config/load.ts';
+import { nftConfigFrom, unknownSourcesWarning } from '../../../src/config/datapath.ts';
+import { validateConfig } from '../../../src/config/load.ts';
 import { resolveNftConfig } from '../../../src/datapath/nft-config.ts';
-
-function problems(doc: unknown): string[] {
-  try {
-    validateConfig(doc, '/etc/namegate');
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-  return [];
-}
+import { problems } from './helpers.ts';
 
 const DNS = { upstreams: ['192.0.2.53'] };
 

@@ -1,7 +1,7 @@
 /** The `proxy` config section: safe defaults (both proxies off), strict keys, bounds. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ProxySectionSchema, proxyConfig } from '../../../src/proxy/config.ts';
+import { ProxySectionSchema, proxyConfig } from '../../../src/config/proxy.ts';
 
 test('defaults: both proxies off, wildcard SNI listeners on one port, bounded peeks', () => {
   const c = proxyConfig();

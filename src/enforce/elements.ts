@@ -6,14 +6,13 @@
  * An entry (source, name, ip) opens ip to source on the port ranges that today's policies grant
  * that source for that name, for as long as the longest-lived name of the source holding ip.
  */
-import { classifyAddress } from '../core/ip.ts';
 import type { CanonicalName } from '../core/names.ts';
 import { type AllowElement, elementKey } from '../datapath/datapath.ts';
 import { elementSources, type IdentityProvider } from '../identity/identity.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
-import { cidrCovers, grantsFor } from '../policy/decide.ts';
+import { answerAddressAllowed, grantsFor } from '../policy/decide.ts';
 import type { Identity, PortRange } from '../policy/model.ts';
-import type { LearnedStore, StoreEntry } from './learned-store.ts';
+import type { LearnedStore, StoreEntry } from '../store/learned-store.ts';
 
 /** The distinct port ranges the rules matching `name` grant `identity`. */
 export function portRanges(set: CompiledPolicies, identity: Identity, name: CanonicalName): PortRange[] {
@@ -46,11 +45,6 @@ export function elementsFor(
   return out;
 }
 
-/** May this answer address be opened for this source (DESIGN: answers never widen access)? */
-export function addressLearnable(set: CompiledPolicies, identity: Identity, ip: string): boolean {
-  return classifyAddress(ip) === 'public' || cidrCovers(set, identity, ip);
-}
-
 export interface DesiredLearned {
   /** Every element the store justifies under today's policies, by elementKey. */
   readonly elements: Map<string, AllowElement>;
@@ -71,7 +65,7 @@ export function desiredLearned(
     if (entry.expiresAt <= now) continue;
     const identity = identities.lookup(entry.source);
     const ranges = identity ? portRanges(set, identity, entry.name as CanonicalName) : [];
-    if (!identity || ranges.length === 0 || !addressLearnable(set, identity, entry.ip)) {
+    if (!identity || ranges.length === 0 || !answerAddressAllowed(set, identity, entry.ip)) {
       stale.push(entry);
       continue;
     }

@@ -1,9 +1,11 @@
 /**
- * The agent's own sections of the config file: `datapath` (how the kernel is driven) and `http`
- * (metrics and health). The DNS, TTL, store, sources and policies sections live in src/config;
- * `kubernetes` in src/k8s/config.ts.
+ * The `datapath` section: how the kernel is driven (driver, table, redirects, internal and
+ * source CIDRs, anti-spoofing, the DNS flood guard, logging, set sizes). datapathSettingsFrom()
+ * builds the datapath's DatapathSettings; the redirects point at the DNS proxy's and the SNI
+ * proxy's ports, so it reads those sections too.
  */
 import { z } from 'zod';
+import { hostPort } from '../core/host-port.ts';
 import { parseCidr } from '../core/ip.ts';
 import {
   type DnsGuard,
@@ -11,6 +13,7 @@ import {
   MAX_SOURCE_CIDRS,
   type NftConfigInput,
 } from '../datapath/nft-config.ts';
+import type { DatapathSettings } from '../datapath/settings.ts';
 
 /** A CIDR ("10.244.0.0/16", "fd00:10:244::/56"; a bare address is a /32 or /128), not /0. */
 const cidrNotZero = (whyNotZero: string) =>
@@ -117,10 +120,6 @@ export const DatapathSectionSchema = z.strictObject({
     .describe('Set sizes per family; a full set makes DNS answers fail (never a silent allow).'),
 });
 
-export const HttpSectionSchema = z.strictObject({
-  listen: z.string().default('127.0.0.1:9253').describe('Address of /metrics, /healthz and /readyz.'),
-});
-
 export type DatapathSection = z.output<typeof DatapathSectionSchema>;
 
 /**
@@ -140,7 +139,6 @@ export function dnsGuardFrom(
     burst: Math.max(rate, 4 * limits.burstPerSource),
   };
 }
-export type HttpSection = z.output<typeof HttpSectionSchema>;
 
 /**
  * The nftables driver's config from the datapath section, the DNS listen port and the SNI
@@ -167,6 +165,36 @@ export function nftConfigFrom(
     logAudit: section.logAudit,
     ...(section.output ? { output: section.output } : {}),
     ...(section.sizes ? { sizes: stripUndefined(section.sizes) } : {}),
+  };
+}
+
+/** The sections the datapath's settings come from. */
+export interface DatapathSettingsSource {
+  readonly datapath: DatapathSection;
+  readonly dns: { readonly listen: readonly string[]; readonly limits: DnsFloodBasis };
+  readonly proxy: { readonly sni: { readonly enabled: boolean; readonly listen: readonly string[] } };
+}
+
+type DnsFloodBasis = { readonly ratePerSource: number; readonly burstPerSource: number };
+
+/**
+ * The datapath's settings from a validated config: DNS is redirected to the port of the first
+ * dns.listen address (unless dnsRedirect says otherwise), verify ports to the SNI proxy's port
+ * when it is enabled, and the flood guard covers every DNS listen port.
+ */
+export function datapathSettingsFrom(config: DatapathSettingsSource): DatapathSettings {
+  const dnsPorts = config.dns.listen.map((l) => hostPort(l, 'dns.listen', 53).port);
+  const sni = config.proxy.sni;
+  const sniPort = sni.enabled ? hostPort(sni.listen[0] ?? '', 'proxy.sni.listen').port : null;
+  return {
+    driver: config.datapath.driver,
+    executor: config.datapath.executor,
+    nft: nftConfigFrom(
+      config.datapath,
+      dnsPorts[0] ?? 53,
+      sniPort,
+      dnsGuardFrom(config.datapath, dnsPorts, config.dns.limits),
+    ),
   };
 }
 

@@ -5,20 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parse } from 'yaml';
-import { staticState } from '../../../src/agent/static-state.ts';
 import { staticElements } from '../../../src/datapath/nft-elements.ts';
-import { validateNative } from '../../../src/formats/native.ts';
+import { staticState } from '../../../src/enforce/static-state.ts';
 import { StaticGroups } from '../../../src/identity/static-groups.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
-import type { Policy } from '../../../src/policy/model.ts';
-
-function policy(yaml: string): Policy {
-  const r = validateNative(parse(yaml));
-  assert.deepEqual(r.errors, []);
-  assert.ok(r.policy);
-  return r.policy;
-}
+import { policy } from './helpers.ts';
 
 const CI = policy(`
 apiVersion: namegate.dev/v1alpha1

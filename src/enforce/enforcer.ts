@@ -13,6 +13,8 @@
  * sharing the table (a rolling update) or before a restart without a checkpoint, and is left to
  * expire on its own instead of cutting flows that were fine.
  */
+
+import type { Counter, Gauge, Histogram } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import { type AllowElement, type Datapath, type ElementKey, elementKey } from '../datapath/datapath.ts';
@@ -21,20 +23,26 @@ import { elementSources, type IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
-import { desiredLearned } from '../store/elements.ts';
+import type { CurrentPolicies } from '../policy/source.ts';
 import type { LearnedStore } from '../store/learned-store.ts';
-import type { AgentMetrics } from './metrics.ts';
-import type { PolicySource } from './policy-source.ts';
+import { desiredLearned } from './elements.ts';
 import { staticState } from './static-state.ts';
+
+/** The sync metrics the enforcer reports (namegate_agent_* in src/agent/metrics.ts). */
+export interface EnforcerMetrics {
+  readonly syncs: Counter<'result'>;
+  readonly syncSeconds: Histogram;
+  readonly governedSources: Gauge;
+}
 
 export interface EnforcerDeps {
   readonly datapath: Datapath;
   readonly store: () => LearnedStore | null;
   readonly identities: IdentityProvider;
-  readonly policies: PolicySource;
+  readonly policies: CurrentPolicies;
   readonly clock: Clock;
   readonly log: Logger;
-  readonly metrics: AgentMetrics;
+  readonly metrics: EnforcerMetrics;
 }
 
 export interface SyncResult {

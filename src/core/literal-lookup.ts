@@ -1,5 +1,6 @@
 /**
- * The DNS proxy's sockets only ever see IP literals. This lookup hands them back as they are,
+ * namegate's sockets (the DNS proxy's, the proxies' upstream connections) only ever see IP
+ * literals. This lookup hands them back as they are,
  * so Node never calls dns.lookup (getaddrinfo on libuv's small thread pool; security case
  * NODE-07) and a send skips the tick dns.lookup takes even for literals.
  */

@@ -6,7 +6,7 @@
  * nor compares a string; other text goes through a string memo. Both are cleared when full (no
  * eviction order to maintain). Every class still comes from classifyAddress itself.
  */
-import { type AddressClass, classifyAddress } from '../core/ip.ts';
+import { type AddressClass, classifyAddress } from './ip.ts';
 
 const MAX_ENTRIES = 65_536;
 const memo = new Map<string, AddressClass>();
