@@ -6,7 +6,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
-import { parseHostPort } from '../config/load.ts';
+import { parseHostPort } from '../core/host-port.ts';
 import { FlowApi } from '../flows/api.ts';
 import { collectFlows } from '../flows/client.ts';
 import { eventLine } from '../flows/event.ts';
