@@ -172,7 +172,9 @@ export class AgentFlows {
   followIdentities(): void {
     const write = () => {
       const time = new Date(this.#o.now()).toISOString();
-      for (const [ip, identity] of this.#o.identities.entries()) {
+      for (const [prefix, identity] of this.#o.identities.entries()) {
+        // Source groups hold prefixes; a host prefix is just the address.
+        const ip = prefix.replace(/\/(32|128)$/, '');
         const info = sourceInfo(identity);
         const key = JSON.stringify(info);
         if (this.#written.get(ip) === key) continue;

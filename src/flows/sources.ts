@@ -57,6 +57,8 @@ export function readSourceLine(o: unknown): { src: string; info: SourceInfo } | 
 export class SourceBook {
   readonly #max: number;
   readonly #byIp = new Map<string, SourceInfo>();
+  /** The same infos by identity key: a gateway's source group holds whole prefixes, not addresses. */
+  readonly #byIdentity = new Map<string, SourceInfo>();
 
   constructor(max = 100_000) {
     this.#max = max;
@@ -66,17 +68,23 @@ export class SourceBook {
     return this.#byIp.size;
   }
 
+  /** What is known about `src`: an address, or a prefix ("10.10.0.0/16") of a source group. */
   set(src: string, info: SourceInfo): void {
     this.#byIp.delete(src);
     this.#byIp.set(src, info);
-    if (this.#byIp.size > this.#max) {
-      const oldest = this.#byIp.keys().next();
-      if (!oldest.done) this.#byIp.delete(oldest.value);
+    if (info.identity !== null) {
+      this.#byIdentity.delete(info.identity);
+      this.#byIdentity.set(info.identity, info);
+    }
+    for (const m of [this.#byIp, this.#byIdentity]) {
+      if (m.size <= this.#max) continue;
+      const oldest = m.keys().next();
+      if (!oldest.done) m.delete(oldest.value);
     }
   }
 
   get(src: string): SourceInfo | undefined {
-    return this.#byIp.get(src);
+    return this.#byIp.get(src) ?? this.#byIp.get(`${src}/${src.includes(':') ? 128 : 32}`);
   }
 
   /** Remember a `source` line; true when the line was one. */
@@ -89,7 +97,8 @@ export class SourceBook {
 
   /** The event with what is known about its source filled in (when the identity agrees). */
   enrich(e: FlowEvent): FlowEvent {
-    const info = this.#byIp.get(e.src);
+    const info =
+      (e.identity !== null ? this.#byIdentity.get(e.identity) : undefined) ?? this.#byIp.get(e.src);
     if (!info) return e;
     if (e.identity !== null && info.identity !== null && e.identity !== info.identity) return e;
     return withSource(e, info);

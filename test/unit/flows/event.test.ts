@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { FlowLog } from '../../../src/dns/flow-log.ts';
 import { emptyEvent, eventLine, parseFlowLine, toFlowEvent, withSource } from '../../../src/flows/event.ts';
+import { SourceBook } from '../../../src/flows/sources.ts';
 import { ProxyFlowLog } from '../../../src/proxy/flow-log.ts';
 
 const T = Date.parse('2026-12-07T10:00:00.000Z');
@@ -167,4 +168,27 @@ test('property: any JSON value or text gives an event or null, never an exceptio
   });
   assert.equal(long?.name?.length, 512);
   assert.equal(long?.ips.length, 64);
+});
+
+test('a source book enriches by identity (a source group holds prefixes, not addresses)', () => {
+  const book = new SourceBook();
+  book.set('10.10.0.0/16', {
+    identity: 'group:ci',
+    namespace: 'ci',
+    pod: 'ci',
+    labels: { role: 'runner' },
+    workload: null,
+  });
+  const e = book.enrich({ ...emptyEvent('t', 'dns', '10.10.7.7'), identity: 'group:ci' });
+  assert.equal(e.namespace, 'ci');
+  assert.deepEqual(e.labels, { role: 'runner' });
+  book.set('10.10.3.2', {
+    identity: 'pod:web/web',
+    namespace: 'web',
+    pod: 'web',
+    labels: {},
+    workload: null,
+  });
+  assert.equal(book.enrich(emptyEvent('t', 'kernel', '10.10.3.2')).namespace, 'web');
+  assert.equal(book.get('10.10.3.2')?.pod, 'web');
 });
