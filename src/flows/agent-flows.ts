@@ -161,11 +161,13 @@ export class AgentFlows {
     });
   }
 
+  /** Governed workloads (identities, not addresses: a dual-stack pod counts once). */
   #governed(): number {
-    let n = 0;
     const set = this.#o.policies();
-    for (const [, identity] of this.#o.identities.entries()) if (set.selection(identity).mode !== null) n++;
-    return n;
+    const governed = new Set<string>();
+    for (const [, identity] of this.#o.identities.entries())
+      if (set.selection(identity).mode !== null) governed.add(identity.key);
+    return governed.size;
   }
 
   /** Write source lines for every known identity now and whenever identities change. */
