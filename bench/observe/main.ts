@@ -209,7 +209,6 @@ async function main(): Promise<void> {
         '  flowLog: { mode: all, path: /dev/null }',
         '  limits: { ratePerSource: 1000000, burstPerSource: 1000000, maxPendingPerSource: 100000, maxPending: 100000 }',
         'store: { maxIpsPerSource: 100000 }',
-        `http: { listen: "127.0.0.1:${httpPort}" }`,
         'sources:',
         '  - name: bench',
         '    namespace: bench',
@@ -219,7 +218,11 @@ async function main(): Promise<void> {
         '',
       ].join('\n'),
     );
-    const server = start(path.join(ROOT, 'bin/namegate'), ['dns', '--config', config], dir);
+    const server = start(
+      path.join(ROOT, 'bin/namegate'),
+      ['dns', '--config', config, '--metrics', `127.0.0.1:${httpPort}`],
+      dir,
+    );
     await ready(dnsPort);
 
     // 1. Throughput, alternating arms.

@@ -38,7 +38,22 @@ export function registerObserve(program: Command): void {
     const stop = () => abort.abort();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    const out = (s: string) => process.stdout.write(`${s}\n`);
+    // Lines are gathered and written in chunks: one write per line costs a system call each,
+    // which at thousands of events a second is most of what this process does.
+    let pending: string[] = [];
+    let timer: NodeJS.Timeout | null = null;
+    const flush = () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      if (pending.length === 0) return;
+      process.stdout.write(`${pending.join('\n')}\n`);
+      pending = [];
+    };
+    const out = (s: string) => {
+      pending.push(s);
+      if (pending.length >= 512) flush();
+      else timer ??= setTimeout(flush, 50);
+    };
     const collected: FlowEvent[] = [];
     let header = false;
     const onEvent = (e: FlowEvent) => {
@@ -72,6 +87,7 @@ export function registerObserve(program: Command): void {
         abort.signal,
       );
     } finally {
+      flush();
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
     }
