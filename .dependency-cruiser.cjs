@@ -12,6 +12,9 @@
  * folder may import only folders listed before it, so no two folders can import each other (no
  * folder cycle). Nothing lists `lab` but `cli`: only the CLI (and tests) use the lab.
  */
+/** Every component folder: what config maps sections onto, and the agent composes. */
+const COMPONENTS = ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'flows'];
+
 const LAYERS = [
   ['core', 'core-imports-nothing', [], 'names, addresses, errors, time: the ground floor imports nothing of ours'],
   ['observe', 'observe-imports-nothing', [], 'logs, metrics and health are plumbing every folder may use, so they depend on nothing'],
@@ -59,52 +62,20 @@ const LAYERS = [
   [
     'config',
     'config-imports-no-agent-lab-cli',
-    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'flows'],
+    COMPONENTS,
     'config maps file sections to each component settings type; components never read config',
   ],
   [
     'agent',
     'agent-imports-no-lab-or-cli',
-    [
-      'core',
-      'observe',
-      'policy',
-      'store',
-      'datapath',
-      'identity',
-      'formats',
-      'enforce',
-      'dns',
-      'proxy',
-      'k8s',
-      'flows',
-      'recommend',
-      'config',
-    ],
+    [...COMPONENTS, 'recommend', 'config'],
     'the one composition root: it may wire anything but the lab and the CLI',
   ],
   ['lab', 'lab-imports-only-lower-layers', ['core', 'observe', 'policy', 'formats', 'config'], 'the lab is a test bed; only the CLI and tests use it'],
   [
     'cli',
     'cli-is-the-top',
-    [
-      'core',
-      'observe',
-      'policy',
-      'store',
-      'datapath',
-      'identity',
-      'formats',
-      'enforce',
-      'dns',
-      'proxy',
-      'k8s',
-      'flows',
-      'recommend',
-      'config',
-      'agent',
-      'lab',
-    ],
+    [...COMPONENTS, 'recommend', 'config', 'agent', 'lab'],
     'the command line sits on top and may use everything',
   ],
 ];

@@ -21,7 +21,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,10 +34,9 @@ import {
   dnsperf,
   percentile,
   ROOT,
-  ready,
   run,
-  start,
   startKnot,
+  startNamegate,
   stop,
   stopAll,
 } from '../dns/lib.ts';
@@ -197,33 +196,13 @@ async function main(): Promise<void> {
     const { zoneText, queries } = await buildFiles(dir);
     const policies = await buildPolicies(dir);
     const knot = await startKnot(dir, zoneText);
-    const dnsPort = await freePort();
     const httpPort = await freePort();
-    const config = path.join(dir, 'namegate.yaml');
-    await writeFile(
-      config,
-      [
-        'dns:',
-        `  listen: ["127.0.0.1:${dnsPort}"]`,
-        `  upstreams: ["127.0.0.1:${knot.port}"]`,
-        '  flowLog: { mode: all, path: /dev/null }',
-        '  limits: { ratePerSource: 1000000, burstPerSource: 1000000, maxPendingPerSource: 100000, maxPending: 100000 }',
-        'store: { maxIpsPerSource: 100000 }',
-        'sources:',
-        '  - name: bench',
-        '    namespace: bench',
-        '    labels: { role: client }',
-        '    cidrs: [127.0.0.0/8]',
-        `policies: ["${policies}"]`,
-        '',
-      ].join('\n'),
-    );
-    const server = start(
-      path.join(ROOT, 'bin/namegate'),
-      ['dns', '--config', config, '--metrics', `127.0.0.1:${httpPort}`],
-      dir,
-    );
-    await ready(dnsPort);
+    // The DNS benchmark's namegate (flow log on, to /dev/null), with its HTTP listener: /flows.
+    const ng = await startNamegate(dir, knot.port, policies, {
+      args: ['--metrics', `127.0.0.1:${httpPort}`],
+    });
+    const dnsPort = ng.port;
+    const server = ng.child;
 
     // 1. Throughput, alternating arms.
     const none: number[] = [];

@@ -12,6 +12,8 @@
  *   DLT_NFLOG record  = nflog_hdr { u8 family, u8 version, be16 group } and the same attributes
  */
 
+import { ipv4Text, ipv6Text } from '../core/ip.ts';
+
 export const NFNL_SUBSYS_ULOG = 4;
 export const NFULNL_MSG_PACKET = 0;
 const NLMSG_ERROR = 2;
@@ -175,30 +177,6 @@ const WITH_PORTS = new Set([6, 17, 132, 136]);
 /** IPv6 extension headers walked to reach the transport header (bounded). */
 const IPV6_EXTENSIONS = new Set([0, 43, 60, 51, 44]);
 
-function ipv6Text(b: Uint8Array, at: number): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((b[at + i] as number) << 8) | (b[at + i + 1] as number));
-  // RFC 5952: the longest run (2+) of zero groups becomes "::".
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestAt < 0) return hex.join(':');
-  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`;
-}
-
 function ports(b: Uint8Array, at: number, proto: number): { sport: number | null; dport: number | null } {
   if (!WITH_PORTS.has(proto) || at + 4 > b.length) return { sport: null, dport: null };
   return {
@@ -217,8 +195,8 @@ export function packetTuple(b: Uint8Array): PacketTuple | null {
     if (ihl < 20 || ihl > b.length) return null;
     const proto = b[9] as number;
     const fragOffset = (((b[6] as number) & 0x1f) << 8) | (b[7] as number);
-    const src = `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-    const dst = `${b[16]}.${b[17]}.${b[18]}.${b[19]}`;
+    const src = ipv4Text(b, 12);
+    const dst = ipv4Text(b, 16);
     const p = fragOffset === 0 ? ports(b, ihl, proto) : { sport: null, dport: null };
     return { family: 4, src, dst, proto: PROTOCOLS[proto] ?? String(proto), ...p };
   }

@@ -23,7 +23,7 @@ import type { CompiledPolicies } from '../policy/compile.ts';
 import type { Identity } from '../policy/model.ts';
 import type { DecisionRecord } from '../proxy/flow-log.ts';
 import { FlowApi, type Proposal } from './api.ts';
-import { eventLine, type FlowEvent, type FlowVerdict, type SourceInfo } from './event.ts';
+import { DNS_VERDICTS, eventLine, type FlowEvent, type SourceInfo } from './event.ts';
 import { AddressHistory } from './history.ts';
 import { FlowHub } from './hub.ts';
 import { KernelEvents } from './kernel.ts';
@@ -45,15 +45,6 @@ function sourceInfo(identity: Identity): SourceInfo {
     workload: null,
   };
 }
-
-const DNS_VERDICT: Readonly<Record<string, FlowVerdict>> = {
-  allow: 'allow',
-  forward: 'allow',
-  deny: 'deny',
-  refuse: 'deny',
-  audit: 'audit',
-  error: 'error',
-};
 
 export interface DnsFlowObserver {
   /** Every line of the DNS flow log, whatever its mode. */
@@ -137,7 +128,7 @@ export class AgentFlows {
     this.dnsObserver = {
       sink: hub,
       record: (r) => {
-        const verdict = DNS_VERDICT[r.verdict] ?? 'error';
+        const verdict = DNS_VERDICTS[r.verdict] ?? 'error';
         stats.count('dns', verdict, r.src, r.qname);
         if (r.policy !== null) metrics.countPolicy(r.policy, verdict);
         if (r.qname !== null && r.ips.length > 0 && (verdict === 'allow' || verdict === 'audit')) {

@@ -205,7 +205,7 @@ function detailOf(v: unknown): DropDetail | null {
 }
 
 /** The DNS proxy's verdicts in FlowEvent terms (forward is a pass-through zone: allowed). */
-const DNS_VERDICTS: Readonly<Record<string, FlowVerdict>> = {
+export const DNS_VERDICTS: Readonly<Record<string, FlowVerdict>> = {
   allow: 'allow',
   forward: 'allow',
   deny: 'deny',
