@@ -50,6 +50,14 @@ if [ -x scripts/build-nflog-addon.sh ]; then scripts/build-nflog-addon.sh; fi
 # The dashboard page (build/dashboard), bundled with esbuild from web/dashboard; served by the agent.
 node_modules/node/bin/node scripts/build-dashboard.ts
 
+if [ "${1:-}" = "--test" ] && ! [ -x /usr/bin/chromium ]; then
+  # The dashboard's browser tests drive Debian's Chromium (playwright-core never downloads one).
+  echo "deps: installing Debian packages: chromium" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   # kube-apiserver, etcd and helm for the Kubernetes tests; CoreDNS only for `make bench`.
   scripts/build-test-bins.sh kube-apiserver etcd helm >/dev/null
