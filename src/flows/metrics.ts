@@ -27,6 +27,8 @@ export interface FlowMetricSources {
 
 export class FlowMetrics {
   readonly #policy = new Map<string, { policy: string; verdict: string; n: number }>();
+  /** verdict -> policy -> its series, so counting allocates nothing for a pair seen before. */
+  readonly #byVerdict = new Map<string, Map<string, { policy: string; verdict: string; n: number }>>();
   readonly kernelEvents: Counter<'verdict' | 'reason'>;
   #sources: FlowMetricSources | null = null;
 
@@ -94,14 +96,20 @@ export class FlowMetrics {
     this.#sources = sources;
   }
 
-  /** One decision that names a policy. */
+  /** One decision that names a policy (a lookup per verdict and policy, no allocation once seen). */
   countPolicy(policy: string, verdict: string): void {
-    const key = `${verdict} ${policy}`;
-    let s = this.#policy.get(key);
+    let byPolicy = this.#byVerdict.get(verdict);
+    if (!byPolicy) {
+      byPolicy = new Map();
+      this.#byVerdict.set(verdict, byPolicy);
+    }
+    let s = byPolicy.get(policy);
     if (!s) {
       const label = this.#policy.size >= MAX_POLICIES ? 'other' : policy;
-      s = this.#policy.get(`${verdict} ${label}`) ?? { policy: label, verdict, n: 0 };
+      const key = `${verdict} ${label}`;
+      s = this.#policy.get(key) ?? { policy: label, verdict, n: 0 };
       this.#policy.set(key, s);
+      byPolicy.set(policy, s);
     }
     s.n++;
   }
