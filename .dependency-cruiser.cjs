@@ -13,7 +13,7 @@
  * folder cycle). Nothing lists `lab` but `cli`: only the CLI (and tests) use the lab.
  */
 /** Every component folder: what config maps sections onto, and the agent composes. */
-const COMPONENTS = ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'flows'];
+const COMPONENTS = ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'sync', 'flows'];
 
 const LAYERS = [
   ['core', 'core-imports-nothing', [], 'names, addresses, errors, time: the ground floor imports nothing of ours'],
@@ -46,6 +46,12 @@ const LAYERS = [
     'k8s-imports-only-lower-layers',
     ['core', 'observe', 'policy', 'identity', 'formats'],
     'Kubernetes sources produce identities and policies; they never reach the edge or the kernel',
+  ],
+  [
+    'sync',
+    'sync-imports-only-lower-layers',
+    ['core', 'observe', 'policy', 'identity', 'store', 'datapath', 'enforce', 'dns', 'k8s'],
+    'namegate sync reuses the DNS client, the TTL clamps, the static state and the datapath sets, and writes NetworkPolicies through the k8s client; it takes its settings as values',
   ],
   [
     'flows',

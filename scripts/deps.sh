@@ -61,4 +61,6 @@ fi
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   # kube-apiserver, etcd and helm for the Kubernetes tests; CoreDNS only for `make bench`.
   scripts/build-test-bins.sh kube-apiserver etcd helm >/dev/null
+  # AWS and Google request models for the sync tests (botocore, the Compute discovery document).
+  scripts/cloud-models.sh
 fi

@@ -324,7 +324,6 @@ async function startProxies(
  */
 async function followChanges(w: Wiring, sources: Sources, enforcer: Enforcer): Promise<void> {
   const { metrics, log } = w;
-  await enforcer.sync('startup');
   const resync = (reason: string) =>
     enforcer.sync(reason).catch(() => {
       /* logged and counted by the enforcer; the next change retries */
@@ -346,6 +345,11 @@ async function followChanges(w: Wiring, sources: Sources, enforcer: Enforcer): P
         .then(() => resync('identity'));
     }),
   );
+  // Subscribed before the first full sync, which reads the policies when it starts: a change
+  // that lands while it runs (the DNS proxy already answers with it) gets a follow-up sync. The
+  // other way round, such a change waited for the periodic sync, up to a minute with DNS and the
+  // kernel disagreeing (seen as a flaky k8s e2e test on a loaded machine).
+  await enforcer.sync('startup');
   // Elements expire in the kernel on their own; this catches drift (e.g. a table edited by
   // hand) and retries a failed sync. With the datapath off there is no kernel to drift from.
   if (!w.options.dnsOnly) {

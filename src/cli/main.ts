@@ -16,6 +16,7 @@ import { registerLab } from './lab.ts';
 import { registerObserve } from './observe.ts';
 import { Exit } from './output.ts';
 import { registerRecommend } from './recommend.ts';
+import { registerSync } from './sync.ts';
 import { registerValidate } from './validate.ts';
 
 const program = new Command('namegate')
@@ -36,6 +37,7 @@ registerAgent(program);
 registerObserve(program);
 registerRecommend(program);
 registerDashboard(program);
+registerSync(program);
 
 try {
   await program.parseAsync(process.argv);

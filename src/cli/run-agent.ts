@@ -1,31 +1,42 @@
 /**
  * Run a started agent until SIGTERM or SIGINT, and reload its policy files on SIGHUP: the part
- * of `namegate agent` and `namegate dns` that belongs to a process, not to the wiring.
+ * of `namegate agent`, `namegate dns` and `namegate sync` that belongs to a process, not to the
+ * wiring.
  */
-import type { RunningAgent } from '../agent/agent.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { Exit } from './output.ts';
 
-export async function runUntilSignal(log: Logger, start: () => Promise<RunningAgent>): Promise<void> {
-  let agent: RunningAgent;
+/** What runs until a signal: the agent (`RunningAgent`), the sync (`RunningSync`). */
+export interface Running {
+  /** Read the policy files again now; no-op when policies come from elsewhere. */
+  reloadPolicies(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function runUntilSignal(
+  log: Logger,
+  start: () => Promise<Running>,
+  event = 'agent',
+): Promise<void> {
+  let agent: Running;
   try {
     agent = await start();
   } catch (err) {
-    log.fatal({ event: 'agent', err: errorMessage(err) }, 'agent did not start');
+    log.fatal({ event, err: errorMessage(err) }, `${event} did not start`);
     process.exitCode = Exit.Failure;
     return;
   }
   const onHup = () => {
-    log.info({ event: 'agent', signal: 'SIGHUP' }, 'reloading policies');
+    log.info({ event, signal: 'SIGHUP' }, 'reloading policies');
     void agent.reloadPolicies();
   };
   process.on('SIGHUP', onHup);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      log.info({ event: 'agent', signal }, 'stopping');
+      log.info({ event, signal }, 'stopping');
       agent.stop().then(resolve, (err: unknown) => {
-        log.error({ event: 'agent', err: errorMessage(err) }, 'stop failed');
+        log.error({ event, err: errorMessage(err) }, 'stop failed');
         resolve();
       });
     };

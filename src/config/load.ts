@@ -16,6 +16,7 @@ import { resolveProxySection } from './proxy.ts';
 import { type AgentConfig, AgentConfigSchema } from './schema.ts';
 import { sourcesSectionProblems } from './sources.ts';
 import { resolveStoreSection, storeSectionProblems } from './store.ts';
+import { resolveSyncSection, syncSectionProblems } from './sync.ts';
 import { ttlSectionProblems } from './ttl.ts';
 
 export const CONFIG_MAX_BYTES = 1024 * 1024;
@@ -32,6 +33,7 @@ export function validateConfig(doc: unknown, baseDir: string, file = 'config'): 
     ...ttlSectionProblems(config.ttl),
     ...storeSectionProblems(config.store),
     ...sourcesSectionProblems(config.sources),
+    ...(config.sync ? syncSectionProblems(config.sync, config.sources) : []),
   ];
   if (problems.length > 0) throw new ConfigError(file, problems);
   return {
@@ -40,6 +42,7 @@ export function validateConfig(doc: unknown, baseDir: string, file = 'config'): 
     store: resolveStoreSection(config.store, baseDir),
     policies: resolvePoliciesSection(config.policies, baseDir),
     proxy: resolveProxySection(config.proxy, baseDir),
+    ...(config.sync ? { sync: resolveSyncSection(config.sync, baseDir) } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import { PoliciesSectionSchema } from './policies.ts';
 import { ProxySectionSchema } from './proxy.ts';
 import { SourcesSectionSchema } from './sources.ts';
 import { StoreSectionSchema } from './store.ts';
+import { SyncSectionSchema } from './sync.ts';
 import { TtlSectionSchema } from './ttl.ts';
 
 /** Every section; a new one is a file here and an entry in this list. */
@@ -28,6 +29,8 @@ export const SECTIONS = {
   proxy: ProxySectionSchema.prefault({}),
   observe: ObserveSectionSchema.prefault({}),
   kubernetes: KubernetesConfigSchema.optional(),
+  /** `namegate sync` only; the agent ignores it. */
+  sync: SyncSectionSchema.optional(),
 };
 
 export const AgentConfigSchema = z.strictObject(SECTIONS);

@@ -17,7 +17,13 @@ export type DnsTarget =
       readonly port: number;
       readonly ipv4: string | null;
       readonly ipv6: string | null;
-    };
+    }
+  /**
+   * Not redirected: governed sources resolve wherever they like (`namegate sync` on a gateway,
+   * where no DNS proxy runs and the allowlists follow DNS instead). Their resolver must be
+   * reachable like any destination: an internal CIDR or a toCIDRs rule.
+   */
+  | { readonly kind: 'none' };
 
 export interface NftConfig {
   /** The table in family inet; one table holds everything namegate programs. */
@@ -159,15 +165,15 @@ export function resolveNftConfig(input: NftConfigInput = {}): NftConfig {
   };
   if (!/^[a-z][a-z0-9_]{0,30}$/.test(c.table))
     fail(`table ${JSON.stringify(c.table)} is not [a-z][a-z0-9_]*`);
-  port(c.dns.port, 'dns.port');
+  if (c.dns.kind !== 'none') port(c.dns.port, 'dns.port');
   if (c.dns.kind === 'dnat') {
     if (c.dns.ipv4 !== null && isIP(c.dns.ipv4) !== 4)
       fail(`dns.ipv4 ${JSON.stringify(c.dns.ipv4)} is not IPv4`);
     if (c.dns.ipv6 !== null && isIP(c.dns.ipv6) !== 6)
       fail(`dns.ipv6 ${JSON.stringify(c.dns.ipv6)} is not IPv6`);
     if (c.dns.ipv4 === null && c.dns.ipv6 === null) fail('dns.kind dnat needs ipv4 or ipv6');
-  } else if (c.dns.kind !== 'redirect') {
-    fail(`dns.kind ${JSON.stringify((c.dns as { kind: unknown }).kind)} is not redirect or dnat`);
+  } else if (c.dns.kind !== 'redirect' && c.dns.kind !== 'none') {
+    fail(`dns.kind ${JSON.stringify((c.dns as { kind: unknown }).kind)} is not redirect, dnat or none`);
   }
   if (c.verifyPort !== null) port(c.verifyPort, 'verifyPort');
   for (const [name, value] of [

@@ -231,6 +231,7 @@ function perEnforceSet(rule: (ip: 'ip' | 'ip6', set: string, f: Family) => strin
 function dnsRules(c: NftConfig): string[] {
   const out: string[] = [];
   const d = c.dns;
+  if (d.kind === 'none') return out;
   for (const proto of ['udp', 'tcp']) {
     if (d.kind === 'redirect') {
       out.push(`${proto} dport 53 redirect to :${d.port}`);

@@ -76,7 +76,7 @@ function dedupe<T>(items: T[], key: (t: T) => string): T[] {
 }
 
 /** A host route ("10.0.0.5/32", "2001:db8::5/128") is its address; wider CIDRs stay CIDRs. */
-function hostAddress(entry: string): string {
+export function hostAddress(entry: string): string {
   const slash = entry.indexOf('/');
   if (slash < 0) return entry;
   const prefix = entry.slice(slash + 1);

@@ -45,6 +45,9 @@ export interface Evaluated {
   readonly namespace: string | null;
   readonly name: string;
   readonly generation: number | undefined;
+  /** The object's apiVersion and uid (what an ownerReference names). */
+  readonly apiVersion: string;
+  readonly uid: string | undefined;
   readonly policies: readonly Policy[];
   readonly errors: readonly Problem[];
   readonly warnings: readonly Problem[];
@@ -84,6 +87,8 @@ export function evaluatePolicyObject(obj: PolicyObject, options: EvaluateOptions
     namespace,
     name: obj.metadata.name,
     generation: obj.metadata.generation,
+    apiVersion: obj.apiVersion,
+    uid: obj.metadata.uid,
   };
   const context: ImportContext = { defaultNamespace: namespace ?? 'default' };
   const doc = obj as unknown as Record<string, unknown>;

@@ -6,13 +6,18 @@
  * - Programmed: True when the policy is part of the compiled set the agents enforce (they read
  *   the same objects and validate them the same way); False while it is invalid.
  * lastTransitionTime moves only when a condition's status changes, as Kubernetes conventions ask.
+ * Conditions of other types belong to other writers (`namegate sync` writes NetworkPolicyWritten
+ * with server-side apply) and are kept as they are.
  */
 
 import type { Problem } from '../formats/native.ts';
 import { problemsText } from './policy-source.ts';
 
+/** The condition types the controller owns; any other type is another writer's. */
+const OWN_TYPES: ReadonlySet<string> = new Set(['Accepted', 'Programmed']);
+
 export interface Condition {
-  type: 'Accepted' | 'Programmed';
+  type: string;
   status: 'True' | 'False' | 'Unknown';
   reason: string;
   message: string;
@@ -73,6 +78,7 @@ export function desiredStatus(input: StatusInput): PolicyStatus {
             reason: 'Invalid',
             message: 'not enforced: the policy is invalid',
           }),
+      ...[...previous.values()].filter((c) => !OWN_TYPES.has(c.type)),
     ],
     rules: valid ? input.rules : 0,
     governedPods: valid ? input.governedPods : 0,

@@ -232,6 +232,12 @@ export const SITES: readonly Site[] = [
   site('moving', ['moving.example.com'], [110], 'dynamic updates move it to a spare address', {
     spare: [111],
   }),
+  // A CDN-like name for bench/sync: 20 addresses (.120-.139), 4 in an answer at a time, moved
+  // along by dynamic updates.
+  site('rotating', ['rotating.example.com'], [120, 121, 122, 123], 'bench/sync: rotates among 20 addresses', {
+    spare: Array.from({ length: 16 }, (_, i) => 124 + i),
+    ttl: 5,
+  }),
 ];
 
 function records(sites: readonly Site[], upstream: Endpoint): DnsRecord[] {

@@ -1,14 +1,13 @@
 /**
- * Name resolution for the CONNECT proxy: A and AAAA through the trusted upstream, with the DNS
- * proxy's own client (src/dns/upstream.ts: random IDs and ports, reply matching, TCP fallback),
- * never dns.lookup (NODE-07). The addresses are those at the end of the CNAME chain that starts
- * at the name (src/dns/answers.ts), so a reply cannot slip in addresses for other owners.
- * The proxy then dials exactly one of the addresses returned here (CON-06: no second lookup).
+ * Name resolution for the CONNECT proxy: A and AAAA through the trusted upstream with the DNS
+ * proxy's own client (src/dns/resolve.ts), never dns.lookup (NODE-07). The addresses are those
+ * at the end of the CNAME chain that starts at the name, so a reply cannot slip in addresses
+ * for other owners. The proxy then dials exactly one of the addresses returned here (CON-06: no
+ * second lookup).
  */
 
-import { readAnswers } from '../dns/answers.ts';
-import type { UpstreamClient } from '../dns/upstream.ts';
-import { encodeName, type Question, RrClass, RrType } from '../dns/wire.ts';
+import { resolveName, type TypeOutcome } from '../dns/resolve.ts';
+import { type UpstreamClient, UpstreamError } from '../dns/upstream.ts';
 
 export interface ResolvedAddress {
   readonly ip: string;
@@ -20,19 +19,7 @@ export interface NameResolver {
   resolve(name: string): Promise<ResolvedAddress[]>;
 }
 
-const LIMITS = { maxCnameDepth: 16, maxAnswerRecords: 1000 };
-
-/** A recursion-desired query for (name, type); its ID is set by the upstream client. */
-export function buildQuery(name: string, type: number): Buffer {
-  const qname = encodeName(name);
-  const msg = Buffer.alloc(12 + qname.length + 4);
-  msg.writeUInt16BE(0x0100, 2); // RD
-  msg.writeUInt16BE(1, 4); // QDCOUNT
-  qname.copy(msg, 12);
-  msg.writeUInt16BE(type, 12 + qname.length);
-  msg.writeUInt16BE(RrClass.IN, 14 + qname.length);
-  return msg;
-}
+const UPSTREAM_REASONS: ReadonlySet<string> = new Set(['upstream_timeout', 'upstream_failed']);
 
 export class UpstreamResolver implements NameResolver {
   readonly #client: Pick<UpstreamClient, 'query'>;
@@ -42,15 +29,12 @@ export class UpstreamResolver implements NameResolver {
   }
 
   async resolve(name: string): Promise<ResolvedAddress[]> {
-    const ask = async (type: number): Promise<ResolvedAddress[]> => {
-      const question: Question = { name, type, class: RrClass.IN };
-      const reply = await this.#client.query(buildQuery(name, type), question, false);
-      const facts = readAnswers(reply.bytes, question, LIMITS);
-      if (facts.rcode !== 0) return [];
-      return facts.addresses.map((a) => ({ ip: a.ip, family: a.family }));
-    };
-    const [v4, v6] = await Promise.allSettled([ask(RrType.A), ask(RrType.AAAA)]);
-    if (v4.status === 'rejected' && v6.status === 'rejected') throw v4.reason;
-    return [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
+    const { a, aaaa } = await resolveName(this.#client, name);
+    if (!a.ok && !aaaa.ok && UPSTREAM_REASONS.has(a.reason)) {
+      throw new UpstreamError(a.reason as 'upstream_timeout' | 'upstream_failed', a.detail);
+    }
+    // A type that failed otherwise (a malformed reply, SERVFAIL) or answered NXDOMAIN adds nothing.
+    const of = (o: TypeOutcome) => (o.ok ? o.addresses.map((x) => ({ ip: x.ip, family: x.family })) : []);
+    return [...of(a), ...of(aaaa)];
   }
 }

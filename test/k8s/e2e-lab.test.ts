@@ -275,6 +275,14 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
         async () => (await dnsAnswer(plan, pay.id, 'evil.example.com')).status === 'REFUSED',
       );
       t.diagnostic(`policy applied -> denied name REFUSED: ${ms.toFixed(0)} ms`);
+      // DNS follows the new set at once; the kernel follows at the enforcer's sync right after
+      // (docs/kubernetes.md). The drop checks below need the pod in the Enforce sets: wait for
+      // that event, not for DNS (on a loaded machine the raw-IP probe came first).
+      const governed = await msUntil(start, 'payments-api governed in the kernel', async () => {
+        const k = await kernelState(plan);
+        return k.enforce.has(pay.ipv4) && k.enforce.has(pay.ipv6);
+      });
+      t.diagnostic(`policy applied -> pod in the Enforce sets: ${governed.toFixed(0)} ms`);
 
       const stripe = await dnsAnswer(plan, pay.id, 'api.stripe.com');
       assert.equal(stripe.status, 'NOERROR');

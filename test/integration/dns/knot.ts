@@ -41,11 +41,21 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   throw new Error('no free port');
 }
 
-/** Start knotd serving `zones` (origin -> zone file text). */
-export async function startKnot(t: TestContext, zones: Record<string, string>): Promise<Knot> {
+export interface KnotPlace {
+  /** Run knotd inside this network namespace (its 127.0.0.1), at `port`. */
+  readonly netns: string;
+  readonly port: number;
+}
+
+/** Start knotd serving `zones` (origin -> zone file text), here or inside a namespace. */
+export async function startKnot(
+  t: TestContext,
+  zones: Record<string, string>,
+  place?: KnotPlace,
+): Promise<Knot> {
   const dir = await mkdtemp(path.join(tmpdir(), 'namegate-knot-'));
   const host = '127.0.0.1';
-  const port = await freePort(host);
+  const port = place ? place.port : await freePort(host);
   const zoneLines: string[] = [];
   for (const [origin, text] of Object.entries(zones)) {
     await writeFile(path.join(dir, `${origin}.zone`), text);
@@ -74,9 +84,9 @@ export async function startKnot(t: TestContext, zones: Record<string, string>): 
   const confFile = path.join(dir, 'knot.conf');
   await writeFile(confFile, conf);
   const output: string[] = [];
-  const child: ChildProcess = spawn('knotd', ['-c', confFile, '-s', path.join(dir, 'knot.sock')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const argv = ['knotd', '-c', confFile, '-s', path.join(dir, 'knot.sock')];
+  const [cmd, ...args] = place ? ['ip', 'netns', 'exec', place.netns, ...argv] : argv;
+  const child: ChildProcess = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
   child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
   let exited = false;
@@ -101,11 +111,42 @@ export async function startKnot(t: TestContext, zones: Record<string, string>): 
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (exited) throw new Error(`knotd exited:\n${output.join('')}`);
-    if (await answersSoa(host, port, first)) break;
+    if (place ? await digSoa(place.netns, port, first) : await answersSoa(host, port, first)) break;
     if (Date.now() > deadline) throw new Error(`knotd did not come up:\n${output.join('')}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return { host, port, dir, output, stop };
+}
+
+/** Inside a namespace the test's own sockets cannot reach 127.0.0.1: ask with dig there. */
+function digSoa(netns: string, port: number, zone: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const dig = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        netns,
+        'dig',
+        '+short',
+        '+time=1',
+        '+tries=1',
+        '-p',
+        String(port),
+        '@127.0.0.1',
+        zone,
+        'SOA',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    );
+    let out = '';
+    dig.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    dig.on('close', (code) => resolve(code === 0 && out.trim() !== ''));
+  });
 }
 
 function answersSoa(host: string, port: number, zone: string): Promise<boolean> {

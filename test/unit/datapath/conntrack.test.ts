@@ -77,6 +77,25 @@ test('flushDns: without mask support, the DNS entries are listed and matched her
   assert.equal(calls().filter((x) => x.includes('192.0.2.0/24')).length, 1);
 });
 
+test('flushDns: many sources (a first start with source CIDRs) cost one listing per family and protocol, not two processes each', async (t) => {
+  const { ct, calls } = fake(t, true);
+  // Hundreds of prefixes, as the source CIDRs minus the known ungoverned addresses come to.
+  const sources = [
+    '10.0.1.0/25',
+    '10.0.1.192/26',
+    ...Array.from({ length: 200 }, (_, i) => `10.0.${4 + (i >> 6)}.${(i & 63) * 4}/30`),
+  ];
+  const r = await ct.flushDns(sources);
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(calls(), [
+    '-L -f ipv4 -p udp --dport 53',
+    '-D -f ipv4 -s 10.0.1.5 -d 10.96.0.10 -p udp --sport 40000 --dport 53',
+    '-D -f ipv4 -s 10.0.1.200 -d 10.96.0.11 -p udp --sport 40002 --dport 53',
+    '-L -f ipv4 -p tcp --dport 53',
+  ]);
+  assert.equal(r.deleted, 2, 'only the flows of those sources (10.0.3.5 is not one)');
+});
+
 test('deleteFlows: UDP also ends flows the peer opened towards the source', async (t) => {
   const { ct, calls } = fake(t, true);
   await ct.deleteFlows([

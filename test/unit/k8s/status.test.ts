@@ -10,6 +10,20 @@ const T0 = '2026-01-01T00:00:00Z';
 const T1 = '2026-01-01T00:05:00Z';
 
 describe('desiredStatus', () => {
+  test("another writer's condition (namegate sync's NetworkPolicyWritten) is kept as it is", () => {
+    const theirs = {
+      type: 'NetworkPolicyWritten',
+      status: 'True',
+      reason: 'Split',
+      message: 'written as 3 NetworkPolicy objects',
+      lastTransitionTime: T0,
+    };
+    const previous = { conditions: [theirs] };
+    const s = desiredStatus({ generation: 1, errors: [], rules: 1, governedPods: 0, previous, now: T1 });
+    assert.deepEqual(s.conditions.at(-1), theirs);
+    assert.equal(statusEqual({ ...s }, s), true, 'nothing to write again: the controller keeps it');
+  });
+
   test('valid: Accepted and Programmed True, counts, observedGeneration on status and conditions', () => {
     const s = desiredStatus({
       generation: 3,
