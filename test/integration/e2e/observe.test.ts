@@ -245,15 +245,8 @@ describe('end to end: flow events, observe, recommend, dashboard', { skip, concu
       const names = new Set(got.map((e) => e.name));
       return WEB_TRAFFIC.every((t) => names.has(t.name)) ? true : null;
     });
-    const yaml = await namegate(plan, [
-      'recommend',
-      '--agent',
-      AGENT,
-      '--namespace',
-      'web',
-      '--siblings',
-      '2',
-    ]);
+    const recommend = ['recommend', '--agent', AGENT, '--namespace', 'web', '--siblings', '2'];
+    const yaml = await namegate(plan, recommend);
     const docs = parseAllDocuments(yaml)
       .map((d) => d.toJS() as Record<string, unknown> | null)
       .filter((d): d is Record<string, unknown> => d !== null);
@@ -264,18 +257,7 @@ describe('end to end: flow events, observe, recommend, dashboard', { skip, concu
     assert.ok(yaml.includes('*.githubusercontent.com'), `siblings become a wildcard:\n${yaml}`);
     assert.ok(!yaml.includes('evil.example.com'));
     // Cilium and network-policy-api forms pass their readers too.
-    for (const format of ['cilium', 'npa'])
-      await namegate(plan, [
-        'recommend',
-        '--agent',
-        AGENT,
-        '--namespace',
-        'web',
-        '--siblings',
-        '2',
-        '-o',
-        format,
-      ]);
+    for (const format of ['cilium', 'npa']) await namegate(plan, [...recommend, '-o', format]);
 
     // Enforce: the recommendation replaces the learning policy; the agent reloads the folder.
     rmSync(path.join(dir as string, 'learn-web.yaml'));
