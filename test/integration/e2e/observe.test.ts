@@ -231,6 +231,7 @@ describe('end to end: flow events, observe, recommend, dashboard', { skip, concu
           `Audit mode, round ${round}`,
         );
     // Wait until the agent has a kernel event (with its port) for every name.
+    let seen = new Set<string>();
     await waitFor('kernel audit events for every recorded name', async () => {
       const got = await observe(plan, [
         '--namespace',
@@ -242,8 +243,11 @@ describe('end to end: flow events, observe, recommend, dashboard', { skip, concu
         '--last',
         '1000',
       ]);
+      seen = new Set(got.map((e) => `${e.name} ${e.reason}`));
       const names = new Set(got.map((e) => e.name));
       return WEB_TRAFFIC.every((t) => names.has(t.name)) ? true : null;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}; seen: ${[...seen].join(', ')}`);
     });
     const recommend = ['recommend', '--agent', AGENT, '--namespace', 'web', '--siblings', '2'];
     const yaml = await namegate(plan, recommend);
