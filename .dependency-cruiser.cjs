@@ -77,7 +77,12 @@ const LAYERS = [
     [...COMPONENTS, 'recommend', 'config'],
     'the one composition root: it may wire anything but the lab and the CLI',
   ],
-  ['lab', 'lab-imports-only-lower-layers', ['core', 'observe', 'policy', 'formats', 'config'], 'the lab is a test bed; only the CLI and tests use it'],
+  [
+    'lab',
+    'lab-imports-only-lower-layers',
+    ['core', 'observe', 'policy', 'formats', 'config', 'k8s'],
+    "the lab is a test bed; only the CLI and tests use it (its Kubernetes node is driven with namegate's own API client)",
+  ],
   [
     'cli',
     'cli-is-the-top',

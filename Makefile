@@ -5,7 +5,7 @@ NODE := node_modules/node/bin/node
 NPX := PATH="$(CURDIR)/node_modules/.bin:$$PATH"
 ARGS ?=
 
-.PHONY: all deps demo test lint imports typecheck unit integration k8s bench format
+.PHONY: all deps demo test lint imports typecheck unit integration k8s cluster image bench format
 
 all: test
 
@@ -17,7 +17,7 @@ demo: deps
 
 test: deps
 	@scripts/deps.sh --test
-	@$(MAKE) --no-print-directory lint imports typecheck unit integration k8s
+	@$(MAKE) --no-print-directory lint imports typecheck unit integration k8s cluster
 
 lint:
 	@echo "== lint (biome)"
@@ -49,6 +49,15 @@ k8s:
 	@if compgen -G 'test/k8s/*.test.ts' >/dev/null; then \
 	  $(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/k8s/**/*.test.ts'; \
 	else echo "(none yet)"; fi
+
+cluster:
+	@echo "== tests on a real Kubernetes node (kubelet, containerd, helm install of the image)"
+	@$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/image/*.test.ts' 'test/cluster/*.test.ts'
+
+# The OCI archives under build/image (namegate, and pause, CoreDNS, test-client for the lab).
+image: deps
+	@scripts/build-test-bins.sh pause coredns >/dev/null
+	@$(NODE) scripts/image/build.ts
 
 bench: deps
 	@scripts/build-test-bins.sh coredns >/dev/null

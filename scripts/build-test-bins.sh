@@ -17,7 +17,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=$ROOT/tools
 CACHE=${NAMEGATE_BIN_CACHE:-$HOME/.cache/namegate/bin}
-ALL=(etcd kube-apiserver helm coredns)
+ALL=(etcd kube-apiserver helm coredns kubelet kube-controller-manager kube-scheduler kube-proxy pause)
+# The Kubernetes commands built from tools/k8s (one module, one k8s.io/kubernetes version).
+K8S_CMDS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy)
 export GOWORK=off
 
 die() { echo "build-test-bins: $*" >&2; exit 1; }
@@ -26,10 +28,13 @@ log() { echo "build-test-bins: $*" >&2; }
 # spec NAME -> sets DIR (tools subdir), MOD (module whose version names the binary), PKG
 spec() {
   case $1 in
-    kube-apiserver) DIR=k8s MOD=k8s.io/kubernetes PKG=k8s.io/kubernetes/cmd/kube-apiserver ;;
+    kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy)
+      DIR=k8s MOD=k8s.io/kubernetes PKG=k8s.io/kubernetes/cmd/$1 ;;
     etcd) DIR=k8s MOD=go.etcd.io/etcd/server/v3 PKG=go.etcd.io/etcd/server/v3 ;;
     helm) DIR=helm MOD=helm.sh/helm/v3 PKG=helm.sh/helm/v3/cmd/helm ;;
     coredns) DIR=coredns MOD=github.com/coredns/coredns PKG=github.com/coredns/coredns ;;
+    # Not Go: the pod sandbox's pause program, C from the same k8s.io/kubernetes module.
+    pause) DIR=k8s MOD=k8s.io/kubernetes PKG=k8s.io/kubernetes/build/pause/linux/pause.c ;;
     *) die "unknown binary '$1' (expected one of: ${ALL[*]} all)" ;;
   esac
 }
@@ -76,12 +81,18 @@ build() {
     return
   fi
 
+  if [[ $name == pause ]]; then
+    build_pause
+    exec {lockfd}>&-
+    echo "$name=$OUT"
+    return
+  fi
   log "building $name $VER (first time takes several minutes)…"
   local start=$SECONDS commit date
   local -a ldflags=(-s -w) tags=()
   commit=$(modinfo "$MOD@$VER" Hash)
   case $name in
-    kube-apiserver)
+    kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy)
       # Same -X variables as kubernetes hack/lib/version.sh; buildDate is the tag's
       # commit time so the build is reproducible.
       local minor=${VER#v1.}
@@ -131,6 +142,25 @@ build() {
   exec {lockfd}>&-
   log "built $name $VER in $((SECONDS - start)) s"
   echo "$name=$OUT"
+}
+
+# build_pause: pause.c of the k8s.io/kubernetes module, as its build/pause/Makefile builds it
+# (static, -Os, VERSION from the Makefile's TAG), into $OUT. Needs gcc and libc6-dev (libc.a).
+build_pause() {
+  local dir tag tmp
+  command -v gcc >/dev/null || die "gcc is not installed (Debian: gcc, libc6-dev)"
+  dir=$(cd "$TOOLS/k8s" && go mod download -json "$MOD@$VER" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -f $dir/build/pause/linux/pause.c ]] || die "no build/pause/linux/pause.c in $MOD@$VER"
+  tag=$(awk '$1 == "TAG" && $2 == "?=" { print $3; exit }' "$dir/build/pause/Makefile")
+  [[ -n $tag ]] || die "no TAG in $dir/build/pause/Makefile"
+  tmp=$(mktemp "$OUT.tmp.XXXXXX")
+  gcc -Os -Wall -Werror -static "-DVERSION=v$tag" -o "$tmp" "$dir/build/pause/linux/pause.c"
+  strip "$tmp"
+  chmod 0755 "$tmp"
+  mv -f "$tmp" "$OUT"
+  echo "$tag" >"${OUT%/*}/pause.version"
+  log "built pause v$tag from $MOD@$VER"
 }
 
 # pin_module SUBDIR MODULE@VERSION TOOLPKG... : regenerate tools/SUBDIR from scratch,
@@ -186,8 +216,10 @@ pin() {
       # etcd server = the etcd client version kube-apiserver compiles against. k8s.io/kubernetes
       # itself requires this server version, so sharing the module changes nothing for kube-apiserver.
       etcdver=$(modversion "$kmod" go.etcd.io/etcd/client/v3)
-      pin_module k8s "k8s.io/kubernetes@$ver" \
-        "k8s.io/kubernetes/cmd/kube-apiserver@$ver" "go.etcd.io/etcd/server/v3@$etcdver"
+      local -a cmds=()
+      local c
+      for c in "${K8S_CMDS[@]}"; do cmds+=("k8s.io/kubernetes/cmd/$c@$ver"); done
+      pin_module k8s "k8s.io/kubernetes@$ver" "${cmds[@]}" "go.etcd.io/etcd/server/v3@$etcdver"
       local got
       got=$(modversion "$TOOLS/k8s/go.mod" go.etcd.io/etcd/client/v3)
       [[ $got == "$etcdver" ]] || die "etcd client moved from $etcdver to $got; put etcd in its own module"

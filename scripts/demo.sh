@@ -5,15 +5,20 @@
 #   scripts/demo.sh            tour, then follow the flow log; Ctrl-C removes the lab
 #   scripts/demo.sh --once     tour only, then remove the lab (exit code: did every check match?)
 #   scripts/demo.sh --keep     like the default, but leave the lab up afterwards
+#   scripts/demo.sh --kubernetes  the node is a real one-node Kubernetes cluster: namegate is
+#                              installed with helm from its image, the pods are real pods
+#                              (combines with --once and --keep)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 once=false
 keep=false
+kubernetes=()
 for arg in "$@"; do
   case "$arg" in
     --once) once=true ;;
     --keep) keep=true ;;
-    *) echo "demo: unknown option $arg (use --once or --keep)" >&2; exit 2 ;;
+    --kubernetes) kubernetes=(--kubernetes) ;;
+    *) echo "demo: unknown option $arg (use --once, --keep or --kubernetes)" >&2; exit 2 ;;
   esac
 done
 if [ "$(id -u)" != 0 ]; then
@@ -37,8 +42,13 @@ trap cleanup EXIT
 echo "== namegate demo: the policies"
 $N validate examples/
 echo
-echo "== building the lab and starting the agent"
-$N lab up --name "$NAME" --agent --policies examples/
+if [ ${#kubernetes[@]} -gt 0 ]; then
+  echo "== building the lab as a Kubernetes node; helm install namegate; the workloads and policies"
+  scripts/build-test-bins.sh etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns pause helm >/dev/null
+else
+  echo "== building the lab and starting the agent"
+fi
+$N lab up --name "$NAME" --agent --policies examples/ "${kubernetes[@]}"
 echo
 echo "== the tour: each pod tries to reach names its policies allow and deny"
 status=0

@@ -10,11 +10,15 @@ declare -A PKGS=(
   [nft]=nftables [ip]=iproute2 [conntrack]=conntrack [dig]=dnsutils [kdig]=knot-dnsutils
   [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2 [nc]=netcat-openbsd
-  [ping]=iputils-ping [haproxy]=haproxy [tcpdump]=tcpdump [nsenter]=util-linux
+  [ping]=iputils-ping [haproxy]=haproxy [tcpdump]=tcpdump
+  # The lab's Kubernetes node (make test, make demo ARGS=--kubernetes) and the image builder.
+  [containerd]=containerd [ctr]=containerd [runc]=runc [nsenter]=util-linux [unshare]=util-linux
+  [dpkg-deb]=dpkg [gcc]=gcc
 )
 # check file -> Debian package (libraries and headers have no command to look for)
 declare -A FILE_PKGS=(
   [/usr/include/nftables/libnftables.h]=libnftables-dev [/usr/bin/g++]=g++
+  [/usr/lib/cni/bridge]=containernetworking-plugins [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
 )
 missing=()
 for cmd in "${!PKGS[@]}"; do
@@ -59,8 +63,10 @@ if [ "${1:-}" = "--test" ] && ! [ -x /usr/bin/chromium ]; then
 fi
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
-  # kube-apiserver, etcd and helm for the Kubernetes tests; CoreDNS only for `make bench`.
-  scripts/build-test-bins.sh kube-apiserver etcd helm >/dev/null
+  # kube-apiserver, etcd and helm for the Kubernetes tests; the node's binaries, CoreDNS (its
+  # cluster DNS, and `make bench`'s peer) and pause for the lab's Kubernetes node (test/cluster).
+  scripts/build-test-bins.sh kube-apiserver etcd helm kubelet kube-controller-manager kube-scheduler \
+    kube-proxy coredns pause >/dev/null
   # AWS and Google request models for the sync tests (botocore, the Compute discovery document).
   scripts/cloud-models.sh
 fi

@@ -70,6 +70,8 @@ export interface AgentOptions {
   readonly flowLog?: LineSink | null;
   /** Override http.listen ("host:port"; port 0 picks one); null: no HTTP listener. */
   readonly httpListen?: string | null;
+  /** Also serve /readyz, /healthz and /metrics on this Unix socket (a pod-local probe). */
+  readonly healthSocket?: string;
   /**
    * `namegate dns`: the recording datapath whatever datapath.driver says (the kernel is never
    * touched) and no SNI/CONNECT proxy.
@@ -382,6 +384,7 @@ async function serveHealth(
     routes: [(req, res) => flows.api.handle(req, res)],
   });
   const address = await server.listen(at.host, at.port);
+  if (w.options.healthSocket) await server.listenSocket(w.options.healthSocket);
   w.cleanups.add(() => server.close());
   return { host: address.address, port: address.port };
 }

@@ -3,6 +3,7 @@
  * leaves in place on purpose (enforcement outlives the agent).
  *   status     sets, their element counts and size limits, per-source drop counters
  *   uninstall  delete table inet namegate: enforcement stops at once (idempotent)
+ *   uninstall-on-stop  the chart's pre-delete hook: agents delete it when they stop
  *   ruleset    print the table the driver would program for the default config
  */
 import type { Command } from 'commander';
@@ -11,8 +12,23 @@ import { resolveNftConfig } from '../datapath/nft-config.ts';
 import { NftDatapath } from '../datapath/nft-driver.ts';
 import { openExecutor } from '../datapath/nft-executor.ts';
 import { renderRuleset } from '../datapath/nft-ruleset.ts';
-import { createLogger } from '../observe/log.ts';
+import { KubeApi, loadKubeConfig } from '../k8s/api.ts';
+import { prepareUninstall } from '../k8s/rollout.ts';
+import { createLogger, type Logger } from '../observe/log.ts';
 import { colour, Exit } from './output.ts';
+
+/** Delete table inet <table>; false when it was not there (idempotent). */
+export async function removeTable(table: string, logger: Logger): Promise<boolean> {
+  const exec = await openExecutor('auto', logger);
+  try {
+    const r = await exec.run(`delete table inet ${table}`);
+    if (!r.ok && !/No such file or directory/.test(r.err))
+      throw new NamegateError(ErrorCode.CommandFailed, `delete table inet ${table}: ${r.err}`);
+    return r.ok;
+  } finally {
+    await exec.close();
+  }
+}
 
 interface Opts {
   table: string;
@@ -55,25 +71,46 @@ export function registerDatapath(program: Command): void {
     });
 
   cmd
+    .command('uninstall-on-stop')
+    .description(
+      "make every agent of a DaemonSet remove the table when it stops (the chart's pre-delete hook; waits for the rollout)",
+    )
+    .requiredOption('--daemonset <name>', 'the agent DaemonSet')
+    .option('--namespace <ns>', 'its namespace (default: $POD_NAMESPACE, else namegate-system)')
+    .option('--container <name>', 'the agent container', 'agent')
+    .option('--timeout <seconds>', 'longest wait for the rollout', '240')
+    .action(async (opts: { daemonset: string; namespace?: string; container: string; timeout: string }) => {
+      const log = createLogger('datapath');
+      const done = await prepareUninstall(
+        new KubeApi(loadKubeConfig(), { userAgent: 'namegate-uninstall' }),
+        {
+          namespace: opts.namespace ?? process.env['POD_NAMESPACE'] ?? 'namegate-system',
+          daemonSet: opts.daemonset,
+          container: opts.container,
+          timeoutMs: Number(opts.timeout) * 1000,
+          log,
+        },
+      );
+      if (!done)
+        throw new NamegateError(
+          ErrorCode.CommandFailed,
+          `daemonset ${opts.daemonset} did not roll out in ${opts.timeout} s`,
+        );
+      console.log(`daemonset ${opts.daemonset}: every agent removes table inet namegate when it stops`);
+      process.exitCode = Exit.Ok;
+    });
+
+  cmd
     .command('uninstall')
     .description(
       'delete table inet namegate: every namegate rule, set and learned element (enforcement stops)',
     )
     .option('--table <name>', 'nftables table (family inet)', 'namegate')
     .action(async (opts: Opts) => {
-      const config = resolveNftConfig({ table: opts.table });
-      const exec = await openExecutor('auto', createLogger('datapath'));
-      try {
-        const r = await exec.run(`delete table inet ${config.table}`);
-        if (!r.ok && !/No such file or directory/.test(r.err))
-          throw new NamegateError(ErrorCode.CommandFailed, `delete table inet ${config.table}: ${r.err}`);
-        console.log(
-          r.ok ? `table inet ${config.table} deleted` : `table inet ${config.table} was not present`,
-        );
-        process.exitCode = Exit.Ok;
-      } finally {
-        await exec.close();
-      }
+      const table = resolveNftConfig({ table: opts.table }).table;
+      const deleted = await removeTable(table, createLogger('datapath'));
+      console.log(deleted ? `table inet ${table} deleted` : `table inet ${table} was not present`);
+      process.exitCode = Exit.Ok;
     });
 
   cmd

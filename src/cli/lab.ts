@@ -7,13 +7,22 @@ import { spawn } from 'node:child_process';
 import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { flowLogPath } from '../lab/agent-config.ts';
+import { labWorkloads } from '../lab/cluster/manifests.ts';
+import {
+  agentLogFile,
+  clusterExec,
+  clusterOf,
+  criLogLine,
+  isClusterLab,
+  runClusterTour,
+} from '../lab/cluster/tour.ts';
 import { setAddresses } from '../lab/dns-update.ts';
 import { targetNetns } from '../lab/exec.ts';
 import { formatFlowLine } from '../lab/flows.ts';
 import { followLines } from '../lab/follow.ts';
 import { AGENT_COMMANDS, type AgentCommand, labDown, labStatus, labUp } from '../lab/lab.ts';
 import { netnsExists } from '../lab/netns.ts';
-import { DEFAULT_LAB_NAME, labPlan, statePaths } from '../lab/plan.ts';
+import { DEFAULT_LAB_NAME, type LabPlan, labPlan, statePaths } from '../lab/plan.ts';
 import { findTool, inNetns, requireRoot } from '../lab/run.ts';
 import { runTour } from '../lab/tour.ts';
 import { colour, Exit, usageError } from './output.ts';
@@ -51,19 +60,26 @@ function labUpCommand(lab: Command): void {
       '--agent [command]',
       'also start namegate in the node namespace: "agent" (default) or "dns" (the DNS proxy alone, nothing enforced)',
     )
-    .action(async (opts: NameOption & { policies?: string[]; agent?: boolean | string }) => {
-      const agent = opts.agent === true ? 'agent' : opts.agent;
-      if (agent !== undefined && agent !== false && !AGENT_COMMANDS.includes(agent as AgentCommand)) {
-        throw usageError(`--agent: ${JSON.stringify(agent)} is not one of ${AGENT_COMMANDS.join(', ')}`);
-      }
-      const result = await labUp({
-        name: opts.name,
-        ...(opts.policies ? { policies: opts.policies } : {}),
-        ...(typeof agent === 'string' ? { agent: agent as AgentCommand } : {}),
-        progress: progressFor(opts.name),
-      });
-      printLabUp(result, typeof agent === 'string' ? agent : null);
-    });
+    .option(
+      '--kubernetes',
+      'make the node a one-node Kubernetes cluster with real pods (with --agent: helm install namegate, the workloads, the policies)',
+    )
+    .action(
+      async (opts: NameOption & { policies?: string[]; agent?: boolean | string; kubernetes?: boolean }) => {
+        const agent = opts.agent === true ? 'agent' : opts.agent;
+        if (agent !== undefined && agent !== false && !AGENT_COMMANDS.includes(agent as AgentCommand)) {
+          throw usageError(`--agent: ${JSON.stringify(agent)} is not one of ${AGENT_COMMANDS.join(', ')}`);
+        }
+        const result = await labUp({
+          name: opts.name,
+          ...(opts.policies ? { policies: opts.policies } : {}),
+          ...(typeof agent === 'string' ? { agent: agent as AgentCommand } : {}),
+          ...(opts.kubernetes ? { kubernetes: true } : {}),
+          progress: progressFor(opts.name),
+        });
+        printLabUp(result, typeof agent === 'string' ? agent : null, opts.kubernetes === true);
+      },
+    );
 }
 
 function labDownCommand(lab: Command): void {
@@ -110,10 +126,13 @@ function labTourCommand(lab: Command): void {
       const plan = labPlan(opts.name);
       if (!netnsExists(plan.nodeNetns))
         throw usageError(`lab ${opts.name} is not up; run namegate lab up --name ${opts.name}`);
-      const ok = await runTour(plan, {
-        out: (line) => console.log(line),
+      const tourOptions = {
+        out: (line: string) => console.log(line),
         colour: process.stdout.isTTY === true && !process.env['NO_COLOR'],
-      });
+      };
+      const ok = isClusterLab(plan)
+        ? await runClusterTour(plan, tourOptions)
+        : await runTour(plan, tourOptions);
       process.exitCode = ok ? Exit.Ok : Exit.Deny;
     });
 }
@@ -126,11 +145,13 @@ function labFlowsCommand(lab: Command): void {
     .option('-f, --follow', 'keep printing new decisions until Ctrl-C')
     .action(async (opts: NameOption & { follow?: boolean }) => {
       const plan = labPlan(opts.name);
-      const file = flowLogPath(plan);
+      // On a Kubernetes lab the agent is a pod: its decisions are in its container log.
+      const k8s = isClusterLab(plan);
+      const file = (k8s ? agentLogFile(plan) : null) ?? flowLogPath(plan);
       const useColour = process.stdout.isTTY === true && !process.env['NO_COLOR'];
       const style = useColour ? colour : { green: id, red: id, yellow: id, dim: id };
       await followLines(file, opts.follow === true, (line) => {
-        const text = formatFlowLine(line, style);
+        const text = formatFlowLine(k8s ? criLogLine(line) : line, style);
         if (text !== null) console.log(text);
       });
     });
@@ -146,6 +167,10 @@ function labExecCommand(lab: Command): void {
     .action(async (pod: string, command: string[], opts: NameOption) => {
       requireRoot('namegate lab exec');
       const plan = labPlan(opts.name);
+      if (isClusterLab(plan) && pod !== 'node' && pod !== 'inet') {
+        process.exitCode = await clusterExec(plan, pod, command);
+        return;
+      }
       const netns = targetNetns(plan, pod);
       if (!netnsExists(netns))
         throw usageError(`lab ${opts.name} is not up; run namegate lab up --name ${opts.name}`);
@@ -185,21 +210,40 @@ function labSetAddressCommand(lab: Command): void {
     });
 }
 
-function printLabUp(result: Awaited<ReturnType<typeof labUp>>, agent: string | null): void {
+function printLabUp(
+  result: Awaited<ReturnType<typeof labUp>>,
+  agent: string | null,
+  kubernetes: boolean,
+): void {
   const { plan } = result;
   const p = statePaths(plan);
   console.log(
     `lab ${plan.name} is up${result.recreated ? ' (the existing lab was removed and recreated)' : ''}.`,
   );
-  console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
+  if (kubernetes) printCluster(plan, agent !== null);
+  else console.log(`  pods:        ${plan.pods.map((x) => `${x.id} (${x.ipv4}, ${x.ipv6})`).join(', ')}`);
   console.log(`  resolver:    ${plan.resolver.ipv4} / ${plan.resolver.ipv6} in ${plan.nodeNetns}`);
   console.log(`  upstream:    knotd at ${plan.upstream.ipv4} / ${plan.upstream.ipv6} in ${plan.inetNetns}`);
   console.log(`  agent config ${p.agentConfig}`);
   console.log(`  lab CA       ${p.caCert}`);
   console.log(`  logs         ${p.logs}`);
-  if (agent !== null)
+  if (agent !== null && !kubernetes)
     console.log(`  flow log     ${flowLogPath(plan)} (namegate ${agent} runs in ${plan.nodeNetns})`);
   console.log(`next: namegate lab tour --name ${plan.name}; namegate lab down --name ${plan.name}`);
+}
+
+function printCluster(plan: LabPlan, installed: boolean): void {
+  const cp = clusterOf(plan);
+  console.log(
+    `  node:        ${cp.nodeName} (${cp.nodeIP}), pods ${cp.nodePodCIDR}, Services ${cp.serviceCIDR}`,
+  );
+  console.log(`  kubeconfig:  ${cp.paths.hostKubeconfig} (helm --kubeconfig ..., kubectl --kubeconfig ...)`);
+  if (installed)
+    console.log(
+      `  pods:        ${labWorkloads()
+        .map((w) => `${w.namespace}/${w.name}`)
+        .join(', ')} (test clients)`,
+    );
 }
 
 function printLabStatus(name: string, s: Awaited<ReturnType<typeof labStatus>>): void {

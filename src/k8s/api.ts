@@ -276,7 +276,12 @@ export class KubeApi {
       const req = https.request(
         url,
         { ...opts, ...(options.signal ? { signal: options.signal } : {}) },
-        resolve,
+        (res) => {
+          // A connection cut before the caller reads the body must not be an uncaught error;
+          // readBody and watch see it through res.errored and 'close'.
+          res.on('error', () => {});
+          resolve(res);
+        },
       );
       req.on('error', (err) =>
         reject(
@@ -299,6 +304,17 @@ export class KubeApi {
 
 function readBody(res: import('node:http').IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
+    const cut = (): KubeApiError =>
+      new KubeApiError(0, 'Transport', 'the connection closed before the response was complete', {
+        cause: res.errored,
+      });
+    if (res.errored || (res.destroyed && !res.complete)) {
+      reject(cut());
+      return;
+    }
+    res.on('close', () => {
+      if (!res.complete) reject(cut());
+    });
     const chunks: Buffer[] = [];
     let size = 0;
     res.on('data', (chunk: Buffer) => {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCode, errorMessage, NamegateError } from '../core/errors.ts';
 import { agentConfigYaml, labAgentConfig } from './agent-config.ts';
 import { makeCertificates } from './certs.ts';
+import { removeClusterCgroups, stopCluster } from './cluster/down.ts';
 import { knotConfig, zoneFile } from './knot-config.ts';
 import type { ListenersConfig } from './listeners.ts';
 import { createTopology, deleteTopology, netnsExists } from './netns.ts';
@@ -57,6 +58,11 @@ export interface UpOptions extends PlanOptions {
    * agent) or `dns` (the DNS proxy alone, with a recording datapath: nothing is enforced).
    */
   readonly agent?: AgentCommand;
+  /**
+   * The node is a one-node Kubernetes cluster (src/lab/cluster) and the pods are real pods;
+   * `agent` then installs namegate with helm, with the workloads and example policies.
+   */
+  readonly kubernetes?: boolean;
   readonly progress?: Progress;
 }
 
@@ -112,6 +118,11 @@ export async function labUp(options: UpOptions = {}): Promise<UpResult> {
   for (const p of policies) {
     if (!existsSync(p)) throw new NamegateError(ErrorCode.UsageInvalid, `--policies: ${p} does not exist`);
   }
+  // The cluster's binaries and images first: a missing build fails before anything exists.
+  const cluster = options.kubernetes ? await import('./cluster/up.ts') : null;
+  const prepared = cluster
+    ? await timed(progress, 'preparing the Kubernetes node', () => cluster.prepareCluster(progress))
+    : null;
   const recreated = labExists(plan);
   if (recreated) {
     progress(`lab ${plan.name} exists: removing it to recreate it from scratch`);
@@ -154,7 +165,12 @@ export async function labUp(options: UpOptions = {}): Promise<UpResult> {
     const pids: Record<string, number> = {};
     for (const d of daemons) pids[d.name] = d.pid;
     const command = options.agent;
-    if (command) {
+    if (cluster && prepared) {
+      const started = await cluster.startCluster(plan, prepared, progress);
+      Object.assign(pids, started.pids);
+      if (command)
+        await (await import('./cluster/install.ts')).installLab(plan, started.record, policies, progress);
+    } else if (command) {
       const agent = await timed(progress, `starting namegate ${command} in the node namespace`, () =>
         startAgent(plan, command),
       );
@@ -238,11 +254,12 @@ async function startInternet(plan: LabPlan): Promise<Daemon[]> {
 
 /** With no agent, everything routes: a pod reaches knot directly and nginx by address. */
 async function verify(plan: LabPlan): Promise<void> {
-  const pod = plan.pods[plan.pods.length - 1]!;
+  // A Kubernetes lab has no static pods yet: check from the node.
+  const from = plan.pods.at(-1)?.netns ?? plan.nodeNetns;
   const site = plan.sites[0]!;
   const name = site.names[0]!;
   const dig = await must(
-    inNetns(pod.netns, ['dig', `@${plan.upstream.ipv4}`, '+short', '+time=2', '+tries=2', name, 'A']),
+    inNetns(from, ['dig', `@${plan.upstream.ipv4}`, '+short', '+time=2', '+tries=2', name, 'A']),
     { timeoutMs: 10_000 },
   );
   if (dig.stdout.trim() !== site.ipv4[0]) {
@@ -252,7 +269,7 @@ async function verify(plan: LabPlan): Promise<void> {
     );
   }
   const curl = await must(
-    inNetns(pod.netns, [
+    inNetns(from, [
       'curl',
       '-sS',
       '--max-time',
@@ -310,10 +327,13 @@ export async function labDown(options: DownOptions = {}): Promise<DownResult> {
   const names = [...new Set([...plan.namespaces, ...(state?.namespaces ?? [])])].filter((n) =>
     n.startsWith(`ng-${plan.name}-`),
   );
+  for (const what of await stopCluster(plan)) progress(`ended ${what}`);
   const processes = await stopLabProcesses(plan, names);
   if (processes.length > 0) progress(`ended ${processes.length} processes: ${processes.join(' ')}`);
   const namespaces = await deleteTopology(names);
   if (namespaces.length > 0) progress(`deleted namespaces ${namespaces.join(', ')}`);
+  const cgroups = await removeClusterCgroups(plan);
+  if (cgroups > 0) progress(`removed ${cgroups} cgroups`);
   const stateDirRemoved = existsSync(plan.stateDir);
   await rm(plan.stateDir, { recursive: true, force: true });
   if (stateDirRemoved) progress(`removed ${plan.stateDir}`);

@@ -175,7 +175,15 @@ export interface LabPlan {
 
 export interface PlanOptions {
   readonly stateRoot?: string;
+  /**
+   * A Kubernetes node instead of the static pods (src/lab/cluster): no pod namespaces; the
+   * internet routes the cluster's pod network to the node.
+   */
+  readonly kubernetes?: boolean;
 }
+
+/** The lab cluster's pod network (all nodes) when the lab is a Kubernetes node. */
+export const CLUSTER_POD_CIDR = '10.244.0.0/16';
 
 export function validateLabName(name: string): string | null {
   if (!LAB_NAME.test(name)) {
@@ -295,7 +303,10 @@ export function labPlan(name: string = DEFAULT_LAB_NAME, options: PlanOptions = 
     { netns: inetNetns, to: 'fd00:10::/32', via: 'fd00:254::1', family: 6 },
   );
 
-  const pods: LabPod[] = PODS.map((spec, i) => {
+  if (options.kubernetes)
+    routes.push({ netns: inetNetns, to: CLUSTER_POD_CIDR, via: '10.254.0.1', family: 4 });
+
+  const pods: LabPod[] = (options.kubernetes ? [] : PODS).map((spec, i) => {
     const n = i + 1;
     const netns = `${prefix}-${spec.id}`;
     const pod: LabPod = {

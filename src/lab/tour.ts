@@ -182,9 +182,16 @@ function unmanagedChecks(): TourCheck[] {
 
 const CLIENT_TIMEOUT_MS = 15_000;
 
-async function observe(plan: LabPlan, c: TourCheck): Promise<Observation> {
-  const exec = (argv: string[], input?: string): Promise<ClientResult> =>
-    labExec(plan, c.pod, argv, { timeoutMs: CLIENT_TIMEOUT_MS, ...(input !== undefined ? { input } : {}) });
+/** Runs a client in a pod: the lab namespaces by default, real pods on a Kubernetes lab. */
+export type PodClient = (pod: string, argv: string[], input?: string) => Promise<ClientResult>;
+
+function labClient(plan: LabPlan): PodClient {
+  return (pod, argv, input) =>
+    labExec(plan, pod, argv, { timeoutMs: CLIENT_TIMEOUT_MS, ...(input !== undefined ? { input } : {}) });
+}
+
+async function observe(plan: LabPlan, c: TourCheck, client: PodClient): Promise<Observation> {
+  const exec = (argv: string[], input?: string): Promise<ClientResult> => client(c.pod, argv, input);
   switch (c.kind) {
     case 'http': {
       const url = new URL(c.url);
@@ -230,7 +237,11 @@ async function observe(plan: LabPlan, c: TourCheck): Promise<Observation> {
 }
 
 /** Run checks: pods side by side, each pod's checks in order. Results keep the checks' order. */
-export async function runChecks(plan: LabPlan, checks: readonly TourCheck[]): Promise<TourResult[]> {
+export async function runChecks(
+  plan: LabPlan,
+  checks: readonly TourCheck[],
+  client: PodClient = labClient(plan),
+): Promise<TourResult[]> {
   const results = new Array<TourResult>(checks.length);
   const byPod = new Map<string, number[]>();
   for (const [i, c] of checks.entries()) byPod.set(c.pod, [...(byPod.get(c.pod) ?? []), i]);
@@ -240,7 +251,7 @@ export async function runChecks(plan: LabPlan, checks: readonly TourCheck[]): Pr
         const check = checks[i]!;
         let observed: Observation;
         try {
-          observed = await observe(plan, check);
+          observed = await observe(plan, check, client);
         } catch (err) {
           observed = { verdict: 'deny', reason: `error: ${(err as Error).message}` };
         }
@@ -265,6 +276,10 @@ export interface TourOptions {
   readonly out: (line: string) => void;
   readonly colour?: boolean;
   readonly checks?: readonly TourCheck[];
+  /** Where the clients run (default: the lab's pod namespaces). */
+  readonly client?: PodClient;
+  /** Say so when nothing answers DNS on the pods' resolver address (the static lab's agent). */
+  readonly resolverNote?: boolean;
 }
 
 /** Does anything listen for DNS on the pods' resolver address in the node namespace? */
@@ -282,13 +297,13 @@ export async function runTour(plan: LabPlan, options: TourOptions): Promise<bool
   options.out(
     `namegate lab ${plan.name}: ${checks.length} checks from ${new Set(checks.map((c) => c.pod)).size} pods`,
   );
-  if (!(await resolverListens(plan))) {
+  if (options.resolverNote !== false && !(await resolverListens(plan))) {
     options.out(
       `note: nothing answers DNS at ${plan.resolver.ipv4}:53 in ${plan.nodeNetns} (no agent running), so names do` +
         ' not resolve and nothing is enforced: expect mismatches. Start it with namegate lab up --agent.',
     );
   }
-  const rows = tableRows(await runChecks(plan, checks));
+  const rows = tableRows(await runChecks(plan, checks, options.client));
   for (const line of formatTable(rows, { colour: options.colour === true })) options.out(line);
   return rows.every(matches);
 }

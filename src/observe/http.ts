@@ -3,6 +3,7 @@
  * /readyz (ready only after the first reconcile, and while every readiness check passes).
  * Read-only and small; anything else is a 404.
  */
+import { rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
@@ -24,12 +25,17 @@ export interface HealthServerOptions {
 
 export class HealthServer {
   readonly #server: Server;
+  readonly #extra: Server[] = [];
   readonly #options: HealthServerOptions;
 
   constructor(options: HealthServerOptions) {
     this.#options = options;
-    this.#server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
-      for (const route of options.routes ?? []) if (route(req, res)) return;
+    this.#server = this.#create();
+  }
+
+  #create(): Server {
+    const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
+      for (const route of this.#options.routes ?? []) if (route(req, res)) return;
       void this.#handle(req.method ?? 'GET', (req.url ?? '/').split('?')[0] ?? '/').then(
         ({ status, type, body }) => {
           res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
@@ -41,7 +47,8 @@ export class HealthServer {
         },
       );
     });
-    this.#server.maxConnections = 64;
+    server.maxConnections = 64;
+    return server;
   }
 
   async #handle(method: string, url: string): Promise<{ status: number; type: string; body: string }> {
@@ -79,7 +86,23 @@ export class HealthServer {
     });
   }
 
+  /**
+   * Also answer on a Unix socket. On the host network every agent on a node shares the health
+   * port (SO_REUSEPORT), so an HTTP probe may reach another pod's agent; a socket in the pod's
+   * own volume reaches only this one (the chart's readiness probe, observe/probe-socket.ts).
+   */
+  listenSocket(path: string): Promise<void> {
+    const server = this.#create();
+    this.#extra.push(server);
+    rmSync(path, { force: true });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ path }, () => resolve());
+    });
+  }
+
   close(): Promise<void> {
+    for (const s of this.#extra) s.close();
     return new Promise((resolve) => {
       this.#server.closeAllConnections();
       this.#server.close(() => resolve());

@@ -2,8 +2,6 @@
  * Helpers shared by the Kubernetes tests: install CRDs and wait until they are Established,
  * server-side apply any object (with discovery to find its resource), pods with IPs.
  */
-import { readFileSync } from 'node:fs';
-import { parseAllDocuments } from 'yaml';
 import {
   type KubeApi,
   KubeApiError,
@@ -13,6 +11,12 @@ import {
 } from '../../src/k8s/api.ts';
 import { generateCrds } from '../../src/k8s/crd.ts';
 import { k8sMetrics } from '../../src/k8s/metrics.ts';
+import {
+  apply as applyObject,
+  forgetDiscovery,
+  readYamlDocs,
+  resourceFor,
+} from '../../src/lab/cluster/apply.ts';
 import { silentLogger } from '../../src/observe/log.ts';
 import { createRegistry } from '../../src/observe/metrics.ts';
 import { eventually } from './apiserver.ts';
@@ -23,61 +27,15 @@ export function quiet(): { logger: ReturnType<typeof silentLogger>; metrics: Ret
   return { logger: silentLogger(), metrics: k8sMetrics(createRegistry()) };
 }
 
-export function readYamlDocs(file: string): KubeObject[] {
-  return parseAllDocuments(readFileSync(file, 'utf8'))
-    .map((d) => d.toJS() as KubeObject | null)
-    .filter((d): d is KubeObject => d !== null && typeof d === 'object');
-}
-
-const discovery = new WeakMap<KubeApi, Map<string, ResourceType>>();
-
-/** Resource of an apiVersion + kind, from the server's discovery (cached per client). */
-export async function resourceFor(api: KubeApi, apiVersion: string, kind: string): Promise<ResourceType> {
-  let cache = discovery.get(api);
-  if (!cache) {
-    cache = new Map();
-    discovery.set(api, cache);
-  }
-  const key = `${apiVersion}/${kind}`;
-  const known = cache.get(key);
-  if (known) return known;
-  const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
-  const path = group === '' ? `/api/${version}` : `/apis/${group}/${version}`;
-  const list = await api.get<{ resources: Array<{ name: string; kind: string; namespaced: boolean }> }>(path);
-  for (const r of list.resources) {
-    if (r.name.includes('/')) continue;
-    cache.set(`${apiVersion}/${r.kind}`, {
-      group: group ?? '',
-      version: version ?? '',
-      plural: r.name,
-      kind: r.kind,
-      namespaced: r.namespaced,
-    });
-  }
-  const found = cache.get(key);
-  if (!found) throw new Error(`the API server does not serve ${apiVersion} ${kind}`);
-  return found;
-}
+export { readYamlDocs, resourceFor };
 
 /** Server-side apply (optionally as a dry run), as `kubectl apply --server-side` does. */
-export async function apply(
+export function apply(
   api: KubeApi,
   obj: KubeObject,
   options: { dryRun?: boolean; namespace?: string; strict?: boolean } = {},
 ): Promise<KubeObject> {
-  const r = await resourceFor(api, obj.apiVersion ?? '', obj.kind ?? '');
-  const namespace = r.namespaced ? (obj.metadata?.namespace ?? options.namespace ?? 'default') : undefined;
-  const body = r.namespaced ? { ...obj, metadata: { ...obj.metadata, namespace } } : obj;
-  return api.request('PATCH', resourcePath(r, { namespace, name: obj.metadata?.name }), {
-    body,
-    contentType: 'application/apply-patch+yaml',
-    query: {
-      fieldManager: FIELD_MANAGER,
-      force: true,
-      ...(options.dryRun ? { dryRun: 'All' } : {}),
-      fieldValidation: options.strict === false ? 'Warn' : 'Strict',
-    },
-  });
+  return applyObject(api, obj, { fieldManager: FIELD_MANAGER, ...options });
 }
 
 export async function remove(
@@ -110,7 +68,7 @@ export async function installCrds(
     });
   }
   // Discovery caches were filled before these existed.
-  discovery.delete(api);
+  forgetDiscovery(api);
 }
 
 /** Create a pod bound to a node (no scheduler runs) and give it addresses through pods/status. */

@@ -2,7 +2,7 @@
  * The lab joined to a real control plane, for the end-to-end test and the k8s benchmark:
  *
  * - `startApiBridge` carries the API server's loopback port (root network namespace) into the
- *   lab's node namespace through two relays joined by a Unix socket (test/k8s/netns-bridge.ts),
+ *   lab's node namespace through two relays joined by a Unix socket (src/lab/relay.ts),
  *   so the agent in the node namespace dials https://127.0.0.1:<port> and no route or firewall
  *   rule changes anywhere;
  * - `agentKubeconfig` rewrites a ServiceAccount kubeconfig (TokenRequest token) to that port;
@@ -31,7 +31,7 @@ import type { TestApiServer } from './apiserver.ts';
 import { testBinary } from './apiserver.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const BRIDGE = path.join(import.meta.dirname, 'netns-bridge.ts');
+const BRIDGE = path.join(ROOT, 'src/lab/relay.ts');
 export const CHART = path.join(ROOT, 'deploy/helm/namegate');
 /** The chart's release namespace in these tests. */
 export const RELEASE_NAMESPACE = 'namegate-system';
@@ -202,8 +202,13 @@ export async function dnsAnswer(plan: LabPlan, pod: string, name: string, type =
     ['dig', '+time=1', '+tries=1', '+noall', '+comments', '+answer', name, type],
     { timeoutMs: 5000 },
   );
-  const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? 'TIMEOUT';
-  const answers = r.stdout
+  return parseDig(r.stdout);
+}
+
+/** `dig +noall +comments +answer` output: the status and the answers' data. */
+export function parseDig(stdout: string): DnsAnswer {
+  const status = /status: ([A-Z]+)/.exec(stdout)?.[1] ?? 'TIMEOUT';
+  const answers = stdout
     .split('\n')
     .filter((l) => l.trim() !== '' && !l.startsWith(';'))
     .map((l) => l.trim().split(/\s+/).at(-1) ?? '');
@@ -273,7 +278,12 @@ export class PodConnection {
       statePaths(plan).caCert,
       '-verify_return_error',
     ];
-    const child = spawn(findTool('ip') ?? 'ip', argv, { stdio: ['pipe', 'pipe', 'ignore'] });
+    return PodConnection.spawn(findTool('ip') ?? 'ip', argv, name);
+  }
+
+  /** The same over any command that runs openssl s_client in the pod (nsenter on a real node). */
+  static spawn(command: string, argv: readonly string[], name: string): PodConnection {
+    const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'ignore'] });
     return new PodConnection(child, name);
   }
 

@@ -19,20 +19,39 @@ interface Fake {
   tcpSeen: number;
 }
 
+/**
+ * A UDP socket and a TCP server on the same free port of 127.0.0.1. The UDP port the kernel picks
+ * may be taken for TCP by another process (tests of other suites run beside these): then both
+ * are closed and another port is tried, a bounded number of times.
+ */
+async function udpAndTcpOnOnePort(): Promise<{ sock: dgram.Socket; server: net.Server }> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const server = net.createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(sock.address().port, '127.0.0.1', () => resolve(true));
+    });
+    if (bound) return { sock, server };
+    sock.close();
+  }
+  throw new Error('no port free for both UDP and TCP on 127.0.0.1 in 20 tries');
+}
+
 /** A fake upstream on 127.0.0.1 (UDP, and TCP on the same port answering with `tcpReply`). */
 async function fakeUpstream(
   t: TestContext,
   behaviour: Behaviour,
   tcpReply?: (q: Buffer) => Buffer,
 ): Promise<Fake> {
-  const sock = dgram.createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const { sock, server } = await udpAndTcpOnOnePort();
   const fake: Fake = { port: sock.address().port, seen: [], tcpSeen: 0 };
   sock.on('message', (msg, rinfo) => {
     fake.seen.push({ id: msg.readUInt16BE(0), port: rinfo.port });
     behaviour(msg, rinfo, sock);
   });
-  const server = net.createServer((c) => {
+  server.on('connection', (c) => {
     let buf = Buffer.alloc(0);
     c.on('data', (d) => {
       buf = Buffer.concat([buf, d]);
@@ -46,7 +65,6 @@ async function fakeUpstream(
     });
     c.on('error', () => {});
   });
-  await new Promise<void>((r) => server.listen(fake.port, '127.0.0.1', () => r()));
   t.after(() => {
     sock.close();
     server.close();

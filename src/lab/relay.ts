@@ -1,7 +1,7 @@
 /**
  * A byte relay between two stream endpoints, run as its own process:
  *
- *   node netns-bridge.ts <listen> <connect>      each endpoint is tcp:HOST:PORT or unix:PATH
+ *   node relay.ts <listen>    <connect>      each endpoint is tcp:HOST:PORT or unix:PATH
  *
  * It carries kube-apiserver's port from the root network namespace into a lab namespace
  * without touching either namespace's routes or firewall: a path-named Unix socket is visible
@@ -12,7 +12,9 @@
  * agent dials). A connection closed on one side is closed on the other, so an API server crash
  * reaches the agent as a broken connection, as it would without the relay.
  *
- * Prints "listening <listen>" on stdout once it accepts connections; exits on SIGTERM/SIGINT.
+ * Prints "listening <listen>" on stdout once it accepts connections (with the port bound for
+ * tcp:HOST:0); exits on SIGTERM/SIGINT. The lab's Kubernetes node uses the same pair of relays to
+ * reach its API server from this machine's root namespace (src/lab/cluster).
  */
 import { rmSync } from 'node:fs';
 import net from 'node:net';
@@ -23,7 +25,7 @@ function parse(spec: string | undefined): Endpoint {
   if (spec?.startsWith('unix:') && spec.length > 5) return { path: spec.slice(5) };
   const m = /^tcp:(.+):(\d{1,5})$/.exec(spec ?? '');
   if (m) return { host: m[1] as string, port: Number(m[2]) };
-  process.stderr.write(`usage: netns-bridge.ts <tcp:HOST:PORT|unix:PATH> <tcp:HOST:PORT|unix:PATH>\n`);
+  process.stderr.write(`usage: relay.ts <tcp:HOST:PORT|unix:PATH> <tcp:HOST:PORT|unix:PATH>\n`);
   process.exit(2);
 }
 
@@ -51,9 +53,14 @@ const server = net.createServer((client) => {
 server.maxConnections = 256;
 
 if ('path' in listen) rmSync(listen.path, { force: true });
-server.listen(listen, () => process.stdout.write(`listening ${listenSpec}\n`));
+server.listen(listen, () => {
+  // tcp:HOST:0 binds a free port: say which one.
+  const a = server.address();
+  const bound = a && typeof a === 'object' ? `tcp:${a.address}:${a.port}` : listenSpec;
+  process.stdout.write(`listening ${bound}\n`);
+});
 server.on('error', (err) => {
-  process.stderr.write(`netns-bridge: ${err.message}\n`);
+  process.stderr.write(`relay: ${err.message}\n`);
   process.exit(1);
 });
 
