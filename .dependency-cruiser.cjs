@@ -12,6 +12,9 @@
  * folder may import only folders listed before it, so no two folders can import each other (no
  * folder cycle). Nothing lists `lab` but `cli`: only the CLI (and tests) use the lab.
  */
+/** Every component folder: what config maps sections onto, and the agent composes. */
+const COMPONENTS = ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'sync', 'flows'];
+
 const LAYERS = [
   ['core', 'core-imports-nothing', [], 'names, addresses, errors, time: the ground floor imports nothing of ours'],
   ['observe', 'observe-imports-nothing', [], 'logs, metrics and health are plumbing every folder may use, so they depend on nothing'],
@@ -51,15 +54,27 @@ const LAYERS = [
     'namegate sync reuses the DNS client, the TTL clamps, the static state and the datapath sets, and writes NetworkPolicies through the k8s client; it takes its settings as values',
   ],
   [
+    'flows',
+    'flows-imports-only-lower-layers',
+    ['core', 'observe', 'policy', 'identity', 'datapath', 'dns', 'proxy'],
+    'flow events are read off the decisions below (DNS, proxy and kernel records) and served; nothing below reads them',
+  ],
+  [
+    'recommend',
+    'recommend-imports-flows-formats-policy',
+    ['core', 'policy', 'formats', 'flows'],
+    'policies recommended from flow events, written and checked in the policy formats; pure, no I/O',
+  ],
+  [
     'config',
     'config-imports-no-agent-lab-cli',
-    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'sync'],
+    COMPONENTS,
     'config maps file sections to each component settings type; components never read config',
   ],
   [
     'agent',
     'agent-imports-no-lab-or-cli',
-    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'sync', 'config'],
+    [...COMPONENTS, 'recommend', 'config'],
     'the one composition root: it may wire anything but the lab and the CLI',
   ],
   [
@@ -71,7 +86,7 @@ const LAYERS = [
   [
     'cli',
     'cli-is-the-top',
-    ['core', 'observe', 'policy', 'store', 'datapath', 'identity', 'formats', 'enforce', 'dns', 'proxy', 'k8s', 'sync', 'config', 'agent', 'lab'],
+    [...COMPONENTS, 'recommend', 'config', 'agent', 'lab'],
     'the command line sits on top and may use everything',
   ],
 ];

@@ -32,6 +32,7 @@ imports:
 typecheck:
 	@echo "== typecheck (tsc --noEmit)"
 	@$(NPX) tsc --noEmit -p .
+	@$(NPX) tsc --noEmit -p web/dashboard
 
 unit:
 	@echo "== unit and property tests"

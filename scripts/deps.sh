@@ -10,7 +10,7 @@ declare -A PKGS=(
   [nft]=nftables [ip]=iproute2 [conntrack]=conntrack [dig]=dnsutils [kdig]=knot-dnsutils
   [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2 [nc]=netcat-openbsd
-  [ping]=iputils-ping [haproxy]=haproxy [squid]=squid-openssl
+  [ping]=iputils-ping [haproxy]=haproxy [squid]=squid-openssl [tcpdump]=tcpdump
   # The lab's Kubernetes node (make test, make demo ARGS=--kubernetes) and the image builder.
   [containerd]=containerd [ctr]=containerd [runc]=runc [nsenter]=util-linux [unshare]=util-linux
   [dpkg-deb]=dpkg [gcc]=gcc
@@ -52,6 +52,18 @@ scripts/build-re2.sh
 if [ -x scripts/build-addon.sh ]; then scripts/build-addon.sh; fi
 # The SO_ORIGINAL_DST addon of the SNI proxy (build/sockopt.node); without it the proxy uses conntrack.
 if [ -x scripts/build-sockopt-addon.sh ]; then scripts/build-sockopt-addon.sh; fi
+# The NFLOG addon of kernel flow events (build/nflog.node); without it the agent reads them through tcpdump.
+if [ -x scripts/build-nflog-addon.sh ]; then scripts/build-nflog-addon.sh; fi
+# The dashboard page (build/dashboard), bundled with esbuild from web/dashboard; served by the agent.
+node_modules/node/bin/node scripts/build-dashboard.ts
+
+if [ "${1:-}" = "--test" ] && ! [ -x /usr/bin/chromium ]; then
+  # The dashboard's browser tests drive Debian's Chromium (playwright-core never downloads one).
+  echo "deps: installing Debian packages: chromium" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 if [ "${1:-}" = "--test" ] && [ -x scripts/build-test-bins.sh ]; then
   # kube-apiserver, etcd and helm for the Kubernetes tests; the node's binaries, CoreDNS (its

@@ -23,6 +23,7 @@ import { datapathSettingsFrom, unknownSourcesWarning } from '../config/datapath.
 import { dnsSettingsFrom } from '../config/dns.ts';
 import { httpListenFrom } from '../config/http.ts';
 import { kubernetesSettingsFrom } from '../config/kubernetes.ts';
+import { observeSettingsFrom } from '../config/observe.ts';
 import { proxySettingsFrom } from '../config/proxy.ts';
 import type { AgentConfig } from '../config/schema.ts';
 import { sourceGroupsFrom } from '../config/sources.ts';
@@ -34,6 +35,7 @@ import { NftDatapath } from '../datapath/nft-driver.ts';
 import { RecordingDatapath } from '../datapath/recording.ts';
 import { DnsProxy, upstreamFrom } from '../dns/proxy.ts';
 import { Enforcer } from '../enforce/enforcer.ts';
+import { AgentFlows } from '../flows/agent-flows.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { StaticGroups } from '../identity/static-groups.ts';
 import { F } from '../observe/fields.ts';
@@ -48,7 +50,9 @@ import { originalDestinationFor } from '../proxy/original-dst.ts';
 import { UpstreamResolver } from '../proxy/resolver.ts';
 import type { ProxySettings } from '../proxy/settings.ts';
 import { SniProxy } from '../proxy/sni-proxy.ts';
+import { proposeRule } from '../recommend/propose.ts';
 import type { LearnedStore } from '../store/learned-store.ts';
+import { timeoutMsFor } from '../store/ttl.ts';
 import { Cleanups } from './cleanups.ts';
 import { kubernetesSources } from './kubernetes.ts';
 import { type AgentMetrics, createAgentMetrics } from './metrics.ts';
@@ -78,6 +82,8 @@ export interface AgentOptions {
 
 export interface RunningAgent {
   readonly dns: DnsProxy;
+  /** Flow events: history, followers, statistics, kernel events (src/flows). */
+  readonly flows: AgentFlows;
   readonly datapath: Datapath;
   readonly enforcer: Enforcer;
   readonly registry: Registry;
@@ -134,12 +140,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       metrics: w.metrics,
     });
     await enforcer.sync('startup-static');
-    dns = await startDns(w, sources, datapath);
-    if (!options.dnsOnly) await startProxies(w, sources, dns.store);
+    const fileSink =
+      options.flowLog === undefined ? flowSink(dnsSettingsFrom(w.config).flowLog) : options.flowLog;
+    const flows = startFlows(w, sources, fileSink);
+    dns = await startDns(w, sources, datapath, fileSink, flows);
+    if (!options.dnsOnly) await startProxies(w, sources, dns.store, flows);
     await followChanges(w, sources, enforcer);
-    const http = await serveHealth(w, sources, dns);
+    flows.followIdentities();
+    // Kernel events only where there is a kernel datapath to log them.
+    if (datapath instanceof NftDatapath) await flows.startKernelEvents();
+    const http = await serveHealth(w, sources, dns, flows);
     w.log.info({ [F.event]: 'agent', [F.reason]: 'started', http }, 'namegate agent running');
-    return running(w, { dns, datapath, enforcer, http, files: sources.files });
+    return running(w, { dns, flows, datapath, enforcer, http, files: sources.files });
   } catch (err) {
     await w.cleanups.run(w.log);
     throw err;
@@ -208,10 +220,39 @@ async function openDatapath(w: Wiring): Promise<Datapath> {
   return dp;
 }
 
+/**
+ * Step 3b: flow events (src/flows): the history and followers of the flow API, the dashboard's
+ * statistics, the memory of learned names, per-policy counters; kernel events start in step 6.
+ */
+function startFlows(w: Wiring, sources: Sources, file: LineSink | null): AgentFlows {
+  const dns = dnsSettingsFrom(w.config);
+  const proxy = proxySettingsFrom(w.config.proxy);
+  const files = [dns.flowLog.path, proxy.flowLog.path].filter((p): p is string => typeof p === 'string');
+  const flows = new AgentFlows({
+    settings: observeSettingsFrom(w.config.observe),
+    identities: sources.identities,
+    policies: () => sources.policies.current(),
+    timeoutMs: (ttl) => timeoutMsFor(ttl, dns.store.ttl),
+    registry: w.registry,
+    file,
+    files: [...new Set(files)],
+    log: w.log.child({ component: 'flows' }),
+    now: () => w.clock.wallNow(),
+    propose: proposeRule,
+  });
+  w.cleanups.add(() => flows.stop());
+  return flows;
+}
+
 /** Step 4: the DNS proxy (its checkpoint restored into the datapath before its sockets open). */
-async function startDns(w: Wiring, sources: Sources, datapath: Datapath): Promise<DnsProxy> {
+async function startDns(
+  w: Wiring,
+  sources: Sources,
+  datapath: Datapath,
+  flowLog: LineSink | null,
+  flows: AgentFlows,
+): Promise<DnsProxy> {
   const settings = dnsSettingsFrom(w.config);
-  const flowLog = w.options.flowLog === undefined ? flowSink(settings.flowLog) : w.options.flowLog;
   const dns = await DnsProxy.start({
     settings,
     policies: sources.policies,
@@ -220,6 +261,7 @@ async function startDns(w: Wiring, sources: Sources, datapath: Datapath): Promis
     registry: w.registry,
     log: w.log.child({ component: 'dns' }),
     flowLog,
+    flowObserver: flows.dnsObserver,
     clock: w.clock,
     // A rolling update starts the new agent beside the old one on the same port (host network).
     reusePort: true,
@@ -232,10 +274,22 @@ async function startDns(w: Wiring, sources: Sources, datapath: Datapath): Promis
  * Step 5: the proxies. Verify ports of governed sources arrive at the SNI proxy (the datapath
  * redirects them); clients with HTTPS_PROXY use the CONNECT proxy.
  */
-async function startProxies(w: Wiring, sources: Sources, learned: LearnedStore): Promise<void> {
+async function startProxies(
+  w: Wiring,
+  sources: Sources,
+  learned: LearnedStore,
+  flows: AgentFlows,
+): Promise<void> {
   const { config, log, clock, registry } = w;
   const settings = proxySettingsFrom(config.proxy);
-  const common = { policies: sources.policies, identities: sources.identities, registry, clock, settings };
+  const common = {
+    policies: sources.policies,
+    identities: sources.identities,
+    registry,
+    clock,
+    settings,
+    flowObserver: flows.proxyObserver,
+  };
   const flowLog = w.options.flowLog === undefined ? proxyFlowSink(settings, config) : w.options.flowLog;
   if (settings.sni.enabled) {
     const od = originalDestinationFor(settings.originalDst);
@@ -369,6 +423,7 @@ async function serveHealth(
   w: Wiring,
   sources: Sources,
   dns: DnsProxy,
+  flows: AgentFlows,
 ): Promise<{ host: string; port: number } | null> {
   const listen = w.options.httpListen === undefined ? w.config.http.listen : w.options.httpListen;
   if (listen === null) return null;
@@ -380,6 +435,8 @@ async function serveHealth(
       '/debug/learned': () => [...(dns.store.entries() ?? [])].slice(0, 10_000),
       '/debug/policies': () => policiesSummary(sources.policies),
     },
+    // /flows, /dashboard: the flow API (docs/observe.md).
+    routes: [(req, res) => flows.api.handle(req, res)],
   });
   const address = await server.listen(at.host, at.port);
   if (w.options.healthSocket) await server.listenSocket(w.options.healthSocket);
@@ -394,6 +451,7 @@ function running(
   let stopped = false;
   return {
     dns: parts.dns,
+    flows: parts.flows,
     datapath: parts.datapath,
     enforcer: parts.enforcer,
     registry: w.registry,

@@ -23,7 +23,10 @@ export function registerDns(program: Command): void {
     .command('dns')
     .description('run the DNS proxy alone with a recording datapath (for trials; the kernel is not changed)')
     .requiredOption('--config <file>', 'agent config file (YAML)')
-    .option('--metrics <addr:port>', 'serve /metrics, /healthz and /readyz at http://<addr:port>/')
+    .option(
+      '--metrics <addr:port>',
+      'serve /metrics, /healthz, /readyz, /flows and /dashboard at http://<addr:port>/',
+    )
     .action(async (opts: DnsOptions) => {
       // An invalid config is a ConfigError (NG_CONFIG_INVALID): main.ts prints it and exits 2.
       const config = await loadConfig(opts.config);

@@ -9,10 +9,13 @@ import { registerCheck } from './check.ts';
 import { registerController } from './controller.ts';
 import { registerConvert } from './convert.ts';
 import { registerCrds } from './crds.ts';
+import { registerDashboard } from './dashboard.ts';
 import { registerDatapath } from './datapath.ts';
 import { registerDns } from './dns.ts';
 import { registerLab } from './lab.ts';
+import { registerObserve } from './observe.ts';
 import { Exit } from './output.ts';
+import { registerRecommend } from './recommend.ts';
 import { registerSync } from './sync.ts';
 import { registerValidate } from './validate.ts';
 
@@ -31,6 +34,9 @@ registerController(program);
 registerCrds(program);
 registerDatapath(program);
 registerAgent(program);
+registerObserve(program);
+registerRecommend(program);
+registerDashboard(program);
 registerSync(program);
 
 try {

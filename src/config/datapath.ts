@@ -14,6 +14,7 @@ import {
   type NftConfigInput,
 } from '../datapath/nft-config.ts';
 import type { DatapathSettings } from '../datapath/settings.ts';
+import { flowEventsFrom, type ObserveSection } from './observe.ts';
 
 /** A CIDR ("10.244.0.0/16", "fd00:10:244::/56"; a bare address is a /32 or /128), not /0. */
 const cidrNotZero = (whyNotZero: string) =>
@@ -171,6 +172,8 @@ export function nftConfigFrom(
 /** The sections the datapath's settings come from. */
 export interface DatapathSettingsSource {
   readonly datapath: DatapathSection;
+  /** Kernel drops as flow events (nft `log group` rules); absent: the kernel log as configured. */
+  readonly observe?: ObserveSection;
   readonly dns: { readonly listen: readonly string[]; readonly limits: DnsFloodBasis };
   readonly proxy: { readonly sni: { readonly enabled: boolean; readonly listen: readonly string[] } };
 }
@@ -189,12 +192,15 @@ export function datapathSettingsFrom(config: DatapathSettingsSource): DatapathSe
   return {
     driver: config.datapath.driver,
     executor: config.datapath.executor,
-    nft: nftConfigFrom(
-      config.datapath,
-      dnsPorts[0] ?? 53,
-      sniPort,
-      dnsGuardFrom(config.datapath, dnsPorts, config.dns.limits),
-    ),
+    nft: {
+      ...nftConfigFrom(
+        config.datapath,
+        dnsPorts[0] ?? 53,
+        sniPort,
+        dnsGuardFrom(config.datapath, dnsPorts, config.dns.limits),
+      ),
+      flowEvents: config.observe ? flowEventsFrom(config.observe) : null,
+    },
   };
 }
 

@@ -9,6 +9,7 @@ import { DatapathSectionSchema } from './datapath.ts';
 import { DnsSectionSchema } from './dns.ts';
 import { HttpSectionSchema } from './http.ts';
 import { KubernetesConfigSchema } from './kubernetes.ts';
+import { ObserveSectionSchema } from './observe.ts';
 import { PoliciesSectionSchema } from './policies.ts';
 import { ProxySectionSchema } from './proxy.ts';
 import { SourcesSectionSchema } from './sources.ts';
@@ -26,6 +27,7 @@ export const SECTIONS = {
   datapath: DatapathSectionSchema.prefault({}),
   http: HttpSectionSchema.prefault({}),
   proxy: ProxySectionSchema.prefault({}),
+  observe: ObserveSectionSchema.prefault({}),
   kubernetes: KubernetesConfigSchema.optional(),
   /** `namegate sync` only; the agent ignores it. */
   sync: SyncSectionSchema.optional(),

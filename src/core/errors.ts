@@ -32,6 +32,10 @@ export const ErrorCode = {
   LimitExceeded: 'NG_LIMIT_EXCEEDED',
   /** An external command (nft, ip, knotc...) failed. */
   CommandFailed: 'NG_COMMAND_FAILED',
+  /** Kernel flow events (NFLOG) could not be read: no addon or tcpdump, group busy, no permission. */
+  FlowEventsUnavailable: 'NG_FLOW_EVENTS_UNAVAILABLE',
+  /** A flow API call (local agent or through the API server's pod proxy) failed. */
+  FlowApi: 'NG_FLOW_API',
   /** A Kubernetes API call failed. */
   KubernetesApi: 'NG_KUBERNETES_API',
 } as const;

@@ -40,6 +40,16 @@ export interface NftConfig {
   readonly logAudit: boolean;
   /** nft limit rate for both logs, e.g. "10/second". */
   readonly logRate: string;
+  /**
+   * Kernel drops as flow events: every drop the logs above would cover (Enforce, Audit,
+   * unknown, spoofed) goes to this NFLOG group instead of the kernel log, rate limited per
+   * source address in the kernel (a meter per source). null: the kernel log as configured.
+   */
+  readonly flowEvents: {
+    readonly group: number;
+    readonly ratePerSource: number;
+    readonly burst: number;
+  } | null;
   /** Govern the node's own processes too (gateway case); off by default. */
   readonly output: { readonly enabled: boolean; readonly exemptUids: readonly number[] };
   /** Set sizes per family: a full set makes learn() fail (REL-07), never a silent allow. */
@@ -119,6 +129,7 @@ export const DEFAULT_NFT_CONFIG: NftConfig = {
   logDrops: false,
   logAudit: true,
   logRate: '10/second',
+  flowEvents: null,
   output: { enabled: false, exemptUids: [] },
   sizes: { sources: 65_536, allow: 262_144, cidr: 65_536, verify: 65_536, revoked: 65_536 },
   revokeWindowMs: 30_000,

@@ -42,7 +42,8 @@ export type SetRole =
   | 'ungoverned'
   | 'ungovernednet'
   | 'scope'
-  | 'dnsguard';
+  | 'dnsguard'
+  | 'flowlog';
 export const SET_ROLES: readonly SetRole[] = [
   'enforce',
   'audit',
@@ -131,6 +132,10 @@ export const ANTISPOOF_PRIORITY = -300;
 export const DNS_GUARD_PRIORITY = -150;
 /** How long a quiet source's rate state stays in the guard's set. */
 const DNS_GUARD_IDLE = '60s';
+/** How long a quiet source's meter stays in the flow-event sets. */
+const FLOW_LOG_IDLE = '60s';
+/** Bytes of each logged packet copied to user space: the network and transport headers. */
+export const FLOW_LOG_SNAPLEN = 128;
 
 export const LOG_PREFIX_DROP = 'namegate-drop ';
 export const LOG_PREFIX_AUDIT = 'namegate-audit ';
@@ -196,6 +201,9 @@ export function setDefs(c: NftConfig): SetDef[] {
     // config.dnsGuard: one rate state per source that sent DNS lately, made by the packet path.
     if (c.dnsGuard !== null)
       out.push({ ...def('dnsguard', [addr], ['timeout'], c.sizes.sources), dynamic: true });
+    // config.flowEvents: one meter per source that had a packet logged lately.
+    if (c.flowEvents !== null)
+      out.push({ ...def('flowlog', [addr], ['timeout'], c.sizes.sources), dynamic: true });
   }
   return out;
 }
@@ -304,6 +312,35 @@ function logRule(c: NftConfig, prefix: string): string {
   return `limit rate ${c.logRate} burst 20 packets log prefix "${prefix}" level info`;
 }
 
+/**
+ * The log statement of one family: with flow events, to the NFLOG group through the source's
+ * meter (a source over its rate is simply not logged: its packets are still counted); else
+ * the kernel log, rate limited as a whole.
+ */
+function logStatement(c: NftConfig, prefix: string, f: Family): string {
+  const e = c.flowEvents;
+  if (e === null) return logRule(c, prefix);
+  const set = setName('flowlog', f);
+  return (
+    `update @${set} { ${ipOf(f)} saddr timeout ${FLOW_LOG_IDLE} limit rate ${e.ratePerSource}/second ` +
+    `burst ${e.burst} packets } log group ${e.group} snaplen ${FLOW_LOG_SNAPLEN} prefix "${prefix}"`
+  );
+}
+
+/**
+ * The rules that log a drop: one per family with flow events (the meter is per family; `ip
+ * saddr` in the update matches only its own family's packets).
+ */
+function logRules(c: NftConfig, prefix: string): string[] {
+  if (c.flowEvents === null) return [logRule(c, prefix)];
+  return FAMILIES.map((f) => logStatement(c, prefix, f));
+}
+
+/** Whether drops of this kind are logged: all of them with flow events, else as configured. */
+function logs(c: NftConfig, kind: 'drops' | 'audit'): boolean {
+  return c.flowEvents !== null || (kind === 'drops' ? c.logDrops : c.logAudit);
+}
+
 export function chainDefs(c: NftConfig): ChainDef[] {
   const allowRules: string[] = [];
   for (const role of ['allow', 'allowall', 'allowrange', 'cidr'] as const) {
@@ -364,12 +401,12 @@ export function chainDefs(c: NftConfig): ChainDef[] {
     {
       name: 'enforce_deny',
       base: null,
-      rules: [...countRules(), ...(c.logDrops ? [logRule(c, LOG_PREFIX_DROP)] : []), 'drop'],
+      rules: [...countRules(), ...(logs(c, 'drops') ? logRules(c, LOG_PREFIX_DROP) : []), 'drop'],
     },
     {
       name: 'audit_deny',
       base: null,
-      rules: [...countRules(), ...(c.logAudit ? [logRule(c, LOG_PREFIX_AUDIT)] : []), 'accept'],
+      rules: [...countRules(), ...(logs(c, 'audit') ? logRules(c, LOG_PREFIX_AUDIT) : []), 'accept'],
     },
   ];
   if (unknown) {
@@ -392,7 +429,7 @@ export function chainDefs(c: NftConfig): ChainDef[] {
           // As for every governed source: in-cluster traffic is NetworkPolicy's (and traffic from
           // other nodes' pods, which this node's identity does not know, stays in the cluster).
           ...perInternalSet((ip, set) => `${ip} daddr @${set} accept`),
-          ...(c.logDrops ? [logRule(c, LOG_PREFIX_UNKNOWN)] : []),
+          ...(logs(c, 'drops') ? logRules(c, LOG_PREFIX_UNKNOWN) : []),
           `counter name "${COUNTER_NAMES.unknown}" drop`,
         ],
       },
@@ -403,8 +440,11 @@ export function chainDefs(c: NftConfig): ChainDef[] {
         name: 'filter_prerouting',
         base: { type: 'filter', hook: 'prerouting', priority: ANTISPOOF_PRIORITY, policy: 'accept' },
         rules: [
-          ...(c.logDrops
-            ? perSet(['scope'], (ip, set) => `${ip} saddr @${set} ${missing} ${logRule(c, LOG_PREFIX_SPOOF)}`)
+          ...(logs(c, 'drops')
+            ? FAMILIES.map(
+                (f) =>
+                  `${ipOf(f)} saddr @${setName('scope', f)} ${missing} ${logStatement(c, LOG_PREFIX_SPOOF, f)}`,
+              )
             : []),
           ...perSet(
             ['scope'],

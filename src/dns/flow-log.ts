@@ -45,6 +45,23 @@ export interface FlowRecord {
   readonly hold?: 'committed' | 'timeout' | 'failed' | undefined;
   /** The reply did not fit the client's UDP size: it got TC=1 and no records. */
   readonly truncated?: boolean | undefined;
+  /**
+   * False when `ips` are the answer's addresses but nothing was learned (an Audit source asked
+   * for a name its policies do not allow: the answer passed, the kernel was not told).
+   */
+  readonly learned?: boolean | undefined;
+}
+
+/**
+ * Who else reads the flow log (the agent's flow hub and statistics): every record and every
+ * line, whatever the file's mode, so a follower sees allowed queries when the file keeps only
+ * denials.
+ */
+export interface FlowLogObserver {
+  /** Every line, in the chunks the file gets them in. */
+  readonly sink: LineSink;
+  /** Every record, before its line is written. */
+  record(r: FlowRecord): void;
 }
 
 const DROP_LOG_SOURCES = 4096;
@@ -69,7 +86,27 @@ export class FlowLog {
   #minuteAt = Number.NaN;
   #minuteText = '';
 
-  constructor(sink: LineSink | null, mode: FlowLogMode, wallNow: () => number = Date.now, bufferBytes = 0) {
+  readonly #observer: FlowLogObserver | null;
+  /** The file's own log when an observer wants lines the file's mode leaves out. */
+  readonly #file: FlowLog | null;
+
+  constructor(
+    sink: LineSink | null,
+    mode: FlowLogMode,
+    wallNow: () => number = Date.now,
+    bufferBytes = 0,
+    observer: FlowLogObserver | null = null,
+  ) {
+    this.#observer = observer;
+    const file = mode === 'none' ? null : sink;
+    // With an observer this log writes every line: to the file and the observer at once when
+    // the file takes every line too, else to the observer, and the file gets a log of its own
+    // for its mode (its lines are serialized twice; they are the denied ones).
+    this.#file = observer && file && mode !== 'all' ? new FlowLog(file, mode, wallNow, bufferBytes) : null;
+    if (observer) {
+      sink = file && mode === 'all' ? teeSink(file, observer.sink) : observer.sink;
+      mode = 'all';
+    }
     this.#sink = mode === 'none' ? null : sink;
     this.#mode = mode;
     this.#wallNow = wallNow;
@@ -96,6 +133,7 @@ export class FlowLog {
     const chunk = this.#buf.toString('utf8', 0, this.#len);
     this.#len = 0;
     this.#sink?.write(chunk);
+    this.#file?.flush();
   }
 
   /** Make room for `bytes` more: flush what is buffered, grow for a line longer than the room. */
@@ -170,6 +208,8 @@ export class FlowLog {
   }
 
   record(r: FlowRecord): void {
+    this.#observer?.record(r);
+    this.#file?.record(r);
     if (!this.#sink) return;
     if (this.#mode === 'denied' && r.verdict !== 'deny' && r.verdict !== 'audit' && r.verdict !== 'refuse')
       return;
@@ -219,12 +259,14 @@ export class FlowLog {
       this.#buf[this.#len++] = QUOTE;
     }
     if (r.truncated) this.#ascii(',"truncated":true');
+    if (r.learned === false) this.#ascii(',"learned":false');
     this.#ascii(',"msg":"dns"}\n');
     this.#lineDone();
   }
 
   /** Count a dropped message; logs at most one summary line per source per second. */
   dropped(src: string, reason: string, now: number, transport: 'udp' | 'tcp'): void {
+    this.#file?.dropped(src, reason, now, transport);
     if (!this.#sink) return;
     let d = this.#drops.get(src);
     if (!d) {
@@ -259,3 +301,13 @@ const PART_IPS = `,"${F.learned}":[`;
 const PART_TTL = `],"${F.ttl}":`;
 const PART_RCODE = `,"${F.rcode}":`;
 const PART_MS = `,"${F.durationMs}":`;
+
+/** One sink that writes to two. */
+function teeSink(a: LineSink, b: LineSink): LineSink {
+  return {
+    write(chunk: string) {
+      a.write(chunk);
+      b.write(chunk);
+    },
+  };
+}

@@ -144,6 +144,7 @@ export class Pipeline {
         transport,
         hold: undefined,
         truncated: undefined,
+        learned: undefined,
       });
       return check.reply;
     }
@@ -167,6 +168,7 @@ export class Pipeline {
       transport,
       hold: undefined,
       truncated: undefined,
+      learned: undefined,
     };
     if (r.kind === 'refuse') {
       rec.rcode = r.rcode;
@@ -203,6 +205,8 @@ export class Pipeline {
       return truncatedReply(q, msg, flags);
     }
     if (!r.learn || rcode !== Rcode.NOERROR || (flags & Flag.TC) !== 0) {
+      if (rec.verdict === 'audit' && rcode === Rcode.NOERROR && (flags & Flag.TC) === 0)
+        this.#noteUnlearned(reply, q, rec);
       this.#finish(started, rec);
       return reply;
     }
@@ -231,6 +235,31 @@ export class Pipeline {
     }
     this.#finish(started, rec);
     return reply;
+  }
+
+  /**
+   * An answer that passes without being learned (an Audit source, a name its policies do not
+   * allow): its addresses go into the flow record, marked not learned, so a connection the
+   * kernel then logs as an Audit would-be drop still names the name. A reply that does not
+   * read is simply not noted: it is forwarded as it is either way.
+   */
+  #noteUnlearned(reply: Buffer, q: ParsedQuery, rec: Rec): void {
+    try {
+      const facts = readAnswers(reply, q.question, this.#d.settings);
+      const ips: string[] = [];
+      let ttl: number | null = null;
+      for (const a of facts.addresses) {
+        if (ips.length >= this.#d.store.limits.maxIpsPerName) break;
+        ips.push(a.ip);
+        ttl = ttl === null ? a.ttl : Math.min(ttl, a.ttl);
+      }
+      if (ips.length === 0) return;
+      rec.ips = ips;
+      rec.ttl = ttl;
+      rec.learned = false;
+    } catch (err) {
+      if (!(err instanceof WireError || err instanceof AnswerError)) throw err;
+    }
   }
 
   /** End the query with SERVFAIL (and an Extended DNS Error) for `reason`. */

@@ -24,7 +24,7 @@ import { type InUse, LearnedStore } from '../store/learned-store.ts';
 import { createStoreMetrics, type StoreMetrics } from '../store/metrics.ts';
 import type { StoreSettings } from '../store/settings.ts';
 import { CommitBatcher } from './commit.ts';
-import { FlowLog } from './flow-log.ts';
+import { FlowLog, type FlowLogObserver } from './flow-log.ts';
 import { PendingLimiter, RateLimiter } from './limits.ts';
 import { createDnsMetrics, type DnsMetrics } from './metrics.ts';
 import { Pipeline } from './pipeline.ts';
@@ -43,6 +43,8 @@ export interface DnsProxyDeps {
   readonly log: Logger;
   /** Where flow lines go; null for none (settings.flowLog.mode still applies). */
   readonly flowLog: LineSink | null;
+  /** Every record and line of the flow log, whatever its mode (the agent's flow hub). */
+  readonly flowObserver?: FlowLogObserver | null;
   /** Lines are handed to flowLog in chunks of this many bytes (0: one write per line). */
   readonly flowLogBufferBytes?: number;
   readonly clock?: Clock;
@@ -128,6 +130,7 @@ export class DnsProxy {
       settings.flowLog.mode,
       () => clock.wallNow(),
       deps.flowLogBufferBytes ?? FLOW_LOG_BUFFER_BYTES,
+      deps.flowObserver ?? null,
     );
     const pipeline = new Pipeline({
       settings: settings.pipeline,

@@ -10,6 +10,9 @@
  */
 import { ErrorCode, NamegateError } from '../core/errors.ts';
 
+// Address text of wire bytes lives in core (the datapath's NFLOG reader reads it too).
+export { ipv4Text, ipv6Text } from '../core/ip.ts';
+
 export const HEADER_BYTES = 12;
 /** The largest DNS message (TCP length prefix is 16 bits). */
 export const MAX_MESSAGE_BYTES = 65535;
@@ -357,39 +360,6 @@ export function readRdataName(buf: Uint8Array, rr: RrHead, messageEnd: number): 
   const name = r.name();
   if (r.pos !== rr.rdEnd) fail('bad-rdata', `${typeName(rr.type)} rdata length does not match its name`);
   return name;
-}
-
-export function ipv4Text(buf: Uint8Array, at: number): string {
-  return `${buf[at]}.${buf[at + 1]}.${buf[at + 2]}.${buf[at + 3]}`;
-}
-
-/** Canonical (RFC 5952) IPv6 text of 16 bytes: lowercase, longest zero run compressed. */
-export function ipv6Text(buf: Uint8Array, at: number): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((buf[at + i]! << 8) | buf[at + i + 1]!);
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (g: number[]) => g.map((x) => x.toString(16)).join(':');
-  // Embedded IPv4 forms print as Node's inet_ntop does, so texts compare equal to canonicalIp.
-  if (bestStart === 0 && (bestLen === 6 || (bestLen === 5 && groups[5] === 0xffff))) {
-    const v4 = ipv4Text(buf, at + 12);
-    return bestLen === 6 ? `::${v4}` : `::ffff:${v4}`;
-  }
-  if (bestLen < 2) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
 }
 
 /** Encode presentation text (as WireReader.name produces, no escapes) to wire labels. */

@@ -153,6 +153,30 @@ export class KubeApi {
   }
 
   /**
+   * GET `pathAndQuery` (a path with its query string, repeated keys kept) and pass the body on as
+   * it arrives: pod-proxy streams such as the agents' /flows. Rejects on a non-2xx status.
+   */
+  async stream(
+    pathAndQuery: string,
+    onChunk: (text: string) => void,
+    options: { signal: AbortSignal },
+  ): Promise<void> {
+    const res = await this.#send('GET', pathAndQuery, { signal: options.signal }, undefined, 0);
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      const text = await readBody(res, LIMITS.responseBytes).catch(() => '');
+      throw apiError(status, text, 'GET', pathAndQuery.split('?')[0] ?? pathAndQuery);
+    }
+    await new Promise<void>((resolve, reject) => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => onChunk(chunk));
+      res.on('end', () => resolve());
+      res.on('error', (err) => (options.signal.aborted ? resolve() : reject(err)));
+      res.on('close', () => resolve());
+    });
+  }
+
+  /**
    * Stream a watch and call onEvent per event line; resolves when the server ends the stream,
    * rejects on a transport error or when `signal` aborts (also while waiting for headers). Bytes
    * of any kind call onActivity, which the reflector's watchdog uses to tell a quiet stream from

@@ -4,7 +4,7 @@
  * Read-only and small; anything else is a 404.
  */
 import { rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
@@ -19,6 +19,8 @@ export interface HealthServerOptions {
   readonly readiness: readonly ReadinessCheck[];
   /** Extra read-only JSON endpoints, e.g. /debug/learned. */
   readonly json?: Readonly<Record<string, () => unknown>>;
+  /** Other routes (the flow API): each answers the request and returns true, or returns false. */
+  readonly routes?: ReadonlyArray<(req: IncomingMessage, res: ServerResponse) => boolean>;
 }
 
 export class HealthServer {
@@ -33,6 +35,7 @@ export class HealthServer {
 
   #create(): Server {
     const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
+      for (const route of this.#options.routes ?? []) if (route(req, res)) return;
       void this.#handle(req.method ?? 'GET', (req.url ?? '/').split('?')[0] ?? '/').then(
         ({ status, type, body }) => {
           res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });

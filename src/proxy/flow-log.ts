@@ -49,8 +49,15 @@ export const str = (v: string | null | undefined) =>
   v === null || v === undefined ? 'null' : JSON.stringify(clip(v));
 export const num = (v: number | null) => (v === null ? 'null' : String(v));
 
+/** Who else reads proxy decisions (the agent's flow hub): every decision and its line. */
+export interface ProxyFlowObserver {
+  readonly sink: LineSink;
+  decision(r: DecisionRecord): void;
+}
+
 export class ProxyFlowLog {
   readonly #sink: LineSink | null;
+  readonly #observer: ProxyFlowObserver | null;
   readonly #mode: FlowLogMode;
   readonly #component: string;
   readonly #wallNow: () => number;
@@ -58,7 +65,14 @@ export class ProxyFlowLog {
   #timeMs = -1;
   #timeText = '';
 
-  constructor(sink: LineSink | null, mode: FlowLogMode, component: string, wallNow: () => number = Date.now) {
+  constructor(
+    sink: LineSink | null,
+    mode: FlowLogMode,
+    component: string,
+    wallNow: () => number = Date.now,
+    observer: ProxyFlowObserver | null = null,
+  ) {
+    this.#observer = observer;
     this.#sink = mode === 'none' ? null : sink;
     this.#mode = mode;
     this.#component = component;
@@ -75,7 +89,9 @@ export class ProxyFlowLog {
   }
 
   decision(r: DecisionRecord): void {
-    if (!this.#sink || (this.#mode === 'denied' && r.verdict === 'allow')) return;
+    this.#observer?.decision(r);
+    const toFile = this.#sink !== null && !(this.#mode === 'denied' && r.verdict === 'allow');
+    if (!toFile && !this.#observer) return;
     const nameField = r.proto === 'tls' ? F.sni : r.proto === 'connect' ? F.authority : F.host;
     let line =
       `${this.#head(r.verdict === 'allow' ? 'info' : 'warn', 'proxy')},"${F.connection}":${r.conn},` +
@@ -87,7 +103,9 @@ export class ProxyFlowLog {
     if (r.inspect) line += ',"inspect":true';
     if (r.alpn && r.alpn.length > 0) line += `,"alpn":${JSON.stringify(r.alpn.slice(0, 8).map(clip))}`;
     if (r.detail) line += `,"detail":${str(r.detail)}`;
-    this.#sink.write(`${line},"msg":"proxy"}\n`);
+    line = `${line},"msg":"proxy"}\n`;
+    if (toFile) this.#sink?.write(line);
+    this.#observer?.sink.write(line);
   }
 
   close(r: CloseRecord): void {

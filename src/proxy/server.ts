@@ -15,7 +15,7 @@ import { F } from '../observe/fields.ts';
 import type { LineSink } from '../observe/line-sink.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Identity } from '../policy/model.ts';
-import { type DecisionRecord, ProxyFlowLog } from './flow-log.ts';
+import { type DecisionRecord, ProxyFlowLog, type ProxyFlowObserver } from './flow-log.ts';
 import type { HttpGate } from './http-gate.ts';
 import { admit, ConnectionLimiter, closeAll, type ListenAddress, listenAll } from './listeners.ts';
 import { type ProxyKind, type ProxyMetrics, proxyMetrics } from './metrics.ts';
@@ -52,6 +52,8 @@ export interface ProxyServerOptions {
   readonly registry: Registry;
   readonly log: Logger;
   readonly flowLog?: LineSink | null;
+  /** Every decision and its line, whatever the flow log's mode (the agent's flow hub). */
+  readonly flowObserver?: ProxyFlowObserver | null;
   readonly clock?: Clock;
 }
 
@@ -77,11 +79,23 @@ export class ProxyServer {
   #stopped = false;
 
   constructor(kind: ProxyKind, options: ProxyServerOptions) {
-    const o = { ...options, kind, flowLog: options.flowLog ?? null, clock: options.clock ?? systemClock };
+    const o = {
+      ...options,
+      kind,
+      flowLog: options.flowLog ?? null,
+      flowObserver: options.flowObserver ?? null,
+      clock: options.clock ?? systemClock,
+    };
     this.#o = o;
     this.metrics = proxyMetrics(o.registry);
     const component = o.kind === 'sni' ? 'sni-proxy' : 'connect-proxy';
-    this.#flow = new ProxyFlowLog(o.flowLog, o.settings.flowLog.mode, component, () => o.clock.wallNow());
+    this.#flow = new ProxyFlowLog(
+      o.flowLog,
+      o.settings.flowLog.mode,
+      component,
+      () => o.clock.wallNow(),
+      o.flowObserver,
+    );
     this.#limiter = new ConnectionLimiter(o.settings.maxConnections, o.settings.maxConnectionsPerSource);
     this.metrics.watch(o.kind, () => this.#limiter.total);
     this.#decisionSeconds = this.metrics.decision.labels(o.kind);

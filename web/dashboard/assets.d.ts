@@ -1,0 +1,2 @@
+// esbuild bundles CSS imports into app.css; for the type checker they are plain side effects.
+declare module '*.css';
