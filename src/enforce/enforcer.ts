@@ -94,10 +94,10 @@ export class Enforcer {
 
   /** A source's IP left (pod deleted, group removed): drop what it learned before reuse. */
   async removeSources(ips: readonly string[]): Promise<void> {
-    if (ips.length === 0) return;
-    // Called as the identity changes: a sync running now judges with a view that just went
-    // stale, so it must forget nothing (its follow-up does).
+    // Called as the identity changes (with no address for a relabel): a sync running now judges
+    // with a view that just went stale, so it must forget nothing (its follow-up does).
     this.#changes++;
+    if (ips.length === 0) return;
     const store = this.#d.store();
     // An entry may be a prefix (a static group): everything learned inside it goes.
     const covered = (ip: string) => ips.some((gone) => sourceCovers(gone, ip));
