@@ -13,14 +13,26 @@ import { StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
 import { createRegistry } from '../../../src/observe/metrics.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
-import { A, GROUPS, type Harness, harness, POLICIES, query, rcodeOf, reply } from './helpers.ts';
+import { A, GROUPS, type Harness, harness, POLICIES, policy, query, rcodeOf, reply } from './helpers.ts';
 
 const WEB = '10.0.1.5';
 const NAME = 'api.example.com';
 const IP = '198.51.100.7';
 
-/** The same policies without web's rules: a revocation of api.example.com for web. */
-const withoutWeb = () => new CompiledPolicies(POLICIES().filter((p) => p.ref.name !== 'web'));
+/** Web still governed, but api.example.com no longer allowed: a revocation of that name. */
+const withoutWeb = () =>
+  new CompiledPolicies([
+    ...POLICIES().filter((p) => p.ref.name !== 'web'),
+    policy(
+      {
+        podSelector: { matchLabels: { app: 'web' } },
+        egress: [{ toFQDNs: [{ name: 'other.example.com' }] }],
+      },
+      'web',
+      'EgressPolicy',
+      'shop',
+    ),
+  ]);
 
 /** A promise and its resolver. */
 function gate<T = void>(): { promise: Promise<T>; open(v: T): void } {
