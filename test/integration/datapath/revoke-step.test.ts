@@ -45,7 +45,7 @@ test('learning and revocation on the real kernel', async (t) => {
     (await topo.router.exec(['conntrack', '-L', '-s', A4, '-d', destination, '-p', 'tcp', '--dport', '443']))
       .stdout;
 
-  await t.test('a revocation is done when the element and the established flow are both gone', async () => {
+  await t.test('a revocation is done when the element and the established flow are both gone (K8S-02)', async () => {
     const host = await DriverClient.start(topo.router, { groups: GROUPS, policies: [WEB] }, HOST);
     t.after(() => host.close());
     await host.call('answer', NAME, [S4]);
@@ -84,7 +84,7 @@ test('learning and revocation on the real kernel', async (t) => {
     await host.close();
   });
 
-  await t.test('what is in use is never evicted at the per-name cap', async () => {
+  await t.test('what is in use is never evicted at the per-name cap (TIME-06)', async () => {
     const host = await DriverClient.start(
       topo.router,
       {

@@ -32,7 +32,7 @@ describe('removedIps', () => {
   });
 });
 
-test('a relabel keeps the elements of rules that still select the pod', async (t) => {
+test('K8S-02: a relabel keeps the elements of rules that still select the pod', async (t) => {
   const config = validateConfig(
     { dns: { listen: ['127.0.0.1:0'], upstreams: ['127.0.0.1:9'] }, datapath: { driver: 'recording' } },
     '/',

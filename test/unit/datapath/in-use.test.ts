@@ -1,5 +1,5 @@
 /**
- * "In use" from conntrack: the listing of a source's live flows (a fake `conntrack` prints real
+ * TIME-06, "in use" from conntrack: the listing of a source's live flows (a fake `conntrack` prints real
  * lines), read at most once per maxAgeMs, and fail safe (everything in use) when it cannot be
  * read.
  */

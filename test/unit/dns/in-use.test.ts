@@ -10,7 +10,7 @@ import { A, harness, query, reply } from './helpers.ts';
 const WEB = '10.0.1.5';
 const NAME = 'api.example.com';
 
-test('an answer at the per-name cap reads what is in use first and evicts only what is not', async () => {
+test('TIME-06: an answer at the per-name cap reads what is in use first and evicts only what is not', async () => {
   const live = new Set<string>();
   const prepared: string[] = [];
   let listing = new Set<string>();

@@ -1,5 +1,5 @@
 /**
- * Answers racing a revocation, with the order of events injected: the upstream's answer and the
+ * Answers racing a revocation (K8S-02, and any policy change), with the order of events injected: the upstream's answer and the
  * datapath's commit are held by the test while a policy change and the enforcer's sync run.
  * Nothing an answer learned under the old view may stay in the kernel once the sync for the new
  * one is done, and nothing learned under the new view may be removed by it.

@@ -1,5 +1,5 @@
 /**
- * A revocation is one step: the enforcer reports it done (log reason `revoked`, metric
+ * A revocation is one step (K8S-02, a pod relabelled out; any policy change): the enforcer reports it done (log reason `revoked`, metric
  * namegate_agent_revocations_total{result="ok"}) only once the datapath's forget resolved, i.e.
  * the elements are gone and so are their flows; a forget that could not end the flows is
  * `revocation_failed`, counted as an error, and fails the sync.
