@@ -45,29 +45,32 @@ test('learning and revocation on the real kernel', async (t) => {
     (await topo.router.exec(['conntrack', '-L', '-s', A4, '-d', destination, '-p', 'tcp', '--dport', '443']))
       .stdout;
 
-  await t.test('a revocation is done when the element and the established flow are both gone (K8S-02)', async () => {
-    const host = await DriverClient.start(topo.router, { groups: GROUPS, policies: [WEB] }, HOST);
-    t.after(() => host.close());
-    await host.call('answer', NAME, [S4]);
-    assert.deepEqual(await host.call('ask', A4, NAME), { rcode: 0 });
-    const s = await Session.open(topo.podA, S4, 443);
-    t.after(() => s.close());
-    assert.equal((await s.ping()).result, 'ok', 'requests on the connection');
-    assert.equal((await s.ping()).result, 'ok');
-    assert.match(await conntrack(S4), /ESTABLISHED/);
+  await t.test(
+    'a revocation is done when the element and the established flow are both gone (K8S-02)',
+    async () => {
+      const host = await DriverClient.start(topo.router, { groups: GROUPS, policies: [WEB] }, HOST);
+      t.after(() => host.close());
+      await host.call('answer', NAME, [S4]);
+      assert.deepEqual(await host.call('ask', A4, NAME), { rcode: 0 });
+      const s = await Session.open(topo.podA, S4, 443);
+      t.after(() => s.close());
+      assert.equal((await s.ping()).result, 'ok', 'requests on the connection');
+      assert.equal((await s.ping()).result, 'ok');
+      assert.match(await conntrack(S4), /ESTABLISHED/);
 
-    await host.call('policies', [NOTHING]);
-    await host.call('sync', 'policy');
-    // The sync resolves after its revocation reported done: nothing of it may remain now.
-    const [done] = await host.call<Array<Record<string, unknown>>>('log', 'revoked');
-    assert.ok(done, 'the revocation was reported');
-    assert.deepEqual(done['sources'], [A4]);
-    assert.ok((done['flows'] as number) >= 1, JSON.stringify(done));
-    assert.ok(!holds(await host.call('learned'), S4), 'the element is gone');
-    assert.doesNotMatch(await conntrack(S4), /ESTABLISHED/, 'the flow is gone');
-    assert.notEqual((await s.ping()).result, 'ok', 'the connection carries nothing any more');
-    await host.close();
-  });
+      await host.call('policies', [NOTHING]);
+      await host.call('sync', 'policy');
+      // The sync resolves after its revocation reported done: nothing of it may remain now.
+      const [done] = await host.call<Array<Record<string, unknown>>>('log', 'revoked');
+      assert.ok(done, 'the revocation was reported');
+      assert.deepEqual(done['sources'], [A4]);
+      assert.ok((done['flows'] as number) >= 1, JSON.stringify(done));
+      assert.ok(!holds(await host.call('learned'), S4), 'the element is gone');
+      assert.doesNotMatch(await conntrack(S4), /ESTABLISHED/, 'the flow is gone');
+      assert.notEqual((await s.ping()).result, 'ok', 'the connection carries nothing any more');
+      await host.close();
+    },
+  );
 
   await t.test('an answer asked before a revocation and answered after it does not re-add', async () => {
     const host = await DriverClient.start(topo.router, { groups: GROUPS, policies: [WEB] }, HOST);
