@@ -14,7 +14,6 @@
  *   learned()                  -> the learned elements the datapath holds
  *   log(reason)                -> the log lines with that reason so far
  */
-import readline from 'node:readline';
 import { Writable } from 'node:stream';
 import { parse } from 'yaml';
 import { createAgentMetrics } from '../../../src/agent/metrics.ts';
@@ -37,6 +36,7 @@ import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import type { Policy } from '../../../src/policy/model.ts';
 import { LearnedStore, type StoreLimits } from '../../../src/store/learned-store.ts';
 import { A, DEFAULT_SETTINGS, query, reply } from '../../unit/dns/helpers.ts';
+import { type Methods, serveJsonLines } from './json-lines-host.ts';
 
 interface Parts {
   readonly datapath: NftDatapath;
@@ -156,7 +156,7 @@ async function open(o: {
   return datapath.executorKind;
 }
 
-const methods: Record<string, (...args: never[]) => Promise<unknown>> = {
+const methods: Methods = {
   open,
   answer: async (name: string, ips: string[]) => {
     answers.set(name, ips);
@@ -166,7 +166,7 @@ const methods: Record<string, (...args: never[]) => Promise<unknown>> = {
     const r = await need().pipeline.handle(query(name), source, 'udp');
     return { rcode: r ? r[3]! & 0xf : null };
   },
-  /** Resolves once `count` asks for name wait at the upstream. */
+  /** How many asks for name wait at the upstream now. */
   heldCount: async (name: string) => held.get(name)?.length ?? 0,
   release: async (name: string) => {
     const waiting = held.get(name) ?? [];
@@ -184,23 +184,6 @@ const methods: Record<string, (...args: never[]) => Promise<unknown>> = {
   },
 };
 
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', (line) => {
-  let msg: { id: number; method: string; args: unknown[] };
-  try {
-    msg = JSON.parse(line);
-  } catch {
-    return;
-  }
-  const fn = methods[msg.method];
-  const out = (v: object) => process.stdout.write(`${JSON.stringify({ id: msg.id, ...v })}\n`);
-  if (!fn) return out({ ok: false, error: { code: 'ERR', message: `no method ${msg.method}` } });
-  (fn as (...a: unknown[]) => Promise<unknown>)(...(msg.args ?? [])).then(
-    (value) => out({ ok: true, value: value ?? null }),
-    (err: unknown) =>
-      out({ ok: false, error: { code: 'ERR', message: err instanceof Error ? err.message : String(err) } }),
-  );
-});
-rl.on('close', () => {
-  void parts?.datapath.close().finally(() => process.exit(0));
+serveJsonLines(methods, async () => {
+  await parts?.datapath.close();
 });

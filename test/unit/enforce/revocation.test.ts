@@ -17,19 +17,10 @@ import { createRegistry } from '../../../src/observe/metrics.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import { LearnedStore } from '../../../src/store/learned-store.ts';
 import { capturedLog } from '../sync/helpers.ts';
-import { policy } from './helpers.ts';
+import { STRIPE } from './helpers.ts';
 
 const POD = '10.0.0.2';
 const API = '203.0.113.10';
-
-const STRIPE = policy(`
-apiVersion: namegate.dev/v1alpha1
-kind: EgressPolicy
-metadata: { name: stripe, namespace: payments }
-spec:
-  podSelector: { matchLabels: { app: api } }
-  egress: [{ toFQDNs: [{ name: api.stripe.com }], ports: [{ port: 443 }] }]
-`);
 
 /** A datapath whose forget waits for the test: the flows of what it removed end when released. */
 class GatedDatapath extends RecordingDatapath {
