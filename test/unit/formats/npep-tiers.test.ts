@@ -106,7 +106,7 @@ describe('tiers and priorities across policies', async () => {
     expectProblem(r.errors, 'baseline-accept', 'spec.egress[0]', /admin-deny/);
   });
 
-  test('what cannot meet is no conflict: other namespaces, other ports, a later priority, a Baseline Pass', () => {
+  test('what cannot meet is no conflict: other namespaces, other ports, a later priority', () => {
     const r = loadYaml(
       [
         cnp('deny-b', 'Admin', 1, 'namespaces: {matchLabels: {kubernetes.io/metadata.name: b}}', [DENY_ALL]),
@@ -114,10 +114,23 @@ describe('tiers and priorities across policies', async () => {
           'action: Deny\n  to: [{networks: ["0.0.0.0/0", "::/0"]}]\n  protocols: [{udp: {}}]',
         ]),
         cnp('accept-a', 'Admin', 5, 'namespaces: {matchLabels: {kubernetes.io/metadata.name: a}}', [
-          ACCEPT_A,
+          `${ACCEPT_A}\n  protocols: [{tcp: {destinationPort: {number: 443}}}]`,
         ]),
         cnp('deny-later', 'Admin', 50, 'namespaces: {}', [DENY_ALL]),
-        cnp('baseline', 'Baseline', 1, 'namespaces: {}', [PASS_ALL, ACCEPT_A]),
+      ].join('---\n'),
+    );
+    assert.deepEqual(r.errors, []);
+    expectDecisions(compile(r), pod('a'), [['a.example.com', 'TCP', 443, 'allow']]);
+  });
+
+  test('a Baseline Pass takes nothing away (the default allows); an Admin Pass keeps a Baseline Accept', () => {
+    const r = loadYaml(
+      [
+        cnp('admin-pass', 'Admin', 1, 'namespaces: {}', [PASS_ALL]),
+        cnp('baseline', 'Baseline', 1, 'namespaces: {}', [
+          PASS_ALL.replace('"0.0.0.0/0", "::/0"', '"1.1.1.0/24"'),
+          ACCEPT_A,
+        ]),
       ].join('---\n'),
     );
     assert.deepEqual(r.errors, []);
@@ -134,7 +147,7 @@ function cnp(name: string, tier: string, priority: number, subject: string, rule
   return (
     `apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: ${name}}\n` +
     `spec:\n  tier: ${tier}\n  priority: ${priority}\n  subject:\n    ${subject}\n  egress:\n` +
-    rules.map((r) => `  - ${r}\n`).join('')
+    rules.map((r) => `  - ${r.replaceAll('\n  ', '\n    ')}\n`).join('')
   );
 }
 

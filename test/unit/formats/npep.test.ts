@@ -58,7 +58,7 @@ describe('the NPEP-133 example (allow-my-service-egress)', async () => {
   test('the wildcard meaning and the dropped default-deny are stated', () => {
     expectProblem(report.warnings, 'allow-my-service-egress', 'domainNames[1]', /one or more labels/);
     expectProblem(report.warnings, 'allow-my-service-egress', 'spec.egress[1]', /already denies/);
-    expectProblem(report.warnings, 'allow-my-service-egress', 'spec.priority', /not kept/);
+    expectProblem(report.warnings, 'allow-my-service-egress', 'spec.priority', /kept by checking/);
     // A closing Deny of everything: no fall-through warning.
     assert.equal(
       findProblem(report.warnings, 'allow-my-service-egress', 'spec.egress', /falls through/),
