@@ -188,7 +188,8 @@ function parseDocuments(text: string, file: string, report: LoadReport): unknown
     };
     // Before the YAML errors: a template's placeholders often break the YAML too, and "render
     // it first" is the message that helps.
-    const placeholder = findPlaceholder(text, doc.range[0], doc.range[2]);
+    // Up to the next document: a placeholder that broke the YAML may lie past this one's range.
+    const placeholder = findPlaceholder(text, doc.range[0], list[index + 1]?.range[0] ?? text.length);
     if (placeholder) {
       problem(
         `an unrendered template: ${JSON.stringify(placeholder.text)} at line ${placeholder.line}; ` +

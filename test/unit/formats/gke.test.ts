@@ -185,6 +185,50 @@ describe('broken FQDNNetworkPolicies', async () => {
   });
 });
 
+describe('the archived controller’s schema under arbitrary values', () => {
+  test('never throws; an error never comes with a policy; never a policy without its rules', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(
+          'networking.gke.io/v1alpha1',
+          'networking.gke.io/v1alpha2',
+          'networking.gke.io/v1alpha3',
+        ),
+        fc.constantFrom('rule', 'to', 'peer', 'fqdns', 'ports', 'protocol', 'policyTypes', 'matches'),
+        fc.jsonValue({ maxDepth: 3 }),
+        (apiVersion, where, junk) => {
+          const port: Record<string, unknown> = { port: 443, protocol: 'TCP' };
+          const peer: Record<string, unknown> = { fqdns: ['example.com'] };
+          const rule: Record<string, unknown> = { to: [peer], ports: [port] };
+          const spec: Record<string, unknown> = { podSelector: {}, egress: [rule] };
+          if (where === 'rule') spec['egress'] = [junk];
+          else if (where === 'to') rule['to'] = junk;
+          else if (where === 'peer') rule['to'] = [junk];
+          else if (where === 'fqdns') peer['fqdns'] = junk;
+          else if (where === 'ports') rule['ports'] = junk;
+          else if (where === 'protocol') port['protocol'] = junk;
+          else if (where === 'policyTypes') spec['policyTypes'] = junk;
+          else rule['matches'] = junk;
+          const doc = {
+            apiVersion,
+            kind: 'FQDNNetworkPolicy',
+            metadata: { name: 'p', namespace: 'ns' },
+            spec,
+          };
+          const result = gkeImporter.convert(doc, { defaultNamespace: 'default' });
+          if (result.errors.length > 0) assert.equal(result.documents.length, 0);
+          // Untouched (matches: null is absent): the rule is kept, whatever the version.
+          if (where === 'matches' && junk === null) {
+            assert.deepEqual(result.errors, []);
+            assert.equal(result.documents[0]?.spec?.egress?.length, 1);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
 describe('pattern conversion agrees with GKE’s one-label meaning', () => {
   test('on random names', () => {
     const labels = ['a', 'b', 'api', 'eu', 'company', 'com'];
