@@ -144,6 +144,29 @@ export function evaluatePolicyObject(obj: PolicyObject, options: EvaluateOptions
   return { ...base, dialect, policies: errors.length > 0 ? [] : policies, errors, warnings };
 }
 
+/**
+ * The importers' checks over all objects of their dialect that are valid on their own (keyed like
+ * `evaluated`): the problems only the set shows, per object id. Pure.
+ */
+export function setProblems(
+  evaluated: ReadonlyMap<string, Evaluated>,
+  objects: ReadonlyMap<string, PolicyObject>,
+): Map<string, Problem[]> {
+  const errors = new Map<string, Problem[]>();
+  for (const importer of IMPORTERS as readonly RegisteredImporter[]) {
+    if (!importer.checkSet) continue;
+    const ids = [...evaluated]
+      .filter(([id, e]) => e.dialect === importer.dialect && e.errors.length === 0 && objects.has(id))
+      .map(([id]) => id);
+    const docs = ids.map((id) => objects.get(id) as unknown as Record<string, unknown>);
+    importer.checkSet(docs).forEach((list, i) => {
+      const id = ids[i];
+      if (id !== undefined && list.length > 0) errors.set(id, list);
+    });
+  }
+  return errors;
+}
+
 export function problemsText(problems: readonly Problem[], limit = 4096): string {
   const text = problems.map((p) => (p.path === '' ? p.message : `${p.path}: ${p.message}`)).join('; ');
   return text.length > limit ? `${text.slice(0, limit - 3)}...` : text;
@@ -251,23 +274,6 @@ export class KubePolicySource {
     return out;
   }
 
-  /** The importers' checks over all objects of their dialect that are valid on their own. */
-  #checkSets(): Map<string, Problem[]> {
-    const errors = new Map<string, Problem[]>();
-    for (const importer of IMPORTERS as readonly RegisteredImporter[]) {
-      if (!importer.checkSet) continue;
-      const ids = [...this.#evaluated]
-        .filter(([, e]) => e.dialect === importer.dialect && e.errors.length === 0)
-        .map(([id]) => id);
-      const docs = ids.map((id) => this.#objects.get(id) as unknown as Record<string, unknown>);
-      importer.checkSet(docs).forEach((list, i) => {
-        const id = ids[i];
-        if (id !== undefined && list.length > 0) errors.set(id, list);
-      });
-    }
-    return errors;
-  }
-
   #onEvents(resource: ResourceType, events: ReflectorEvent<PolicyObject>[]): void {
     if (events.length === 0) return;
     for (const e of events) {
@@ -306,7 +312,7 @@ export class KubePolicySource {
 
   #compile(): void {
     const before = this.#setErrors;
-    this.#setErrors = this.#checkSets();
+    this.#setErrors = setProblems(this.#evaluated, this.#objects);
     for (const [id, problems] of this.#setErrors) {
       if (problemsText(problems) === problemsText(before.get(id) ?? [])) continue;
       this.#o.logger.warn(
