@@ -17,6 +17,7 @@ import {
   type NativeSpecParts,
   nativeDocument,
   PatternFlags,
+  isRecord,
   readBoolean,
   readList,
   readMeta,
@@ -25,7 +26,7 @@ import {
   sourceText,
   warnUnknown,
 } from './foreign-common.ts';
-import type { ImportContext, Importer, ImportResult } from './importer.ts';
+import type { ImportContext, Importer, ImportResult, Subject } from './importer.ts';
 import { LIMITS, type NativeDocument } from './native.ts';
 import type { RuleInput } from './native-schema.ts';
 
@@ -55,6 +56,7 @@ export const ciliumImporter = {
     },
   ],
   convert: convertCilium,
+  subject: ciliumSubject,
 } as const satisfies Importer;
 
 function convertCilium(doc: Record<string, unknown>, context: ImportContext): ImportResult {
@@ -94,6 +96,23 @@ function convertCilium(doc: Record<string, unknown>, context: ImportContext): Im
     );
   });
   return c.result(documents);
+}
+
+/** Each spec's endpointSelector; host policies and unreadable specs govern no pod. */
+function ciliumSubject(doc: Record<string, unknown>, context: ImportContext): Subject[] | undefined {
+  const c = new Conversion();
+  const clusterwide = doc['kind'] === 'CiliumClusterwideNetworkPolicy';
+  const meta = readMeta(c, doc, !clusterwide, context.defaultNamespace);
+  if (!meta) return undefined;
+  const specs = [doc['spec'], ...(readList(c, doc['specs'], 'specs', FOREIGN_LIMITS.specs) ?? [])];
+  const subjects: Subject[] = [];
+  for (const spec of specs) {
+    if (!isRecord(spec) || !absent(spec['nodeSelector']) || absent(spec['endpointSelector'])) continue;
+    const s = convertEndpointSelector(c, spec['endpointSelector'], 'endpointSelector', clusterwide, meta);
+    if (!s || s === 'nothing') continue;
+    subjects.push({ kind: clusterwide ? 'ClusterEgressPolicy' : 'EgressPolicy', namespace: meta.namespace, ...s });
+  }
+  return subjects.length > 0 ? subjects : undefined;
 }
 
 const SPEC_FIELDS = [

@@ -34,7 +34,7 @@ import {
   sourceText,
   warnUnknown,
 } from './foreign-common.ts';
-import type { ImportContext, Importer, ImportResult } from './importer.ts';
+import type { ImportContext, Importer, ImportResult, Subject } from './importer.ts';
 import { LIMITS } from './native.ts';
 import type { RuleInput } from './native-schema.ts';
 
@@ -57,7 +57,16 @@ export const gkeImporter = {
     },
   ],
   convert: convertGke,
+  subject: gkeSubject,
 } as const satisfies Importer;
+
+function gkeSubject(doc: Record<string, unknown>, context: ImportContext): Subject[] | undefined {
+  const c = new Conversion();
+  const meta = readMeta(c, doc, true, context.defaultNamespace);
+  const spec = isRecord(doc['spec']) ? doc['spec'] : undefined;
+  const podSelector = spec ? readSelector(c, spec['podSelector'], 'spec.podSelector') : undefined;
+  return meta && podSelector ? [{ kind: 'EgressPolicy', namespace: meta.namespace, podSelector }] : undefined;
+}
 
 type Entry = { name: string } | { pattern: string };
 

@@ -3,6 +3,8 @@
  * plus a warning for every field whose meaning namegate does not keep exactly and an error
  * (with the field path) for every field it cannot read.
  */
+import type { Mode, PolicyKind } from '../policy/model.ts';
+import type { LabelSelector } from '../policy/selector.ts';
 import type { NativeDocument, Problem } from './native.ts';
 
 export interface ImportResult {
@@ -52,6 +54,24 @@ export interface Importer {
    * document with a problem here yields no policy, exactly as if `convert` had reported it.
    */
   checkSet?(docs: readonly Record<string, unknown>[]): Problem[][];
+  /**
+   * The pods the document would govern, read without its rules, so that a rejected document
+   * still governs them with nothing allowed (fail closed; src/formats/subject.ts). One entry per
+   * native document it would yield; undefined when not even that can be read.
+   */
+  subject?(doc: Record<string, unknown>, context: ImportContext): Subject[] | undefined;
+}
+
+/** Who a document governs: the selecting half of a native document. */
+export interface Subject {
+  readonly kind: PolicyKind;
+  /** EgressPolicy: its namespace. ClusterEgressPolicy: null. */
+  readonly namespace: string | null;
+  readonly podSelector: LabelSelector;
+  /** ClusterEgressPolicy only; absent selects every namespace. */
+  readonly namespaceSelector?: LabelSelector | undefined;
+  /** When the document says; Enforce otherwise. */
+  readonly mode?: Mode | undefined;
 }
 
 /** The annotation that records where a converted policy came from. */

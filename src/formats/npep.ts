@@ -26,6 +26,7 @@ import {
   child,
   cidrsOverlap,
   coversEverything,
+  isRecord,
   nativeDocument,
   nativePorts,
   neverLearned,
@@ -41,7 +42,7 @@ import {
   sourceText,
   warnUnknown,
 } from './foreign-common.ts';
-import type { ImportContext, Importer, ImportResult } from './importer.ts';
+import type { ImportContext, Importer, ImportResult, Subject as Governed } from './importer.ts';
 import { LIMITS, type Problem } from './native.ts';
 import type { RuleInput } from './native-schema.ts';
 
@@ -98,7 +99,14 @@ export const npepImporter = {
   ],
   convert: convertNpep,
   checkSet: checkNpepSet,
+  subject: npepSubject,
 } as const satisfies Importer;
+
+function npepSubject(doc: Record<string, unknown>): Governed[] | undefined {
+  const spec = isRecord(doc['spec']) ? doc['spec'] : undefined;
+  const subject = spec ? convertSubject(new Conversion(), spec['subject']) : undefined;
+  return subject ? [{ kind: 'ClusterEgressPolicy', namespace: null, ...subject }] : undefined;
+}
 
 /** One egress rule, read. */
 interface ReadRule {

@@ -71,7 +71,7 @@ export function k8sMetrics(registry: Registry): K8sMetrics {
     }),
     policies: new Gauge({
       name: `${P}_policies`,
-      help: 'Policy objects read from the API, by state (accepted, rejected).',
+      help: 'Policy objects read from the API, by state (accepted, rejected_last_good_kept, rejected_fail_closed, rejected_no_subject).',
       labelNames: ['state'],
       registers,
     }),

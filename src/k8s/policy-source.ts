@@ -2,9 +2,11 @@
  * Policies from the Kubernetes API: EgressPolicy and ClusterEgressPolicy, plus the foreign kinds
  * the config enables (each read only while its CRD is installed; a missing CRD is an empty,
  * synced resource). Every object is validated on its own, foreign ones through their importer
- * (src/formats): an invalid object is excluded whole and reported (log line, metric, and the
- * controller's status condition), and never disturbs the valid ones. A burst of events costs one
- * compile: changes are coalesced to the next turn of the event loop.
+ * (src/formats): an invalid object is rejected whole and reported (log line, metric, and the
+ * controller's status condition), and never disturbs the valid ones. It fails closed (in-force.ts):
+ * its last accepted version stays in force, or else the pods it selects are governed with
+ * nothing allowed. A burst of events costs one compile: changes are coalesced to the next turn
+ * of the event loop.
  *
  * Implements the agent's PolicySource (current, onChange).
  */
@@ -18,11 +20,13 @@ import {
   IMPORTERS,
   type RegisteredImporter,
 } from '../formats/registry.ts';
+import { denyAll, readSubjects } from '../formats/subject.ts';
 import type { Logger } from '../observe/log.ts';
 import { CompiledPolicies } from '../policy/compile.ts';
 import type { Policy } from '../policy/model.ts';
 import type { KubeApi, KubeObject, ResourceType } from './api.ts';
 import { CLUSTER_EGRESS_POLICY, EGRESS_POLICY } from './crd.ts';
+import { inForce, type LastGood, STANDINGS, type Standing } from './in-force.ts';
 import type { K8sMetrics } from './metrics.ts';
 import { Reflector, type ReflectorEvent } from './reflector.ts';
 import type { KubernetesSettings } from './settings.ts';
@@ -57,6 +61,11 @@ export interface Evaluated {
   readonly policies: readonly Policy[];
   readonly errors: readonly Problem[];
   readonly warnings: readonly Problem[];
+  /**
+   * What governs the object's pods while it is rejected and was never accepted: its subject with
+   * no egress allowed. Undefined when not even its subject can be read.
+   */
+  readonly denyAll: readonly Policy[] | undefined;
 }
 
 export function policyObject(resource: ResourceType): (raw: KubeObject) => PolicyObject {
@@ -86,6 +95,21 @@ export interface EvaluateOptions {
 
 /** Validate one object (converting foreign ones); pure. */
 export function evaluatePolicyObject(obj: PolicyObject, options: EvaluateOptions): Evaluated {
+  const verdict = validateObject(obj, options);
+  const valid = verdict.errors.length === 0;
+  // A valid object can still be rejected by its dialect's set check: its own subject then.
+  const deny = valid
+    ? verdict.policies.map((p) => ({ ...p, rules: [] }))
+    : denyAll(
+        readSubjects(obj as unknown as Record<string, unknown>, {
+          defaultNamespace: obj.metadata.namespace ?? 'default',
+        }),
+        obj.metadata.name,
+      );
+  return { ...verdict, denyAll: deny !== undefined && deny.length > 0 ? deny : undefined };
+}
+
+function validateObject(obj: PolicyObject, options: EvaluateOptions): Omit<Evaluated, 'denyAll'> {
   const namespace = obj.metadata.namespace ?? null;
   const base = {
     object: `${obj.kind} ${namespace ? `${namespace}/` : ''}${obj.metadata.name}`,
@@ -167,6 +191,20 @@ export function setProblems(
   return errors;
 }
 
+/** Each object's own verdict, with the problems only the set shows added (they reject it too). */
+export function withSetProblems(
+  evaluated: ReadonlyMap<string, Evaluated>,
+  setErrors: ReadonlyMap<string, readonly Problem[]>,
+): ReadonlyMap<string, Evaluated> {
+  if (setErrors.size === 0) return evaluated;
+  const out = new Map<string, Evaluated>();
+  for (const [id, e] of evaluated) {
+    const extra = setErrors.get(id);
+    out.set(id, extra ? { ...e, policies: [], errors: [...e.errors, ...extra] } : e);
+  }
+  return out;
+}
+
 export function problemsText(problems: readonly Problem[], limit = 4096): string {
   const text = problems.map((p) => (p.path === '' ? p.message : `${p.path}: ${p.message}`)).join('; ');
   return text.length > limit ? `${text.slice(0, limit - 3)}...` : text;
@@ -182,6 +220,12 @@ export interface KubePolicySourceOptions {
   readonly absentRetryMs?: number;
 }
 
+const STANDING_TEXT: Record<Exclude<Standing, 'accepted'>, string> = {
+  rejected_last_good_kept: 'policy rejected; its last accepted version stays in force',
+  rejected_fail_closed: 'policy rejected; the pods it selects are governed with no egress allowed',
+  rejected_no_subject: 'policy rejected and its subject cannot be read; it governs no pod',
+};
+
 export class KubePolicySource {
   readonly reflectors: readonly Reflector<PolicyObject>[];
   readonly synced: Promise<void>;
@@ -191,6 +235,9 @@ export class KubePolicySource {
   readonly #objects = new Map<string, PolicyObject>();
   /** Problems only the set shows, per object id; recomputed by every compile. */
   #setErrors = new Map<string, Problem[]>();
+  /** The policies of each object's last accepted version (in-force.ts); kept across compiles. */
+  #lastGood = new Map<string, LastGood>();
+  #standings = new Map<string, Standing>();
   #current: CompiledPolicies | null = null;
   #listeners: Array<(set: CompiledPolicies) => void> = [];
   #scheduled: NodeJS.Immediate | null = null;
@@ -258,20 +305,13 @@ export class KubePolicySource {
     return this.#verdicts().values();
   }
 
-  /** Objects excluded because they are invalid. */
+  /** Objects rejected because they are invalid (what they still put in force: in-force.ts). */
   rejected(): Evaluated[] {
     return [...this.#verdicts().values()].filter((e) => e.errors.length > 0);
   }
 
-  /** Each object's own verdict, with the problems only the set shows added (they exclude it too). */
-  #verdicts(): Map<string, Evaluated> {
-    if (this.#setErrors.size === 0) return this.#evaluated;
-    const out = new Map<string, Evaluated>();
-    for (const [id, e] of this.#evaluated) {
-      const extra = this.#setErrors.get(id);
-      out.set(id, extra ? { ...e, policies: [], errors: [...e.errors, ...extra] } : e);
-    }
-    return out;
+  #verdicts(): ReadonlyMap<string, Evaluated> {
+    return withSetProblems(this.#evaluated, this.#setErrors);
   }
 
   #onEvents(resource: ResourceType, events: ReflectorEvent<PolicyObject>[]): void {
@@ -310,6 +350,19 @@ export class KubePolicySource {
     }
   }
 
+  /** One line per object whose standing changed to a rejected one (reason = the standing). */
+  #logStandings(verdicts: ReadonlyMap<string, Evaluated>, standings: Map<string, Standing>): void {
+    const before = this.#standings;
+    this.#standings = standings;
+    for (const [id, standing] of standings) {
+      if (standing === 'accepted' || before.get(id) === standing) continue;
+      this.#o.logger.warn(
+        { event: 'policy', reason: `policy_${standing}`, policy: verdicts.get(id)?.object },
+        STANDING_TEXT[standing],
+      );
+    }
+  }
+
   #compile(): void {
     const before = this.#setErrors;
     this.#setErrors = setProblems(this.#evaluated, this.#objects);
@@ -325,16 +378,16 @@ export class KubePolicySource {
         'policy rejected; the other policies stay in force',
       );
     }
-    const policies: Policy[] = [];
-    let rejected = 0;
-    for (const e of this.#verdicts().values()) {
-      if (e.errors.length > 0) rejected++;
-      else policies.push(...e.policies);
-    }
-    const set = new CompiledPolicies(policies);
+    const verdicts = this.#verdicts();
+    const decided = inForce(verdicts, this.#lastGood);
+    this.#lastGood = decided.lastGood;
+    this.#logStandings(verdicts, decided.standings);
+    const set = new CompiledPolicies(decided.policies);
     this.#current = set;
-    this.#o.metrics.policies.set({ state: 'accepted' }, this.#evaluated.size - rejected);
-    this.#o.metrics.policies.set({ state: 'rejected' }, rejected);
+    const counts = new Map<Standing, number>(STANDINGS.map((s) => [s, 0]));
+    for (const s of decided.standings.values()) counts.set(s, (counts.get(s) ?? 0) + 1);
+    for (const [state, n] of counts) this.#o.metrics.policies.set({ state }, n);
+    const rejected = this.#evaluated.size - (counts.get('accepted') ?? 0);
     this.#o.logger.info(
       { event: 'policy', reason: 'policy_compiled', policies: set.size, rejected, patterns: set.fqdns.size },
       'policies from the API compiled',
