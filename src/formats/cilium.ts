@@ -13,11 +13,11 @@ import {
   child,
   FOREIGN_LIMITS,
   type ForeignMeta,
+  isRecord,
   memberName,
   type NativeSpecParts,
   nativeDocument,
   PatternFlags,
-  isRecord,
   readBoolean,
   readList,
   readMeta,
@@ -110,7 +110,11 @@ function ciliumSubject(doc: Record<string, unknown>, context: ImportContext): Su
     if (!isRecord(spec) || !absent(spec['nodeSelector']) || absent(spec['endpointSelector'])) continue;
     const s = convertEndpointSelector(c, spec['endpointSelector'], 'endpointSelector', clusterwide, meta);
     if (!s || s === 'nothing') continue;
-    subjects.push({ kind: clusterwide ? 'ClusterEgressPolicy' : 'EgressPolicy', namespace: meta.namespace, ...s });
+    subjects.push({
+      kind: clusterwide ? 'ClusterEgressPolicy' : 'EgressPolicy',
+      namespace: meta.namespace,
+      ...s,
+    });
   }
   return subjects.length > 0 ? subjects : undefined;
 }

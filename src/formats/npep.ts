@@ -42,7 +42,7 @@ import {
   sourceText,
   warnUnknown,
 } from './foreign-common.ts';
-import type { ImportContext, Importer, ImportResult, Subject as Governed } from './importer.ts';
+import type { Subject as Governed, ImportContext, Importer, ImportResult } from './importer.ts';
 import { LIMITS, type Problem } from './native.ts';
 import type { RuleInput } from './native-schema.ts';
 

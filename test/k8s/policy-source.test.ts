@@ -1,17 +1,19 @@
 /**
  * KubePolicySource against a real kube-apiserver: EgressPolicy and ClusterEgressPolicy objects
- * are followed through create, update and delete; an invalid one is excluded with its field
- * path and the others stay in force; a CiliumNetworkPolicy (its CRD installed from a fixture
+ * are followed through create, update and delete; an invalid one is rejected with its field
+ * path, the others stay in force, and it fails closed (REL-12); a CiliumNetworkPolicy (its CRD installed from a fixture
  * after the source started) is read and converted.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { canonicalName } from '../../src/core/names.ts';
 import { makeIdentity } from '../../src/identity/identity.ts';
 import type { KubeApi } from '../../src/k8s/api.ts';
 import { CLUSTER_EGRESS_POLICY, EGRESS_POLICY } from '../../src/k8s/crd.ts';
 import { KubePolicySource } from '../../src/k8s/policy-source.ts';
 import type { CompiledPolicies } from '../../src/policy/compile.ts';
+import { decide } from '../../src/policy/decide.ts';
 import { ensureNamespace, TestApiServer } from './apiserver.ts';
 import { apply, installCrds, quiet, readYamlDocs, remove, whenTrue } from './helpers.ts';
 
@@ -101,15 +103,64 @@ describe('policy source', () => {
     assert.equal(set.fqdns.size, 2);
   });
 
-  test('an invalid policy is excluded and reported with its field path; the valid ones stay', async () => {
+  test('an invalid policy is rejected and reported with its field path; the valid ones stay', async () => {
     await apply(api, egressPolicy('bad', { egress: [{ toFQDNs: [{ pattern: '*.com' }] }] }));
-    await whenTrue(changed, () => (source.rejected().length === 1 ? true : undefined), 'rejected');
+    const inForce = (name: string) => source.current().policies.some((p) => p.ref.name === name);
+    await whenTrue(changed, () => (inForce('bad') ? true : undefined), 'rejected');
     const [bad] = source.rejected();
     assert.equal(bad?.object, 'EgressPolicy shop/bad');
     assert.equal(bad?.errors[0]?.path, 'spec.egress[0].toFQDNs[0].pattern');
-    assert.deepEqual(names(source.current()), ['EgressPolicy/shop/web']);
+    // web stays as it was; bad is in force only as a deny-all over its subject (fail closed).
+    assert.deepEqual(names(source.current()), ['EgressPolicy/shop/bad', 'EgressPolicy/shop/web']);
+    const kept = source.current().policies.find((p) => p.ref.name === 'bad');
+    assert.deepEqual(kept?.rules, []);
     await remove(api, EGRESS_POLICY, 'shop', 'bad');
-    await whenTrue(changed, () => (source.rejected().length === 0 ? true : undefined), 'bad removed');
+    await whenTrue(changed, () => (inForce('bad') ? undefined : true), 'bad removed');
+    assert.deepEqual(source.rejected(), []);
+  });
+
+  test('REL-12: an invalid update keeps the last good version; a never-valid object fails closed', async () => {
+    const web = source.current().policies.find((p) => p.ref.name === 'web');
+    assert.ok(web);
+    const valid = {
+      podSelector: { matchLabels: { app: 'web' } },
+      mode: 'Audit',
+      egress: [{ toFQDNs: [{ name: 'api.example.com' }, { pattern: '*.example.org' }] }],
+    };
+    await apply(api, egressPolicy('web', { ...valid, egress: [{ toFQDNs: [{ pattern: '*.com' }] }] }));
+    await apply(
+      api,
+      egressPolicy('db', {
+        podSelector: { matchLabels: { app: 'db' } },
+        egress: [{ toFQDNs: [{ pattern: '*.com' }] }],
+      }),
+    );
+    // Both on one watch, in order: once db is in force, so is web's update.
+    const inForce = (name: string) => source.current().policies.some((p) => p.ref.name === name);
+    await whenTrue(changed, () => (inForce('db') ? true : undefined), 'both rejected');
+    assert.equal(source.rejected().length, 2);
+    const set = source.current();
+    assert.equal(
+      set.policies.find((p) => p.ref.name === 'web'),
+      web,
+      'the last accepted version of web',
+    );
+    const at = (labels: Record<string, string>) =>
+      decide(
+        set,
+        makeIdentity(`pod:shop/${labels['app']}`, 'shop', labels),
+        canonicalName('x.example.org'),
+        'TCP',
+        443,
+      );
+    assert.deepEqual([at({ app: 'web' }).verdict, at({ app: 'web' }).mode], ['allow', 'Audit']);
+    assert.deepEqual([at({ app: 'db' }).verdict, at({ app: 'db' }).mode], ['deny', 'Enforce']);
+    assert.equal(at({ app: 'other' }).mode, null, 'pods no object selects stay ungoverned');
+    await apply(api, egressPolicy('web', valid));
+    await remove(api, EGRESS_POLICY, 'shop', 'db');
+    await whenTrue(changed, () => (inForce('db') ? undefined : true), 'fixed and removed');
+    assert.deepEqual(source.rejected(), []);
+    assert.equal(source.current().policies.find((p) => p.ref.name === 'web')?.rules[0]?.fqdns.length, 2);
   });
 
   test('a ClusterEgressPolicy joins the set; deletes leave it', async () => {

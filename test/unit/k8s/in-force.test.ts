@@ -26,7 +26,8 @@ class Cluster {
   set = new CompiledPolicies([]);
 
   apply(...objects: PolicyObject[]): this {
-    for (const o of objects) this.objects.set(`${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, o);
+    for (const o of objects)
+      this.objects.set(`${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`, o);
     return this.compile();
   }
 
@@ -37,7 +38,8 @@ class Cluster {
 
   compile(): this {
     const evaluated = new Map<string, Evaluated>();
-    for (const [id, o] of this.objects) evaluated.set(id, evaluatePolicyObject(o, { istioRegistryOnly: true }));
+    for (const [id, o] of this.objects)
+      evaluated.set(id, evaluatePolicyObject(o, { istioRegistryOnly: true }));
     const decided = inForce(withSetProblems(evaluated, setProblems(evaluated, this.objects)), this.lastGood);
     this.lastGood = decided.lastGood;
     this.standings = decided.standings;
@@ -46,7 +48,10 @@ class Cluster {
   }
 
   /** The verdict for `pod` (labels) in namespace shop connecting to name:443. */
-  verdict(labels: Record<string, string>, name: string): { verdict: string; reason: Reason; mode: string | null } {
+  verdict(
+    labels: Record<string, string>,
+    name: string,
+  ): { verdict: string; reason: Reason; mode: string | null } {
     const pod = makeIdentity(`pod:shop/${JSON.stringify(labels)}`, 'shop', labels);
     const d = decide(this.set, pod, canonicalName(name), 'TCP', 443);
     return { verdict: d.verdict, reason: d.reason, mode: d.mode };
