@@ -209,7 +209,8 @@ describe('subject properties', () => {
     const key = fc.stringMatching(/^[a-z][a-z0-9]{0,8}$/);
     const value = fc.stringMatching(/^[a-z0-9]{1,8}$/);
     fc.assert(
-      fc.property(fc.dictionary(key, value, { maxKeys: 4 }), (matchLabels) => {
+      fc.property(fc.dictionary(key, value, { maxKeys: 4 }), (generated) => {
+        const matchLabels = { ...generated };
         const selector = Object.keys(matchLabels).length > 0 ? { matchLabels } : {};
         const docs = [
           TABLE[0]?.doc,
