@@ -1,7 +1,7 @@
 /**
  * KubePolicySource against a real kube-apiserver: EgressPolicy and ClusterEgressPolicy objects
  * are followed through create, update and delete; an invalid one is rejected with its field
- * path, the others stay in force, and it fails closed (REL-12); a CiliumNetworkPolicy (its CRD installed from a fixture
+ * path, the others stay in force, and it fails closed (REL-06); a CiliumNetworkPolicy (its CRD installed from a fixture
  * after the source started) is read and converted.
  */
 import assert from 'node:assert/strict';
@@ -119,7 +119,7 @@ describe('policy source', () => {
     assert.deepEqual(source.rejected(), []);
   });
 
-  test('REL-12: an invalid update keeps the last good version; a never-valid object fails closed', async () => {
+  test('REL-06: an invalid update keeps the last good version; a never-valid object fails closed', async () => {
     const web = source.current().policies.find((p) => p.ref.name === 'web');
     assert.ok(web);
     const valid = {

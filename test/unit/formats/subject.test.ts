@@ -1,6 +1,6 @@
 /**
- * Who a rejected document governs (src/formats/subject.ts and the importers' `subject` hooks):
- * a table across dialects of invalid documents and the pods their deny-all policies govern, and
+ * Who a rejected document governs (REL-06; src/formats/subject.ts and the importers' `subject`
+ * hooks): a table across dialects of invalid documents and the pods their deny-all policies govern, and
  * properties: for every valid fixture, the subject covers every policy the document converts to;
  * selectors come through unchanged.
  */

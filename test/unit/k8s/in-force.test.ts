@@ -1,7 +1,7 @@
 /**
- * Failing closed on rejected policy objects (src/k8s/in-force.ts), driven the way the Kubernetes
- * policy source drives it: evaluate every object, add the set checks' problems, decide what is in
- * force, compile, and ask decide() for a pod.
+ * Failing closed on rejected policy objects (src/k8s/in-force.ts; docs/security.md REL-06),
+ * driven the way the Kubernetes policy source drives it: evaluate every object, add the set
+ * checks' problems, decide what is in force, compile, and ask decide() for a pod.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
