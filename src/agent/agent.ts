@@ -143,7 +143,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const fileSink =
       options.flowLog === undefined ? flowSink(dnsSettingsFrom(w.config).flowLog) : options.flowLog;
     const flows = startFlows(w, sources, fileSink);
-    dns = await startDns(w, sources, datapath, fileSink, flows);
+    dns = await startDns(w, sources, datapath, fileSink, flows, () => enforcer.syncAfter('unknown_hold'));
     if (!options.dnsOnly) await startProxies(w, sources, dns.store, flows);
     await followChanges(w, sources, enforcer);
     flows.followIdentities();
@@ -251,6 +251,8 @@ async function startDns(
   datapath: Datapath,
   flowLog: LineSink | null,
   flows: AgentFlows,
+  /** A held query of a new source is answered once the kernel holds it (src/dns/unknown-hold.ts). */
+  settled: () => Promise<unknown>,
 ): Promise<DnsProxy> {
   const settings = dnsSettingsFrom(w.config);
   const dns = await DnsProxy.start({
@@ -263,6 +265,7 @@ async function startDns(
     flowLog,
     flowObserver: flows.dnsObserver,
     clock: w.clock,
+    settled,
     // A rolling update starts the new agent beside the old one on the same port (host network).
     reusePort: true,
   });

@@ -31,6 +31,7 @@ import { Pipeline } from './pipeline.ts';
 import { RandomIds } from './random.ts';
 import { DnsServer, type ListenAddress } from './server.ts';
 import type { DnsSettings, UpstreamSettings } from './settings.ts';
+import { UnknownHold } from './unknown-hold.ts';
 import { UpstreamClient, type UpstreamObserver } from './upstream.ts';
 
 export interface DnsProxyDeps {
@@ -53,6 +54,11 @@ export interface DnsProxyDeps {
   readonly reusePort?: boolean;
   /** Use this store instead of building one (workers sharing a store in-process). */
   readonly store?: LearnedStore;
+  /**
+   * Resolves once the kernel holds the identities known at the call (the agent: a datapath sync
+   * started after it): a query held for an unknown source is answered only then (unknown-hold.ts).
+   */
+  readonly settled?: () => Promise<unknown>;
 }
 
 /** The store's expired entries are collected a slice per tick (see #startTimers). */
@@ -101,6 +107,7 @@ export class DnsProxy {
   readonly #upstream: UpstreamClient;
   readonly #pending: PendingLimiter;
   readonly #flowLog: FlowLog;
+  readonly #unknownHold: UnknownHold;
   readonly #timers: NodeJS.Timeout[] = [];
   #checkpointing: Promise<void> | null = null;
   #stopped = false;
@@ -132,6 +139,11 @@ export class DnsProxy {
       deps.flowLogBufferBytes ?? FLOW_LOG_BUFFER_BYTES,
       deps.flowObserver ?? null,
     );
+    this.#unknownHold = new UnknownHold({
+      identities: deps.identities,
+      settings: settings.unknownHold,
+      ...(deps.settled ? { settled: deps.settled } : {}),
+    });
     const pipeline = new Pipeline({
       settings: settings.pipeline,
       policies: deps.policies,
@@ -146,11 +158,16 @@ export class DnsProxy {
       rate: new RateLimiter(settings.rate.perSource, settings.rate.burst),
       pending: this.#pending,
       log: deps.log,
+      unknownHold: this.#unknownHold,
     });
     this.#server = new DnsServer(pipeline, settings.listen, settings.server, metrics, deps.log, {
       reusePort: deps.reusePort ?? false,
     });
-    metrics.watch({ pending: () => this.#pending.total, tcpConnections: () => this.#server.tcpConnections });
+    metrics.watch({
+      pending: () => this.#pending.total,
+      tcpConnections: () => this.#server.tcpConnections,
+      unknownHeld: () => this.#unknownHold.held,
+    });
   }
 
   /** Restore the checkpoint, commit it, then open the sockets and start the timers. */
@@ -257,6 +274,7 @@ export class DnsProxy {
     if (this.#stopped) return;
     this.#stopped = true;
     for (const t of this.#timers) clearInterval(t);
+    this.#unknownHold.stop();
     await this.#server.close();
     this.#upstream.close();
     this.#flowLog.flush();

@@ -109,7 +109,7 @@ export function unknownScopeFrom(cidrs: readonly string[]): { unknownScope?: Cid
 }
 
 /** Is this source address inside the scope? False for anything that is not an address. */
-function inScope(settings: RouteSettings, source: string | undefined): boolean {
+export function inUnknownScope(settings: RouteSettings, source: string | undefined): boolean {
   if (source === undefined || settings.unknownScope === undefined || isIP(source) === 0) return false;
   return settings.unknownScope.has(source);
 }
@@ -123,7 +123,7 @@ export function route(
   source?: string,
 ): Route {
   if (!identity) {
-    if (settings.unknownSources === 'refuse' || inScope(settings, source)) {
+    if (settings.unknownSources === 'refuse' || inUnknownScope(settings, source)) {
       return {
         kind: 'refuse',
         verdict: 'deny',

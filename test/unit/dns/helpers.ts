@@ -13,9 +13,11 @@ import { PendingLimiter, RateLimiter } from '../../../src/dns/limits.ts';
 import { replyMismatch } from '../../../src/dns/message.ts';
 import { createDnsMetrics, type DnsMetrics } from '../../../src/dns/metrics.ts';
 import { Pipeline, type PipelineSettings } from '../../../src/dns/pipeline.ts';
+import { UnknownHold, type UnknownHoldDeps } from '../../../src/dns/unknown-hold.ts';
 import { UpstreamError, type UpstreamReply } from '../../../src/dns/upstream.ts';
 import type { Question } from '../../../src/dns/wire.ts';
 import { validateNative } from '../../../src/formats/native.ts';
+import type { IdentityProvider } from '../../../src/identity/identity.ts';
 import { type SourceGroup, StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
@@ -189,6 +191,9 @@ export function harness(
     pending?: [number, number];
     inUse?: (source: string, ip: string) => boolean;
     policies?: Policy[];
+    identities?: IdentityProvider;
+    /** An unknown-source hold over the harness's identities (src/dns/unknown-hold.ts). */
+    unknownHold?: Omit<UnknownHoldDeps, 'identities'>;
   } = {},
 ): Harness {
   const clock = new ManualClock();
@@ -213,10 +218,12 @@ export function harness(
     upstream: ((u: Upstreamed) => reply(u.question.name, 'A', [])) as UpstreamFn,
     policies: new CompiledPolicies(opts.policies ?? POLICIES()),
   } as Harness;
+  const identities = opts.identities ?? new StaticGroups(GROUPS);
   const pipeline = new Pipeline({
     settings: { ...DEFAULT_SETTINGS, ...opts.settings },
     policies: { current: () => h.policies },
-    identities: new StaticGroups(GROUPS),
+    identities,
+    ...(opts.unknownHold ? { unknownHold: new UnknownHold({ ...opts.unknownHold, identities }) } : {}),
     store,
     upstream: {
       async query(q: Buffer, question: Question, tcp: boolean): Promise<UpstreamReply> {
