@@ -197,7 +197,8 @@ describe('namegate on a real Kubernetes node', { skip, concurrency: false, timeo
       const name = 'fresh';
       await apply(
         api,
-        testClientDeployment(cp, testClient, {
+        // The probe is Node.js (src/lab/cluster/pod-probe.ts): the namegate image has it.
+        testClientDeployment(cp, record.images['namegate']!.ref, {
           name,
           namespace: 'payments',
           labels: { app: 'payments-api' },
@@ -209,6 +210,7 @@ describe('namegate on a real Kubernetes node', { skip, concurrency: false, timeo
       await waitRolledOut(api, 'Deployment', 'payments', name);
       const pods = await runningPods(api, 'payments', `namegate.dev/lab-workload=${name}`);
       const ms: number[] = [];
+      const tries: string[] = [];
       for (const p of pods) {
         const result = await waitFor(`probe of ${p.name}`, 60_000, async () => {
           const log = await api.text('GET', `/api/v1/namespaces/payments/pods/${p.name}/log`);
@@ -217,8 +219,12 @@ describe('namegate on a real Kubernetes node', { skip, concurrency: false, timeo
         assert.equal(result.leaks, 0, `${p.name}: a denied name was answered before the pod was governed`);
         assert.equal(result.answer, STRIPE_IP, `${p.name} got its allowed answer`);
         ms.push(governedMs(result));
+        // 1 try: the agent held the first query until it knew the pod (dns.unknownHoldMs).
+        tries.push(`${result.tries} (${result.last})`);
       }
-      t.diagnostic(`container start -> first allowed answer: ${ms.join(', ')} ms`);
+      t.diagnostic(
+        `container start -> first allowed answer: ${ms.join(', ')} ms; tries: ${tries.join(', ')}`,
+      );
       await api.request('DELETE', `/apis/apps/v1/namespaces/payments/deployments/${name}`);
     }),
   );
