@@ -35,11 +35,16 @@ type Answer =
   | { readonly kind: 'answer'; readonly ips: string[] }
   | { readonly kind: 'refused'; readonly why: string };
 
-/** The first nameserver of /etc/resolv.conf. */
-function resolverAddress(): string {
+/** The first nameserver of /etc/resolv.conf (PROBE_RESOLVER=<ipv4>:<port> instead, for tests). */
+function resolverAddress(): { host: string; port: number } {
+  const env = process.env['PROBE_RESOLVER'];
+  if (env) {
+    const [host, port] = env.split(':');
+    return { host: host!, port: Number(port) };
+  }
   const m = /^\s*nameserver\s+(\S+)/m.exec(readFileSync('/etc/resolv.conf', 'utf8'));
   if (!m) throw new Error('no nameserver in /etc/resolv.conf');
-  return m[1]!;
+  return { host: m[1]!, port: 53 };
 }
 
 /** One UDP socket, one query at a time: the reply with our ID, or why there was none. */
@@ -47,7 +52,7 @@ class Asker {
   readonly #socket = dgram.createSocket('udp4');
   #waiting: { id: number; resolve: (b: Buffer | null) => void } | null = null;
 
-  constructor(server: string) {
+  constructor(server: { host: string; port: number }) {
     this.#socket.on('message', (msg) => {
       const w = this.#waiting;
       if (w && msg.length >= 2 && msg.readUInt16BE(0) === w.id) {
@@ -55,7 +60,7 @@ class Asker {
         w.resolve(msg);
       }
     });
-    this.#socket.connect(53, server);
+    this.#socket.connect(server.port, server.host);
   }
 
   ready(): Promise<void> {

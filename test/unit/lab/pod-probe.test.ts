@@ -1,0 +1,93 @@
+/**
+ * The in-pod probe (src/lab/cluster/pod-probe.ts) against a DNS server on loopback: one process
+ * retries until the allowed name is answered, counts a denied name answered as a leak, and prints
+ * the line probe.ts parses. The line parsers too.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import dnsPacket from 'dns-packet';
+import { parseFollow, parseProbe, probeCommand } from '../../../src/lab/cluster/probe.ts';
+
+const PROBE = path.resolve(import.meta.dirname, '../../../src/lab/cluster/pod-probe.ts');
+
+/** A UDP DNS server: REFUSED for `allowed` until it has been asked `refuseFirst` times. */
+async function fakeResolver(opts: { allowed: string; refuseFirst: number; leak: boolean }) {
+  const socket = dgram.createSocket('udp4');
+  let asked = 0;
+  socket.on('message', (msg, from) => {
+    const q = dnsPacket.decode(msg);
+    const name = q.questions?.[0]?.name ?? '';
+    const answer = name === opts.allowed ? ++asked > opts.refuseFirst : opts.leak;
+    const reply = dnsPacket.encode({
+      id: q.id ?? 0,
+      type: 'response',
+      flags: dnsPacket.RECURSION_DESIRED | (answer ? 0 : 5),
+      questions: q.questions ?? [],
+      answers: answer ? [{ type: 'A', name, ttl: 30, data: '203.0.113.10' }] : [],
+    });
+    socket.send(reply, from.port, from.address);
+  });
+  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
+  return { port: socket.address().port, asked: () => asked, close: () => socket.close() };
+}
+
+/** Run the probe until it prints its line; then end it (it idles, as a pod's command does). */
+async function runFirst(port: number): Promise<string> {
+  const argv = probeCommand('api.stripe.com', 'evil.example.com').slice(2);
+  const child = spawn(process.execPath, [PROBE, ...argv], {
+    env: { ...process.env, PROBE_RESOLVER: `127.0.0.1:${port}` },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    let out = '';
+    for await (const chunk of child.stdout) {
+      out += String(chunk);
+      if (out.includes('\n')) return out;
+    }
+    throw new Error(`the probe ended without its line (exit ${child.exitCode})`);
+  } finally {
+    child.kill();
+  }
+}
+
+describe('pod-probe first', () => {
+  test('retries in one process until the allowed name is answered; no leak', async (t) => {
+    const dns = await fakeResolver({ allowed: 'api.stripe.com', refuseFirst: 3, leak: false });
+    t.after(() => dns.close());
+    const r = parseProbe(await runFirst(dns.port));
+    assert.ok(r);
+    assert.equal(r.tries, 4);
+    assert.equal(r.last, 'rcode_5');
+    assert.equal(r.leaks, 0);
+    assert.equal(r.answer, '203.0.113.10');
+    assert.ok(r.start <= r.sent && r.sent <= r.answered, JSON.stringify(r));
+  });
+
+  test('a denied name answered is counted as a leak', async (t) => {
+    const dns = await fakeResolver({ allowed: 'api.stripe.com', refuseFirst: 1, leak: true });
+    t.after(() => dns.close());
+    const r = parseProbe(await runFirst(dns.port));
+    assert.ok(r);
+    assert.equal(r.tries, 2);
+    // One between the tries, one after the answer.
+    assert.equal(r.leaks, 2);
+  });
+});
+
+describe('probe lines', () => {
+  test('parseFollow reads every change, in order; other lines are ignored', () => {
+    const log = [
+      'namegate-follow at=1000 done=1012 ok=0 why=dns_rcode_5',
+      'something else',
+      'namegate-follow at=2000 done=2030 ok=1 why=-',
+    ].join('\n');
+    assert.deepEqual(parseFollow(log), [
+      { at: 1000, done: 1012, ok: false, why: 'dns_rcode_5' },
+      { at: 2000, done: 2030, ok: true, why: '-' },
+    ]);
+    assert.equal(parseProbe('no probe line here'), null);
+  });
+});
