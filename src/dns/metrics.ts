@@ -197,7 +197,7 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
     }),
     unknownHolds: new Counter({
       name: 'namegate_dns_unknown_holds_total',
-      help: 'Held queries of unknown sources by how the hold ended (identified, timeout, full, stopped).',
+      help: 'Held queries of unknown sources by how the hold ended (identified, timeout, full, stopped, gone).',
       labelNames: ['result'] as const,
       registers,
     }),

@@ -77,6 +77,7 @@ const HOLD_REASON: Record<Exclude<UnknownHoldResult, 'identified'>, string> = {
   timeout: 'unknown_source_timeout',
   full: 'unknown_hold_full',
   stopped: 'unknown_source',
+  gone: 'unknown_source',
 };
 
 type Hold = 'committed' | 'timeout' | 'failed';

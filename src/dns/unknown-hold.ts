@@ -21,8 +21,11 @@ export interface UnknownHoldSettings {
   readonly maxPerSource: number;
 }
 
-/** How a hold ended: the source got an identity, the deadline passed, no room, or shutdown. */
-export type UnknownHoldResult = 'identified' | 'timeout' | 'full' | 'stopped';
+/**
+ * How a hold ended: the source got an identity, the deadline passed, no room, shutdown, or the
+ * identity came and went again before the kernel held it.
+ */
+export type UnknownHoldResult = 'identified' | 'timeout' | 'full' | 'stopped' | 'gone';
 
 export interface HeldQuery {
   readonly result: UnknownHoldResult;
@@ -130,7 +133,15 @@ export class UnknownHold {
       for (const w of set) {
         if (w.settling) continue;
         w.settling = true;
-        const release = () => this.#release(source, w, { result: 'identified', identity });
+        // Looked up again at release: the pod may have gone meanwhile (never its old identity).
+        const release = () => {
+          const now = this.#d.identities.lookup(source);
+          this.#release(
+            source,
+            w,
+            now ? { result: 'identified', identity: now } : { result: 'gone', identity: now },
+          );
+        };
         if (!this.#d.settled) {
           release();
           continue;

@@ -101,6 +101,19 @@ describe('unknown sources inside the source CIDRs wait for their identity', () =
     assert.equal(rcodeOf(await answer), 0);
   });
 
+  test('a pod gone again before the kernel held it: refused, never judged by its old identity', async () => {
+    let kernel!: () => void;
+    const { h, identities } = setup({}, () => new Promise<void>((r) => (kernel = r)));
+    const answer = h.ask(NEW_POD, query('api.example.com'));
+    identities.replace([...GROUPS, NEW_GROUP]);
+    identities.replace(GROUPS);
+    kernel();
+    assert.equal(rcodeOf(await answer), 5);
+    assert.equal(h.lines.at(-1)!['reason'], 'unknown_source');
+    assert.equal(h.upstreamCalls.length, 0);
+    assert.equal(await h.metric('namegate_dns_unknown_holds_total', { result: 'gone' }), 1);
+  });
+
   test('outside the source CIDRs, and with the hold off, nothing is held (as before)', async () => {
     const { h } = setup();
     assert.equal(rcodeOf(await h.ask(OUTSIDE, query('api.example.com'))), 5);
