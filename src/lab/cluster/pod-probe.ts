@@ -1,8 +1,8 @@
 /**
  * The in-pod probe of the cluster benchmark and tests: one long-lived Node.js process (the
  * namegate image's, run as the pod's command) so that what is timed is the cluster, not the start
- * of a process per try. It asks the resolver of /etc/resolv.conf itself, over UDP, with
- * namegate's own query builder and answer reader. Two modes:
+ * of a process per try. It asks the resolver of /etc/resolv.conf over UDP with Node's in-process
+ * stub resolver. Two modes:
  *
  *   first <allowed> <denied>: from the container's start, ask for <allowed> until an address
  *     comes back (a try waits up to 5 s for its reply, as glibc does; 10 ms between tries), asking
@@ -15,12 +15,9 @@
  * Times in `first` are seconds since boot, the clock /proc/<pid>/stat's start time uses (every
  * namespace shares it); the container's start is its first process's start (this one: PID 1).
  */
-import dgram from 'node:dgram';
+import { Resolver } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import { readAnswers } from '../../dns/answers.ts';
-import { buildQuery, RESOLVE_LIMITS } from '../../dns/resolve.ts';
-import { RrClass, RrType } from '../../dns/wire.ts';
 import { FOLLOW_MARK, PROBE_MARK } from './probe.ts';
 
 /** A try's wait for its reply: glibc's default (resolv.conf `timeout:5`). */
@@ -36,62 +33,31 @@ type Answer =
   | { readonly kind: 'refused'; readonly why: string };
 
 /** The first nameserver of /etc/resolv.conf (PROBE_RESOLVER=<ipv4>:<port> instead, for tests). */
-function resolverAddress(): { host: string; port: number } {
+function resolverAddress(): string {
   const env = process.env['PROBE_RESOLVER'];
-  if (env) {
-    const [host, port] = env.split(':');
-    return { host: host!, port: Number(port) };
-  }
+  if (env) return env;
   const m = /^\s*nameserver\s+(\S+)/m.exec(readFileSync('/etc/resolv.conf', 'utf8'));
   if (!m) throw new Error('no nameserver in /etc/resolv.conf');
-  return { host: m[1]!, port: 53 };
+  return m[1]!;
 }
 
-/** One UDP socket, one query at a time: the reply with our ID, or why there was none. */
+/**
+ * A queries over UDP with Node's own stub resolver (c-ares, in this process: no cache, no search
+ * list, one try per call): the addresses, or why there were none (EREFUSED, ETIMEOUT, ...).
+ */
 class Asker {
-  readonly #socket = dgram.createSocket('udp4');
-  #waiting: { id: number; resolve: (b: Buffer | null) => void } | null = null;
+  readonly #resolver = new Resolver({ timeout: TRY_TIMEOUT_MS, tries: 1 });
 
-  constructor(server: { host: string; port: number }) {
-    this.#socket.on('message', (msg) => {
-      const w = this.#waiting;
-      if (w && msg.length >= 2 && msg.readUInt16BE(0) === w.id) {
-        this.#waiting = null;
-        w.resolve(msg);
-      }
-    });
-    this.#socket.connect(server.port, server.host);
-  }
-
-  ready(): Promise<void> {
-    return new Promise((resolve) => this.#socket.once('connect', () => resolve()));
+  constructor(server: string) {
+    this.#resolver.setServers([server]);
   }
 
   async ask(name: string): Promise<Answer> {
-    const q = buildQuery(name, RrType.A);
-    const id = (Math.random() * 0x10000) | 0;
-    q.writeUInt16BE(id, 0);
-    const reply = await new Promise<Buffer | null>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#waiting = null;
-        resolve(null);
-      }, TRY_TIMEOUT_MS);
-      this.#waiting = {
-        id,
-        resolve: (b) => {
-          clearTimeout(timer);
-          resolve(b);
-        },
-      };
-      this.#socket.send(q);
-    });
-    if (!reply) return { kind: 'refused', why: 'timeout' };
     try {
-      const facts = readAnswers(reply, { name, type: RrType.A, class: RrClass.IN }, RESOLVE_LIMITS);
-      const ips = facts.addresses.map((a) => a.ip);
-      return ips.length > 0 ? { kind: 'answer', ips } : { kind: 'refused', why: `rcode_${facts.rcode}` };
-    } catch {
-      return { kind: 'refused', why: 'malformed' };
+      const ips = await this.#resolver.resolve4(name);
+      return ips.length > 0 ? { kind: 'answer', ips } : { kind: 'refused', why: 'empty' };
+    } catch (err) {
+      return { kind: 'refused', why: (err as NodeJS.ErrnoException).code ?? 'error' };
     }
   }
 }
@@ -116,7 +82,6 @@ async function first(allowed: string, denied: string): Promise<void> {
   const now = bootClock();
   const start = processStart('1');
   const asker = new Asker(resolverAddress());
-  await asker.ready();
   const sent = now();
   let tries = 0;
   let leaks = 0;
@@ -162,7 +127,6 @@ async function connectOnce(asker: Asker, name: string, port: number, ca: string)
 async function follow(name: string, port: number, caFile: string): Promise<void> {
   const ca = readFileSync(caFile, 'utf8');
   const asker = new Asker(resolverAddress());
-  await asker.ready();
   let state: boolean | null = null;
   for (;;) {
     const at = Date.now();

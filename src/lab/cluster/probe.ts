@@ -20,7 +20,7 @@ export interface ProbeResult {
   readonly tries: number;
   /** Denied names answered: must be 0. */
   readonly leaks: number;
-  /** Why the try before the answer got none (REFUSED is rcode_5), '-' when the first try answered. */
+  /** Why the try before the answer got none (EREFUSED, ETIMEOUT: the resolver's codes), '-' when the first try answered. */
   readonly last: string;
   readonly answer: string;
 }

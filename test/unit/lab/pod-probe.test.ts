@@ -60,7 +60,7 @@ describe('pod-probe first', () => {
     const r = parseProbe(await runFirst(dns.port));
     assert.ok(r);
     assert.equal(r.tries, 4);
-    assert.equal(r.last, 'rcode_5');
+    assert.equal(r.last, 'EREFUSED');
     assert.equal(r.leaks, 0);
     assert.equal(r.answer, '203.0.113.10');
     assert.ok(r.start <= r.sent && r.sent <= r.answered, JSON.stringify(r));
@@ -80,12 +80,12 @@ describe('pod-probe first', () => {
 describe('probe lines', () => {
   test('parseFollow reads every change, in order; other lines are ignored', () => {
     const log = [
-      'namegate-follow at=1000 done=1012 ok=0 why=dns_rcode_5',
+      'namegate-follow at=1000 done=1012 ok=0 why=dns_EREFUSED',
       'something else',
       'namegate-follow at=2000 done=2030 ok=1 why=-',
     ].join('\n');
     assert.deepEqual(parseFollow(log), [
-      { at: 1000, done: 1012, ok: false, why: 'dns_rcode_5' },
+      { at: 1000, done: 1012, ok: false, why: 'dns_EREFUSED' },
       { at: 2000, done: 2030, ok: true, why: '-' },
     ]);
     assert.equal(parseProbe('no probe line here'), null);
