@@ -23,6 +23,7 @@ import { StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import { policy } from '../../unit/dns/helpers.ts';
+import { waitFor } from '../netns.ts';
 import { freePort, type Knot, startKnot, zone } from './knot.ts';
 
 const run = promisify(execFile);
@@ -57,6 +58,8 @@ interface Setup {
   port: number;
   lines: Array<Record<string, unknown>>;
   dir: string;
+  identities: StaticGroups;
+  registry: Registry;
 }
 
 async function setup(
@@ -67,6 +70,8 @@ async function setup(
     upstreamPort?: number;
     datapath?: RecordingDatapath;
     extra?: object;
+    /** Other sections of the config (datapath.sourceCIDRs). */
+    sections?: object;
   } = {},
 ): Promise<Setup> {
   const knot = opts.knot ?? (await startKnot(t, { 'example.test': ZONE }));
@@ -88,6 +93,7 @@ async function setup(
       sources: [
         { name: 'local', namespace: 'default', labels: { app: 'web' }, cidrs: ['127.0.0.1/32', '::1/128'] },
       ],
+      ...opts.sections,
     },
     dir,
   );
@@ -104,18 +110,20 @@ async function setup(
   ]);
   const datapath = opts.datapath ?? new RecordingDatapath(systemClock);
   const lines: Array<Record<string, unknown>> = [];
+  const identities = new StaticGroups(config.sources);
+  const registry = new Registry();
   const proxy = await DnsProxy.start({
     settings: dnsSettingsFrom(config),
     policies: { current: () => set },
-    identities: new StaticGroups(config.sources),
+    identities,
     datapath,
-    registry: new Registry(),
+    registry,
     log: silentLogger(),
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
     flowLogBufferBytes: 0,
   });
   t.after(() => proxy.stop());
-  return { knot, proxy, datapath, port, lines, dir };
+  return { knot, proxy, datapath, port, lines, dir, identities, registry };
 }
 
 async function dig(port: number, ...args: string[]): Promise<string> {
@@ -353,6 +361,34 @@ describe('DNS proxy with knotd, dig and kdig', () => {
     const started = performance.now();
     assert.equal(status(await dig(s.port, 'www.example.test')), 'SERVFAIL');
     assert.ok(performance.now() - started < 3000);
+  });
+
+  test('K8S-04: a new source inside the source CIDRs is held until it is known; dig gets its answer at the first try', async (t) => {
+    const s = await setup(t, { sections: { datapath: { sourceCIDRs: ['127.0.0.0/8'] } } });
+    // A "new pod" at 127.0.0.2, not known yet; one try, waiting as long as a resolver would.
+    const asked = run('dig', [
+      '-b',
+      '127.0.0.2',
+      '-p',
+      String(s.port),
+      '@127.0.0.1',
+      '+time=20',
+      '+tries=1',
+      'www.example.test',
+    ]);
+    const held = async () =>
+      ((await s.registry.getSingleMetric('namegate_dns_unknown_held')?.get())?.values[0]?.value ?? 0) === 1;
+    await waitFor('the query is held', held);
+    assert.equal(s.lines.length, 0, 'not answered, nothing logged yet');
+    s.identities.replace([
+      { name: 'local', namespace: 'default', labels: { app: 'web' }, cidrs: ['127.0.0.1/32', '::1/128'] },
+      { name: 'new-pod', namespace: 'default', labels: { app: 'web' }, cidrs: ['127.0.0.2/32'] },
+    ]);
+    const out = (await asked).stdout;
+    assert.equal(status(out), 'NOERROR');
+    assert.match(out, /198\.51\.100\.1/);
+    assert.ok(allows(s, '198.51.100.1', '127.0.0.2'), 'learned for the new source');
+    assert.equal(s.lines.at(-1)!['identity'], 'group:new-pod');
   });
 
   test('REL-03: restart with checkpoint — learned entries are back in the datapath before the first query', async (t) => {
