@@ -195,12 +195,19 @@ export interface DnsAnswer {
 }
 
 /** Ask the pod's resolver (the agent, through resolv.conf and the DNS redirect). */
-export async function dnsAnswer(plan: LabPlan, pod: string, name: string, type = 'A'): Promise<DnsAnswer> {
+export async function dnsAnswer(
+  plan: LabPlan,
+  pod: string,
+  name: string,
+  type = 'A',
+  /** dig's wait; more than dns.unknownHoldMs (2 s) for an address the agent does not know. */
+  timeS = 1,
+): Promise<DnsAnswer> {
   const r = await labExec(
     plan,
     pod,
-    ['dig', '+time=1', '+tries=1', '+noall', '+comments', '+answer', name, type],
-    { timeoutMs: 5000 },
+    ['dig', `+time=${timeS}`, '+tries=1', '+noall', '+comments', '+answer', name, type],
+    { timeoutMs: 5000 + timeS * 1000 },
   );
   return parseDig(r.stdout);
 }
