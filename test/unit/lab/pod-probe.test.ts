@@ -6,27 +6,40 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import tls from 'node:tls';
 import dnsPacket from 'dns-packet';
-import { parseFollow, parseProbe, probeCommand } from '../../../src/lab/cluster/probe.ts';
+import { makeCert, opensslConfig } from '../../../src/lab/certs.ts';
+import { followCommand, parseFollow, parseProbe, probeCommand } from '../../../src/lab/cluster/probe.ts';
 
 const PROBE = path.resolve(import.meta.dirname, '../../../src/lab/cluster/pod-probe.ts');
 
-/** A UDP DNS server: REFUSED for `allowed` until it has been asked `refuseFirst` times. */
-async function fakeResolver(opts: { allowed: string; refuseFirst: number; leak: boolean }) {
+/**
+ * A UDP DNS server: REFUSED for `allowed` until it has been asked `refuseFirst` times (or while
+ * `open()` says no); other names answered only with `leak`.
+ */
+async function fakeResolver(opts: {
+  allowed: string;
+  refuseFirst: number;
+  leak: boolean;
+  open?: () => boolean;
+  address?: string;
+}) {
   const socket = dgram.createSocket('udp4');
   let asked = 0;
   socket.on('message', (msg, from) => {
     const q = dnsPacket.decode(msg);
     const name = q.questions?.[0]?.name ?? '';
-    const answer = name === opts.allowed ? ++asked > opts.refuseFirst : opts.leak;
+    const answer = name === opts.allowed ? ++asked > opts.refuseFirst && (opts.open?.() ?? true) : opts.leak;
     const reply = dnsPacket.encode({
       id: q.id ?? 0,
       type: 'response',
       flags: dnsPacket.RECURSION_DESIRED | (answer ? 0 : 5),
       questions: q.questions ?? [],
-      answers: answer ? [{ type: 'A', name, ttl: 30, data: '203.0.113.10' }] : [],
+      answers: answer ? [{ type: 'A', name, ttl: 30, data: opts.address ?? '203.0.113.10' }] : [],
     });
     socket.send(reply, from.port, from.address);
   });
@@ -74,6 +87,59 @@ describe('pod-probe first', () => {
     assert.equal(r.tries, 2);
     // One between the tries, one after the answer.
     assert.equal(r.leaks, 2);
+  });
+});
+
+describe('pod-probe follow', () => {
+  test('logs each change of outcome (DNS refused, then a verified TLS handshake), with its times', async (t) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'namegate-probe-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const cnf = await opensslConfig(dir);
+    const ca = { cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key') };
+    await makeCert({ cnf, ...ca, subject: '/CN=test CA', extensions: 'ca_ext' });
+    const leaf = { cert: path.join(dir, 'leaf.crt'), key: path.join(dir, 'leaf.key') };
+    await makeCert({
+      cnf,
+      ...leaf,
+      subject: '/CN=github.test',
+      extensions: 'leaf_ext',
+      subjectAltName: 'DNS:github.test',
+      ca,
+    });
+    const server = tls.createServer({ cert: await readFile(leaf.cert), key: await readFile(leaf.key) }, (s) =>
+      s.end(),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    t.after(() => server.close());
+    let open = false;
+    const dns = await fakeResolver({
+      allowed: 'github.test',
+      refuseFirst: 0,
+      leak: false,
+      open: () => open,
+      address: '127.0.0.1',
+    });
+    t.after(() => dns.close());
+    const port = (server.address() as { port: number }).port;
+    const child = spawn(process.execPath, [PROBE, ...followCommand('github.test', port, ca.cert).slice(2)], {
+      env: { ...process.env, PROBE_RESOLVER: `127.0.0.1:${dns.port}` },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    t.after(() => child.kill());
+    let out = '';
+    for await (const chunk of child.stdout) {
+      out += String(chunk);
+      const changes = parseFollow(out);
+      if (changes.length === 1 && !open) {
+        assert.deepEqual([changes[0]!.ok, changes[0]!.why], [false, 'dns_EREFUSED']);
+        open = true;
+      }
+      if (changes.length === 2) break;
+    }
+    const [first, second] = parseFollow(out);
+    assert.equal(second!.ok, true);
+    assert.equal(second!.why, '-');
+    assert.ok(first!.at <= first!.done && first!.done <= second!.at && second!.at <= second!.done);
   });
 });
 
