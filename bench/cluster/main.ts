@@ -131,38 +131,41 @@ async function probePods(
   const out: Probed = { governed: [], probeStart: [], ipSeen: [], firstTry: 0 };
   let firstTry = 0;
   const ips = watchPodIps(api, namespace);
-  for (let replicas = BATCH; replicas <= PODS; replicas += BATCH) {
-    await apply(
-      api,
-      testClientDeployment(cp, image, {
-        name,
-        namespace,
-        labels: { app: 'bench' },
-        replicas,
-        command: probeCommand('api.stripe.com', 'evil.example.com'),
-      }),
-      { fieldManager: FM },
-    );
-    await waitRolledOut(api, 'Deployment', namespace, name, 600_000);
-    for (const p of await listPods(api, namespace, `namegate.dev/lab-workload=${name}`)) {
-      if (seen.has(p.name)) continue;
-      seen.add(p.name);
-      const r = await waitFor(
-        `probe of ${p.name}`,
-        120_000,
-        async () => parseProbe(await containerLog(cp, namespace, p)) ?? undefined,
+  try {
+    for (let replicas = BATCH; replicas <= PODS; replicas += BATCH) {
+      await apply(
+        api,
+        testClientDeployment(cp, image, {
+          name,
+          namespace,
+          labels: { app: 'bench' },
+          replicas,
+          command: probeCommand('api.stripe.com', 'evil.example.com'),
+        }),
+        { fieldManager: FM },
       );
-      if (governed)
-        assert.equal(r.leaks, 0, `${p.name}: a denied name was answered before the pod was governed`);
-      assert.ok(r.answer.includes('203.0.113.10'), `${p.name} got no allowed answer (${r.tries} tries)`);
-      out.governed.push(governedMs(r));
-      out.probeStart.push(probeStartMs(r));
-      const ipAt = ips.seen.get(p.name);
-      if (ipAt !== undefined) out.ipSeen.push(Math.round(ipAt - bootToWall(r.start)));
-      if (r.tries === 1) firstTry++;
+      await waitRolledOut(api, 'Deployment', namespace, name, 600_000);
+      for (const p of await listPods(api, namespace, `namegate.dev/lab-workload=${name}`)) {
+        if (seen.has(p.name)) continue;
+        seen.add(p.name);
+        const r = await waitFor(
+          `probe of ${p.name}`,
+          120_000,
+          async () => parseProbe(await containerLog(cp, namespace, p)) ?? undefined,
+        );
+        if (governed)
+          assert.equal(r.leaks, 0, `${p.name}: a denied name was answered before the pod was governed`);
+        assert.ok(r.answer.includes('203.0.113.10'), `${p.name} got no allowed answer (${r.tries} tries)`);
+        out.governed.push(governedMs(r));
+        out.probeStart.push(probeStartMs(r));
+        const ipAt = ips.seen.get(p.name);
+        if (ipAt !== undefined) out.ipSeen.push(Math.round(ipAt - bootToWall(r.start)));
+        if (r.tries === 1) firstTry++;
+      }
     }
+  } finally {
+    ips.stop();
   }
-  ips.stop();
   await api.request('DELETE', `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`);
   return { ...out, firstTry };
 }
@@ -267,6 +270,10 @@ async function main(): Promise<void> {
     console.log(
       `RESULT cluster install_s=${installS.toFixed(1)} pod_governed_p99_ms=${pct(governed.governed, 99)} policy_to_pod_p99_ms=${pct(follow, 99)}`,
     );
+  } catch (err) {
+    // Printed before the lab goes down: what the teardown cuts must not hide it.
+    console.error(err);
+    throw err;
   } finally {
     await labDown({ name: LAB });
   }
