@@ -20,7 +20,6 @@
  * BENCH_PODS (50), BENCH_BATCH (10 pods started at once), BENCH_ROUNDS (20) change the sizes.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -84,35 +83,8 @@ interface Probed {
   readonly governed: number[];
   /** Container start -> the probe's first query (the probe's own start). */
   readonly probeStart: number[];
-  /** Container start -> the pod's IP seen in the API by a watch (as the agent sees it). */
-  readonly ipSeen: number[];
   /** Pods whose first try was already answered (held until known, not refused). */
   readonly firstTry: number;
-}
-
-/** Wall-clock milliseconds of a moment given in seconds since boot (the probe's clock). */
-function bootToWall(bootSeconds: number): number {
-  const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
-  return Date.now() - (uptime - bootSeconds) * 1000;
-}
-
-/** Watch the namespace's pods; the wall-clock time each pod's IP was first seen. */
-function watchPodIps(api: KubeApi, namespace: string): { seen: Map<string, number>; stop: () => void } {
-  const seen = new Map<string, number>();
-  const abort = new AbortController();
-  void api
-    .watch(
-      `/api/v1/namespaces/${namespace}/pods`,
-      {},
-      (e) => {
-        const o = e.object as { metadata?: { name?: string }; status?: { podIP?: string } };
-        const name = o.metadata?.name;
-        if (name && o.status?.podIP && !seen.has(name)) seen.set(name, Date.now());
-      },
-      { signal: abort.signal },
-    )
-    .catch(() => {});
-  return { seen, stop: () => abort.abort() };
 }
 
 /**
@@ -128,9 +100,8 @@ async function probePods(
 ): Promise<Probed> {
   const name = 'probe';
   const seen = new Set<string>();
-  const out: Probed = { governed: [], probeStart: [], ipSeen: [], firstTry: 0 };
+  const out: Probed = { governed: [], probeStart: [], firstTry: 0 };
   let firstTry = 0;
-  const ips = watchPodIps(api, namespace);
   try {
     for (let replicas = BATCH; replicas <= PODS; replicas += BATCH) {
       await apply(
@@ -158,15 +129,12 @@ async function probePods(
         assert.ok(r.answer.includes('203.0.113.10'), `${p.name} got no allowed answer (${r.tries} tries)`);
         out.governed.push(governedMs(r));
         out.probeStart.push(probeStartMs(r));
-        const ipAt = ips.seen.get(p.name);
-        if (ipAt !== undefined) out.ipSeen.push(Math.round(ipAt - bootToWall(r.start)));
         if (r.tries === 1) firstTry++;
       }
     }
   } finally {
-    ips.stop();
+    await api.request('DELETE', `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`).catch(() => {});
   }
-  await api.request('DELETE', `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`);
   return { ...out, firstTry };
 }
 
@@ -208,13 +176,11 @@ async function main(): Promise<void> {
     console.log(
       `  container start -> the probe's first query: ${summary(governed.probeStart)}; answered at the first try: ${governed.firstTry}/${governed.governed.length}`,
     );
-    console.log(`  container start -> pod IP seen by an API watch: ${summary(governed.ipSeen)}`);
     const free = await probePods(cp, api, 'benchfree', image, false);
     console.log(`peer, no policy: ${summary(free.governed)}`);
     console.log(
       `  container start -> the probe's first query: ${summary(free.probeStart)}; answered at the first try: ${free.firstTry}/${free.governed.length}`,
     );
-    console.log(`  container start -> pod IP seen by an API watch: ${summary(free.ipSeen)}`);
     console.log(
       `ratio p50 governed/ungoverned: ${(pct(governed.governed, 50) / Math.max(1, pct(free.governed, 50))).toFixed(2)}`,
     );
