@@ -45,7 +45,7 @@ async function age(ns: Netns, set: string, text: string, seconds: number): Promi
   ]);
 }
 
-test('repeated answers with equal timeouts extend the element (kernel and driver)', async (t) => {
+test('repeated answers with equal timeouts extend the element (kernel and driver) (TIME-03)', async (t) => {
   const router = await Netns.create(t);
 
   await t.test('kernel: an equal timeout keeps the expiry; an explicit expires restarts it', async () => {

@@ -67,7 +67,7 @@ function el(
 
 const SET = new CompiledPolicies([STRIPE, GITHUB]);
 
-describe('planRestore', () => {
+describe('planRestore (REL-03)', () => {
   it('the pod was relabelled while the agent was down: its checkpointed element goes (the lab case)', () => {
     const identities = pods('ci');
     const actual = [el(POD, API), el(POD6, API6)];
