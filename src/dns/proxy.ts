@@ -194,7 +194,7 @@ export class DnsProxy {
     const plan = planRestore({
       actual,
       desired,
-      checkpointed: checkpointPairs(entries, identities),
+      checkpointed: checkpointPairs(entries, identities, now),
       policies: set,
       identities,
     });

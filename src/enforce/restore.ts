@@ -43,15 +43,19 @@ export interface RestoreInput {
 }
 
 /**
- * The (source, destination) pairs the checkpoint's entries programmed: the query source and its
- * siblings of the destination's family, as the DNS proxy learned them.
+ * The (source, destination) pairs the checkpoint's unexpired entries programmed: the query
+ * source and its siblings of the destination's family, as the DNS proxy learned them. An expired
+ * entry claims nothing: another agent sharing the table (a rolling update) may have refreshed the
+ * element since, for its own fresh answer.
  */
 export function checkpointPairs(
-  entries: Iterable<{ readonly source: string; readonly ip: string }>,
+  entries: Iterable<{ readonly source: string; readonly ip: string; readonly expiresAt: number }>,
   identities: IdentityProvider,
+  now: number,
 ): Set<string> {
   const out = new Set<string>();
   for (const e of entries) {
+    if (e.expiresAt <= now) continue;
     for (const source of elementSources(identities, e.source, e.ip)) out.add(`${source}|${e.ip}`);
   }
   return out;

@@ -66,6 +66,8 @@ function el(
 }
 
 const SET = new CompiledPolicies([STRIPE, GITHUB]);
+const NOW = 1_000_000;
+const LATER = NOW + 60_000;
 
 describe('planRestore (REL-03)', () => {
   it('the pod was relabelled while the agent was down: its checkpointed element goes (the lab case)', () => {
@@ -76,10 +78,11 @@ describe('planRestore (REL-03)', () => {
       desired: new Map(),
       checkpointed: checkpointPairs(
         [
-          { source: POD, ip: API },
-          { source: POD, ip: API6 },
+          { source: POD, ip: API, expiresAt: LATER },
+          { source: POD, ip: API6, expiresAt: LATER },
         ],
         identities,
+        NOW,
       ),
       policies: SET,
       identities,
@@ -96,7 +99,7 @@ describe('planRestore (REL-03)', () => {
     const plan = planRestore({
       actual: [e],
       desired: new Map([[elementKey(e), e]]),
-      checkpointed: checkpointPairs([{ source: POD, ip: API }], identities),
+      checkpointed: checkpointPairs([{ source: POD, ip: API, expiresAt: LATER }], identities, NOW),
       policies: SET,
       identities,
     });
@@ -110,7 +113,7 @@ describe('planRestore (REL-03)', () => {
     const plan = planRestore({
       actual: [kept, el(POD, API, 9000)],
       desired: new Map([[elementKey(kept), kept]]),
-      checkpointed: checkpointPairs([{ source: POD, ip: API }], identities),
+      checkpointed: checkpointPairs([{ source: POD, ip: API, expiresAt: LATER }], identities, NOW),
       policies: SET,
       identities,
     });
@@ -162,7 +165,7 @@ describe('planRestore (REL-03)', () => {
     const plan = planRestore({
       actual: [el(POD, API)],
       desired: new Map(),
-      checkpointed: checkpointPairs([{ source: POD, ip: API }], identities),
+      checkpointed: checkpointPairs([{ source: POD, ip: API, expiresAt: LATER }], identities, NOW),
       policies: new CompiledPolicies([GITHUB]),
       identities,
     });
@@ -198,7 +201,11 @@ describe('couldBeLearned', () => {
 
 describe('checkpointPairs', () => {
   it('pairs each entry with the query source and its siblings of the destination family', () => {
-    const pairs = checkpointPairs([{ source: POD, ip: API6 }], pods('api'));
+    const pairs = checkpointPairs([{ source: POD, ip: API6, expiresAt: LATER }], pods('api'), NOW);
     assert.deepEqual([...pairs], [`${POD6}|${API6}`]);
+  });
+
+  it('an expired entry claims nothing (another agent may have refreshed the element, REL-11)', () => {
+    assert.equal(checkpointPairs([{ source: POD, ip: API, expiresAt: NOW }], pods('api'), NOW).size, 0);
   });
 });
