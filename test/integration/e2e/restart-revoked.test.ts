@@ -5,7 +5,8 @@
  * removed; on restart the checkpointed entry is no longer justified, so its elements leave the
  * kernel and the held connection's conntrack entry is deleted before the DNS proxy opens its
  * sockets: the first DNS answer finds the element gone, the held connection is dropped, and a
- * new connection is refused.
+ * new connection is refused. Then the lab's own case: the pod's identity changes while the agent
+ * is down to one whose policy grants the same port for other names.
  */
 import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
@@ -33,6 +34,7 @@ import {
   upLab,
   waitFor,
   withoutSniProxy,
+  writeAgentConfig,
 } from './helpers.ts';
 
 const NAME = uniqueLabName('rrevoke');
@@ -130,5 +132,48 @@ describe('end to end: a policy changed while the agent is down', { skip, concurr
         `IPv${f}: a new connection is dropped`,
       );
     }
+  });
+
+  it('a pod relabelled while down loses what it learned under its old identity, though its new policy grants the port (REL-03)', async () => {
+    const pay = findPod(plan, PAY);
+    const stripe = siteFor(plan, 'api.stripe.com');
+    assert.ok(stripe);
+    const ip = stripe.ipv4[0]!;
+    const d = await dig(plan, PAY, 'api.stripe.com', 'A');
+    assert.deepEqual(d.addresses, [ip]);
+    assert.ok(await hasElement(plan, pay.ipv4, ip, 443), 'element learned');
+    assert.ok(await tcpConnects(plan, PAY, ip, 443), 'the pod connects');
+    await waitFor('the checkpoint to hold api.stripe.com', async () =>
+      (await readFile(checkpoint, 'utf8').catch(() => '')).includes(`"api.stripe.com"`),
+    );
+
+    const pid = await agentPid(plan);
+    process.kill(pid, 'SIGKILL');
+    await waitFor('the agent to die', () => !isRunning(pid));
+    // While it is down the pod becomes a CI runner: ci-runners.yaml grants TCP 443 (for GitHub
+    // and npm), so only the checkpoint tells that this element was learned for api.stripe.com.
+    await writeAgentConfig(plan, (c) => ({
+      ...withoutSniProxy(c),
+      store: { checkpoint: { path: checkpoint, intervalSeconds: 1 } },
+      sources: c.sources.map((g) =>
+        g.name === PAY ? { ...g, namespace: 'ci', labels: { role: 'runner' } } : g,
+      ),
+    }));
+    assert.ok(await hasElement(plan, pay.ipv4, ip, 443), 'the kernel kept it while down');
+
+    const restarting = startLabAgent(plan);
+    restarting.catch(() => {});
+    const first = await waitFor(
+      'the restarted agent to answer DNS',
+      async () => {
+        const r = await dig(plan, PAY, 'api.stripe.com', 'A', { timeoutS: 1 });
+        return r.status === null ? null : r;
+      },
+      { timeoutMs: 60_000, intervalMs: 50 },
+    );
+    assert.equal(await hasElement(plan, pay.ipv4, ip, 443), false, 'no element when DNS first answers');
+    assert.equal(first.status, 'REFUSED', `api.stripe.com is refused to a CI runner: ${first.raw}`);
+    await restarting;
+    assert.equal(await tcpConnects(plan, PAY, ip, 443), false, 'the old element no longer lets it connect');
   });
 });
