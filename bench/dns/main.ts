@@ -37,7 +37,13 @@
  * NAMEGATE_BENCH_FIXED_SECONDS (the 10k qps run, default 5); NAMEGATE_BENCH_ROUNDS (default 3);
  * NAMEGATE_BENCH_ONLY (comma list of servers, e.g. namegate,dnsmasq; "direct" is the ceiling);
  * NAMEGATE_BENCH_NODE_FLAGS runs namegate as `node <flags> src/cli/main.ts agent` instead of
- * bin/namegate (e.g. "--max-semi-space-size=2 --cpu-prof --cpu-prof-dir=/tmp/prof").
+ * bin/namegate (e.g. "--max-semi-space-size=2 --cpu-prof --cpu-prof-dir=/tmp/prof");
+ * NAMEGATE_BENCH_AB_ROOT=DIR also runs the namegate of another checkout as "namegate-b" in the
+ * same rotation (before/after comparisons; e.g. `git archive HEAD~1 | tar -x -C DIR` with
+ * node_modules and build linked); NAMEGATE_BENCH_AB_FLAGS="..." runs this checkout as
+ * namegate-b with those Node flags. NAMEGATE_BENCH_FIXED_ONLY=1 skips the max-rate search and
+ * NAMEGATE_BENCH_FIXED_QPS sets the fixed rate (10,000): CPU per query below saturation is the
+ * figure a loaded machine moves least.
  * bench/dns/steady.ts profiles one server at a fixed rate.
  */
 import { spawn } from 'node:child_process';
@@ -72,7 +78,9 @@ const SECONDS = Number(process.env['NAMEGATE_BENCH_SECONDS'] ?? 2);
 const FIXED_SECONDS = Number(process.env['NAMEGATE_BENCH_FIXED_SECONDS'] ?? 5);
 const ROUNDS = Number(process.env['NAMEGATE_BENCH_ROUNDS'] ?? 3);
 const ONLY = process.env['NAMEGATE_BENCH_ONLY']?.split(',') ?? null;
-const FIXED_QPS = 10_000;
+const FIXED_QPS = Number(process.env['NAMEGATE_BENCH_FIXED_QPS'] ?? 10_000);
+/** Skip the max-rate search (A/B of CPU per query at a fixed rate). */
+const FIXED_ONLY = process.env['NAMEGATE_BENCH_FIXED_ONLY'] === '1';
 const SERVER_IP = '10.53.0.1';
 const UPSTREAM_IP = '10.53.0.2';
 /** dnsperf sockets; the namespace's SNAT gives each its own source address. */
@@ -81,6 +89,10 @@ const SOURCE_NET = '10.99.0.0/24';
 const IN_NETNS = 'NAMEGATE_BENCH_NETNS';
 /** Run namegate as `node <these flags> src/cli/main.ts agent` (profiling: --cpu-prof ...). */
 const NAMEGATE_FLAGS = process.env['NAMEGATE_BENCH_NODE_FLAGS']?.split(/\s+/).filter(Boolean);
+/** A/B: also run the namegate of this other checkout ("namegate-b"), alternating with ours. */
+const AB_ROOT = process.env['NAMEGATE_BENCH_AB_ROOT'];
+/** A/B of Node flags: namegate-b runs this checkout with these flags instead. */
+const AB_FLAGS = process.env['NAMEGATE_BENCH_AB_FLAGS']?.split(/\s+/).filter(Boolean);
 
 interface StepCpu {
   readonly server: number;
@@ -190,6 +202,20 @@ async function serverStarters(
           ...(NAMEGATE_FLAGS ? { nodeFlags: NAMEGATE_FLAGS } : {}),
         }),
     ],
+    ...(AB_ROOT || AB_FLAGS
+      ? ([
+          [
+            'namegate-b',
+            () =>
+              startNamegate(dir, knotPort, policies, {
+                datapath: 'nftables',
+                sources: [SOURCE_NET],
+                ...(AB_ROOT ? { root: AB_ROOT } : {}),
+                ...((AB_FLAGS ?? NAMEGATE_FLAGS) ? { nodeFlags: AB_FLAGS ?? NAMEGATE_FLAGS } : {}),
+              }),
+          ],
+        ] as Array<[string, () => Promise<Server | string>]>)
+      : []),
     ['dnsmasq', () => startDnsmasq(dir, knotPort)],
     ['unbound', () => startUnbound(dir, knotPort)],
     ['coredns', () => startCoredns(dir, knotPort)],
@@ -206,22 +232,24 @@ async function measure(
   const direct = name === 'direct';
   await dnsperf(s.port, queries, { seconds: SECONDS, qps: 5000, clients: SOURCES });
   const cpus = new Map<PerfRun, StepCpu>();
-  const { best, runs } = await maxQps(
-    s.port,
-    queries,
-    SECONDS,
-    (r) => {
-      console.log(
-        `  ${name.padEnd(9)} offered ${String(r.target).padStart(6)}  achieved ${r.qps.toFixed(0).padStart(6)} qps  loss ${(lossOf(r) * 100).toFixed(3)}%  avg ${r.avgLatencyMs.toFixed(2)} ms`,
+  const { best, runs } = FIXED_ONLY
+    ? { best: Number.NaN, runs: [] }
+    : await maxQps(
+        s.port,
+        queries,
+        SECONDS,
+        (r) => {
+          console.log(
+            `  ${name.padEnd(9)} offered ${String(r.target).padStart(6)}  achieved ${r.qps.toFixed(0).padStart(6)} qps  loss ${(lossOf(r) * 100).toFixed(3)}%  avg ${r.avgLatencyMs.toFixed(2)} ms`,
+          );
+        },
+        async (target) => {
+          const m = await measured(s, knotPid, queries, target, SECONDS);
+          cpus.set(m.run, m.cpu);
+          return m.run;
+        },
+        5000,
       );
-    },
-    async (target) => {
-      const m = await measured(s, knotPid, queries, target, SECONDS);
-      cpus.set(m.run, m.cpu);
-      return m.run;
-    },
-    5000,
-  );
   const bestRun = runs.find((r) => r.qps === best) ?? null;
   const fixed = await measured(s, knotPid, queries, FIXED_QPS, FIXED_SECONDS, true);
   const sorted = fixed.latencies.sort((a, b) => a - b);
@@ -300,12 +328,13 @@ async function inNamespace(): Promise<void> {
             `${name}: listening socket receive/send buffer ${bufs.map((b) => `${b.rcvbuf}/${b.sndbuf}`).join(', ')} bytes`,
           );
           (rounds.get(name) as Round[]).push(await measure(name, s, knot.child.pid, queries));
-          if (name === 'namegate') console.log(`namegate: ${await learnedInKernel()}`);
+          if (name.startsWith('namegate')) console.log(`${name}: ${await learnedInKernel()}`);
         } finally {
           await stop(s.child);
           // namegate's table stays after the agent stops (by design); the next server must not
           // pay for it.
-          if (name === 'namegate') await run('nft', ['delete table inet namegate']).catch(() => undefined);
+          if (name.startsWith('namegate'))
+            await run('nft', ['delete table inet namegate']).catch(() => undefined);
         }
       }
     }
@@ -347,6 +376,13 @@ function report(rounds: ReadonlyMap<string, readonly Round[]>): void {
   console.log(
     `namegate vs dnsmasq at ${FIXED_QPS} qps: CPU per query ${ourUs.toFixed(1)} vs ${med('dnsmasq', 'usPerQuery').toFixed(1)} us (${meet(ourUs <= med('dnsmasq', 'usPerQuery'))}), p99 ${ourP99.toFixed(3)} vs ${med('dnsmasq', 'p99').toFixed(3)} ms (${meet(ourP99 <= med('dnsmasq', 'p99'))})`,
   );
+  if ((rounds.get('namegate-b') ?? []).length > 0) {
+    const b = rounds.get('namegate-b') ?? [];
+    const per = (k: keyof Round) => median(ours.map((o, i) => o[k] / (b[i]?.[k] ?? Number.NaN)));
+    console.log(
+      `A/B, this checkout / namegate-b (median of per-round ratios): max qps ${f2(per('qps'))}, CPU per query ${f2(per('usPerQuery'))}, p99 ${f2(per('p99'))}`,
+    );
+  }
   const fmt = (v: number, d = 0) => (Number.isFinite(v) ? v.toFixed(d) : 'NaN');
   console.log(
     `RESULT dns qps=${fmt(med('namegate', 'qps'))} dnsmasq_qps=${fmt(med('dnsmasq', 'qps'))} unbound_qps=${fmt(med('unbound', 'qps'))} coredns_qps=${fmt(med('coredns', 'qps'))} ` +
