@@ -93,6 +93,7 @@ const NAMEGATE_FLAGS = process.env['NAMEGATE_BENCH_NODE_FLAGS']?.split(/\s+/).fi
 const AB_ROOT = process.env['NAMEGATE_BENCH_AB_ROOT'];
 /** A/B of Node flags: namegate-b runs this checkout with these flags instead. */
 const AB_FLAGS = process.env['NAMEGATE_BENCH_AB_FLAGS']?.split(/\s+/).filter(Boolean);
+const B_FLAGS = AB_FLAGS ?? NAMEGATE_FLAGS;
 
 interface StepCpu {
   readonly server: number;
@@ -211,7 +212,7 @@ async function serverStarters(
                 datapath: 'nftables',
                 sources: [SOURCE_NET],
                 ...(AB_ROOT ? { root: AB_ROOT } : {}),
-                ...((AB_FLAGS ?? NAMEGATE_FLAGS) ? { nodeFlags: AB_FLAGS ?? NAMEGATE_FLAGS } : {}),
+                ...(B_FLAGS ? { nodeFlags: B_FLAGS } : {}),
               }),
           ],
         ] as Array<[string, () => Promise<Server | string>]>)
