@@ -201,6 +201,8 @@ export interface PerfOptions {
   readonly outstanding?: number;
   /** dnsperf -T: pairs of send/receive threads (default 1). */
   readonly threads?: number;
+  /** Where to send (default: addresses.server). */
+  readonly host?: string;
 }
 
 export async function dnsperf(
@@ -212,7 +214,7 @@ export async function dnsperf(
   // whenever it is descheduled, which shows up as the server's loss.
   const args = [
     '-s',
-    addresses.server,
+    o.host ?? addresses.server,
     '-p',
     String(port),
     '-d',

@@ -140,7 +140,7 @@ async function measured(
   ]);
   const window = new CpuWindow(pids);
   window.start();
-  const r = await dnsperf(s.port, queries, { seconds, qps, latencies, clients: SOURCES });
+  const r = await dnsperf(s.port, queries, { seconds, qps, latencies, clients: SOURCES, host: hostOf(s) });
   const used = window.end();
   let server = 0;
   for (const [k, v] of used.cores) if (k.startsWith('server')) server += v;
@@ -154,6 +154,9 @@ async function measured(
     },
   };
 }
+
+/** The ceiling ("direct") is knotd itself, on the upstream address. */
+const hostOf = (s: Server) => (s.name === 'direct' ? UPSTREAM_IP : SERVER_IP);
 
 const cpuText = (c: StepCpu | null, direct = false) =>
   c === null
@@ -231,7 +234,7 @@ async function measure(
   queries: string,
 ): Promise<Round> {
   const direct = name === 'direct';
-  await dnsperf(s.port, queries, { seconds: SECONDS, qps: 5000, clients: SOURCES });
+  await dnsperf(s.port, queries, { seconds: SECONDS, qps: 5000, clients: SOURCES, host: hostOf(s) });
   const cpus = new Map<PerfRun, StepCpu>();
   const { best, runs } = FIXED_ONLY
     ? { best: Number.NaN, runs: [] }
