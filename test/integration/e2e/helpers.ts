@@ -328,7 +328,8 @@ export async function dig(
   if (options.source) argv.push('-b', options.source);
   if (options.server) argv.push(`@${options.server}`);
   argv.push(name, qtype);
-  const r = await labExec(plan, pod, argv, { timeoutMs: 10_000 });
+  // dig gives up first; the process bound is only for a dig that hangs.
+  const r = await labExec(plan, pod, argv, { timeoutMs: 10_000 + (options.timeoutS ?? 2) * 1000 });
   const parsed = parseDig(r.stdout);
   return {
     status: parsed.status,
