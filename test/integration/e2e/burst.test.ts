@@ -168,9 +168,11 @@ describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, (
       return out.includes('flooding');
     });
 
-    // During the flood, other pods ask (each dig is one query: +tries=1). The wait is generous:
-    // the check is that they are answered, not how fast on a busy shared machine.
-    const patient = { timeoutS: 20 };
+    // During the flood, other pods ask, retrying as real resolvers do: on a loaded machine the
+    // agent drains its socket more slowly than the guard lets the flood in, so a datagram of
+    // another pod can meet a full socket (counted as a socket drop). The check is that they are
+    // answered, not how fast, nor at the first try; each retry is a query of the accounting.
+    const patient = { timeoutS: 5, tries: 4 };
     const others = await Promise.all([
       ...Array.from({ length: 5 }, () => dig(plan, 'ci-runner', 'github.com', 'A', patient)),
       ...Array.from({ length: 3 }, () => dig(plan, 'web', 'pypi.org', 'A', patient)),
@@ -196,7 +198,11 @@ describe('end to end: a DNS burst from one pod', { skip, concurrency: false }, (
     // every packet counted somewhere. On a loaded machine the agent is still reading its socket's
     // backlog when the flooder is done: wait for the counters to reach what was sent (they only
     // grow), then check that they add up exactly.
-    const sent = result.sent + others.length;
+    // dig prints one "timed out" line per query that got no answer; the last one answered.
+    const digQueries = (d: { raw: string }) =>
+      (d.raw.match(/communications error[^\n]*timed out/g) ?? []).length +
+      (d.raw.includes('->>HEADER<<-') ? 1 : 0);
+    const sent = result.sent + others.reduce((n, d) => n + digQueries(d), 0);
     let seen = '';
     const { m1, l1, links1, guard1 } = await waitFor(
       'every packet counted (nothing pending, the socket backlog read)',
