@@ -103,7 +103,9 @@ export async function probe(
   proto: 'tcp' | 'udp',
   host: string,
   port: number,
-  timeoutMs = 1500,
+  // Long enough that only a dropped packet times out, never a slow machine; a probe expected
+  // to be dropped passes a short one (it waits all of it).
+  timeoutMs = 10_000,
   local?: string,
 ): Promise<Probe> {
   const child = ns.spawn([
