@@ -310,7 +310,10 @@ export interface DigResult {
 export interface DigOptions {
   readonly server?: string;
   readonly tcp?: boolean;
-  /** Seconds dig waits for an answer (default 2). */
+  /**
+   * Seconds dig waits for an answer (default 10: long enough that only a missing answer fails,
+   * never a slow machine; a check that no answer comes passes a short one, it waits all of it).
+   */
   readonly timeoutS?: number;
   /** Queries dig sends before it gives up (default 1: one query, one answer or none). */
   readonly tries?: number;
@@ -325,14 +328,14 @@ export async function dig(
   qtype: 'A' | 'AAAA' | 'TXT' = 'A',
   options: DigOptions = {},
 ): Promise<DigResult> {
-  const argv = ['dig', `+time=${options.timeoutS ?? 2}`, `+tries=${options.tries ?? 1}`];
+  const argv = ['dig', `+time=${options.timeoutS ?? 10}`, `+tries=${options.tries ?? 1}`];
   if (options.tcp) argv.push('+tcp');
   if (options.source) argv.push('-b', options.source);
   if (options.server) argv.push(`@${options.server}`);
   argv.push(name, qtype);
   // dig gives up first; the process bound is only for a dig that hangs.
   const r = await labExec(plan, pod, argv, {
-    timeoutMs: 10_000 + (options.timeoutS ?? 2) * (options.tries ?? 1) * 1000,
+    timeoutMs: 10_000 + (options.timeoutS ?? 10) * (options.tries ?? 1) * 1000,
   });
   const parsed = parseDig(r.stdout);
   return {
