@@ -172,7 +172,7 @@ test('datapath lifecycle', async (t) => {
     await dp.call('forget', [{ source: A4, destination: S4b, protocol: 'TCP', portFrom: 80, portTo: 80 }]);
     const ct = await topo.router.exec(['conntrack', '-L', '-s', A4, '-d', S4b, '-p', 'tcp', '--dport', '80']);
     assert.doesNotMatch(ct.stdout, /ESTABLISHED/);
-    assert.notEqual((await s.ping()).result, 'ok');
+    assert.notEqual((await s.ping(800)).result, 'ok');
     assert.equal((await probe(topo.podA, 'tcp', S4b, 80, 800)).result, 'timeout');
   });
 
