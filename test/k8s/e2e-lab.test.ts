@@ -45,6 +45,7 @@ import {
   agentKubeconfig,
   agentLog,
   agentMetric,
+  agentRevocations,
   chartRbac,
   curlFrom,
   dnsAnswer,
@@ -377,16 +378,20 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
       assert.ok(await held.request(30_000), 'a request on the held connection before the relabel');
       assert.ok(await held.request(30_000), 'the connection is kept alive');
 
+      // Done is what the agent reports once elements and flows are both gone (`revoked`, logged
+      // after conntrack), not the moment the elements leave the set: the flow ends just after.
+      const revokedBefore = await agentRevocations(plan, ci.ipv4);
       const t0 = performance.now();
       await labelPod(admin, 'ci', ci.id, { role: 'builder' });
-      const goneMs = await msUntil(t0, 'runner elements gone', async () => {
-        const k = await kernelState(plan);
-        return (
-          !hasElement(k.learned, ci.ipv4, '203.0.113.20') &&
-          !hasElement(k.learned, ci.ipv6, '2001:db8:113::20')
-        );
-      });
-      t.diagnostic(`relabel -> learned elements gone from the nft sets: ${goneMs.toFixed(0)} ms`);
+      const goneMs = await msUntil(
+        t0,
+        'runner revocation done',
+        async () => (await agentRevocations(plan, ci.ipv4)) > revokedBefore,
+      );
+      const revoked = await kernelState(plan);
+      assert.ok(!hasElement(revoked.learned, ci.ipv4, '203.0.113.20'), 'the IPv4 element is gone');
+      assert.ok(!hasElement(revoked.learned, ci.ipv6, '2001:db8:113::20'), 'the IPv6 element is gone');
+      t.diagnostic(`relabel -> revocation done (elements and flows gone): ${goneMs.toFixed(0)} ms`);
 
       // A request on the held connection is dropped at the node: its segment shows in the pod's
       // kernel drop counter (the event), and a request that never reached the server has no
