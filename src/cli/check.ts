@@ -3,7 +3,7 @@
  * on a port, given policy files? Exit 0 allow (or audit: it passes), 1 deny, 2 bad input.
  */
 import { type Command, Option } from 'commander';
-import { tryCanonicalName } from '../core/names.ts';
+import { tryWireName } from '../core/names.ts';
 import { formatProblem, loadPolicies } from '../formats/load.ts';
 import { makeIdentity } from '../identity/identity.ts';
 import { CompiledPolicies } from '../policy/compile.ts';
@@ -52,8 +52,9 @@ export function registerCheck(program: Command): void {
           `--namespace: ${JSON.stringify(opts.namespace)} is not a namespace (1-63 lowercase letters, digits and "-")`,
         );
       }
-      const name = tryCanonicalName(opts.name);
-      if (typeof name !== 'string') throw usageError(`--name: ${name.message}`);
+      // The name as the pod sends it: read like the DNS and TLS/HTTP proxies read it.
+      const name = tryWireName(opts.name);
+      if (typeof name !== 'string') throw usageError(`--name: name_invalid: ${name.message}`);
       if (!/^[0-9]{1,5}$/.test(opts.port) || Number(opts.port) < 1 || Number(opts.port) > 65535) {
         throw usageError(`--port: ${JSON.stringify(opts.port)} is not a port (1-65535)`);
       }
