@@ -122,6 +122,7 @@ export async function sniProxy(
     originalDestination?: (s: net.Socket) => OriginalDst | null | Promise<OriginalDst | null>;
     listen?: string[];
     inspector?: Inspector | null;
+    dial?: (dst: OriginalDst) => net.Socket;
   },
 ): Promise<ProxyHarness> {
   const lines: Array<Record<string, unknown>> = [];
@@ -139,6 +140,7 @@ export async function sniProxy(
     registry,
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
     ...(opts.inspector !== undefined ? { inspector: { current: () => opts.inspector ?? null } } : {}),
+    ...(opts.dial ? { dial: opts.dial } : {}),
     settings: proxySettings({
       peekTimeoutMs: 500,
       ...opts.config,
