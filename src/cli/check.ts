@@ -54,7 +54,7 @@ export function registerCheck(program: Command): void {
       }
       // The name as the pod sends it: read like the DNS and TLS/HTTP proxies read it.
       const name = tryWireName(opts.name);
-      if (typeof name !== 'string') throw usageError(`--name: name_invalid: ${name.message}`);
+      if (typeof name !== 'string') throw usageError(`--name: ${name.message} (name_invalid)`);
       if (!/^[0-9]{1,5}$/.test(opts.port) || Number(opts.port) < 1 || Number(opts.port) > 65535) {
         throw usageError(`--port: ${JSON.stringify(opts.port)} is not a port (1-65535)`);
       }

@@ -18,40 +18,39 @@ export const HRR_RANDOM = Buffer.from(
 
 const RECORD_HEADER = 5;
 const CONTENT_CCS = 20;
-const CONTENT_ALERT = 21;
 const CONTENT_HANDSHAKE = 22;
 const CONTENT_APPLICATION = 23;
 const SERVER_HELLO = 2;
 /** Handshake type (1) + length (3) + legacy_version (2) + random (32). */
 const SERVER_HELLO_PREFIX = 38;
-/** A real server sends the ServerHello's first 38 bytes in its first record or two. */
+/** A real server sends the ServerHello's first 38 bytes in its first record or two; a retry request split wider is not looked for. */
 const MAX_SERVER_RECORDS = 4;
 
-/** What the server's first bytes say: wait, a retry request, anything else, or broken framing. */
-export type ServerFirst = 'more' | 'retry' | 'no_retry' | 'malformed';
+/** What the server's first bytes say: wait for more, a retry request, or anything else. */
+export type ServerFirst = 'more' | 'retry' | 'no_retry';
 
 /**
- * Read the start of the server-to-client stream. An alert (the server refused) is `no_retry`;
- * a handshake that starts with a ServerHello whose random is HRR_RANDOM is `retry`; a
- * handshake that starts with anything else is `malformed` (a server always answers a
- * ClientHello with a ServerHello), as is any other record type.
+ * Read the start of the server-to-client stream: `retry` only for a handshake that starts with
+ * a ServerHello whose random is HRR_RANDOM. Anything else (a ServerHello, an alert, bytes that
+ * are not TLS) is `no_retry`: a server that did not ask for a retry never reads a second hello,
+ * so nothing after the first one can change the name it serves.
  */
 export function readServerFirst(buf: Uint8Array): ServerFirst {
   const prefix = new Uint8Array(SERVER_HELLO_PREFIX);
   let have = 0;
   let at = 0;
   for (let records = 0; records < MAX_SERVER_RECORDS; records++) {
+    // What there is of a record header already tells a non-handshake record apart.
+    if (at < buf.length && buf[at] !== CONTENT_HANDSHAKE) return 'no_retry';
+    if (at + 1 < buf.length && buf[at + 1] !== 3) return 'no_retry';
     if (buf.length - at < RECORD_HEADER) return 'more';
-    const type = buf[at]!;
-    if (records === 0 && type === CONTENT_ALERT) return 'no_retry';
-    if (type !== CONTENT_HANDSHAKE || buf[at + 1] !== 3) return 'malformed';
     const len = (buf[at + 3]! << 8) | buf[at + 4]!;
-    if (len === 0) return 'malformed';
+    if (len === 0) return 'no_retry';
     const start = at + RECORD_HEADER;
     const take = Math.min(len, SERVER_HELLO_PREFIX - have, buf.length - start);
     prefix.set(buf.subarray(start, start + take), have);
     have += take;
-    if (have >= 1 && prefix[0] !== SERVER_HELLO) return 'malformed';
+    if (have >= 1 && prefix[0] !== SERVER_HELLO) return 'no_retry';
     if (have === SERVER_HELLO_PREFIX) {
       const random = prefix.subarray(6, 38);
       return Buffer.compare(random, HRR_RANDOM) === 0 ? 'retry' : 'no_retry';
@@ -59,7 +58,7 @@ export function readServerFirst(buf: Uint8Array): ServerFirst {
     if (start + len > buf.length) return 'more';
     at = start + len;
   }
-  return 'malformed';
+  return 'no_retry';
 }
 
 export type RetryHello =

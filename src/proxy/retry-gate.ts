@@ -3,14 +3,18 @@
  * across a HelloRetryRequest (hello-retry.ts has the why).
  *
  * It sees what the client sends after its first hello (which was decided and written already).
- * All of it is held until the server's first handshake message is known:
- *   - a ServerHello (or an alert): the held bytes go on and the stage is a plain pass-through;
+ * All of it is held (up to a cap, then the client is paused) until the server's first
+ * handshake message is known:
+ *   - not a retry request (a ServerHello, an alert, anything else): the held bytes go on and the
+ *     stage is a plain pass-through;
  *   - a retry request: the client's next hello is read with the same bounds as the first (bytes:
  *     the hello cap plus skipped records; time: the peek deadline) and must carry the same
  *     server_name; then everything passes;
- *   - anything else from the server, a second hello with another or no name, a broken one, or
- *     the deadline: a refusal with a stable reason. Enforce mode closes the connection (the
- *     held bytes never reach the server); audit mode reports it and lets the bytes pass.
+ *   - a second hello with another or no name, a broken one, or the deadline: a refusal with a
+ *     stable reason. Enforce mode closes the connection (the held bytes never reach the server);
+ *     audit mode reports it and lets the bytes pass.
+ * A client that half-closes while bytes are held: they are checked as they are (no second hello
+ * can follow) and go on, so a server that waits for the client's FIN still gets it.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { type HelloLimits, maxPeekBytes } from './client-hello.ts';
@@ -27,9 +31,7 @@ export type RetryReason =
   /** The second hello is not a well-formed ClientHello within the limits. */
   | 'retry_hello_invalid'
   /** The second hello did not arrive within the peek deadline. */
-  | 'retry_timeout'
-  /** The server's first bytes are neither a ServerHello nor an alert. */
-  | 'bad_server_hello';
+  | 'retry_timeout';
 
 export class RetryRefusal extends Error {
   readonly reason: RetryReason;
@@ -59,8 +61,8 @@ export class RetryGate extends Transform {
   #held: Buffer = Buffer.alloc(0);
   #server: Buffer = Buffer.alloc(0);
   #timer: NodeJS.Timeout | null = null;
-  /** The client ended while bytes were held: end the upstream side once they are decided. */
-  #flushed: TransformCallback | null = null;
+  /** A write held back while over the cap before the server answered (backpressure). */
+  #paused: TransformCallback | null = null;
 
   constructor(o: RetryGateOptions) {
     super();
@@ -73,19 +75,33 @@ export class RetryGate extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.#state === 'open') this.push(chunk);
-    else if (this.#state !== 'refused') {
-      this.#held = this.#held.length === 0 ? chunk : Buffer.concat([this.#held, chunk]);
-      if (this.#held.length > maxPeekBytes(this.#o.limits) + MAX_SKIP_BYTES)
-        this.#refuse(new RetryRefusal('retry_hello_invalid', 'too many bytes held before the second hello'));
-      else if (this.#state === 'second') this.#readSecond();
+    if (this.#state === 'open') {
+      cb(null, chunk);
+      return;
+    }
+    if (this.#state === 'refused') {
+      cb();
+      return;
+    }
+    this.#held = this.#held.length === 0 ? chunk : Buffer.concat([this.#held, chunk]);
+    const over = this.#held.length > maxPeekBytes(this.#o.limits) + MAX_SKIP_BYTES;
+    if (this.#state === 'second') {
+      if (over)
+        this.#refuse(new RetryRefusal('retry_hello_invalid', 'too many bytes before the second hello'));
+      else this.#readSecond();
+    } else if (over) {
+      // The server has not answered yet: stop reading the client until it does.
+      this.#paused = cb;
+      return;
     }
     cb();
   }
 
   override _flush(cb: TransformCallback): void {
-    if (this.settled) cb();
-    else this.#flushed = cb;
+    // The client ended: no more bytes can come, so no second hello beyond what is held.
+    if (this.#state === 'second') this.#readSecond(true);
+    else if (this.#state === 'wait') this.#open();
+    if (!this.destroyed) cb();
   }
 
   /** Bytes the server sent to the client (a tap beside the relay; never changed). */
@@ -93,18 +109,10 @@ export class RetryGate extends Transform {
     if (this.#state !== 'wait') return;
     this.#server = this.#server.length === 0 ? chunk : Buffer.concat([this.#server, chunk]);
     const first = readServerFirst(this.#server);
-    if (first === 'more') {
-      if (this.#server.length > MAX_SERVER_BYTES)
-        this.#refuse(
-          new RetryRefusal('bad_server_hello', 'no ServerHello in the server\u2019s first records'),
-        );
-      return;
-    }
+    if (first === 'more' && this.#server.length <= MAX_SERVER_BYTES) return;
     this.#server = Buffer.alloc(0);
-    if (first === 'no_retry') this.#open();
-    else if (first === 'malformed')
-      this.#refuse(new RetryRefusal('bad_server_hello', 'the server did not answer with a ServerHello'));
-    else this.#expectSecond();
+    if (first === 'retry') this.#expectSecond();
+    else this.#open();
   }
 
   /** The server asked for a retry: the next hello must come within the deadline. */
@@ -117,9 +125,14 @@ export class RetryGate extends Transform {
     this.#readSecond();
   }
 
-  #readSecond(): void {
+  /** `final`: the client ended, so a hello still incomplete never will be. */
+  #readSecond(final = false): void {
     const r = readRetryHello(this.#held, this.#o.limits, MAX_SKIP_BYTES);
-    if (r.kind === 'more') return;
+    if (r.kind === 'more') {
+      if (final)
+        this.#refuse(new RetryRefusal('retry_hello_invalid', 'the client ended before a second hello'));
+      return;
+    }
     if (r.kind === 'error') {
       const reason = r.reason === 'no_sni' ? 'retry_name_mismatch' : 'retry_hello_invalid';
       this.#refuse(new RetryRefusal(reason, `second hello: ${r.reason}: ${r.detail}`));
@@ -135,9 +148,13 @@ export class RetryGate extends Transform {
     this.#state = 'open';
     if (this.#held.length > 0) this.push(this.#held);
     this.#held = Buffer.alloc(0);
-    const flushed = this.#flushed;
-    this.#flushed = null;
-    flushed?.();
+    this.#resume();
+  }
+
+  #resume(): void {
+    const paused = this.#paused;
+    this.#paused = null;
+    paused?.();
   }
 
   #refuse(r: RetryRefusal): void {
@@ -150,6 +167,7 @@ export class RetryGate extends Transform {
     this.#clearTimer();
     this.#state = 'refused';
     this.#held = Buffer.alloc(0);
+    this.#resume();
     this.destroy(r);
   }
 

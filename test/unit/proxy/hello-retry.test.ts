@@ -74,8 +74,8 @@ describe('readServerFirst / readRetryHello', () => {
     assert.equal(readServerFirst(serverHello(HRR_RANDOM)), 'retry');
     assert.equal(readServerFirst(serverHello(Buffer.alloc(32, 7))), 'no_retry');
     assert.equal(readServerFirst(Buffer.from([21, 3, 3, 0, 2, 2, 40])), 'no_retry');
-    assert.equal(readServerFirst(Buffer.from('HTTP/1.1 400 Bad Request\r\n')), 'malformed');
-    assert.equal(readServerFirst(Buffer.from([22, 3, 3, 0, 4, 11, 0, 0, 0])), 'malformed');
+    assert.equal(readServerFirst(Buffer.from('HTTP/1.1 400 Bad Request\r\n')), 'no_retry');
+    assert.equal(readServerFirst(Buffer.from([22, 3, 3, 0, 4, 11, 0, 0, 0])), 'no_retry');
   });
 
   test('the retry request is recognised byte by byte and across records', () => {
@@ -152,13 +152,21 @@ describe('RetryGate', () => {
     assert.deepEqual(r.refusals, []);
   });
 
-  test('a client that ends while bytes are held still delivers them once the server answered', async () => {
+  test('a client that ends while bytes are held: no second hello can follow, so they go on at once', async () => {
     const r = gate(true);
-    r.g.end(early);
     const ended = new Promise<void>((resolve) => r.g.once('end', () => resolve()));
-    r.g.serverData(serverHello(Buffer.alloc(32, 7)));
+    r.g.end(early);
     await ended;
     assert.deepEqual(r.out(), early);
+    assert.deepEqual(r.refusals, []);
+  });
+
+  test('after a retry request, a client that ends before a complete second hello is refused', () => {
+    const r = gate(true);
+    r.g.serverData(serverHello(HRR_RANDOM));
+    r.g.end(tls13Hello('api.example.com', 'p384').subarray(0, 20));
+    assert.deepEqual(r.refusals, ['retry_hello_invalid']);
+    assert.equal(r.out().length, 0);
   });
 
   test('retry request + same name: opens; + another name: refused and nothing passes', () => {
@@ -184,19 +192,28 @@ describe('RetryGate', () => {
     assert.deepEqual(r.out(), other);
   });
 
-  test('a server that answers with something else than a ServerHello: bad_server_hello', () => {
+  test('a server that does not speak TLS never asked for a retry: the bytes pass', () => {
     const r = gate(true);
     r.g.write(early);
-    r.g.serverData(Buffer.from('HTTP/1.1 400 Bad Request\r\n'));
-    assert.deepEqual(r.refusals, ['bad_server_hello']);
-    assert.equal(r.out().length, 0);
+    r.g.serverData(Buffer.from('pong'));
+    assert.deepEqual(r.refusals, []);
+    assert.deepEqual(r.out(), early);
   });
 
-  test('bounded: held bytes over the cap are refused', () => {
-    const r = gate(true);
+  test('bounded: before the server answers, the client is paused past the cap; after a retry request, refused', async () => {
     const chunk = Buffer.concat([Buffer.from([23, 3, 3, 0x40, 0]), Buffer.alloc(0x4000)]);
-    for (let i = 0; i < 6 && !r.g.destroyed; i++) r.g.write(chunk);
-    assert.deepEqual(r.refusals, ['retry_hello_invalid']);
+    const waiting = gate(true);
+    let written = 0;
+    for (let i = 0; i < 8; i++) waiting.g.write(chunk, () => written++);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.ok(written < 8, `${written} writes done: the gate stopped taking bytes`);
+    waiting.g.serverData(serverHello(Buffer.alloc(32, 7)));
+    await new Promise<void>((resolve) => waiting.g.write(Buffer.alloc(1), () => resolve()));
+    assert.equal(waiting.out().length, 8 * chunk.length + 1, 'everything passes once the server answered');
+    const retry = gate(true);
+    retry.g.serverData(serverHello(HRR_RANDOM));
+    for (let i = 0; i < 6 && !retry.g.destroyed; i++) retry.g.write(chunk);
+    assert.deepEqual(retry.refusals, ['retry_hello_invalid']);
   });
 });
 
@@ -273,6 +290,17 @@ async function proxyTo(t: TestContext, server: OpensslServer) {
   return { h, upstreamBytes: () => Buffer.concat(up) };
 }
 
+/** Plaintext ServerHello messages (the retry request counts) at the start of a server stream. */
+function serverHellos(buf: Buffer): number {
+  let n = 0;
+  for (let at = 0; at + 5 < buf.length; ) {
+    const len = buf.readUInt16BE(at + 3);
+    if (buf[at] === 22 && buf[at + 5] === 2) n++;
+    at += 5 + len;
+  }
+  return n;
+}
+
 /**
  * A raw client: send `preamble` and CH1, wait for the retry request (after `skip` bytes of the
  * reply, e.g. a CONNECT 200), send `second`; resolve when the connection closes.
@@ -281,7 +309,7 @@ function rawRetry(
   port: number,
   first: Buffer,
   second: Buffer,
-  opts: { preamble?: Buffer; skip?: number } = {},
+  opts: { preamble?: Buffer; skip?: number; untilServerHellos?: number } = {},
 ): Promise<{ sawRetry: boolean }> {
   return new Promise((resolve) => {
     const s = net.connect({ port, host: '127.0.0.1' });
@@ -294,6 +322,9 @@ function rawRetry(
         sawRetry = true;
         s.write(second);
       }
+      // Done without waiting for a close: the server answered the second hello too.
+      if (opts.untilServerHellos && serverHellos(got.subarray(opts.skip ?? 0)) >= opts.untilServerHellos)
+        s.destroy();
     });
     s.once('close', () => resolve({ sawRetry }));
     s.write(opts.preamble ? Buffer.concat([opts.preamble, first]) : first);
@@ -350,7 +381,8 @@ describe('SNI proxy: HelloRetryRequest', { concurrency: 2 }, () => {
       const { h, upstreamBytes } = await proxyTo(t, server);
       const ch1 = tls13Hello('api.example.com', 'x25519');
       const ch2 = Buffer.concat([CCS, tls13Hello(second, 'p384')]);
-      const r = await rawRetry(h.port, ch1, ch2);
+      // Stop at the close, or (a failure) at the server's answer to the second hello.
+      const r = await rawRetry(h.port, ch1, ch2, { untilServerHellos: 2 });
       assert.ok(r.sawRetry, 'the server answered with a retry request');
       const refused = await line(h.lines, (l) => l['reason'] === 'retry_name_mismatch');
       assert.equal(refused['verdict'], 'deny');
@@ -365,7 +397,8 @@ describe('SNI proxy: HelloRetryRequest', { concurrency: 2 }, () => {
     const { h, upstreamBytes } = await proxyTo(t, server);
     const ch1 = tls13Hello('api.example.com', 'x25519');
     const ch2 = Buffer.concat([CCS, tls13Hello('api.example.com', 'p384')]);
-    const r = await rawRetry(h.port, ch1, ch2);
+    // The server's ServerHello to the second hello proves it arrived; no need to wait for a close.
+    const r = await rawRetry(h.port, ch1, ch2, { untilServerHellos: 2 });
     assert.ok(r.sawRetry);
     await closeLine(h.lines);
     assert.deepEqual(upstreamBytes().subarray(0, ch1.length + ch2.length), Buffer.concat([ch1, ch2]));
@@ -409,6 +442,7 @@ describe('SNI proxy: HelloRetryRequest', { concurrency: 2 }, () => {
           `CONNECT api.example.com:${port} HTTP/1.1\r\nHost: api.example.com:${port}\r\n\r\n`,
         ),
         skip: established.length,
+        untilServerHellos: 2,
       },
     );
     assert.ok(r.sawRetry, 'the server answered with a retry request through the tunnel');
