@@ -141,6 +141,32 @@ export class Conntrack {
   }
 
   /**
+   * The destinations these sources have live flows to now (`conntrack -L -s`, original
+   * direction): any UDP entry, and TCP entries not yet closing down (TIME_WAIT and CLOSE are
+   * over). Not serialized behind deletions: a listing changes nothing. Bounded in time and bytes
+   * like every call; a failure is reported, never taken for "no flows".
+   */
+  async liveDestinations(
+    sources: readonly string[],
+  ): Promise<{ ok: true; destinations: Set<string> } | { ok: false; error: string }> {
+    const destinations = new Set<string>();
+    for (const source of sources) {
+      const fam = ['-f', ipFamily(source) === 6 ? 'ipv6' : 'ipv4'];
+      const r = await this.#spawn(['-L', ...fam, '-s', source]);
+      // conntrack exits 0 with a count on stderr, also when nothing matched.
+      if (r.code !== 0 && !/flow entries have been shown/.test(r.err))
+        return { ok: false, error: `conntrack -L -s ${source}: ${r.err || `exit ${r.code}`}` };
+      for (const line of r.out.split('\n')) {
+        if (/^\s*tcp\b/.test(line) && /\s(TIME_WAIT|CLOSE)\s/.test(line)) continue;
+        const dst = /\bdst=(\S+)/.exec(line)?.[1];
+        const ip = dst === undefined ? null : canonicalIp(dst);
+        if (ip !== null) destinations.add(ip);
+      }
+    }
+    return { ok: true, destinations };
+  }
+
+  /**
    * Whether this conntrack takes `-s ADDR/LEN` (1.4.5 and later do); asked once, with a listing
    * that matches nothing.
    */

@@ -20,7 +20,7 @@ import type { LineSink } from '../observe/line-sink.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CurrentPolicies } from '../policy/source.ts';
 import { readCheckpoint, restoreEntries, writeCheckpoint } from '../store/checkpoint.ts';
-import { type InUse, LearnedStore } from '../store/learned-store.ts';
+import { type InUse, type InUseSource, LearnedStore } from '../store/learned-store.ts';
 import { createStoreMetrics, type StoreMetrics } from '../store/metrics.ts';
 import type { StoreSettings } from '../store/settings.ts';
 import { CommitBatcher } from './commit.ts';
@@ -48,7 +48,8 @@ export interface DnsProxyDeps {
   /** Lines are handed to flowLog in chunks of this many bytes (0: one write per line). */
   readonly flowLogBufferBytes?: number;
   readonly clock?: Clock;
-  readonly inUse?: InUse;
+  /** What is in use (never evicted); read ahead before an answer that has to make room. */
+  readonly inUse?: InUseSource;
   /** Share the UDP port with other workers (SO_REUSEPORT). */
   readonly reusePort?: boolean;
   /** Use this store instead of building one (workers sharing a store in-process). */
@@ -111,7 +112,7 @@ export class DnsProxy {
     this.#clock = deps.clock ?? systemClock;
     this.metrics = createDnsMetrics(deps.registry);
     this.storeMetrics = createStoreMetrics(deps.registry);
-    this.store = deps.store ?? storeFrom(settings.store, this.storeMetrics.events, deps.inUse);
+    this.store = deps.store ?? storeFrom(settings.store, this.storeMetrics.events, deps.inUse?.inUse);
     this.storeMetrics.watch(this.store);
     const clock = this.#clock;
     const metrics = this.metrics;
@@ -146,6 +147,7 @@ export class DnsProxy {
       rate: new RateLimiter(settings.rate.perSource, settings.rate.burst),
       pending: this.#pending,
       log: deps.log,
+      ...(deps.inUse ? { inUse: deps.inUse } : {}),
     });
     this.#server = new DnsServer(pipeline, settings.listen, settings.server, metrics, deps.log, {
       reusePort: deps.reusePort ?? false,

@@ -43,6 +43,7 @@ import {
   agentKubeconfig,
   agentLog,
   agentMetric,
+  agentRevocations,
   chartRbac,
   curlFrom,
   dnsAnswer,
@@ -388,16 +389,20 @@ describe('kubernetes end to end with the lab', { skip, concurrency: false, timeo
       assert.ok(await held.request(5000), 'the connection is kept alive');
       const lastOk = performance.now();
 
+      // Done is what the agent reports once elements and flows are both gone (`revoked`, logged
+      // after conntrack), not the moment the elements leave the set: the flow ends just after.
+      const revokedBefore = await agentRevocations(plan, ci.ipv4);
       const t0 = performance.now();
       await labelPod(admin, 'ci', ci.id, { role: 'builder' });
-      const goneMs = await msUntil(t0, 'runner elements gone', async () => {
-        const k = await kernelState(plan);
-        return (
-          !hasElement(k.learned, ci.ipv4, '203.0.113.20') &&
-          !hasElement(k.learned, ci.ipv6, '2001:db8:113::20')
-        );
-      });
-      t.diagnostic(`relabel -> learned elements gone from the nft sets: ${goneMs.toFixed(0)} ms`);
+      const goneMs = await msUntil(
+        t0,
+        'runner revocation done',
+        async () => (await agentRevocations(plan, ci.ipv4)) > revokedBefore,
+      );
+      const revoked = await kernelState(plan);
+      assert.ok(!hasElement(revoked.learned, ci.ipv4, '203.0.113.20'), 'the IPv4 element is gone');
+      assert.ok(!hasElement(revoked.learned, ci.ipv6, '2001:db8:113::20'), 'the IPv6 element is gone');
+      t.diagnostic(`relabel -> revocation done (elements and flows gone): ${goneMs.toFixed(0)} ms`);
       assert.ok(goneMs < DEADLINE_MS, `relabel took ${goneMs.toFixed(0)} ms to reach the kernel`);
 
       assert.equal((await dnsAnswer(plan, ci.id, 'github.com')).status, 'REFUSED');

@@ -14,7 +14,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { KubeObject } from '../../src/k8s/api.ts';
@@ -186,6 +186,25 @@ export async function startKubeAgent(plan: LabPlan, config: Record<string, unkno
 
 export function agentLog(plan: LabPlan, lines = 40): Promise<string> {
   return logTail(path.join(statePaths(plan).logs, 'agent.log'), lines);
+}
+
+/**
+ * Revocations the agent reported done (log reason `revoked`: elements and their flows gone)
+ * that name `source`, over the whole agent log.
+ */
+export async function agentRevocations(plan: LabPlan, source: string): Promise<number> {
+  const text = await readFile(path.join(statePaths(plan).logs, 'agent.log'), 'utf8').catch(() => '');
+  let n = 0;
+  for (const line of text.split('\n')) {
+    if (!line.includes('"revoked"')) continue;
+    try {
+      const entry = JSON.parse(line) as { reason?: unknown; sources?: unknown };
+      if (entry.reason === 'revoked' && Array.isArray(entry.sources) && entry.sources.includes(source)) n++;
+    } catch {
+      // a line cut by a concurrent write: not counted
+    }
+  }
+  return n;
 }
 
 export interface DnsAnswer {

@@ -214,8 +214,13 @@ export class DriverClient {
     this.#waiting.clear();
   }
 
-  static async start(ns: Netns, options: object = {}): Promise<DriverClient> {
-    const c = new DriverClient(ns.spawn([NODE, 'test/integration/datapath/driver-host.ts']));
+  /** `host`: the script to run (driver-host.ts, or enforce-host.ts for the learning path). */
+  static async start(
+    ns: Netns,
+    options: object = {},
+    host = 'test/integration/datapath/driver-host.ts',
+  ): Promise<DriverClient> {
+    const c = new DriverClient(ns.spawn([NODE, host]));
     c.#child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[driver] ${d}`));
     await c.call('open', options);
     return c;

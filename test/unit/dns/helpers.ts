@@ -20,7 +20,7 @@ import { type SourceGroup, StaticGroups } from '../../../src/identity/static-gro
 import { silentLogger } from '../../../src/observe/log.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import type { Policy } from '../../../src/policy/model.ts';
-import { LearnedStore, type StoreLimits } from '../../../src/store/learned-store.ts';
+import { type InUseSource, LearnedStore, type StoreLimits } from '../../../src/store/learned-store.ts';
 import type { TtlPolicy } from '../../../src/store/ttl.ts';
 
 export type Answer = dnsPacket.Answer;
@@ -188,6 +188,8 @@ export function harness(
     rate?: [number, number];
     pending?: [number, number];
     inUse?: (source: string, ip: string) => boolean;
+    /** Read ahead before an answer that has to make room (the agent's conntrack listing). */
+    inUseSource?: InUseSource;
     policies?: Policy[];
   } = {},
 ): Harness {
@@ -199,6 +201,7 @@ export function harness(
     ttl: opts.ttl ?? { minTtlSeconds: 30, maxTtlSeconds: 86_400, graceSeconds: 30 },
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.inUse ? { inUse: opts.inUse } : {}),
+    ...(opts.inUseSource ? { inUse: opts.inUseSource.inUse } : {}),
   });
   const lines: Array<Record<string, unknown>> = [];
   const upstreamCalls: Upstreamed[] = [];
@@ -240,6 +243,7 @@ export function harness(
     rate: new RateLimiter(...(opts.rate ?? [1000, 1000])),
     pending: new PendingLimiter(...(opts.pending ?? [100, 100])),
     log: silentLogger(),
+    ...(opts.inUseSource ? { inUse: opts.inUseSource } : {}),
   });
   Object.assign(h, {
     pipeline,
