@@ -11,7 +11,8 @@
  *      keeps what an earlier agent programmed, new DNS fails because nothing answers)
  *   2. identities (static groups or pods from the API, synced)
  *   3. the datapath opens and reconciles the static state by difference (never a flush)
- *   4. the DNS proxy restores its checkpoint into the kernel, then opens its sockets
+ *   4. the DNS proxy restores its checkpoint into the kernel (and removes, flows included, the
+ *      elements the restored state no longer justifies), then opens its sockets
  *   5. the SNI/Host and CONNECT proxies, when enabled
  *   6. the enforcer's first full sync, then it follows policy and identity changes
  *   7. /metrics, /healthz and /readyz; /readyz says ready once step 6 is done
