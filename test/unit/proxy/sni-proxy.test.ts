@@ -123,7 +123,7 @@ describe('SNI proxy: TLS', () => {
       [Buffer.from([22, 3, 1, 0x40, 0, 1, 0xff, 0xff, 0xff])],
       'too_large',
     ],
-    ['TLS-07: trailing dot', [simpleHello('api.example.com.')], 'bad_sni'],
+    ['TLS-07: trailing dot', [simpleHello('api.example.com.')], 'name_invalid'],
     ['TLS-08: IP literal SNI', [simpleHello('127.0.0.2')], 'ip_sni'],
   ];
   for (const [what, chunks, reason] of refused) {
