@@ -125,7 +125,6 @@ export async function sniProxy(
     dial?: (dst: OriginalDst) => net.Socket;
     listen?: string[];
     inspector?: Inspector | null;
-    dial?: (dst: OriginalDst) => net.Socket;
   },
 ): Promise<ProxyHarness> {
   const lines: Array<Record<string, unknown>> = [];
@@ -144,7 +143,6 @@ export async function sniProxy(
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
     ...(opts.dial ? { dial: opts.dial } : {}),
     ...(opts.inspector !== undefined ? { inspector: { current: () => opts.inspector ?? null } } : {}),
-    ...(opts.dial ? { dial: opts.dial } : {}),
     settings: proxySettings({
       ...opts.config,
       sni: { listen: opts.listen ?? ['127.0.0.1:0'], ...opts.config?.sni },
