@@ -11,7 +11,8 @@
  *      keeps what an earlier agent programmed, new DNS fails because nothing answers)
  *   2. identities (static groups or pods from the API, synced)
  *   3. the datapath opens and reconciles the static state by difference (never a flush)
- *   4. the DNS proxy restores its checkpoint into the kernel, then opens its sockets
+ *   4. the DNS proxy restores its checkpoint into the kernel (and removes, flows included, the
+ *      elements the restored state no longer justifies), then opens its sockets
  *   5. the SNI/Host and CONNECT proxies, when enabled
  *   6. the enforcer's first full sync, then it follows policy and identity changes
  *   7. /metrics, /healthz and /readyz; /readyz says ready once step 6 is done
@@ -29,7 +30,9 @@ import type { AgentConfig } from '../config/schema.ts';
 import { sourceGroupsFrom } from '../config/sources.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
+import { Conntrack } from '../datapath/conntrack.ts';
 import type { Datapath } from '../datapath/datapath.ts';
+import { ConntrackInUse } from '../datapath/in-use.ts';
 import { DatapathMetrics } from '../datapath/metrics.ts';
 import { NftDatapath } from '../datapath/nft-driver.ts';
 import { RecordingDatapath } from '../datapath/recording.ts';
@@ -51,7 +54,7 @@ import { UpstreamResolver } from '../proxy/resolver.ts';
 import type { ProxySettings } from '../proxy/settings.ts';
 import { SniProxy } from '../proxy/sni-proxy.ts';
 import { proposeRule } from '../recommend/propose.ts';
-import type { LearnedStore } from '../store/learned-store.ts';
+import type { InUseSource, LearnedStore } from '../store/learned-store.ts';
 import { timeoutMsFor } from '../store/ttl.ts';
 import { Cleanups } from './cleanups.ts';
 import { kubernetesSources } from './kubernetes.ts';
@@ -128,7 +131,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   };
   try {
     const sources = await startSources(w);
-    const datapath = await openDatapath(w);
+    const { datapath, inUse } = await openDatapath(w, sources);
     let dns: DnsProxy | null = null;
     const enforcer = new Enforcer({
       datapath,
@@ -143,7 +146,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const fileSink =
       options.flowLog === undefined ? flowSink(dnsSettingsFrom(w.config).flowLog) : options.flowLog;
     const flows = startFlows(w, sources, fileSink);
-    dns = await startDns(w, sources, datapath, fileSink, flows, () => enforcer.syncAfter('unknown_hold'));
+    dns = await startDns(w, sources, datapath, fileSink, flows, inUse, () =>
+      enforcer.syncAfter('unknown_hold'),
+    );
     if (!options.dnsOnly) await startProxies(w, sources, dns.store, flows);
     await followChanges(w, sources, enforcer);
     flows.followIdentities();
@@ -191,10 +196,17 @@ async function startSources(w: Wiring): Promise<Sources> {
   return { policies, identities, files };
 }
 
-/** Step 3: the datapath the config (or the caller) asks for; warns about ungoverned addresses. */
-async function openDatapath(w: Wiring): Promise<Datapath> {
+/**
+ * Step 3: the datapath the config (or the caller) asks for; warns about ungoverned addresses.
+ * With the nftables datapath, what is in use comes from conntrack (the store never evicts it).
+ */
+async function openDatapath(
+  w: Wiring,
+  sources: Sources,
+): Promise<{ datapath: Datapath; inUse: InUseSource | null }> {
   const { config, options, clock, log } = w;
   let datapath = options.datapath;
+  let inUse: InUseSource | null = null;
   if (!datapath) {
     const settings = datapathSettingsFrom(config);
     if (settings.driver === 'recording' || options.dnsOnly) {
@@ -210,6 +222,14 @@ async function openDatapath(w: Wiring): Promise<Datapath> {
       });
       metrics.readDrops = () => nft.readDropCounters();
       datapath = nft;
+      const identities = sources.identities;
+      inUse = new ConntrackInUse({
+        conntrack: new Conntrack({ timeoutMs: IN_USE_READ_TIMEOUT_MS }),
+        clock,
+        log: log.child({ component: 'datapath' }),
+        sourcesOf: (ip) => identities.siblings?.(ip) ?? [ip],
+        reads: metrics.inUseReads,
+      });
     }
     const warning = unknownSourcesWarning(config);
     if (warning && !options.dnsOnly)
@@ -217,8 +237,11 @@ async function openDatapath(w: Wiring): Promise<Datapath> {
   }
   const dp = datapath;
   w.cleanups.add(() => dp.close());
-  return dp;
+  return { datapath: dp, inUse };
 }
+
+/** A conntrack listing before an eviction waits at most this long (the answer waits for it). */
+const IN_USE_READ_TIMEOUT_MS = 1000;
 
 /**
  * Step 3b: flow events (src/flows): the history and followers of the flow API, the dashboard's
@@ -251,6 +274,7 @@ async function startDns(
   datapath: Datapath,
   flowLog: LineSink | null,
   flows: AgentFlows,
+  inUse: InUseSource | null,
   /** A held query of a new source is answered once the kernel holds it (src/dns/unknown-hold.ts). */
   settled: () => Promise<unknown>,
 ): Promise<DnsProxy> {
@@ -268,6 +292,7 @@ async function startDns(
     settled,
     // A rolling update starts the new agent beside the old one on the same port (host network).
     reusePort: true,
+    ...(inUse ? { inUse } : {}),
   });
   w.cleanups.add(() => dns.stop());
   return dns;
@@ -476,11 +501,22 @@ function running(
   };
 }
 
-/** Kubernetes identity changes carry the removed (ip, identity) pairs; static groups carry none. */
-function removedIps(delta: unknown): string[] {
+type IdentityPairs = ReadonlyArray<readonly [string, { readonly key?: unknown }]>;
+
+/**
+ * The addresses whose holder went away: Kubernetes identity changes carry the removed and added
+ * (ip, identity) pairs; static groups carry none. An address the same workload still holds (a
+ * relabel: same key, new labels) is not among them: the sync judges it by its new identity and
+ * revokes only what that no longer allows, so access the relabel keeps is not cut.
+ */
+export function removedIps(delta: unknown): string[] {
   if (typeof delta !== 'object' || delta === null || !('removed' in delta)) return [];
-  const removed = (delta as { removed: ReadonlyArray<readonly [string, unknown]> }).removed;
-  return removed.map(([ip]) => ip);
+  const d = delta as { removed: IdentityPairs; added?: IdentityPairs };
+  const holder = new Map<string, unknown>();
+  for (const [ip, identity] of d.added ?? []) holder.set(ip, identity.key);
+  return d.removed
+    .filter(([ip, identity]) => identity.key === undefined || holder.get(ip) !== identity.key)
+    .map(([ip]) => ip);
 }
 
 function policiesSummary(policies: PolicySource): unknown {

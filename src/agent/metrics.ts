@@ -6,6 +6,7 @@ export interface AgentMetrics {
   readonly syncs: Counter<'result'>;
   readonly syncSeconds: Histogram;
   readonly governedSources: Gauge;
+  readonly revocations: Counter<'result'>;
   readonly policyReloads: Counter<'result'>;
   readonly policies: Gauge;
   readonly ready: Gauge;
@@ -29,6 +30,12 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     governedSources: new Gauge({
       name: `${p}_governed_sources`,
       help: 'Source addresses at least one policy selects.',
+      registers: [registry],
+    }),
+    revocations: new Counter({
+      name: `${p}_revocations_total`,
+      help: 'Revocations (learned elements removed and their flows ended, one step), by result (ok, error: some flows may remain).',
+      labelNames: ['result'],
       registers: [registry],
     }),
     policyReloads: new Counter({

@@ -31,3 +31,11 @@ export const colour = {
   dim: (t: string) => paint(2, t),
   bold: (t: string) => paint(1, t),
 };
+
+/**
+ * What convert, validate and check say when valid files yield no policy (only other kinds, or
+ * policies that convert to nothing): one message, and the same exit code (bad input).
+ */
+export function noPolicyMessage(paths: readonly string[]): string {
+  return `no policy found in ${paths.join(', ')}: nothing there becomes a namegate policy (the warnings say why)`;
+}

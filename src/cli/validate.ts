@@ -1,7 +1,7 @@
 /** `namegate validate FILE...`: exit 0 when every document is valid, 2 with field-path errors. */
 import type { Command } from 'commander';
 import { formatProblem, loadPolicies } from '../formats/load.ts';
-import { colour, Exit } from './output.ts';
+import { colour, Exit, noPolicyMessage } from './output.ts';
 
 export function registerValidate(program: Command): void {
   program
@@ -16,6 +16,11 @@ export function registerValidate(program: Command): void {
         for (const w of report.warnings) console.error(`${colour.yellow('warning')}: ${formatProblem(w)}`);
       if (report.errors.length > 0) {
         console.error(`${report.errors.length} error(s); nothing was applied`);
+        process.exitCode = Exit.BadInput;
+        return;
+      }
+      if (report.policies.length === 0) {
+        console.error(noPolicyMessage(paths));
         process.exitCode = Exit.BadInput;
         return;
       }

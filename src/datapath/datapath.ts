@@ -28,6 +28,12 @@ export interface AllowElement {
   readonly timeoutMs: number;
 }
 
+/** What forget() did once it resolves: its elements are gone and so are their flows. */
+export interface ForgetResult {
+  /** Conntrack entries deleted (flows ended); 0 where no kernel is involved. */
+  readonly flows: number;
+}
+
 /** An element without its timeout: what forget() takes and what identifies an element. */
 export type ElementKey = Omit<AllowElement, 'timeoutMs'>;
 
@@ -92,8 +98,12 @@ export interface Datapath {
   reconcile(state: StaticState): Promise<void>;
   /** Add elements, or refresh their timeouts; resolves when the kernel has committed them. */
   learn(elements: readonly AllowElement[]): Promise<void>;
-  /** Remove elements and end the connections they allowed (conntrack). */
-  forget(elements: readonly ElementKey[]): Promise<void>;
+  /**
+   * Remove elements and end the connections they allowed (conntrack), as one step: it resolves
+   * only once both are done, and rejects (NG_COMMAND_FAILED) when the elements went but some
+   * flows could not be ended.
+   */
+  forget(elements: readonly ElementKey[]): Promise<ForgetResult>;
   /** The learned elements the kernel holds now (after a restart, what survived). */
   listLearned(): Promise<AllowElement[]>;
   /**

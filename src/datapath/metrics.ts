@@ -46,6 +46,7 @@ export class DatapathMetrics {
   readonly timeoutsClamped: Counter<'reason'>;
   readonly conntrackDeleted: Counter<'reason'>;
   readonly conntrackErrors: Counter;
+  readonly inUseReads: Counter<'result'>;
   readonly reconciles: Counter<'result'>;
   readonly droppedPackets: Counter<'source' | 'mode'>;
   readonly unknownSourceDrops: Counter<'reason'>;
@@ -116,6 +117,12 @@ export class DatapathMetrics {
     this.conntrackErrors = new Counter({
       name: 'namegate_datapath_conntrack_errors_total',
       help: 'conntrack commands that failed',
+      registers,
+    });
+    this.inUseReads = new Counter({
+      name: 'namegate_datapath_in_use_reads_total',
+      help: 'Conntrack listings read before an eviction (what is in use is never evicted), by result (ok; error: every address of the source counted as in use)',
+      labelNames: ['result'],
       registers,
     });
     this.reconciles = new Counter({

@@ -17,7 +17,7 @@ import { CidrSet, canonicalIp, ipFamily, parseCidr } from '../core/ip.ts';
 import { F } from '../observe/fields.ts';
 import { type Logger, silentLogger } from '../observe/log.ts';
 import { Conntrack, type ConntrackResult } from './conntrack.ts';
-import type { AllowElement, Datapath, ElementKey, StaticState } from './datapath.ts';
+import type { AllowElement, Datapath, ElementKey, ForgetResult, StaticState } from './datapath.ts';
 import { LearnedModel, type TimedRange } from './learned-model.ts';
 import type { DatapathMetrics, DropCount, SourceDrops } from './metrics.ts';
 import { type NftConfig, type NftConfigInput, resolveNftConfig } from './nft-config.ts';
@@ -26,12 +26,12 @@ import {
   internalElements,
   kernelElementText,
   type LearnedRange,
+  lifeText,
   PIPAPO_LARGE,
   removeLearnedCommands,
   StaticStateError,
   scopeElements,
   staticElements,
-  timeoutText,
 } from './nft-elements.ts';
 import { type ExecutorChoice, type NftExecutor, openExecutor } from './nft-executor.ts';
 import { parseElement } from './nft-json.ts';
@@ -359,8 +359,8 @@ export class NftDatapath implements Datapath {
     this.#metrics?.commitSeconds.observe({ op: 'learn' }, (this.#clock.now() - started) / 1000);
   }
 
-  async forget(elements: readonly ElementKey[]): Promise<void> {
-    if (elements.length === 0) return;
+  async forget(elements: readonly ElementKey[]): Promise<ForgetResult> {
+    if (elements.length === 0) return { flows: 0 };
     const started = this.#clock.now();
     let ranges: LearnedRange[];
     try {
@@ -378,6 +378,8 @@ export class NftDatapath implements Datapath {
       throw err;
     }
     this.#metrics?.commitSeconds.observe({ op: 'forget' }, (this.#clock.now() - started) / 1000);
+    // The flows of what this call revoked end before it resolves: a caller that reports a
+    // revocation done (the enforcer) then means elements and flows both.
     const ct = op.kind === 'forget' && op.after ? await op.after : null;
     if (ct && ct.errors.length > 0) {
       throw new NamegateError(
@@ -385,6 +387,7 @@ export class NftDatapath implements Datapath {
         `elements removed, but ending their flows failed: ${ct.errors.slice(0, 3).join('; ')}`,
       );
     }
+    return { flows: ct?.deleted ?? 0 };
   }
 
   async #commit(ops: readonly Op[]): Promise<void> {
@@ -464,7 +467,7 @@ export class NftDatapath implements Datapath {
       if (r.protocol !== 'UDP') continue;
       const set = setName('revoked', ipFamily(r.source));
       const list = bySet.get(set) ?? new Set<string>();
-      list.add(`${r.source} . ${r.destination} . udp timeout ${timeoutText(this.config.revokeWindowMs)}`);
+      list.add(`${r.source} . ${r.destination} . udp ${lifeText(this.config.revokeWindowMs)}`);
       bySet.set(set, list);
     }
     if (bySet.size === 0) return;

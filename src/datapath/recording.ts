@@ -5,7 +5,7 @@
  */
 import { type Clock, systemClock } from '../core/clock.ts';
 import { ErrorCode, NamegateError } from '../core/errors.ts';
-import type { AllowElement, Datapath, ElementKey, StaticState } from './datapath.ts';
+import type { AllowElement, Datapath, ElementKey, ForgetResult, StaticState } from './datapath.ts';
 
 export type RecordedCall =
   | { readonly op: 'reconcile'; readonly state: StaticState }
@@ -87,7 +87,7 @@ export class RecordingDatapath implements Datapath {
     }
   }
 
-  async forget(elements: readonly ElementKey[]): Promise<void> {
+  async forget(elements: readonly ElementKey[]): Promise<ForgetResult> {
     this.#record({ op: 'forget', elements });
     for (const e of elements) {
       const pair = pairKey(e);
@@ -97,6 +97,7 @@ export class RecordingDatapath implements Datapath {
         if (ports.size === 0) this.#learned.delete(pair);
       }
     }
+    return { flows: 0 };
   }
 
   async listLearned(): Promise<AllowElement[]> {

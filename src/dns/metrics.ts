@@ -191,7 +191,7 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
     learned,
     notLearned: new Counter({
       name: 'namegate_dns_not_learned_total',
-      help: 'Answer addresses not learned, by reason (denied_range, family, cap, store).',
+      help: 'Answer addresses not learned, by reason (denied_range, family, cap, store; revoked_in_flight: a policy or identity change removed the entry before its commit finished, so the element left the kernel again; view_changed, per answer: the change came while the upstream answered and the answer is no longer learned).',
       labelNames: ['reason'] as const,
       registers,
     }),

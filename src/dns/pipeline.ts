@@ -22,7 +22,7 @@ import type { CompiledPolicies } from '../policy/compile.ts';
 import { answerAddressAllowed } from '../policy/decide.ts';
 import { type Identity, type PolicyRef, type PortRange, policyRefText } from '../policy/model.ts';
 import type { CurrentPolicies } from '../policy/source.ts';
-import type { AddressInput, LearnedStore } from '../store/learned-store.ts';
+import type { AddressInput, InUseSource, LearnedStore } from '../store/learned-store.ts';
 import { AnswerError, type AnswerFacts, type AnswerLimits, readAnswers } from './answers.ts';
 import { type CommitBatcher, holdKey } from './commit.ts';
 import type { DnsVerdict, FlowLog, FlowRecord } from './flow-log.ts';
@@ -70,6 +70,8 @@ export interface PipelineDeps {
   readonly log: Logger;
   /** Holds queries of unknown sources inside the source CIDRs until they are known (unknown-hold.ts). */
   readonly unknownHold?: UnknownHold;
+  /** Read ahead before an answer that has to make room, so eviction spares what is in use. */
+  readonly inUse?: InUseSource;
 }
 
 /** The reason a held query that got no identity is refused with. */
@@ -168,8 +170,8 @@ export class Pipeline {
       held = h.result;
       d.metrics.unknownHolds.inc({ result: held });
     }
-    const set = d.policies.current();
-    const r = route(d.settings, set, identity, q.question.name, src);
+    let set = d.policies.current();
+    let r = route(d.settings, set, identity, q.question.name, src);
     const rec: Rec = {
       src,
       identity: identity?.key ?? null,
@@ -242,6 +244,31 @@ export class Pipeline {
         err instanceof AnswerError ? err.reason : 'malformed_reply',
         MALFORMED_EDE,
       );
+    }
+    // An answer that has to make room in the store reads what is in use first (conntrack).
+    if (d.inUse && d.store.wouldEvict(src, r.name, facts.addresses)) await d.inUse.prepare(src);
+    if (d.policies.current() !== set || d.identities.lookup(src) !== identity) {
+      // Policies or the source's identity changed while the upstream answered: decide again
+      // with what is in force now, so a query asked before a revocation cannot put back what
+      // the revocation just removed (nor learn ports of a rule that is gone).
+      identity = d.identities.lookup(src);
+      set = d.policies.current();
+      r = route(d.settings, set, identity, q.question.name, src);
+      rec.identity = identity?.key ?? null;
+      rec.verdict = r.verdict;
+      rec.reason = r.reason;
+      rec.policy = r.decision?.policy ? policyText(r.decision.policy) : null;
+      rec.rule = r.decision?.rule ?? null;
+      if (r.kind === 'refuse' || !r.learn) d.metrics.notLearned.inc({ reason: 'view_changed' });
+      if (r.kind === 'refuse') {
+        rec.rcode = r.rcode;
+        this.#finish(started, rec);
+        return buildReply(basisOf(q), msg, r.rcode, r.ede);
+      }
+    }
+    if (!r.learn) {
+      this.#finish(started, rec);
+      return reply;
     }
     // Learning waits only when something is on its way to the kernel.
     const wait = this.#learn(src, r, set, facts, rec);
@@ -361,15 +388,19 @@ export class Pipeline {
     if (changes !== null && changes.elements.length > 0) {
       const commit = d.commits.submit(changes.elements, changes.keys);
       const forgotten = changes.ips;
+      const committed = changes;
       // Whenever the commit fails (even after the hold released the answer), the store must not
       // claim what the kernel does not hold: the next answer then learns it again.
-      commit.catch((err: unknown) => {
-        for (const ip of forgotten) d.store.forget(src, r.name, ip);
-        d.log.error(
-          { [F.sourceIp]: src, [F.name]: r.name, [F.error]: errorMessage(err) },
-          'datapath commit failed',
-        );
-      });
+      commit.then(
+        () => this.#undoRevoked(src, r.name, committed),
+        (err: unknown) => {
+          for (const ip of forgotten) d.store.forget(src, r.name, ip);
+          d.log.error(
+            { [F.sourceIp]: src, [F.name]: r.name, [F.error]: errorMessage(err) },
+            'datapath commit failed',
+          );
+        },
+      );
       if (waits === null) waits = [];
       waits.push(commit);
     }
@@ -380,6 +411,34 @@ export class Pipeline {
       if (hold === 'timeout') d.metrics.holdTimeouts.inc();
       if (hold === 'failed') d.metrics.commitFailures.inc();
       return hold;
+    });
+  }
+
+  /**
+   * A sync that judged this answer's entries while their elements were still on the way to the
+   * kernel (a policy or identity change right after the store write) removed the entries but
+   * found no element to remove; the commit then put them in. Whatever the store no longer holds
+   * once the commit is done leaves the kernel again, unless another name of the source holds it.
+   */
+  #undoRevoked(src: string, name: string, changes: Changes): void {
+    const d = this.#d;
+    const now = d.clock.now();
+    const gone = new Set<string>();
+    for (const ip of changes.ips)
+      if (!d.store.holds(src, name, ip, now) && d.store.expiryFor(src, ip) <= now) gone.add(ip);
+    if (gone.size === 0) return;
+    const keys: ElementKey[] = changes.elements
+      .filter((e) => gone.has(e.destination))
+      .map((e) => ({
+        source: e.source,
+        destination: e.destination,
+        protocol: e.protocol,
+        portFrom: e.portFrom,
+        portTo: e.portTo,
+      }));
+    d.metrics.notLearned.inc({ reason: 'revoked_in_flight' }, gone.size);
+    d.datapath.forget(keys).catch((err: unknown) => {
+      d.log.error({ [F.sourceIp]: src, [F.error]: errorMessage(err) }, 'datapath forget failed');
     });
   }
 

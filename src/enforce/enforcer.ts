@@ -33,7 +33,12 @@ export interface EnforcerMetrics {
   readonly syncs: Counter<'result'>;
   readonly syncSeconds: Histogram;
   readonly governedSources: Gauge;
+  /** Revocations done (elements and their flows gone) or failed, by result (ok, error). */
+  readonly revocations: Counter<'result'>;
 }
+
+/** A revocation's log line names at most this many sources. */
+const LOGGED_SOURCES = 16;
 
 export interface EnforcerDeps {
   readonly datapath: Datapath;
@@ -107,6 +112,9 @@ export class Enforcer {
 
   /** A source's IP left (pod deleted, group removed): drop what it learned before reuse. */
   async removeSources(ips: readonly string[]): Promise<void> {
+    // Called as the identity changes (with no address for a relabel): a sync running now judges
+    // with a view that just went stale, so it must forget nothing (its follow-up does).
+    this.#changes++;
     if (ips.length === 0) return;
     const store = this.#d.store();
     // An entry may be a prefix (a static group): everything learned inside it goes.
@@ -115,11 +123,46 @@ export class Enforcer {
       if (covered(e.source)) store?.forget(e.source, e.name, e.ip);
     const learned = await this.#d.datapath.listLearned();
     const keys: ElementKey[] = learned.filter((e) => covered(e.source)).map(withoutTimeout);
-    await this.#d.datapath.forget(keys);
+    await this.#revoke(keys, 'sources_removed');
     this.#d.log.info(
       { [F.event]: 'enforce', [F.reason]: 'sources_removed', sources: ips.length, forgotten: keys.length },
       'removed sources and their learned elements',
     );
+  }
+
+  /**
+   * One revocation step: the elements leave the kernel, then their flows end (conntrack), and
+   * only then is it counted and logged as done (`revoked`, with the sources it concerned), so
+   * whoever waits for it knows that neither new nor established traffic passes any more. A
+   * failure to end flows is `revocation_failed` and rejects.
+   */
+  async #revoke(keys: readonly ElementKey[], trigger: string): Promise<void> {
+    if (keys.length === 0) return;
+    const { datapath, clock, log, metrics } = this.#d;
+    const started = clock.now();
+    const sources = [...new Set(keys.map((k) => k.source))];
+    const fields = {
+      [F.event]: 'enforce',
+      trigger,
+      elements: keys.length,
+      sources: sources.slice(0, LOGGED_SOURCES),
+      moreSources: Math.max(0, sources.length - LOGGED_SOURCES),
+    };
+    try {
+      const r = await datapath.forget(keys);
+      metrics.revocations.inc({ result: 'ok' });
+      log.info(
+        { ...fields, [F.reason]: 'revoked', flows: r.flows, ms: Math.round(clock.now() - started) },
+        'revoked: the elements and their flows are gone',
+      );
+    } catch (err) {
+      metrics.revocations.inc({ result: 'error' });
+      log.error(
+        { ...fields, [F.reason]: 'revocation_failed', [F.error]: errorMessage(err) },
+        'revocation incomplete: elements or flows may remain',
+      );
+      throw err;
+    }
   }
 
   #done(
@@ -199,7 +242,7 @@ export class Enforcer {
       const learn: AllowElement[] = [...desired.elements.values()].filter(
         (e) => !actualKeys.has(elementKey(e)),
       );
-      if (forget.length > 0) await datapath.forget(forget);
+      await this.#revoke(forget, reason);
       if (learn.length > 0) await datapath.learn(learn);
       return this.#done(reason, started, governed.size, learn.length, forget.length, desired.stale.length);
     } catch (err) {

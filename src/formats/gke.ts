@@ -1,8 +1,12 @@
 /**
  * GKE FQDNNetworkPolicy -> EgressPolicy. Two schemas share the group and kind:
  *   networking.gke.io/v1alpha1  GKE's managed feature: egress[].matches[] {name | pattern}, ports[]
- *   networking.gke.io/v1alpha3  the archived open-source controller: egress[].to[].fqdns[], ports[]
- *                               in NetworkPolicy form (exact names only)
+ *   networking.gke.io/v1alpha1, v1alpha2, v1alpha3  the archived open-source controller:
+ *                               egress[].to[].fqdns[], ports[] in NetworkPolicy form (exact names)
+ * v1alpha1 is both: the rules' fields say which one a document is (`matches` or `to`); a document
+ * that mixes them is an error, never a guess.
+ *
+ * A port's empty or missing protocol is TCP, as the controller's defaulting webhook sets it.
  *
  * GKE's pattern, kept exactly: "*.example.com" matches exactly ONE label in front of
  * example.com ("api.example.com", not "eu.api.example.com", not "example.com") -> native
@@ -16,6 +20,7 @@ import {
   Conversion,
   child,
   type ForeignMeta,
+  isRecord,
   nativeDocument,
   nativePorts,
   PatternFlags,
@@ -34,7 +39,8 @@ import { LIMITS } from './native.ts';
 import type { RuleInput } from './native-schema.ts';
 
 const MANAGED = 'networking.gke.io/v1alpha1';
-const OSS = 'networking.gke.io/v1alpha3';
+/** The archived controller's versions; its v1alpha1 shares MANAGED's apiVersion. */
+const OSS_ONLY = ['networking.gke.io/v1alpha2', 'networking.gke.io/v1alpha3'];
 const DIALECT = 'GKE';
 
 export const gkeImporter = {
@@ -58,15 +64,20 @@ type Entry = { name: string } | { pattern: string };
 function convertGke(doc: Record<string, unknown>, context: ImportContext): ImportResult {
   const c = new Conversion();
   const apiVersion = String(doc['apiVersion']);
-  if (apiVersion !== MANAGED && apiVersion !== OSS) {
-    c.error('apiVersion', `${JSON.stringify(apiVersion)} is not supported; expected ${MANAGED} (or ${OSS})`);
+  if (apiVersion !== MANAGED && !OSS_ONLY.includes(apiVersion)) {
+    c.error(
+      'apiVersion',
+      `${JSON.stringify(apiVersion)} is not supported; expected ${MANAGED} (or the archived controller's ${OSS_ONLY.join(', ')})`,
+    );
     return c.result([]);
   }
-  const oss = apiVersion === OSS;
   const meta = readMeta(c, doc, true, context.defaultNamespace);
   warnUnknown(c, doc, '', ['apiVersion', 'kind', 'metadata', 'spec', 'status']);
   const spec = readRecord(c, doc['spec'], 'spec');
   if (!meta || !spec) return c.result([]);
+  const schema = OSS_ONLY.includes(apiVersion) ? 'oss' : schemaOfV1alpha1(c, spec);
+  if (schema === undefined) return c.result([]);
+  const oss = schema === 'oss';
   warnUnknown(c, spec, 'spec', ['podSelector', 'egress', ...(oss ? ['ingress', 'policyTypes'] : [])]);
   warnAnnotations(c, doc);
 
@@ -207,7 +218,8 @@ function readPorts(c: Conversion, value: unknown, path: string): PortSpan[] | un
     const port = readRecord(c, p, at);
     if (!port) return;
     warnUnknown(c, port, at, ['protocol', 'port', 'endPort']);
-    const protocol = absent(port['protocol']) ? 'TCP' : port['protocol'];
+    // Missing or "": TCP, as the controller's defaulting webhook (and NetworkPolicy) says.
+    const protocol = absent(port['protocol']) || port['protocol'] === '' ? 'TCP' : port['protocol'];
     if (protocol !== 'TCP' && protocol !== 'UDP') {
       if (protocol === 'SCTP')
         c.warn(child(at, 'protocol'), 'not converted: namegate governs TCP and UDP only');
@@ -242,7 +254,7 @@ function readPorts(c: Conversion, value: unknown, path: string): PortSpan[] | un
   return spans;
 }
 
-/** v1alpha3 (OSS controller): {to: [{fqdns: [...]}], ports: [NetworkPolicyPort]}; exact names only. */
+/** The archived controller (v1alpha1-v1alpha3): {to: [{fqdns: [...]}], ports: [NetworkPolicyPort]}; exact names only. */
 function convertOssRule(
   c: Conversion,
   value: unknown,
@@ -278,6 +290,30 @@ function convertOssRule(
     return undefined;
   }
   return finishRule(c, path, entries, ports);
+}
+
+/**
+ * Which v1alpha1 a document is: GKE's (rules with `matches`) or the archived controller's (rules
+ * with `to[].fqdns`, or its `ingress`/`policyTypes`). Undefined (with an error) when it mixes both.
+ */
+function schemaOfV1alpha1(c: Conversion, spec: Record<string, unknown>): 'managed' | 'oss' | undefined {
+  const rules = Array.isArray(spec['egress']) ? spec['egress'] : [];
+  const has = (field: string) => rules.some((r) => isRecord(r) && !absent(r[field]));
+  const managed = has('matches');
+  const oss = has('to') || !absent(spec['ingress']) || !absent(spec['policyTypes']);
+  if (managed && oss) {
+    c.error(
+      'spec.egress',
+      "mixes GKE's schema (matches) and the archived controller's (to[].fqdns, ingress, policyTypes); use one",
+    );
+    return undefined;
+  }
+  if (!oss) return 'managed';
+  c.warn(
+    'apiVersion',
+    `${MANAGED} with to[].fqdns: read as the archived open-source controller's schema (exact names, NetworkPolicy ports)`,
+  );
+  return 'oss';
 }
 
 /**

@@ -45,6 +45,13 @@ export interface Importer {
   readonly summary: string;
   readonly kinds: readonly DialectKind[];
   convert(doc: Record<string, unknown>, context: ImportContext): ImportResult;
+  /**
+   * Problems that only the documents of this dialect read together show (network-policy-api: a
+   * Deny of a policy Kubernetes evaluates first shrinking a later policy's Accept). Called with
+   * the documents that converted without errors; returns one list per document, in order. A
+   * document with a problem here yields no policy, exactly as if `convert` had reported it.
+   */
+  checkSet?(docs: readonly Record<string, unknown>[]): Problem[][];
 }
 
 /** The annotation that records where a converted policy came from. */

@@ -6,11 +6,11 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { type Document, isCollection, isPair, parseAllDocuments, visit } from 'yaml';
 import { API_GROUP, type Policy, policyRefText } from '../policy/model.ts';
 import type { ImportContext, ImportResult } from './importer.ts';
 import { NATIVE_KINDS, type NativeDocument, type Problem, validateNative } from './native.ts';
-import { type Dialect, findImporter } from './registry.ts';
+import { type Dialect, findImporter, type RegisteredImporter } from './registry.ts';
 
 export const LOAD_LIMITS = {
   fileBytes: 16 * 1024 * 1024,
@@ -84,6 +84,7 @@ export async function policyFiles(paths: readonly string[]): Promise<string[]> {
 
 export async function loadPolicies(paths: readonly string[], options: LoadOptions = {}): Promise<LoadReport> {
   const report: LoadReport = { policies: [], errors: [], warnings: [], documents: [] };
+  const converted: Converted[] = [];
   let files: string[];
   try {
     files = await policyFiles(paths);
@@ -103,23 +104,71 @@ export async function loadPolicies(paths: readonly string[], options: LoadOption
       report.errors.push({ file, document: -1, object: '', path: '', message: describeFsError(err) });
       continue;
     }
-    loadText(text, file, options, report);
+    loadInto(text, file, options, report, converted);
   }
+  checkSets(converted, report);
   checkDuplicates(report);
   return report;
 }
 
 /** Parse and load the documents of one text (a file's content). */
 export function loadText(text: string, file: string, options: LoadOptions, report: LoadReport): void {
+  const converted: Converted[] = [];
+  loadInto(text, file, options, report, converted);
+  checkSets(converted, report);
+}
+
+/** A foreign document that converted without errors, and what it added to the report. */
+interface Converted {
+  readonly importer: RegisteredImporter;
+  readonly doc: Record<string, unknown>;
+  readonly at: (p: Problem) => FileProblem;
+  readonly policies: readonly LoadedPolicy[];
+  readonly documents: LoadReport['documents'];
+}
+
+function loadInto(
+  text: string,
+  file: string,
+  options: LoadOptions,
+  report: LoadReport,
+  converted: Converted[],
+): void {
   const context = options.context ?? { defaultNamespace: 'default' };
   const docs = parseDocuments(text, file, report);
   docs.forEach((doc, index) => {
-    for (const item of expandLists(doc)) loadDocument(item, file, index, context, options, report);
+    for (const item of expandLists(doc)) {
+      const c = loadDocument(item, file, index, context, options, report);
+      if (c) converted.push(c);
+    }
   });
 }
 
+/** The importers' checks over all their documents read together; a document that fails is taken out. */
+function checkSets(converted: readonly Converted[], report: LoadReport): void {
+  const rejected = new Set<unknown>();
+  for (const importer of new Set(converted.map((c) => c.importer))) {
+    if (!importer.checkSet) continue;
+    const mine = converted.filter((c) => c.importer === importer);
+    const problems = importer.checkSet(mine.map((c) => c.doc));
+    mine.forEach((c, i) => {
+      const list = problems[i] ?? [];
+      if (list.length === 0) return;
+      report.errors.push(...list.map(c.at));
+      for (const p of c.policies) rejected.add(p);
+      for (const d of c.documents) rejected.add(d);
+    });
+  }
+  if (rejected.size === 0) return;
+  const keepPolicies = report.policies.filter((p) => !rejected.has(p));
+  const keepDocuments = report.documents.filter((d) => !rejected.has(d));
+  report.policies.splice(0, report.policies.length, ...keepPolicies);
+  report.documents.splice(0, report.documents.length, ...keepDocuments);
+}
+
 function parseDocuments(text: string, file: string, report: LoadReport): unknown[] {
-  const parsed = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
+  // 'silent': the library would print its own warnings to the console; they become problems here.
+  const parsed = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true, logLevel: 'silent' });
   const list = Array.isArray(parsed) ? parsed : [parsed];
   if (list.length > LOAD_LIMITS.documentsPerFile) {
     report.errors.push({
@@ -133,33 +182,86 @@ function parseDocuments(text: string, file: string, report: LoadReport): unknown
   }
   const out: unknown[] = [];
   list.forEach((doc, index) => {
+    const problem = (message: string): void => {
+      report.errors.push({ file, document: index, object: '', path: '', message });
+      out.push(undefined);
+    };
+    // Before the YAML errors: a template's placeholders often break the YAML too, and "render
+    // it first" is the message that helps.
+    // Up to the next document: a placeholder that broke the YAML may lie past this one's range.
+    const placeholder = findPlaceholder(text, doc.range[0], list[index + 1]?.range[0] ?? text.length);
+    if (placeholder) {
+      problem(
+        `an unrendered template: ${JSON.stringify(placeholder.text)} at line ${placeholder.line}; ` +
+          'render it first (helm template, kustomize build, ...) and give namegate the result',
+      );
+      return;
+    }
     if (doc.errors.length > 0) {
-      const first = doc.errors[0];
-      report.errors.push({
+      // The first line of the message; the code frame after it would not fit on one line.
+      problem(`not valid YAML: ${firstLine(doc.errors[0]?.message ?? 'parse error')}`);
+      return;
+    }
+    for (const w of doc.warnings) {
+      report.warnings.push({
         file,
         document: index,
         object: '',
         path: '',
-        // The first line of the message; the code frame after it would not fit on one line.
-        message: `not valid YAML: ${first?.message.split('\n')[0]?.replace(/:$/, '') ?? 'parse error'}`,
+        message: `YAML: ${firstLine(w.message)}`,
       });
-      out.push(undefined);
+    }
+    if (hasCollectionKey(doc)) {
+      problem('not valid YAML for Kubernetes: a mapping key is itself a mapping or a list');
       return;
     }
     try {
       out.push(doc.toJS({ maxAliasCount: LOAD_LIMITS.yamlAliases }));
     } catch (err) {
-      report.errors.push({
-        file,
-        document: index,
-        object: '',
-        path: '',
-        message: `not valid YAML: ${describeFsError(err)}`,
-      });
-      out.push(undefined);
+      problem(`not valid YAML: ${describeFsError(err)}`);
     }
   });
   return out;
+}
+
+function firstLine(message: string): string {
+  return message.split('\n')[0]?.replace(/:$/, '') ?? message;
+}
+
+/** A `{{ ... }}` placeholder (Helm, Go templates) outside comments, between two offsets. */
+export function findPlaceholder(
+  text: string,
+  from: number,
+  to: number,
+): { text: string; line: number } | undefined {
+  const part = text.slice(from, to);
+  const re = /\{\{.*?\}\}/g;
+  for (let m = re.exec(part); m !== null; m = re.exec(part)) {
+    const lineStart = part.lastIndexOf('\n', m.index) + 1;
+    const before = part.slice(lineStart, m.index);
+    if (/(^|\s)#/.test(before)) continue; // a comment
+    const line = text.slice(0, from + m.index).split('\n').length;
+    return { text: m[0].length > 60 ? `${m[0].slice(0, 57)}...` : m[0], line };
+  }
+  return undefined;
+}
+
+/**
+ * JSON (and so Kubernetes) has only string keys; the library would stringify a collection key
+ * and print a warning about it.
+ */
+function hasCollectionKey(doc: Document): boolean {
+  let found = false;
+  visit(doc, {
+    Pair(_, pair) {
+      if (isPair(pair) && isCollection(pair.key)) {
+        found = true;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 /** `kind: List` (kubectl get -o yaml) holds its documents under items. */
@@ -182,8 +284,8 @@ function loadDocument(
   context: ImportContext,
   options: LoadOptions,
   report: LoadReport,
-): void {
-  if (doc === undefined || doc === null) return; // empty document (a stray ---) or a parse error already reported
+): Converted | undefined {
+  if (doc === undefined || doc === null) return undefined; // empty document (a stray ---) or a parse error already reported
   if (!isRecord(doc)) {
     report.errors.push({
       file,
@@ -192,7 +294,7 @@ function loadDocument(
       path: '',
       message: 'a document must be a mapping',
     });
-    return;
+    return undefined;
   }
   const apiVersion = typeof doc['apiVersion'] === 'string' ? doc['apiVersion'] : '';
   const kind = typeof doc['kind'] === 'string' ? doc['kind'] : '';
@@ -213,7 +315,7 @@ function loadDocument(
       report.policies.push({ policy: result.policy, file, dialect: 'native' });
       report.documents.push({ file, dialect: 'native', document: doc as unknown as NativeDocument });
     }
-    return;
+    return undefined;
   }
   const importer = findImporter(apiVersion, kind);
   if (importer && options.only !== undefined && options.only !== importer.dialect) {
@@ -223,7 +325,7 @@ function loadDocument(
         message: `skipped: a ${importer.dialect} document, and only ${options.only} was asked for`,
       }),
     );
-    return;
+    return undefined;
   }
   if (!importer) {
     report.warnings.push(
@@ -232,7 +334,7 @@ function loadDocument(
         message: `ignored: ${apiVersion || '(no apiVersion)'} ${kind || '(no kind)'} is not a policy namegate reads`,
       }),
     );
-    return;
+    return undefined;
   }
   let imported: ImportResult;
   try {
@@ -240,11 +342,14 @@ function loadDocument(
   } catch (err) {
     // An importer bug must not take the whole load down, and must not produce a policy.
     report.errors.push(at({ path: '', message: `could not convert: ${describeFsError(err)}` }));
-    return;
+    return undefined;
   }
   report.errors.push(...imported.errors.map(at));
   report.warnings.push(...imported.warnings.map(at));
-  if (imported.errors.length > 0) return;
+  if (imported.errors.length > 0) return undefined;
+  const policies: LoadedPolicy[] = [];
+  const documents: LoadReport['documents'] = [];
+  const errorsBefore = report.errors.length;
   for (const native of imported.documents) {
     const result = validateNative(native, context.defaultNamespace);
     const nativeAt = (p: Problem): FileProblem => ({
@@ -256,10 +361,15 @@ function loadDocument(
     });
     report.errors.push(...result.errors.map(nativeAt));
     if (result.policy) {
-      report.policies.push({ policy: result.policy, file, dialect: importer.dialect });
-      report.documents.push({ file, dialect: importer.dialect, document: native });
+      policies.push({ policy: result.policy, file, dialect: importer.dialect });
+      documents.push({ file, dialect: importer.dialect, document: native });
     }
   }
+  // All or nothing per foreign document: part of its conversion would be a policy nobody wrote.
+  if (report.errors.length > errorsBefore) return undefined;
+  report.policies.push(...policies);
+  report.documents.push(...documents);
+  return { importer, doc, at, policies, documents };
 }
 
 function checkDuplicates(report: LoadReport): void {

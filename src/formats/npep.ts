@@ -6,10 +6,15 @@
  * NPEP-133's wildcard, kept exactly: "*.example.com" matches ONE OR MORE labels in front of
  * example.com (never example.com itself) -> native "**.example.com".
  *
- * Rule order: the API evaluates a policy's rules top to bottom and the first match decides;
- * namegate is an allow-only union. Deny and Pass rules are therefore dropped with a warning when
- * that cannot widen anything (they come after every accepting rule, or only cover in-cluster
- * peers or addresses namegate never learns from DNS), and are an error otherwise.
+ * Rule order: the API evaluates the Admin tier, then NetworkPolicy, then the Baseline tier;
+ * within a tier policies by priority (lower first; equal priorities in no defined order) and a
+ * policy's rules top to bottom, and the first match decides. Accept and Deny end the evaluation;
+ * Pass skips the rest of its tier (Admin: on to NetworkPolicy and Baseline; Baseline: on to the
+ * default, which allows). namegate is an allow-only union, so a Deny or Pass is dropped with a
+ * warning when that cannot widen anything (it comes after every Accept it could shrink, only
+ * covers in-cluster peers or addresses namegate never learns from DNS, or is a Baseline Pass,
+ * which Kubernetes follows with an allow anyway), and is an error otherwise: in one policy
+ * (convert), and across the policies read together (`checkSet`, by tier and priority).
  */
 import type { Cidr } from '../core/ip.ts';
 import type { LabelSelector } from '../policy/selector.ts';
@@ -37,32 +42,36 @@ import {
   warnUnknown,
 } from './foreign-common.ts';
 import type { ImportContext, Importer, ImportResult } from './importer.ts';
-import { LIMITS } from './native.ts';
+import { LIMITS, type Problem } from './native.ts';
 import type { RuleInput } from './native-schema.ts';
 
 const DIALECT = 'network-policy-api';
 
 interface Flavour {
   readonly accept: string;
-  /** Field of a rule that holds ports: v1alpha1 `ports`, later `protocols`. */
-  readonly portsField: 'ports' | 'protocols';
+  /**
+   * Fields of a rule that may hold ports: v1alpha1 `ports`, later `protocols`. v1alpha2 had
+   * AdminNetworkPolicy's `ports` before `protocols` (kube-network-policies' tests still use it):
+   * either is read, never both, and never ignored (that would widen the rule to every port).
+   */
+  readonly portsFields: ReadonlyArray<'ports' | 'protocols'>;
   readonly tiered: boolean;
 }
 
 const FLAVOURS: Record<string, Flavour> = {
   'policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy': {
     accept: 'Allow',
-    portsField: 'ports',
+    portsFields: ['ports'],
     tiered: false,
   },
   'policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy': {
     accept: 'Accept',
-    portsField: 'protocols',
+    portsFields: ['protocols', 'ports'],
     tiered: true,
   },
   'policy.networking.k8s.io/v1beta1 ClusterNetworkPolicy': {
     accept: 'Accept',
-    portsField: 'protocols',
+    portsFields: ['protocols'],
     tiered: true,
   },
 };
@@ -88,6 +97,7 @@ export const npepImporter = {
     },
   ],
   convert: convertNpep,
+  checkSet: checkNpepSet,
 } as const satisfies Importer;
 
 /** One egress rule, read. */
@@ -106,24 +116,51 @@ interface ReadRule {
   readonly ports: PortSpan[] | undefined;
 }
 
-function convertNpep(doc: Record<string, unknown>, _context: ImportContext): ImportResult {
-  const c = new Conversion();
+/** A policy document, read: where Kubernetes places it (tier, priority), whom it selects, its rules. */
+interface ReadPolicy {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly meta: NonNullable<ReturnType<typeof readMeta>>;
+  readonly spec: Record<string, unknown>;
+  /** AdminNetworkPolicy (v1alpha1) is the Admin tier. */
+  readonly tier: Tier;
+  readonly priority: number;
+  readonly subject: Subject;
+  /** Whether spec.egress holds any rule at all. */
+  readonly hasEgress: boolean;
+  readonly rules: readonly ReadRule[];
+}
+
+type Tier = 'Admin' | 'Baseline';
+type Subject = { podSelector: LabelSelector; namespaceSelector: LabelSelector };
+
+/** Read a document; null (with errors in `c`) when it cannot be read whole. */
+function readNpep(c: Conversion, doc: Record<string, unknown>): ReadPolicy | null {
   const policy = readPolicy(c, doc);
-  if (!policy) return c.result([]);
-  const { apiVersion, kind, flavour, meta, spec } = policy;
+  if (!policy) return null;
+  const { flavour, spec } = policy;
   if (!absent(spec['ingress'])) c.warn('spec.ingress', 'ignored: namegate governs egress only');
   const subject = convertSubject(c, spec['subject']);
-  checkTier(c, spec, flavour);
-
+  const tier = readTier(c, spec, flavour);
+  const priority = readPriority(c, spec['priority']);
   const egressPath = 'spec.egress';
   const list = readList(c, spec['egress'], egressPath, LIMITS.rulesPerPolicy) ?? [];
-  const read: ReadRule[] = [];
+  const rules: ReadRule[] = [];
   list.forEach((r, i) => {
     const rule = readRule(c, r, child(egressPath, i), flavour);
-    if (rule) read.push(rule);
+    if (rule) rules.push(rule);
   });
-  if (c.failed || !subject) return c.result([]);
-  if (list.length === 0) {
+  if (c.failed || !subject || !tier || priority === undefined) return null;
+  return { ...policy, tier, priority, subject, hasEgress: list.length > 0, rules };
+}
+
+function convertNpep(doc: Record<string, unknown>, _context: ImportContext): ImportResult {
+  const c = new Conversion();
+  const policy = readNpep(c, doc);
+  if (!policy) return c.result([]);
+  const { apiVersion, kind, meta, spec, subject, tier, rules: read } = policy;
+  const egressPath = 'spec.egress';
+  if (!policy.hasEgress) {
     c.warn(egressPath, 'no egress rules: the policy does not affect egress, so there is nothing to convert');
     return c.result([]);
   }
@@ -139,7 +176,7 @@ function convertNpep(doc: Record<string, unknown>, _context: ImportContext): Imp
     } else if (rule.action === 'accept') {
       convertAccept(c, rule, flags, state);
     } else {
-      convertDenyOrPass(c, rule, read.slice(i + 1), state);
+      convertDenyOrPass(c, rule, read.slice(i + 1), state, tier);
     }
   });
   if (c.failed) return c.result([]);
@@ -153,6 +190,94 @@ function convertNpep(doc: Record<string, unknown>, _context: ImportContext): Imp
       parts: { ...subject, rules: state.rules, flags },
     }),
   ]);
+}
+
+/**
+ * Across the policies read together: an Accept rule that Kubernetes may never reach for some
+ * traffic because a Deny (or, in the Admin tier, a Pass) of a policy it evaluates first takes
+ * that traffic is an error, since namegate's union would allow it. Policies whose subjects
+ * cannot overlap (different values for one label key) never meet; equal priorities in one tier
+ * have no defined order, so each counts as first.
+ */
+function checkNpepSet(docs: readonly Record<string, unknown>[]): Problem[][] {
+  const read = docs.map((d) => readNpep(new Conversion(), d));
+  return read.map((q, qi) => {
+    const problems: Problem[] = [];
+    if (!q) return problems;
+    for (const accept of q.rules) {
+      if (accept.action !== 'accept' || !hasExternalPeer(accept)) continue;
+      const conflict = firstConflict(read, qi, q, accept);
+      if (conflict) {
+        const { policy: p, rule } = conflict;
+        problems.push({
+          path: accept.path,
+          message:
+            `${p.kind} ${p.meta.name} (tier ${p.tier}, priority ${p.priority}) comes first in Kubernetes, and its ` +
+            `${rule.actionText} rule ${rule.path} can take away part of what this rule accepts; namegate is allow-only ` +
+            'and cannot keep that order. Narrow one of them, or move the accepted traffic to a policy that comes first',
+        });
+      }
+    }
+    return problems;
+  });
+}
+
+function firstConflict(
+  read: readonly (ReadPolicy | null)[],
+  qi: number,
+  q: ReadPolicy,
+  accept: ReadRule,
+): { policy: ReadPolicy; rule: ReadRule } | undefined {
+  for (const [pi, p] of read.entries()) {
+    if (!p || pi === qi || !comesFirst(p, q) || subjectsDisjoint(p.subject, q.subject)) continue;
+    for (const rule of p.rules) {
+      if (rule.action === 'accept' || !endsEvaluation(rule, p.tier, q.tier)) continue;
+      if (!cannotShrink(rule, accept)) return { policy: p, rule };
+    }
+  }
+  return undefined;
+}
+
+/** Does Kubernetes evaluate p before q (or in no defined order against it)? */
+function comesFirst(p: ReadPolicy, q: ReadPolicy): boolean {
+  if (p.tier !== q.tier) return p.tier === 'Admin';
+  return p.priority <= q.priority;
+}
+
+/**
+ * Does this Deny or Pass of a policy in `from` keep traffic from an Accept in `to`? Deny always;
+ * an Admin Pass hands the traffic to NetworkPolicy (and Baseline), so it keeps it from later
+ * Admin rules only; a Baseline Pass ends in the default allow, never taking anything away.
+ */
+function endsEvaluation(rule: ReadRule, from: Tier, to: Tier): boolean {
+  if (rule.action === 'deny') return true;
+  return from === 'Admin' && to === 'Admin';
+}
+
+/** A Deny or Pass that cannot match anything the Accept would let namegate allow. */
+function cannotShrink(denyOrPass: ReadRule, accept: ReadRule): boolean {
+  if (denyOrPass.unknownPeer) return false;
+  if (!hasExternalPeer(denyOrPass)) return true;
+  if (portsDisjoint(denyOrPass.ports, accept.ports)) return true;
+  return (
+    denyOrPass.networks.every(neverLearned) &&
+    accept.networks.every((n) => denyOrPass.networks.every((d) => !cidrsOverlap(n, d)))
+  );
+}
+
+function portsDisjoint(a: PortSpan[] | undefined, b: PortSpan[] | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  return a.every((x) => b.every((y) => x.protocol !== y.protocol || x.to < y.from || y.to < x.from));
+}
+
+/** Two subjects that no pod can be in both: one label key required with two different values. */
+function subjectsDisjoint(a: Subject, b: Subject): boolean {
+  const conflict = (x: LabelSelector, y: LabelSelector) =>
+    Object.entries(x.matchLabels ?? {}).some(([k, v]) => {
+      const other = y.matchLabels?.[k];
+      return other !== undefined && other !== v;
+    });
+  return conflict(a.namespaceSelector, b.namespaceSelector) || conflict(a.podSelector, b.podSelector);
 }
 
 /** The document's flavour (kind and version), metadata and spec; null (with errors) when unreadable. */
@@ -191,16 +316,30 @@ function readPolicy(
 }
 
 /** ClusterNetworkPolicy's tier: Admin, or Baseline (which NetworkPolicy overrides in Kubernetes). */
-function checkTier(c: Conversion, spec: Record<string, unknown>, flavour: Flavour): void {
-  if (!flavour.tiered) return;
+function readTier(c: Conversion, spec: Record<string, unknown>, flavour: Flavour): Tier | undefined {
+  if (!flavour.tiered) return 'Admin';
   const tier = spec['tier'];
-  if (tier !== 'Admin' && tier !== 'Baseline') c.error('spec.tier', 'expected Admin or Baseline');
+  if (tier !== 'Admin' && tier !== 'Baseline') {
+    c.error('spec.tier', 'expected Admin or Baseline');
+    return undefined;
+  }
   if (tier === 'Baseline') {
     c.warn(
       'spec.tier',
-      'Baseline: any NetworkPolicy that selects a pod overrides these rules in Kubernetes; namegate applies them regardless',
+      'Baseline: a NetworkPolicy that selects a pod decides instead of these rules in Kubernetes; namegate applies ' +
+        "them as well, so the pod's traffic must pass both (the NetworkPolicy is enforced by the cluster's network plugin)",
     );
   }
+  return tier;
+}
+
+/** spec.priority: 0-1000, lower first. */
+function readPriority(c: Conversion, value: unknown): number | undefined {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 1000) {
+    c.error('spec.priority', 'expected a whole number from 0 to 1000');
+    return undefined;
+  }
+  return value;
 }
 
 /** The rules converted so far, and what the rule order did to them. */
@@ -249,8 +388,10 @@ function convertDenyOrPass(
   rule: ReadRule,
   after: readonly ReadRule[],
   state: RuleOrder,
+  tier: Tier,
 ): void {
   const verb = rule.actionText;
+  const passTo = tier === 'Admin' ? 'NetworkPolicy (then the Baseline tier)' : 'the default, which allows';
   if (!hasExternalPeer(rule) && !rule.unknownPeer) {
     c.warn(rule.path, `${verb} to in-cluster peers is left to NetworkPolicy; not converted`);
     return;
@@ -262,16 +403,12 @@ function convertDenyOrPass(
       rule.path,
       verb === 'Deny'
         ? 'Deny of everything: namegate already denies what no rule allows, so this is kept by governing the subject'
-        : 'Pass of everything: Kubernetes hands the rest to NetworkPolicy; namegate denies what no rule allows (narrower)',
+        : `Pass of everything: Kubernetes hands the rest to ${passTo}; namegate denies what no rule allows (narrower)`,
     );
     return;
   }
   const later = after.filter((r) => r.action === 'accept' && hasExternalPeer(r));
-  const harmless =
-    later.length === 0 ||
-    (!rule.unknownPeer &&
-      rule.networks.every(neverLearned) &&
-      later.every((r) => r.networks.every((n) => rule.networks.every((d) => !cidrsOverlap(n, d)))));
+  const harmless = !endsEvaluation(rule, tier, tier) || later.every((a) => cannotShrink(rule, a));
   if (!harmless) {
     c.error(
       rule.path,
@@ -280,13 +417,14 @@ function convertDenyOrPass(
     );
     return;
   }
-  c.warn(
-    rule.path,
+  const why =
     later.length === 0
-      ? `${verb} is not converted: namegate denies what no rule allows` +
-          (verb === 'Pass' ? ' (Kubernetes would hand this traffic to NetworkPolicy: narrower)' : '')
-      : `${verb} is not converted: it covers only addresses namegate never learns from DNS answers`,
-  );
+      ? 'namegate denies what no rule allows' +
+        (verb === 'Pass' ? ` (Kubernetes would hand this traffic to ${passTo}: narrower)` : '')
+      : !endsEvaluation(rule, tier, tier)
+        ? `Kubernetes hands this traffic to ${passTo}, so the later rules lose nothing (narrower)`
+        : 'it cannot take away what the later rules accept (other ports, or addresses namegate never learns from DNS answers)';
+  c.warn(rule.path, `${verb} is not converted: ${why}`);
 }
 
 /** What the order of Kubernetes' rules meant and namegate cannot keep: priority, and the fall-through. */
@@ -299,7 +437,7 @@ function warnLostOrder(
   if (state.droppedDeny && !absent(spec['priority'])) {
     c.warn(
       'spec.priority',
-      "not kept: namegate unites the allows of all policies, so this policy's Deny/Pass rules no longer override what policies with a higher priority number accept",
+      'kept by checking, not by order: a Deny/Pass of this policy that could take away what a later policy accepts is an error when both are read together (namegate unites the allows of all policies); policies it is not read with are not checked',
     );
   }
   if (state.shadowedBy === null) {
@@ -350,7 +488,7 @@ const PEER_FIELDS = ['namespaces', 'pods', 'nodes', 'networks', 'domainNames'];
 function readRule(c: Conversion, value: unknown, path: string, flavour: Flavour): ReadRule | undefined {
   const rule = readRecord(c, value, path);
   if (!rule) return undefined;
-  warnUnknown(c, rule, path, ['name', 'action', 'to', flavour.portsField]);
+  warnUnknown(c, rule, path, ['name', 'action', 'to', ...flavour.portsFields]);
   const actionText = rule['action'];
   const action =
     actionText === flavour.accept
@@ -411,10 +549,7 @@ function readRule(c: Conversion, value: unknown, path: string, flavour: Flavour)
       }
     });
   });
-  const ports =
-    flavour.portsField === 'ports'
-      ? readAnpPorts(c, rule['ports'], child(path, 'ports'))
-      : readProtocols(c, rule['protocols'], child(path, 'protocols'));
+  const ports = readRulePorts(c, rule, path, flavour);
   return {
     path,
     action,
@@ -426,6 +561,23 @@ function readRule(c: Conversion, value: unknown, path: string, flavour: Flavour)
     inCluster,
     ports,
   };
+}
+
+/** The rule's ports from whichever port field its version has (v1alpha2: either, not both). */
+function readRulePorts(
+  c: Conversion,
+  rule: Record<string, unknown>,
+  path: string,
+  flavour: Flavour,
+): PortSpan[] | undefined {
+  const present = flavour.portsFields.filter((f) => !absent(rule[f]));
+  if (present.length > 1) {
+    c.error(path, 'set one of protocols or ports, not both');
+    return [];
+  }
+  if (present[0] === 'ports') return readAnpPorts(c, rule['ports'], child(path, 'ports'));
+  if (present[0] === 'protocols') return readProtocols(c, rule['protocols'], child(path, 'protocols'));
+  return undefined;
 }
 
 // NPEP's DomainName validation (with the A-z typo of early releases fixed, as upstream did).

@@ -11,7 +11,13 @@
 
 import type { ImportContext } from '../formats/importer.ts';
 import { type Problem, validateNative } from '../formats/native.ts';
-import { DIALECT_RESOURCES, type Dialect, findImporter } from '../formats/registry.ts';
+import {
+  DIALECT_RESOURCES,
+  type Dialect,
+  findImporter,
+  IMPORTERS,
+  type RegisteredImporter,
+} from '../formats/registry.ts';
 import type { Logger } from '../observe/log.ts';
 import { CompiledPolicies } from '../policy/compile.ts';
 import type { Policy } from '../policy/model.ts';
@@ -138,6 +144,29 @@ export function evaluatePolicyObject(obj: PolicyObject, options: EvaluateOptions
   return { ...base, dialect, policies: errors.length > 0 ? [] : policies, errors, warnings };
 }
 
+/**
+ * The importers' checks over all objects of their dialect that are valid on their own (keyed like
+ * `evaluated`): the problems only the set shows, per object id. Pure.
+ */
+export function setProblems(
+  evaluated: ReadonlyMap<string, Evaluated>,
+  objects: ReadonlyMap<string, PolicyObject>,
+): Map<string, Problem[]> {
+  const errors = new Map<string, Problem[]>();
+  for (const importer of IMPORTERS as readonly RegisteredImporter[]) {
+    if (!importer.checkSet) continue;
+    const ids = [...evaluated]
+      .filter(([id, e]) => e.dialect === importer.dialect && e.errors.length === 0 && objects.has(id))
+      .map(([id]) => id);
+    const docs = ids.map((id) => objects.get(id) as unknown as Record<string, unknown>);
+    importer.checkSet(docs).forEach((list, i) => {
+      const id = ids[i];
+      if (id !== undefined && list.length > 0) errors.set(id, list);
+    });
+  }
+  return errors;
+}
+
 export function problemsText(problems: readonly Problem[], limit = 4096): string {
   const text = problems.map((p) => (p.path === '' ? p.message : `${p.path}: ${p.message}`)).join('; ');
   return text.length > limit ? `${text.slice(0, limit - 3)}...` : text;
@@ -158,6 +187,10 @@ export class KubePolicySource {
   readonly synced: Promise<void>;
   readonly #o: KubePolicySourceOptions;
   readonly #evaluated = new Map<string, Evaluated>();
+  /** The objects as read, for the importers' checks over a whole dialect (`checkSet`). */
+  readonly #objects = new Map<string, PolicyObject>();
+  /** Problems only the set shows, per object id; recomputed by every compile. */
+  #setErrors = new Map<string, Problem[]>();
   #current: CompiledPolicies | null = null;
   #listeners: Array<(set: CompiledPolicies) => void> = [];
   #scheduled: NodeJS.Immediate | null = null;
@@ -222,12 +255,23 @@ export class KubePolicySource {
 
   /** Every object read, with its verdict (the controller and `namegate status` report from it). */
   evaluated(): IterableIterator<Evaluated> {
-    return this.#evaluated.values();
+    return this.#verdicts().values();
   }
 
   /** Objects excluded because they are invalid. */
   rejected(): Evaluated[] {
-    return [...this.#evaluated.values()].filter((e) => e.errors.length > 0);
+    return [...this.#verdicts().values()].filter((e) => e.errors.length > 0);
+  }
+
+  /** Each object's own verdict, with the problems only the set shows added (they exclude it too). */
+  #verdicts(): Map<string, Evaluated> {
+    if (this.#setErrors.size === 0) return this.#evaluated;
+    const out = new Map<string, Evaluated>();
+    for (const [id, e] of this.#evaluated) {
+      const extra = this.#setErrors.get(id);
+      out.set(id, extra ? { ...e, policies: [], errors: [...e.errors, ...extra] } : e);
+    }
+    return out;
   }
 
   #onEvents(resource: ResourceType, events: ReflectorEvent<PolicyObject>[]): void {
@@ -236,8 +280,10 @@ export class KubePolicySource {
       const id = `${resource.kind}/${e.key}`;
       if (e.type === 'deleted') {
         this.#evaluated.delete(id);
+        this.#objects.delete(id);
         continue;
       }
+      this.#objects.set(id, e.object);
       const verdict = evaluatePolicyObject(e.object, this.#o.config);
       const previous = this.#evaluated.get(id);
       this.#evaluated.set(id, verdict);
@@ -265,9 +311,23 @@ export class KubePolicySource {
   }
 
   #compile(): void {
+    const before = this.#setErrors;
+    this.#setErrors = setProblems(this.#evaluated, this.#objects);
+    for (const [id, problems] of this.#setErrors) {
+      if (problemsText(problems) === problemsText(before.get(id) ?? [])) continue;
+      this.#o.logger.warn(
+        {
+          event: 'policy',
+          reason: 'policy_invalid',
+          policy: this.#evaluated.get(id)?.object,
+          err: problemsText(problems),
+        },
+        'policy rejected; the other policies stay in force',
+      );
+    }
     const policies: Policy[] = [];
     let rejected = 0;
-    for (const e of this.#evaluated.values()) {
+    for (const e of this.#verdicts().values()) {
       if (e.errors.length > 0) rejected++;
       else policies.push(...e.policies);
     }

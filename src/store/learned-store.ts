@@ -38,6 +38,16 @@ export type InUse = (source: string, ip: string) => boolean;
 
 export const NONE_IN_USE: InUse = () => false;
 
+/**
+ * Where "in use" comes from when it must be read ahead (the agent: conntrack): `prepare` before
+ * an answer that has to make room (see `wouldEvict`), then `inUse` answers synchronously.
+ */
+export interface InUseSource {
+  /** Read what `source` has in use now (bounded in time, cached); never rejects. */
+  prepare(source: string): Promise<void>;
+  readonly inUse: InUse;
+}
+
 export type EvictionScope = 'name' | 'source';
 export type RejectReason = 'name_full' | 'source_full' | 'store_full';
 
@@ -186,6 +196,24 @@ export class LearnedStore {
       this.#put(source, name, a.ip, expiresAt, now, protect, result);
     }
     return result;
+  }
+
+  /**
+   * Would learning these addresses for (source, name) have to evict a live entry (the per-name
+   * or per-source cap reached; expired entries are not counted as room, so it may say yes
+   * needlessly, never no wrongly)? Lets a caller read "in use" ahead only when it matters.
+   */
+  wouldEvict(source: string, name: string, addresses: readonly AddressInput[]): boolean {
+    const src = this.#sources.get(source);
+    if (!src) return false;
+    const ips = src.names.get(name)?.ips;
+    let fresh = 0;
+    // An entry already there (even expired, not yet collected) is taken over in place.
+    for (const a of addresses) if (ips?.get(a.ip) === undefined) fresh++;
+    if (fresh === 0) return false;
+    return (
+      (ips?.size ?? 0) + fresh > this.limits.maxIpsPerName || src.count + fresh > this.limits.maxIpsPerSource
+    );
   }
 
   /**

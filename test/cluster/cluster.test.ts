@@ -47,8 +47,8 @@ import { labDown, labUp } from '../../src/lab/lab.ts';
 import { helloBody } from '../../src/lab/nginx-config.ts';
 import { statePaths } from '../../src/lab/plan.ts';
 import { logTail } from '../../src/lab/processes.ts';
-import { findTool } from '../../src/lab/run.ts';
 import { kernelState } from '../k8s/lab-cluster.ts';
+import { skipUnless } from '../support/requirements.ts';
 import { curl, dig, governedAddresses, openPodConnection, runningPods, workload } from './helpers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -57,12 +57,7 @@ const FM = 'namegate-test';
 const STRIPE_IP = '203.0.113.10';
 const GITHUB_IP = '203.0.113.20';
 
-const skip =
-  process.getuid?.() !== 0
-    ? 'needs root'
-    : ['containerd', 'runc', 'nsenter', 'unshare', 'nft'].some((t) => findTool(t) === null)
-      ? 'containerd, runc, util-linux or nftables missing (run scripts/deps.sh)'
-      : false;
+const skip = skipUnless({ tools: ['containerd', 'runc', 'nsenter', 'unshare', 'nft'] });
 
 describe('namegate on a real Kubernetes node', { skip, concurrency: false, timeout: 1_200_000 }, () => {
   let cp: ClusterPlan;

@@ -13,8 +13,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type BuiltImage, buildImage } from '../../scripts/image/build.ts';
 import { chartImageRef } from '../../scripts/image/recipes.ts';
+import { skipUnless } from '../support/requirements.ts';
 
-const skip = process.getuid?.() !== 0 ? 'needs root (chroot)' : false;
+const skip = skipUnless({});
 
 function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');

@@ -14,7 +14,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { KubeObject } from '../../src/k8s/api.ts';
@@ -188,6 +188,25 @@ export function agentLog(plan: LabPlan, lines = 40): Promise<string> {
   return logTail(path.join(statePaths(plan).logs, 'agent.log'), lines);
 }
 
+/**
+ * Revocations the agent reported done (log reason `revoked`: elements and their flows gone)
+ * that name `source`, over the whole agent log.
+ */
+export async function agentRevocations(plan: LabPlan, source: string): Promise<number> {
+  const text = await readFile(path.join(statePaths(plan).logs, 'agent.log'), 'utf8').catch(() => '');
+  let n = 0;
+  for (const line of text.split('\n')) {
+    if (!line.includes('"revoked"')) continue;
+    try {
+      const entry = JSON.parse(line) as { reason?: unknown; sources?: unknown };
+      if (entry.reason === 'revoked' && Array.isArray(entry.sources) && entry.sources.includes(source)) n++;
+    } catch {
+      // a line cut by a concurrent write: not counted
+    }
+  }
+  return n;
+}
+
 export interface DnsAnswer {
   /** NOERROR, REFUSED, NXDOMAIN, ... or TIMEOUT when nothing answered. */
   readonly status: string;
@@ -266,6 +285,8 @@ export class PodConnection {
     child.stdout?.on('data', (b: Buffer) => {
       this.#out += b.toString();
     });
+    // A write after the client exited (the server closed): EPIPE, which `closed` reports.
+    child.stdin?.on('error', () => undefined);
   }
 
   static open(plan: LabPlan, pod: string, name: string, ip: string): PodConnection {
@@ -292,6 +313,19 @@ export class PodConnection {
   static spawn(command: string, argv: readonly string[], name: string): PodConnection {
     const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'ignore'] });
     return new PodConnection(child, name);
+  }
+
+  /** Send one request without waiting: the returned function tells whether its answer came. */
+  send(): () => boolean {
+    const want = helloBody(this.#name);
+    const from = this.#out.length;
+    this.#child.stdin?.write(`GET / HTTP/1.1\r\nHost: ${this.#name}\r\n\r\n`);
+    return () => this.#out.slice(from).includes(want);
+  }
+
+  /** The client exited: the server closed the connection (or it broke). */
+  get closed(): boolean {
+    return this.#child.exitCode !== null || this.#child.signalCode !== null;
   }
 
   /** Send one request on the connection; true when the answer came within timeoutMs. */

@@ -4,9 +4,9 @@
  * "value" | "error": {code, message}}. The libnftables addon works in-process, so the process
  * itself must live in the router namespace; this is how tests get there.
  */
-import readline from 'node:readline';
 import { isNamegateError } from '../../../src/core/errors.ts';
 import { NftDatapath, type NftDatapathOptions } from '../../../src/datapath/nft-driver.ts';
+import { type Methods, serveJsonLines } from './json-lines-host.ts';
 
 let dp: NftDatapath | null = null;
 
@@ -15,7 +15,7 @@ function need(): NftDatapath {
   return dp;
 }
 
-const methods: Record<string, (...args: never[]) => Promise<unknown>> = {
+const methods: Methods = {
   open: async (options: NftDatapathOptions & { executorKind?: 'addon' | 'spawn' }) => {
     dp = await NftDatapath.open({ ...options, executor: options.executorKind ?? 'addon' });
     return dp.executorKind;
@@ -50,29 +50,6 @@ const methods: Record<string, (...args: never[]) => Promise<unknown>> = {
   },
 };
 
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', (line) => {
-  let msg: { id: number; method: string; args: unknown[] };
-  try {
-    msg = JSON.parse(line);
-  } catch {
-    return;
-  }
-  const fn = methods[msg.method];
-  const reply = (v: object) => process.stdout.write(`${JSON.stringify({ id: msg.id, ...v })}\n`);
-  if (!fn) return reply({ ok: false, error: { code: 'ERR', message: `no method ${msg.method}` } });
-  (fn as (...a: unknown[]) => Promise<unknown>)(...(msg.args ?? [])).then(
-    (value) => reply({ ok: true, value: value ?? null }),
-    (err: unknown) =>
-      reply({
-        ok: false,
-        error: {
-          code: isNamegateError(err) ? err.code : 'ERR',
-          message: err instanceof Error ? err.message : String(err),
-        },
-      }),
-  );
-});
-rl.on('close', () => {
-  void dp?.close().finally(() => process.exit(0));
+serveJsonLines(methods, async () => {
+  await dp?.close();
 });

@@ -83,8 +83,6 @@ async function setup(
       dns: {
         listen: [`127.0.0.1:${port}`, `[::1]:${port}`],
         upstreams: [`127.0.0.1:${opts.upstreamPort ?? knot.port}`],
-        timeoutMs: 500,
-        attempts: 2,
         holdTimeoutMs: 1000,
         ...opts.extra,
       },
@@ -126,14 +124,41 @@ async function setup(
   return { knot, proxy, datapath, port, lines, dir, identities, registry };
 }
 
+/**
+ * dig and kdig wait up to CLIENT_WAIT_S for an answer: only a missing answer fails a test, never
+ * a slow one (a loaded machine is slow; how fast the proxy answers is bench/'s business).
+ */
+const CLIENT_WAIT_S = '30';
+
 async function dig(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await run('dig', ['-p', String(port), '@127.0.0.1', '+time=3', '+tries=1', ...args]);
+  const { stdout } = await run('dig', [
+    '-p',
+    String(port),
+    '@127.0.0.1',
+    `+time=${CLIENT_WAIT_S}`,
+    '+tries=1',
+    ...args,
+  ]);
   return stdout;
 }
 
 async function kdig(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await run('kdig', ['-p', String(port), '@127.0.0.1', '+time=3', '+retry=0', ...args]);
+  const { stdout } = await run('kdig', [
+    '-p',
+    String(port),
+    '@127.0.0.1',
+    `+time=${CLIENT_WAIT_S}`,
+    '+retry=0',
+    ...args,
+  ]);
   return stdout;
+}
+
+/** The elements as the proxy committed them (the recording datapath's calls), by destination. */
+function committed(s: Setup, destination: string) {
+  return s.datapath.calls
+    .flatMap((c) => (c.op === 'learn' ? c.elements : []))
+    .find((e) => e.destination === destination);
 }
 
 function status(out: string): string {
@@ -202,13 +227,10 @@ describe('DNS proxy with knotd, dig and kdig', () => {
     const s = await setup(t);
     await dig(s.port, 'zero.example.test');
     await dig(s.port, 'huge.example.test');
-    const zero = s.datapath.learned().find((e) => e.destination === '198.51.100.3')!;
-    const huge = s.datapath.learned().find((e) => e.destination === '198.51.100.4')!;
-    assert.ok(
-      zero.timeoutMs > 0 && zero.timeoutMs <= 60_000 && zero.timeoutMs > 55_000,
-      String(zero.timeoutMs),
-    );
-    assert.ok(huge.timeoutMs <= 86_430_000 && huge.timeoutMs > 86_400_000, String(huge.timeoutMs));
+    // The timeouts as committed, not what remains of them when this line runs (the second
+    // lookup takes its time: a dig start on a loaded machine can take seconds).
+    assert.equal(committed(s, '198.51.100.3')?.timeoutMs, 60_000, 'minTTL 30 s + grace 30 s');
+    assert.equal(committed(s, '198.51.100.4')?.timeoutMs, 86_430_000, 'maxTTL 86,400 s + grace 30 s');
   });
 
   test('DNS-21: private answers are relayed but not learned; public ones of the same answer are', async (t) => {
@@ -299,7 +321,9 @@ describe('DNS proxy with knotd, dig and kdig', () => {
     };
     const ids = new Map<number, string>();
     let buf = Buffer.alloc(0);
-    const done = new Promise<void>((resolve) => {
+    const done = new Promise<void>((resolve, reject) => {
+      // A connection that ends before the fourth answer fails the test instead of hanging it.
+      sock.once('close', () => reject(new Error(`connection closed after ${ids.size} answers`)));
       sock.on('data', (d) => {
         buf = Buffer.concat([buf, d]);
         while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
@@ -338,10 +362,10 @@ describe('DNS proxy with knotd, dig and kdig', () => {
     const datapath = new RecordingDatapath(systemClock);
     datapath.learnDelayMs = 150;
     const s = await setup(t, { datapath });
-    const started = performance.now();
     const out = await dig(s.port, 'www.example.test');
     assert.equal(status(out), 'NOERROR');
-    assert.ok(performance.now() - started >= 150, 'the reply waited for learn()');
+    // The proxy's own record of the hold: released by the commit, not by its bound.
+    assert.equal(s.lines.find((l) => l['qname'] === 'www.example.test')?.['hold'], 'committed');
     assert.ok(allows(s, '198.51.100.1'));
   });
 
@@ -357,10 +381,10 @@ describe('DNS proxy with knotd, dig and kdig', () => {
   test('REL-08: upstream down -> SERVFAIL within the timeout', async (t) => {
     const dead = await freePort();
     const knot = await startKnot(t, { 'example.test': ZONE });
-    const s = await setup(t, { knot, upstreamPort: dead });
-    const started = performance.now();
+    const s = await setup(t, { knot, upstreamPort: dead, extra: { timeoutMs: 500, attempts: 2 } });
     assert.equal(status(await dig(s.port, 'www.example.test')), 'SERVFAIL');
-    assert.ok(performance.now() - started < 3000);
+    // Answered because the upstream failed (its attempts ran out), not because dig gave up.
+    assert.match(String(s.lines.find((l) => l['qname'] === 'www.example.test')?.['reason']), /^upstream_/);
   });
 
   test('K8S-04: a new source inside the source CIDRs is held until it is known; dig gets its answer at the first try', async (t) => {

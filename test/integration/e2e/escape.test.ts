@@ -23,6 +23,7 @@ import { after, before, describe, it } from 'node:test';
 import { labExec } from '../../../src/lab/exec.ts';
 import { findPod, type LabPlan, siteFor, statePaths } from '../../../src/lab/plan.ts';
 import { findTool, run } from '../../../src/lab/run.ts';
+import { skipUnless } from '../../support/requirements.ts';
 import {
   assertDropped,
   assertServed,
@@ -390,7 +391,7 @@ describe('end to end: escapes from inside a pod', { skip, concurrency: false }, 
   });
 
   it('L3-07: a SYN crafted on a raw socket or sent as an AF_PACKET frame is dropped at the node', {
-    skip: PYTHON ? false : 'python3 missing',
+    skip: skip || skipUnless({ tools: ['python3'] }),
   }, async () => {
     const target = ip4('example.org');
     const gatewayMac = async (gateway: string): Promise<string> => {

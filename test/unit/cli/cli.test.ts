@@ -174,6 +174,68 @@ describe('namegate check', { concurrency: 4 }, () => {
     assert.equal(out['protocol'], 'UDP');
   });
 
+  test('--protocol is case-insensitive', async () => {
+    const { code, out } = await checkJson(
+      '--namespace',
+      'payments',
+      '--labels',
+      'app=payments-api',
+      '--name',
+      'api.stripe.com',
+      '--protocol',
+      'tcp',
+    );
+    assert.equal(code, 0);
+    assert.equal(out['protocol'], 'TCP');
+  });
+
+  test('--address decides by toCIDRs rules (and their except)', async () => {
+    const multi = path.join(FIXTURES, 'valid/multi.yaml');
+    const address = (ip: string, port: string, protocol = 'udp') =>
+      namegate(
+        'check',
+        '--policy',
+        multi,
+        '--namespace',
+        'ci',
+        '--labels',
+        'role=runner',
+        '--json',
+        '--address',
+        ip,
+        '--port',
+        port,
+        '--protocol',
+        protocol,
+      );
+    const allowed = await address('203.0.113.7', '53');
+    assert.equal(allowed.code, 0, allowed.stderr);
+    const out = JSON.parse(allowed.stdout) as Record<string, unknown>;
+    assert.deepEqual(
+      [out['verdict'], out['reason'], out['address'], out['name']],
+      ['allow', 'cidr_rule', '203.0.113.7', null],
+    );
+    assert.equal((await address('203.0.113.200', '53')).code, 1, 'except');
+    assert.equal((await address('203.0.113.7', '53', 'TCP')).code, 1, 'port');
+    assert.equal((await address('198.51.100.1', '53')).code, 1, 'no rule');
+    const both = await namegate(
+      'check',
+      '--policy',
+      multi,
+      '--namespace',
+      'ci',
+      '--name',
+      'a.com',
+      '--address',
+      '192.0.2.1',
+    );
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /exactly one of --name <fqdn> or --address <ip>/);
+    const bad = await namegate('check', '--policy', multi, '--namespace', 'ci', '--address', '300.1.1.1');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--address: "300\.1\.1\.1" is not an IP address/);
+  });
+
   test('ungoverned: exit 0, reason ungoverned, mode null', async () => {
     const { code, out } = await checkJson('--namespace', 'web', '--name', 'anything.example.com');
     assert.equal(code, 0);
@@ -253,17 +315,15 @@ describe('namegate check', { concurrency: 4 }, () => {
     assert.match(bad.stderr, /dot_segment/);
   });
 
-  test('an IDN name is decided and printed as its A-label', async () => {
-    const { code, out } = await checkJson(
-      '--namespace',
-      'payments',
-      '--labels',
-      'app=payments-api',
-      '--name',
-      'тест.example.com',
-    );
+  test('an IDN name: its A-label is decided; the U-label is refused as the wire refuses it, naming the A-label', async () => {
+    const args = ['--namespace', 'payments', '--labels', 'app=payments-api', '--name'];
+    const { code, out } = await checkJson(...args, 'xn--e1aybc.example.com');
     assert.equal(code, 1);
     assert.equal(out['name'], 'xn--e1aybc.example.com');
+    const u = await namegate('check', '--policy', EXAMPLES, ...args, 'тест.example.com');
+    assert.equal(u.code, 2);
+    assert.match(u.stderr, /name_invalid/);
+    assert.match(u.stderr, /xn--e1aybc\.example\.com/);
   });
 
   test('text output, and --explain prints the path to the verdict', async () => {
@@ -344,7 +404,7 @@ describe('namegate check', { concurrency: 4 }, () => {
     [
       'a protocol that is not TCP or UDP',
       ['--namespace', 'x', '--name', 'a.com', '--protocol', 'SCTP'],
-      /Allowed choices are TCP, UDP/,
+      /--protocol: "SCTP" is not TCP or UDP/,
     ],
     [
       'labels without =',
@@ -371,7 +431,7 @@ describe('namegate check', { concurrency: 4 }, () => {
       ['--namespace', 'Payments', '--name', 'a.com'],
       /--namespace: "Payments" is not a namespace/,
     ],
-    ['missing --name', ['--namespace', 'x'], /required option '--name <fqdn>' not specified/],
+    ['missing --name', ['--namespace', 'x'], /exactly one of --name <fqdn> or --address <ip>/],
     ['missing --namespace', ['--name', 'a.com'], /required option '--namespace <ns>' not specified/],
   ];
   for (const [what, args, message] of badInput) {
@@ -416,7 +476,7 @@ describe('namegate check', { concurrency: 4 }, () => {
     await writeFile(path.join(dir, 'cm.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n');
     const none = await namegate('check', '--policy', dir, '--namespace', 'x', '--name', 'a.com');
     assert.equal(none.code, 2);
-    assert.match(none.stderr, /no policies found in /);
+    assert.match(none.stderr, /no policy found in /);
     const missing = await namegate(
       'check',
       '--policy',

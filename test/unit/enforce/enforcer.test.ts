@@ -17,25 +17,12 @@ import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import type { Policy } from '../../../src/policy/model.ts';
 import type { PolicySource } from '../../../src/policy/source.ts';
 import { LearnedStore } from '../../../src/store/learned-store.ts';
-import { policy } from './helpers.ts';
+import { STRIPE } from './helpers.ts';
 
 const POD = '10.0.0.2';
 const POD6 = 'fd00::2';
 const OTHER = '10.0.0.3';
 const API = '203.0.113.10';
-
-const STRIPE = policy(`
-apiVersion: namegate.dev/v1alpha1
-kind: EgressPolicy
-metadata: { name: stripe, namespace: payments }
-spec:
-  podSelector: { matchLabels: { app: api } }
-  egress:
-    - toFQDNs: [{ name: api.stripe.com }]
-      ports: [{ port: 443 }]
-    - toCIDRs: [{ cidr: 198.51.100.0/24 }]
-      ports: [{ port: 22 }]
-`);
 
 class Policies implements PolicySource {
   set: CompiledPolicies;

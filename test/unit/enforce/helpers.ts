@@ -11,3 +11,17 @@ export function policy(yaml: string): Policy {
   assert.ok(r.policy);
   return r.policy;
 }
+
+/** api.stripe.com on 443 and 198.51.100.0/24 on 22 for app=api pods in payments. */
+export const STRIPE = policy(`
+apiVersion: namegate.dev/v1alpha1
+kind: EgressPolicy
+metadata: { name: stripe, namespace: payments }
+spec:
+  podSelector: { matchLabels: { app: api } }
+  egress:
+    - toFQDNs: [{ name: api.stripe.com }]
+      ports: [{ port: 443 }]
+    - toCIDRs: [{ cidr: 198.51.100.0/24 }]
+      ports: [{ port: 22 }]
+`);

@@ -91,6 +91,55 @@ describe('the archived controller’s v1alpha3 schema', async () => {
   });
 });
 
+describe('the archived controller’s v1alpha1 (to[].fqdns under GKE’s apiVersion)', async () => {
+  const report = await load('gke', 'oss-v1alpha1.yaml');
+  const set = compile(report);
+  test('is imported as the controller reads it, never as a deny-all', () => {
+    assert.equal(report.documents.length, 2);
+    expectDecisions(set, pod('legacy', { app: 'any' }), [
+      ['github.com', 'TCP', 443, 'allow'],
+      ['gitlab.com', 'TCP', 443, 'allow'],
+      ['github.com', 'UDP', 443, 'deny'],
+      ['www.github.com', 'TCP', 443, 'deny'],
+    ]);
+    expectProblem(
+      report.warnings,
+      'fqdnnetworkpolicy-valid',
+      'apiVersion',
+      /archived open-source controller/,
+    );
+  });
+  test('an empty protocol is TCP, as the controller’s webhook defaults it', () => {
+    const noProtocol = compile({
+      ...report,
+      policies: report.policies.filter((p) => p.policy.ref.name === 'fqdnnetworkpolicy-valid-noprotocol'),
+    });
+    expectDecisions(noProtocol, pod('legacy', { app: 'noprotocol' }), [
+      ['github.com', 'TCP', 443, 'allow'],
+      ['github.com', 'UDP', 443, 'deny'],
+    ]);
+  });
+  test('matches and to[].fqdns in one document: an error, not a guess', () => {
+    const mixed = loadYaml(
+      'apiVersion: networking.gke.io/v1alpha1\nkind: FQDNNetworkPolicy\nmetadata: {name: mixed, namespace: a}\n' +
+        'spec:\n  podSelector: {}\n  egress:\n  - matches: [{name: a.example.com}]\n  - to: [{fqdns: [b.example.com]}]\n',
+    );
+    assert.equal(mixed.documents.length, 0);
+    expectProblem(mixed.errors, 'mixed', 'spec.egress', /mixes/);
+  });
+  test('GKE’s managed schema with protocol "" is TCP too', () => {
+    const managed = loadYaml(
+      'apiVersion: networking.gke.io/v1alpha1\nkind: FQDNNetworkPolicy\nmetadata: {name: m, namespace: a}\n' +
+        'spec:\n  podSelector: {}\n  egress:\n  - matches: [{name: a.example.com}]\n    ports: [{port: 443, protocol: ""}]\n',
+    );
+    assert.deepEqual(managed.errors, []);
+    expectDecisions(compile(managed), pod('a'), [
+      ['a.example.com', 'TCP', 443, 'allow'],
+      ['a.example.com', 'UDP', 443, 'deny'],
+    ]);
+  });
+});
+
 describe('broken FQDNNetworkPolicies', async () => {
   const report = await load('gke', 'broken/malformed.yaml', true);
   test('give errors with field paths and no policies', () => {
@@ -129,6 +178,50 @@ describe('broken FQDNNetworkPolicies', async () => {
           else rule[where] = junk;
           const result = gkeImporter.convert(doc, { defaultNamespace: 'default' });
           if (result.errors.length > 0) assert.equal(result.documents.length, 0);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('the archived controller’s schema under arbitrary values', () => {
+  test('never throws; an error never comes with a policy; never a policy without its rules', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(
+          'networking.gke.io/v1alpha1',
+          'networking.gke.io/v1alpha2',
+          'networking.gke.io/v1alpha3',
+        ),
+        fc.constantFrom('rule', 'to', 'peer', 'fqdns', 'ports', 'protocol', 'policyTypes', 'matches'),
+        fc.jsonValue({ maxDepth: 3 }),
+        (apiVersion, where, junk) => {
+          const port: Record<string, unknown> = { port: 443, protocol: 'TCP' };
+          const peer: Record<string, unknown> = { fqdns: ['example.com'] };
+          const rule: Record<string, unknown> = { to: [peer], ports: [port] };
+          const spec: Record<string, unknown> = { podSelector: {}, egress: [rule] };
+          if (where === 'rule') spec['egress'] = [junk];
+          else if (where === 'to') rule['to'] = junk;
+          else if (where === 'peer') rule['to'] = [junk];
+          else if (where === 'fqdns') peer['fqdns'] = junk;
+          else if (where === 'ports') rule['ports'] = junk;
+          else if (where === 'protocol') port['protocol'] = junk;
+          else if (where === 'policyTypes') spec['policyTypes'] = junk;
+          else rule['matches'] = junk;
+          const doc = {
+            apiVersion,
+            kind: 'FQDNNetworkPolicy',
+            metadata: { name: 'p', namespace: 'ns' },
+            spec,
+          };
+          const result = gkeImporter.convert(doc, { defaultNamespace: 'default' });
+          if (result.errors.length > 0) assert.equal(result.documents.length, 0);
+          // Untouched (matches: null is absent): the rule is kept, whatever the version.
+          if (where === 'matches' && junk === null) {
+            assert.deepEqual(result.errors, []);
+            assert.equal(result.documents[0]?.spec?.egress?.length, 1);
+          }
         },
       ),
       { numRuns: 300 },

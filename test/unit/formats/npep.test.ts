@@ -58,7 +58,7 @@ describe('the NPEP-133 example (allow-my-service-egress)', async () => {
   test('the wildcard meaning and the dropped default-deny are stated', () => {
     expectProblem(report.warnings, 'allow-my-service-egress', 'domainNames[1]', /one or more labels/);
     expectProblem(report.warnings, 'allow-my-service-egress', 'spec.egress[1]', /already denies/);
-    expectProblem(report.warnings, 'allow-my-service-egress', 'spec.priority', /not kept/);
+    expectProblem(report.warnings, 'allow-my-service-egress', 'spec.priority', /kept by checking/);
     // A closing Deny of everything: no fall-through warning.
     assert.equal(
       findProblem(report.warnings, 'allow-my-service-egress', 'spec.egress', /falls through/),
@@ -178,7 +178,19 @@ describe('broken network-policy-api documents', async () => {
   test('arbitrary values anywhere never throw', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom('spec', 'subject', 'egress', 'rule', 'to', 'peer', 'protocols', 'action', 'tier'),
+        fc.constantFrom(
+          'spec',
+          'subject',
+          'egress',
+          'rule',
+          'to',
+          'peer',
+          'protocols',
+          'ports',
+          'action',
+          'tier',
+          'priority',
+        ),
         fc.jsonValue({ maxDepth: 3 }),
         (where, junk) => {
           const peer: Record<string, unknown> = { domainNames: ['*.example.com'] };
@@ -200,12 +212,16 @@ describe('broken network-policy-api documents', async () => {
             spec,
           };
           if (where === 'spec') doc['spec'] = junk;
-          else if (where === 'subject' || where === 'egress' || where === 'tier') spec[where] = junk;
+          else if (where === 'subject' || where === 'egress' || where === 'tier' || where === 'priority')
+            spec[where] = junk;
           else if (where === 'rule') spec['egress'] = [junk];
           else if (where === 'peer') rule['to'] = [junk];
           else rule[where] = junk;
           const result = npepImporter.convert(doc, { defaultNamespace: 'default' });
           if (result.errors.length > 0) assert.equal(result.documents.length, 0);
+          // The set check reads the same junk: problems, never a throw.
+          const [problems] = npepImporter.checkSet([doc, doc]);
+          assert.ok(Array.isArray(problems));
         },
       ),
       { numRuns: 300 },

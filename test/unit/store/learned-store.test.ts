@@ -247,3 +247,20 @@ describe('LearnedStore', () => {
     );
   });
 });
+
+describe('wouldEvict', () => {
+  test('says whether an answer has to make room under the per-name or per-source cap', () => {
+    const s = new LearnedStore({
+      ttl: TTL,
+      limits: { maxIpsPerName: 2, maxIpsPerSource: 3, maxEntries: 100 },
+    });
+    const a = (ip: string) => ({ ip, ttl: 300 });
+    assert.equal(s.wouldEvict('10.0.0.1', 'x.example', [a('192.0.2.1')]), false, 'an unknown source');
+    s.learn('10.0.0.1', 'x.example', [a('192.0.2.1'), a('192.0.2.2')], 0);
+    assert.equal(s.wouldEvict('10.0.0.1', 'x.example', [a('192.0.2.1')]), false, 'already held');
+    assert.equal(s.wouldEvict('10.0.0.1', 'x.example', [a('192.0.2.3')]), true, 'name cap');
+    assert.equal(s.wouldEvict('10.0.0.1', 'y.example', [a('192.0.2.3')]), false);
+    s.learn('10.0.0.1', 'y.example', [a('192.0.2.3')], 0);
+    assert.equal(s.wouldEvict('10.0.0.1', 'z.example', [a('192.0.2.4')]), true, 'source cap');
+  });
+});
