@@ -5,7 +5,7 @@ NODE := node_modules/node/bin/node
 NPX := PATH="$(CURDIR)/node_modules/.bin:$$PATH"
 ARGS ?=
 
-.PHONY: all deps demo test lint imports typecheck unit integration k8s cluster image bench format
+.PHONY: all deps demo test lint imports typecheck unit integration k8s cluster image bench format soak-test
 
 all: test
 
@@ -53,6 +53,12 @@ k8s:
 cluster:
 	@echo "== tests on a real Kubernetes node (kubelet, containerd, helm install of the image)"
 	@$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/image/*.test.ts' 'test/cluster/*.test.ts'
+
+# The integration and Kubernetes suites SOAK_ROUNDS times (default 5) under stress-ng on every
+# core, CI=true; zero failures or it fails. SOAK_FILES narrows it (docs/testing.md).
+soak-test: deps
+	@scripts/deps.sh --test
+	@scripts/soak.sh
 
 # The OCI archives under build/image (namegate, and pause, CoreDNS, test-client for the lab).
 image: deps

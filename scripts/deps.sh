@@ -11,6 +11,10 @@ declare -A PKGS=(
   [knotd]=knot [nginx]=nginx-light [curl]=curl [openssl]=openssl [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base [unbound]=unbound [iperf3]=iperf3 [ss]=iproute2 [nc]=netcat-openbsd
   [ping]=iputils-ping [haproxy]=haproxy [squid]=squid-openssl [tcpdump]=tcpdump
+  # Commands the tests run themselves (the raw-socket escape case, process and sysctl checks),
+  # and the load of `make soak-test`.
+  [python3]=python3 [pgrep]=procps [sysctl]=procps [knsupdate]=knot-dnsutils [getent]=libc-bin
+  [tar]=tar [stress-ng]=stress-ng
   # The lab's Kubernetes node (make test, make demo ARGS=--kubernetes) and the image builder.
   [containerd]=containerd [ctr]=containerd [runc]=runc [nsenter]=util-linux [unshare]=util-linux
   [dpkg-deb]=dpkg [gcc]=gcc

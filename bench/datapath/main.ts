@@ -7,8 +7,11 @@
  * 2. Bulk TCP throughput (iperf3) through a router namespace whose namegate table holds 100,000
  *    learned elements (the flow's source governed) against an identical router without a table,
  *    and one with only conntrack (a one-rule stateful table), measured in rotation in the run.
+ * 3. Short TCP connections per second (bench/datapath/conn.ts: connect, one byte, close) through
+ *    the same three routers in rotation: every connection's first packet is a new flow that
+ *    meets the forward chain's set lookups, which one long iperf3 flow never does.
  * Last line: RESULT datapath commit_p99_ms=<addon p99 at 10k/s> elements_per_s=<achieved>
- *            throughput_ratio=<with/without>
+ *            throughput_ratio=<with/without> conn_ratio=<with/without>
  */
 import { cpus, hostname, loadavg, release } from 'node:os';
 import { Netns, NODE, veth } from '../../test/integration/netns.ts';
@@ -17,6 +20,11 @@ const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
 const FILL = Number(process.env['BENCH_ELEMENTS'] ?? 100_000);
 const IPERF_SECONDS = Number(process.env['BENCH_IPERF_SECONDS'] ?? 2);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 8);
+const CONN_SECONDS = Number(process.env['BENCH_CONN_SECONDS'] ?? 2);
+const CONN_ROUNDS = Number(process.env['BENCH_CONN_ROUNDS'] ?? 9);
+const CONN_CONCURRENCY = Number(process.env['BENCH_CONN_CONCURRENCY'] ?? 32);
+const IPERF_PORT = 5201;
+const CONN_PORT = 5202;
 /** `commit` or `throughput` runs only that part (the RESULT line then has NaN for the other). */
 const ONLY = process.env['BENCH_ONLY'] ?? '';
 /** Node flags for the commit worker, e.g. `--max-semi-space-size=2` (GC pauses; see docs). */
@@ -89,9 +97,12 @@ async function path(
 }
 
 async function iperf(client: Netns, server: string): Promise<number> {
-  const out = await client.run(['iperf3', '-c', server, '-t', String(IPERF_SECONDS), '-J'], {
-    timeoutMs: 60_000,
-  });
+  const out = await client.run(
+    ['iperf3', '-c', server, '-p', String(IPERF_PORT), '-t', String(IPERF_SECONDS), '-J'],
+    {
+      timeoutMs: 60_000,
+    },
+  );
   const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second;
 }
@@ -122,7 +133,8 @@ async function main(): Promise<void> {
   }
 
   let ratio = Number.NaN;
-  if (ONLY !== 'commit') ratio = await throughput();
+  let connRatio = Number.NaN;
+  if (ONLY !== 'commit') ({ ratio, connRatio } = await throughput());
   const main10k = commits.find((c) => c.executor === 'addon' && c.rate === 10_000);
   const spawn10k = commits.find((c) => c.executor === 'spawn' && c.rate === 10_000);
   if (main10k && spawn10k)
@@ -134,7 +146,7 @@ async function main(): Promise<void> {
         : 'addon: write transactions run on the libuv pool (this addon build has no runSync; see bench/datapath/addon-runsync.patch)',
     );
   console.log(
-    `RESULT datapath commit_p99_ms=${ms(main10k?.p99 ?? Number.NaN)} elements_per_s=${Math.round(main10k?.elementsPerS ?? 0)} throughput_ratio=${ratio.toFixed(3)}`,
+    `RESULT datapath commit_p99_ms=${ms(main10k?.p99 ?? Number.NaN)} elements_per_s=${Math.round(main10k?.elementsPerS ?? 0)} throughput_ratio=${ratio.toFixed(3)} conn_ratio=${connRatio.toFixed(3)}`,
   );
 }
 
@@ -145,7 +157,25 @@ function median(xs: readonly number[]): number {
     : ((sorted[sorted.length / 2 - 1] as number) + (sorted[sorted.length / 2] as number)) / 2;
 }
 
-async function throughput(): Promise<number> {
+async function conns(client: Netns, server: string): Promise<number> {
+  const out = await client.run(
+    [
+      NODE,
+      'bench/datapath/conn.ts',
+      'client',
+      server,
+      String(CONN_PORT),
+      String(CONN_SECONDS),
+      String(CONN_CONCURRENCY),
+    ],
+    { timeoutMs: 60_000 },
+  );
+  const r = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { perSecond: number; failed: number };
+  if (r.failed > 0) console.log(`  (${r.failed} connections failed)`);
+  return r.perSecond;
+}
+
+async function throughput(): Promise<{ ratio: number; connRatio: number }> {
   const plain = await path(0);
   const gated = await path(1);
   // A router with conntrack and the same first forward rule, but nothing of namegate: tells
@@ -156,9 +186,23 @@ async function throughput(): Promise<number> {
     'add table inet stateful; add chain inet stateful f { type filter hook forward priority 0; policy accept; }; add rule inet stateful f ct state established,related accept',
   ]);
   const paths = [plain, gated, stateful];
-  for (const p of paths) p.server.spawn(['iperf3', '-s']);
+  for (const p of paths) {
+    p.server.spawn(['iperf3', '-s', '-p', String(IPERF_PORT)]);
+    p.server.spawn([NODE, 'bench/datapath/conn.ts', 'server', String(CONN_PORT)]);
+    // Many short connections from one address: the whole port range, and no wait for TIME_WAIT
+    // (the server closes first, so it holds those anyway).
+    await p.client.sysctl('net.ipv4.ip_local_port_range', '1024 65535');
+  }
   const fill = await gated.router.run(
-    [NODE, 'bench/datapath/worker.ts', 'fill', String(FILL), gated.clientIp, gated.serverIp, '5201'],
+    [
+      NODE,
+      'bench/datapath/worker.ts',
+      'fill',
+      String(FILL),
+      gated.clientIp,
+      gated.serverIp,
+      `${IPERF_PORT},${CONN_PORT}`,
+    ],
     { timeoutMs: 600_000 },
   );
   console.log(`table filled: ${fill.trim()}`);
@@ -185,7 +229,9 @@ async function throughput(): Promise<number> {
   const ratio = median(withTable.map((y, i) => y / (without[i] as number)));
   const vsStateful = median(withTable.map((y, i) => y / (withCt[i] as number)));
   const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-  const count = await gated.router.run(['nft', 'list', 'set', 'inet', 'namegate', 'allow4']);
+  const count = await gated.router.run(['nft', 'list', 'set', 'inet', 'namegate', 'allow4'], {
+    timeoutMs: 300_000,
+  });
   const elements = (count.match(/ \. tcp \. /g) ?? []).length;
   const show = (xs: number[]) =>
     `${(mean(xs) / 1e9).toFixed(2)} Gbit/s (${xs.map((x) => (x / 1e9).toFixed(2)).join(', ')})`;
@@ -195,7 +241,32 @@ async function throughput(): Promise<number> {
   console.log(
     `median of per-round ratios: with table / without ${ratio.toFixed(3)}; with table / conntrack only ${vsStateful.toFixed(3)}; ratio of means ${(mean(withTable) / mean(without)).toFixed(3)}`,
   );
-  return ratio;
+
+  // Short connections, the same rotation. The first round warms up (JIT, ARP, conntrack).
+  for (const p of paths) await conns(p.client, p.serverIp);
+  const rates = paths.map(() => [] as number[]);
+  for (let i = 0; i < CONN_ROUNDS; i++) {
+    for (let k = 0; k < paths.length; k++) {
+      const j = (i + k) % paths.length;
+      const p = paths[j] as (typeof paths)[number];
+      (rates[j] as number[]).push(await conns(p.client, p.serverIp));
+    }
+  }
+  const [cWithout, cWith, cCt] = rates as [number[], number[], number[]];
+  const connRatio = median(cWith.map((y, i) => y / (cWithout[i] as number)));
+  const connVsCt = median(cWith.map((y, i) => y / (cCt[i] as number)));
+  const showConn = (xs: number[]) =>
+    `median ${median(xs).toFixed(0)}/s (${xs.map((x) => x.toFixed(0)).join(', ')})`;
+  console.log(
+    `short connections (${CONN_CONCURRENCY} loops of connect, one byte, close; ${CONN_SECONDS} s rounds; load ${loadavg()[0]?.toFixed(2)}):`,
+  );
+  console.log(`  without table: ${showConn(cWithout)}`);
+  console.log(`  conntrack only (one ct rule): ${showConn(cCt)}`);
+  console.log(`  with table (${elements} learned elements): ${showConn(cWith)}`);
+  console.log(
+    `  median of per-round ratios: with table / without ${connRatio.toFixed(3)} (target >= 0.95); with table / conntrack only ${connVsCt.toFixed(3)}`,
+  );
+  return { ratio, connRatio };
 }
 
 try {

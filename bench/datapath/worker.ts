@@ -1,8 +1,9 @@
 /**
  * Runs inside a network namespace (the driver's addon works in-process):
  *   commit EXECUTOR RATE SECONDS   learn() one element per call at RATE calls/s; print latencies
- *   fill COUNT SOURCE DEST PORT    reconcile SOURCE as Enforce, learn COUNT filler elements and
- *                                  one that allows SOURCE -> DEST:PORT/TCP; leave the table
+ *   fill COUNT SOURCE DEST PORTS   reconcile SOURCE as Enforce, learn COUNT filler elements and
+ *                                  one per port (comma list) that allows SOURCE -> DEST:PORT/TCP;
+ *                                  leave the table
  * Prints one JSON line.
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -201,7 +202,7 @@ async function commit(executor: 'addon' | 'spawn', rate: number, seconds: number
   );
 }
 
-async function fill(count: number, source: string, dest: string, port: number): Promise<void> {
+async function fill(count: number, source: string, dest: string, ports: readonly number[]): Promise<void> {
   const dp = await NftDatapath.open({
     conntrack: null,
     maxQueuedElements: 1_000_000,
@@ -217,9 +218,16 @@ async function fill(count: number, source: string, dest: string, port: number): 
     calls.push(dp.learn(els));
   }
   calls.push(
-    dp.learn([
-      { source, destination: dest, protocol: 'TCP', portFrom: port, portTo: port, timeoutMs: 600_000 },
-    ]),
+    dp.learn(
+      ports.map((port) => ({
+        source,
+        destination: dest,
+        protocol: 'TCP' as const,
+        portFrom: port,
+        portTo: port,
+        timeoutMs: 600_000,
+      })),
+    ),
   );
   await Promise.all(calls);
   const seconds = (performance.now() - start) / 1000;
@@ -229,7 +237,8 @@ async function fill(count: number, source: string, dest: string, port: number): 
 
 if (mode === 'commit')
   await commit(args[0] === 'spawn' ? 'spawn' : 'addon', Number(args[1]), Number(args[2]));
-else if (mode === 'fill') await fill(Number(args[0]), args[1] ?? '', args[2] ?? '', Number(args[3]));
+else if (mode === 'fill')
+  await fill(Number(args[0]), args[1] ?? '', args[2] ?? '', (args[3] ?? '').split(',').map(Number));
 else {
   console.error(`unknown mode ${mode}`);
   process.exit(2);

@@ -26,6 +26,7 @@ import {
   buildPolicies,
   CpuWindow,
   dnsperf,
+  equalBuffers,
   lossOf,
   NODE,
   percentile,
@@ -152,6 +153,9 @@ try {
   }
   if (typeof server === 'string') throw new Error(server);
   const s = server;
+  // Every server's listening socket gets the same buffers (as in bench/dns/main.ts).
+  await equalBuffers(knot.child.pid, knot.port);
+  if (s !== knot) await equalBuffers(s.child.pid, s.port);
   const pids = new Map<string, number | undefined>([
     ['server', s.child.pid],
     ...(s === knot ? [] : ([['knotd', knot.child.pid]] as Array<[string, number | undefined]>)),

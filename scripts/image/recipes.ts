@@ -190,6 +190,10 @@ async function copyInto(src: string, dest: string, mode?: number): Promise<void>
   if (mode !== undefined) await chmod(dest, mode);
 }
 
+/** The npm re2 package's native binding, where its re2.js loads it from. */
+const RE2_BINDING_IN_APP = 'node_modules/re2/build/Release/re2.node';
+const RE2_BINDING = path.join(ROOT, RE2_BINDING_IN_APP);
+
 /** Source files of the app that run in the image: src/ without READMEs. */
 function appInputs(): string[] {
   return [
@@ -198,6 +202,7 @@ function appInputs(): string[] {
     path.join(ROOT, 'package-lock.json'),
     path.join(ROOT, 'build/nft.node'),
     path.join(ROOT, 'build/sockopt.node'),
+    RE2_BINDING,
   ];
 }
 
@@ -250,6 +255,11 @@ const namegate: Recipe = {
             throw new Error(`${file} is missing: run scripts/deps.sh (it builds the addons)`);
           await copyInto(file, path.join(app, 'build', addon), 0o755);
         }
+        // The production install skips install scripts, so re2 (HTTP path rules) comes without
+        // its binding: the one scripts/build-re2.sh built for the pinned Node goes in its place.
+        if (!existsSync(RE2_BINDING))
+          throw new Error(`${RE2_BINDING} is missing: run scripts/deps.sh (scripts/build-re2.sh builds it)`);
+        await copyInto(RE2_BINDING, path.join(app, RE2_BINDING_IN_APP), 0o755);
         const pkg = packageJson();
         return [
           {

@@ -11,7 +11,8 @@
  *      keeps what an earlier agent programmed, new DNS fails because nothing answers)
  *   2. identities (static groups or pods from the API, synced)
  *   3. the datapath opens and reconciles the static state by difference (never a flush)
- *   4. the DNS proxy restores its checkpoint into the kernel, then opens its sockets
+ *   4. the DNS proxy restores its checkpoint into the kernel (and removes, flows included, the
+ *      elements the restored state no longer justifies), then opens its sockets
  *   5. the SNI/Host and CONNECT proxies, when enabled
  *   6. the enforcer's first full sync, then it follows policy and identity changes
  *   7. /metrics, /healthz and /readyz; /readyz says ready once step 6 is done
@@ -145,7 +146,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const fileSink =
       options.flowLog === undefined ? flowSink(dnsSettingsFrom(w.config).flowLog) : options.flowLog;
     const flows = startFlows(w, sources, fileSink);
-    dns = await startDns(w, sources, datapath, fileSink, flows, inUse);
+    dns = await startDns(w, sources, datapath, fileSink, flows, inUse, () =>
+      enforcer.syncAfter('unknown_hold'),
+    );
     if (!options.dnsOnly) await startProxies(w, sources, dns.store, flows);
     await followChanges(w, sources, enforcer);
     flows.followIdentities();
@@ -272,6 +275,8 @@ async function startDns(
   flowLog: LineSink | null,
   flows: AgentFlows,
   inUse: InUseSource | null,
+  /** A held query of a new source is answered once the kernel holds it (src/dns/unknown-hold.ts). */
+  settled: () => Promise<unknown>,
 ): Promise<DnsProxy> {
   const settings = dnsSettingsFrom(w.config);
   const dns = await DnsProxy.start({
@@ -284,6 +289,7 @@ async function startDns(
     flowLog,
     flowObserver: flows.dnsObserver,
     clock: w.clock,
+    settled,
     // A rolling update starts the new agent beside the old one on the same port (host network).
     reusePort: true,
     ...(inUse ? { inUse } : {}),

@@ -5,7 +5,7 @@
  */
 import { type Command, Option } from 'commander';
 import { canonicalIp } from '../core/ip.ts';
-import { type CanonicalName, tryCanonicalName } from '../core/names.ts';
+import { type CanonicalName, tryWireName } from '../core/names.ts';
 import { formatProblem, loadPolicies } from '../formats/load.ts';
 import { makeIdentity } from '../identity/identity.ts';
 import { CompiledPolicies } from '../policy/compile.ts';
@@ -171,8 +171,9 @@ function readTarget(
     if (address === null) throw usageError(`--address: ${JSON.stringify(opts.address)} is not an IP address`);
     return { name: null, address };
   }
-  const name = tryCanonicalName(opts.name ?? '');
-  if (typeof name !== 'string') throw usageError(`--name: ${name.message}`);
+  // The name as the pod sends it: read like the DNS proxy and the TLS/HTTP proxies read it.
+  const name = tryWireName(opts.name ?? '');
+  if (typeof name !== 'string') throw usageError(`--name: ${name.message} (name_invalid)`);
   return { name, address: null };
 }
 

@@ -4,20 +4,31 @@
  */
 import { Command, CommanderError } from 'commander';
 import { isNamegateError } from '../core/errors.ts';
-import { registerAgent } from './agent.ts';
-import { registerCheck } from './check.ts';
-import { registerController } from './controller.ts';
-import { registerConvert } from './convert.ts';
-import { registerCrds } from './crds.ts';
-import { registerDashboard } from './dashboard.ts';
-import { registerDatapath } from './datapath.ts';
-import { registerDns } from './dns.ts';
-import { registerLab } from './lab.ts';
-import { registerObserve } from './observe.ts';
 import { Exit } from './output.ts';
-import { registerRecommend } from './recommend.ts';
-import { registerSync } from './sync.ts';
-import { registerValidate } from './validate.ts';
+
+type Register = (program: Command) => void;
+
+/**
+ * Every command, in help order, loaded on demand: a run imports only the module of the command
+ * it names (all of them for help or an unknown name). Loading every command's module graph
+ * (the agent, Kubernetes, the lab, sync) made each start of `namegate check` cost seconds of
+ * CPU, which scripts and tests that start the CLI many times paid every time.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  validate: async () => (await import('./validate.ts')).registerValidate,
+  convert: async () => (await import('./convert.ts')).registerConvert,
+  check: async () => (await import('./check.ts')).registerCheck,
+  lab: async () => (await import('./lab.ts')).registerLab,
+  dns: async () => (await import('./dns.ts')).registerDns,
+  controller: async () => (await import('./controller.ts')).registerController,
+  crds: async () => (await import('./crds.ts')).registerCrds,
+  datapath: async () => (await import('./datapath.ts')).registerDatapath,
+  agent: async () => (await import('./agent.ts')).registerAgent,
+  observe: async () => (await import('./observe.ts')).registerObserve,
+  recommend: async () => (await import('./recommend.ts')).registerRecommend,
+  dashboard: async () => (await import('./dashboard.ts')).registerDashboard,
+  sync: async () => (await import('./sync.ts')).registerSync,
+};
 
 const program = new Command('namegate')
   .description('FQDN egress control: workloads reach only the domain names their policies allow')
@@ -25,19 +36,10 @@ const program = new Command('namegate')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerValidate(program);
-registerConvert(program);
-registerCheck(program);
-registerLab(program);
-registerDns(program);
-registerController(program);
-registerCrds(program);
-registerDatapath(program);
-registerAgent(program);
-registerObserve(program);
-registerRecommend(program);
-registerDashboard(program);
-registerSync(program);
+const named = process.argv[2];
+const load =
+  named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]!] : Object.values(COMMANDS);
+for (const register of await Promise.all(load.map((l) => l()))) register(program);
 
 try {
   await program.parseAsync(process.argv);

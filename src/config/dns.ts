@@ -33,6 +33,10 @@ export const DnsLimitsSchema = z.strictObject({
     'Pipelined queries in progress on one connection.',
   ),
   tcpIdleTimeoutMs: count(100, 600_000, 10_000),
+  maxUnknownHeld: count(1, 100_000, 1024).describe(
+    'Queries of unknown sources held at once (unknownHoldMs), in total; more are refused.',
+  ),
+  maxUnknownHeldPerSource: count(1, 1024, 16).describe('The same, per source address.'),
 });
 
 export const FlowLogSchema = z.strictObject({
@@ -61,6 +65,10 @@ export const DnsSectionSchema = z.strictObject({
     .enum(['forward', 'refuse'])
     .default('forward')
     .describe('Sources no identity knows: forwarded without learning, or refused.'),
+  unknownHoldMs: count(0, 10_000, 2000).describe(
+    'Longest wait of a query from an unknown source inside datapath.sourceCIDRs for its identity ' +
+      '(a new pod the agent has not seen yet) before it is refused; 0 refuses at once.',
+  ),
   refusedTypes: z
     .array(z.enum(DNS_TYPE_NAMES))
     .default(['ANY', 'AXFR', 'IXFR', 'MAILA', 'MAILB', 'NULL'])
@@ -150,6 +158,11 @@ export function dnsSettingsFrom(config: DnsSettingsSource): DnsSettings {
       recvBufferBytes: dns.recvBufferBytes,
     },
     pending: { max: dns.limits.maxPending, maxPerSource: dns.limits.maxPendingPerSource },
+    unknownHold: {
+      timeoutMs: dns.unknownHoldMs,
+      max: dns.limits.maxUnknownHeld,
+      maxPerSource: dns.limits.maxUnknownHeldPerSource,
+    },
     rate: { perSource: dns.limits.ratePerSource, burst: dns.limits.burstPerSource },
     flowLog: { mode: dns.flowLog.mode, path: dns.flowLog.path ?? null },
     store: storeSettingsFrom(config.store, config.ttl),

@@ -1,10 +1,19 @@
 /**
- * Canonical domain names: the one function every component uses to turn text into a name.
+ * Canonical domain names: the two ways text becomes a name, which agree on every name.
  *
- * Canonical means: lowercase, no trailing dot, IDNA A-labels (UTS #46 through WHATWG's
- * domainToASCII), only letters, digits, hyphen and underscore, labels of 1..63 octets and a
- * name of at most 253 octets. Policies, the DNS proxy, the proxies and the CLI all call
- * `canonicalName`, so a name that passes one of them passes all of them in the same spelling.
+ * Canonical means: lowercase, no trailing dot, IDNA A-labels, only letters, digits, hyphen and
+ * underscore, labels of 1..63 octets and a name of at most 253 octets.
+ *
+ * - `tryWireName` reads a name as a client sent it: the DNS question, the TLS server_name, the
+ *   HTTP Host, the CONNECT target and `namegate check --name`. Clients send A-labels, so only
+ *   ASCII is accepted; nothing is mapped except case. A wire name that is not canonical is
+ *   rejected in every one of those places alike (reason `name_invalid`).
+ * - `tryCanonicalName` reads a name a person wrote in a policy or a setting. It also takes
+ *   U-labels (`bücher.de` is `xn--bcher-kva.de`), but only in the form IDNA keeps as it is:
+ *   text that UTS #46 would *map* (the dots U+3002, U+FF0E, U+FF61, fullwidth letters, soft
+ *   hyphens, decomposed accents) is an error, never quietly another name.
+ *
+ * So a name a policy may write is exactly a name a client may send, up to A-label/U-label.
  */
 import { isIP } from 'node:net';
 import { domainToASCII, domainToUnicode } from 'node:url';
@@ -28,7 +37,11 @@ export type NameRule =
   | 'idna'
   | 'bad-punycode'
   | 'ip-literal'
-  | 'numeric-tld';
+  | 'numeric-tld'
+  /** A wire name with a character outside ASCII (clients send A-labels). */
+  | 'not-ascii'
+  /** Policy text IDNA would map to something else (U+3002 as a dot, fullwidth letters). */
+  | 'idna-mapped';
 
 export class NameError extends NamegateError {
   readonly rule: NameRule;
@@ -76,19 +89,82 @@ export function tryCanonicalName(input: string): CanonicalName | NameError {
     return new NameError(input, 'too-long', null, `a name may have at most ${MAX_NAME_OCTETS} octets`);
   }
   // One trailing dot (the root) is allowed and removed; "a.." keeps an empty label and fails below.
-  let name = input.endsWith('.') ? input.slice(0, -1) : input;
+  const name = input.endsWith('.') ? input.slice(0, -1) : input;
   if (name.length === 0) return new NameError(input, 'empty', null, 'a name may not be only the root');
 
-  if (PLAIN_ASCII.test(name)) {
-    name = name.toLowerCase();
-  } else if (BAD_ASCII.test(name)) {
-    return badAscii(input, name);
-  } else {
-    const ascii = domainToASCII(name);
-    if (ascii === '') return idnaFailure(input, name);
-    name = ascii;
+  if (PLAIN_ASCII.test(name)) return checkLabels(input, name.toLowerCase());
+  if (BAD_ASCII.test(name)) return badAscii(input, name);
+  const ascii = domainToASCII(name);
+  if (ascii === '') return idnaFailure(input, name);
+  const checked = checkLabels(input, ascii);
+  if (typeof checked !== 'string') return checked;
+  return unmapped(input, name, checked);
+}
+
+/**
+ * Read a name as a client sent it on the wire (DNS question, SNI, Host, CONNECT target): ASCII
+ * letters, digits, hyphen, underscore and dots only, one trailing dot allowed, case folded.
+ * Anything else is a NameError; no IDNA mapping ever runs, so U+3002 is never a dot here.
+ */
+export function tryWireName(input: string): CanonicalName | NameError {
+  if (input.length === 0) return new NameError(input, 'empty', null, 'a name may not be empty');
+  if (input.length > MAX_INPUT_CHARS) {
+    return new NameError(input, 'too-long', null, `a name may have at most ${MAX_NAME_OCTETS} octets`);
   }
-  return checkLabels(input, name);
+  const name = input.endsWith('.') ? input.slice(0, -1) : input;
+  if (name.length === 0) return new NameError(input, 'empty', null, 'a name may not be only the root');
+  if (PLAIN_ASCII.test(name)) return checkLabels(input, name.toLowerCase());
+  if (BAD_ASCII.test(name)) return badAscii(input, name);
+  return notAscii(input, name);
+}
+
+/** Throwing form of tryWireName. */
+export function wireName(input: string): CanonicalName {
+  const result = tryWireName(input);
+  if (result instanceof NameError) throw result;
+  return result;
+}
+
+function notAscii(input: string, name: string): NameError {
+  const label = name.split('.').find((l) => !PLAIN_ASCII.test(l)) ?? name;
+  const c = [...label].find((ch) => ch.charCodeAt(0) > 0x7f) ?? '?';
+  const code = `U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+  const ascii = tryCanonicalName(name);
+  const hint = typeof ascii === 'string' ? `; a client sends the A-label form ${JSON.stringify(ascii)}` : '';
+  return new NameError(
+    input,
+    'not-ascii',
+    label,
+    `label ${JSON.stringify(clip(label))} contains ${code}; a name on the wire is ASCII only${hint}`,
+  );
+}
+
+/**
+ * Policy text with non-ASCII labels must be U-labels as they are: each label, lowercased, is
+ * what its A-label decodes to. Anything UTS #46 maps (dot variants, fullwidth, soft hyphen,
+ * decomposed accents) would quietly stand for another spelling, so it is refused.
+ */
+function unmapped(input: string, text: string, ascii: CanonicalName): CanonicalName | NameError {
+  const written = text.split('.');
+  const labels = ascii.split('.');
+  const mapped = (label: string | null) =>
+    new NameError(
+      input,
+      'idna-mapped',
+      label,
+      `IDNA maps ${JSON.stringify(clip(label ?? text))} to another spelling; write the name as clients send it (${JSON.stringify(ascii)}) or in U-labels`,
+    );
+  if (written.length !== labels.length) {
+    const joined = written.find((l) => domainToASCII(l).includes('.')) ?? null;
+    return mapped(joined);
+  }
+  for (let i = 0; i < written.length; i++) {
+    const w = written[i]!;
+    const a = labels[i]!;
+    const expected = PLAIN_ASCII.test(w) ? a : domainToUnicode(a);
+    if (w.toLowerCase() !== expected) return mapped(w);
+  }
+  return ascii;
 }
 
 function badAscii(input: string, name: string): NameError {

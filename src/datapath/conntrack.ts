@@ -2,10 +2,15 @@
  * Ending flows: `conntrack -D` for the (source, destination, protocol, port) pairs that forget()
  * revoked, and for UDP/TCP 53 of a source (address or CIDR) that just became governed (K8S-05:
  * a stale UDP/53 entry would carry its queries past the new redirect). Spawned per forget batch (a rare path),
- * one process at a time, each bounded in time; counts what it deleted.
+ * one process at a time, each bounded in time; counts what it deleted. The DNS flush of many
+ * sources runs as one `conntrack -R` batch of merged prefixes (dns-flush.ts).
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { canonicalIp, ipFamily, parseCidr } from '../core/ip.ts';
 import { run } from '../core/run.ts';
+import { type DnsEntry, dnsFlushCommands } from './dns-flush.ts';
 import { type AddrRange, addressRange, cidrRange, rangeContains } from './ip-range.ts';
 import type { LearnedRange } from './nft-elements.ts';
 
@@ -18,11 +23,13 @@ export interface ConntrackResult {
 const PER_PORT_LIMIT = 16;
 /** At most this many entries are deleted one by one for one listed range. */
 const LISTED_LIMIT = 1024;
+/** Time allowed per command of a batch, beyond the timeout (each walks the connection table). */
+const BATCH_COMMAND_MS = 200;
 /**
  * More sources than this are flushed from one listing per family and protocol rather than one
  * `conntrack -D` per source and protocol: the source CIDRs minus the known ungoverned addresses
- * come to hundreds of prefixes at a first start (376 in the lab), and two processes for each
- * took seconds (5.4 s at load 4.7, past 30 s on a loaded machine) before the DNS proxy opened.
+ * come to hundreds of prefixes at a first start (376 in the lab), 1,000 pods to 1,000 addresses,
+ * and every `conntrack -D` walks the whole table (about 7 ms each on a quiet machine).
  */
 const DIRECT_SOURCES_LIMIT = 8;
 
@@ -185,60 +192,115 @@ export class Conntrack {
     return this.#maskSupport;
   }
 
+  /** The port 53 entries of these families, one listing per family and protocol. */
+  async #listDns(families: readonly (4 | 6)[], errors: string[]): Promise<DnsEntry[]> {
+    const out: DnsEntry[] = [];
+    for (const family of families) {
+      for (const protocol of ['udp', 'tcp'] as const) {
+        const fam = family === 6 ? 'ipv6' : 'ipv4';
+        const r = await this.#spawn(['-L', '-f', fam, '-p', protocol, '--dport', '53']);
+        if (r.code !== 0) {
+          errors.push(`conntrack -L -f ${fam} -p ${protocol} --dport 53: ${r.err || `exit ${r.code}`}`);
+          continue;
+        }
+        for (const line of r.out.split('\n')) {
+          // The first src= is the original direction's.
+          const src = /\bsrc=(\S+)/.exec(line)?.[1];
+          const ip = src === undefined ? null : canonicalIp(src);
+          if (ip !== null && ipFamily(ip) === family) out.push({ family, protocol, source: ip });
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Run these `conntrack -D` commands in one process (`conntrack -R FILE`, 1.4.6 and later), so a
+   * batch costs one start; each deleted entry is printed on stdout. A conntrack without -R runs
+   * them one by one.
+   */
+  async #deleteBatch(commands: readonly (readonly string[])[], errors: string[]): Promise<number> {
+    if (commands.length === 0) return 0;
+    // A file, not stdin: conntrack opens /dev/stdin, which fails on the socket Node gives it.
+    const dir = await mkdtemp(path.join(tmpdir(), 'namegate-ct-'));
+    const file = path.join(dir, 'commands');
+    let r: Awaited<ReturnType<typeof run>>;
+    try {
+      await writeFile(file, `${commands.map((c) => c.join(' ')).join('\n')}\n`, { mode: 0o600 });
+      r = await run([this.#binary, '-R', file], {
+        timeoutMs: this.#timeoutMs + commands.length * BATCH_COMMAND_MS,
+        maxBytes: 16 * 1024 * 1024,
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    if (r.code === 0) return r.stdout.split('\n').filter((l) => /\bsrc=/.test(l)).length;
+    if (
+      r.startError === null &&
+      !r.timedOut &&
+      /invalid option|unrecognized option|unknown/i.test(r.stderr)
+    ) {
+      let deleted = 0;
+      for (const c of commands) deleted += await this.#delete(c.slice(1), errors);
+      return deleted;
+    }
+    const why = r.timedOut ? 'timed out' : (r.startError ?? (r.stderr.trim() || `exit ${r.code}`));
+    errors.push(`conntrack -R (${commands.length} deletions): ${why}`);
+    return 0;
+  }
+
   /**
    * Delete UDP and TCP port 53 entries of these sources (they just became governed): addresses
-   * or CIDRs (canonical). A few sources go to conntrack one by one (a CIDR as a mask when it
-   * takes one); many sources, or CIDRs without mask support, are matched here against one
-   * listing of the port 53 entries per family and protocol, at most LISTED_LIMIT deleted.
+   * or CIDRs (canonical). A few sources get a command each; more are matched against one
+   * listing of the port 53 entries per family and protocol, and deleted by the fewest prefixes
+   * that hold no other listed source (dns-flush.ts): a first start with 1,000 pods is a handful
+   * of commands, not two per pod. All commands run in one conntrack process.
    */
   flushDns(sources: readonly string[]): Promise<ConntrackResult> {
     return this.#serial(async () => {
       const errors: string[] = [];
-      let deleted = 0;
-      const listed: { family: 4 | 6; range: AddrRange }[] = [];
-      const direct = sources.length <= DIRECT_SOURCES_LIMIT;
-      const masks = direct && sources.some((s) => s.includes('/')) ? await this.#masks() : true;
+      const ranges: AddrRange[] = [];
+      const valid: string[] = [];
       for (const s of sources) {
         const slash = s.indexOf('/');
-        const addr = slash < 0 ? s : s.slice(0, slash);
-        const family = ipFamily(addr);
-        if (!direct || (slash >= 0 && !masks)) {
-          const c = parseCidr(slash < 0 ? `${s}/${family === 6 ? 128 : 32}` : s);
-          if (typeof c === 'string') errors.push(`flush DNS of ${s}: ${c}`);
-          else listed.push({ family, range: cidrRange(c) });
-          continue;
-        }
-        const fam = ['-f', family === 6 ? 'ipv6' : 'ipv4'];
-        for (const proto of ['udp', 'tcp']) {
-          deleted += await this.#delete([...fam, '-s', s, '-p', proto, '--dport', '53'], errors);
+        const family = ipFamily(slash < 0 ? s : s.slice(0, slash));
+        const c = parseCidr(slash < 0 ? `${s}/${family === 6 ? 128 : 32}` : s);
+        if (typeof c === 'string') errors.push(`flush DNS of ${s}: ${c}`);
+        else {
+          ranges.push(cidrRange(c));
+          valid.push(s);
         }
       }
-      for (const family of [4, 6] as const) {
-        const ranges = listed.filter((l) => l.family === family).map((l) => l.range);
-        if (ranges.length === 0) continue;
-        const fam = ['-f', family === 6 ? 'ipv6' : 'ipv4'];
-        let n = 0;
-        for (const proto of ['udp', 'tcp']) {
-          const out = await this.#spawn(['-L', ...fam, '-p', proto, '--dport', '53']);
-          for (const line of out.out.split('\n')) {
-            const src = /\bsrc=(\S+)/.exec(line)?.[1];
-            const dst = /\bdst=(\S+)/.exec(line)?.[1];
-            const sport = /\bsport=(\d+)/.exec(line)?.[1];
-            const ip = src === undefined ? null : canonicalIp(src);
-            if (ip === null || dst === undefined || sport === undefined) continue;
-            const a = addressRange(ip);
-            if (!ranges.some((r) => rangeContains(r, a))) continue;
-            if (++n > LISTED_LIMIT) {
-              errors.push(`more than ${LISTED_LIMIT} DNS flows of newly governed sources; the rest stay`);
-              break;
-            }
-            deleted += await this.#delete(
-              [...fam, '-s', ip, '-d', dst, '-p', proto, '--sport', sport, '--dport', '53'],
-              errors,
-            );
-          }
-        }
+      const direct = valid.length <= DIRECT_SOURCES_LIMIT;
+      const masks = direct && !valid.some((s) => s.includes('/')) ? true : await this.#masks();
+      let commands: string[][];
+      if (direct && masks) {
+        commands = valid.flatMap((s) =>
+          ['udp', 'tcp'].map((p) => [
+            '-D',
+            '-f',
+            ipFamily(s.split('/')[0] ?? s) === 6 ? 'ipv6' : 'ipv4',
+            '-s',
+            s,
+            '-p',
+            p,
+            '--dport',
+            '53',
+          ]),
+        );
+      } else {
+        const families = ([4, 6] as const).filter((f) => ranges.some((r) => r.family === f));
+        const entries = await this.#listDns(families, errors);
+        commands = dnsFlushCommands(
+          entries,
+          (e) => {
+            const a = addressRange(e.source);
+            return ranges.some((r) => rangeContains(r, a));
+          },
+          masks,
+        );
       }
+      const deleted = await this.#deleteBatch(commands, errors);
       return { deleted, errors };
     });
   }

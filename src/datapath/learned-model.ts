@@ -122,6 +122,22 @@ class KeyStore {
     if (inner.size === 0) table.delete(source);
   }
 
+  /** Visit every state; `keep` false removes it (deleting from a Map while iterating is safe). */
+  sweep(keep: (s: KeyState) => boolean): number {
+    let removed = 0;
+    for (const table of [this.#tables.TCP, this.#tables.UDP]) {
+      for (const [source, inner] of table) {
+        for (const [destination, s] of inner) {
+          if (keep(s)) continue;
+          inner.delete(destination);
+          removed++;
+        }
+        if (inner.size === 0) table.delete(source);
+      }
+    }
+    return removed;
+  }
+
   *values(): IterableIterator<KeyState> {
     for (const table of [this.#tables.TCP, this.#tables.UDP]) {
       for (const inner of table.values()) yield* inner.values();
@@ -132,6 +148,21 @@ class KeyStore {
     this.#tables.TCP.clear();
     this.#tables.UDP.clear();
   }
+}
+
+/**
+ * Keep the items of `list` that expire after `cutoff`, in place (states are never shared: a
+ * transaction works on a clone); returns how many went.
+ */
+function keepLive(list: { readonly expiresAt: number }[], cutoff: number): number {
+  let kept = 0;
+  for (let i = 0; i < list.length; i++) {
+    const item = list[i] as { readonly expiresAt: number };
+    if (item.expiresAt > cutoff) list[kept++] = item;
+  }
+  const removed = list.length - kept;
+  list.length = kept;
+  return removed;
 }
 
 function cloneState(s: KeyState): KeyState {
@@ -246,18 +277,14 @@ export class LearnedModel {
 
   /** Drop keys whose every segment is past the ghost window; returns how many went. */
   prune(now: number): number {
-    let n = 0;
-    for (const s of [...this.#keys.values()]) {
-      const before = s.segments.length;
-      s.segments = s.segments.filter((g) => g.expiresAt > now - this.#ghostMs);
-      s.grants = s.grants.filter((g) => g.expiresAt > now);
-      this.#segments -= before - s.segments.length;
-      if (s.segments.length === 0 && s.grants.length === 0) {
-        this.#keys.delete(s.source, s.destination, s.protocol);
-        n++;
-      }
-    }
-    return n;
+    // In place, allocating nothing: with 100,000s of keys, copying every key and both arrays of
+    // each (as this once did) took about a second of the event loop and fed the GC.
+    const ghostCutoff = now - this.#ghostMs;
+    return this.#keys.sweep((s) => {
+      this.#segments -= keepLive(s.segments, ghostCutoff);
+      keepLive(s.grants, now);
+      return s.segments.length > 0 || s.grants.length > 0;
+    });
   }
 
   /**

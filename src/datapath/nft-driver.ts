@@ -26,12 +26,12 @@ import {
   internalElements,
   kernelElementText,
   type LearnedRange,
+  lifeText,
   PIPAPO_LARGE,
   removeLearnedCommands,
   StaticStateError,
   scopeElements,
   staticElements,
-  timeoutText,
 } from './nft-elements.ts';
 import { type ExecutorChoice, type NftExecutor, openExecutor } from './nft-executor.ts';
 import { parseElement } from './nft-json.ts';
@@ -467,7 +467,7 @@ export class NftDatapath implements Datapath {
       if (r.protocol !== 'UDP') continue;
       const set = setName('revoked', ipFamily(r.source));
       const list = bySet.get(set) ?? new Set<string>();
-      list.add(`${r.source} . ${r.destination} . udp timeout ${timeoutText(this.config.revokeWindowMs)}`);
+      list.add(`${r.source} . ${r.destination} . udp ${lifeText(this.config.revokeWindowMs)}`);
       bySet.set(set, list);
     }
     if (bySet.size === 0) return;

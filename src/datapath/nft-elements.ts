@@ -100,12 +100,23 @@ function bySet<T extends { readonly kind: LearnedKind; readonly e: LearnedRange 
   return out;
 }
 
+/**
+ * An element's life: `timeout` and an explicit `expires` of the same length. Re-adding an
+ * element that is present with the same `timeout` leaves its expiry where it was (kernel 6.18:
+ * only a changed timeout or an explicit `expires` resets it), so a repeated answer with the
+ * same TTL would not extend it; `expires` always restarts the clock.
+ */
+export function lifeText(ms: number): string {
+  const t = timeoutText(ms);
+  return `timeout ${t} expires ${t}`;
+}
+
 /** Commands that add (or refresh) learned elements, one command per set. */
 export function addLearnedCommands(
   table: string,
   items: readonly { readonly kind: LearnedKind; readonly e: LearnedRange; readonly timeoutMs: number }[],
 ): string[] {
-  const sets = bySet(items, (i) => `${learnedText(i.kind, i.e)} timeout ${timeoutText(i.timeoutMs)}`);
+  const sets = bySet(items, (i) => `${learnedText(i.kind, i.e)} ${lifeText(i.timeoutMs)}`);
   return [...sets].map(([set, list]) => elementCommand('add', table, set, list));
 }
 

@@ -28,6 +28,8 @@ export interface DnsMetrics {
   readonly drops: Counter<'reason'>;
   readonly learned: Counter<'change'>;
   readonly notLearned: Counter<'reason'>;
+  /** Held queries of unknown sources, by how the hold ended (src/dns/unknown-hold.ts). */
+  readonly unknownHolds: Counter<'result'>;
   /** Observe one successful upstream attempt (label children are cached). */
   observeUpstream(transport: string, seconds: number): void;
   /** Count a finished query and observe its duration (label children are cached). */
@@ -35,11 +37,17 @@ export interface DnsMetrics {
   /** Count one learned address by change (new, refreshed). */
   countLearned(change: string): void;
   /** Point the gauges at live values (call once the proxy exists). */
-  watch(values: { pending(): number; tcpConnections(): number }): void;
+  watch(values: WatchedValues): void;
+}
+
+interface WatchedValues {
+  pending(): number;
+  tcpConnections(): number;
+  unknownHeld?(): number;
 }
 
 export function createDnsMetrics(registry: Registry): DnsMetrics {
-  let values: { pending(): number; tcpConnections(): number } | null = null;
+  let values: WatchedValues | null = null;
   const registers = [registry];
   new Gauge({
     name: 'namegate_dns_pending',
@@ -55,6 +63,14 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
     registers,
     collect() {
       this.set(values?.tcpConnections() ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'namegate_dns_unknown_held',
+    help: 'Queries of unknown sources inside the source CIDRs held until the source is known.',
+    registers,
+    collect() {
+      this.set(values?.unknownHeld?.() ?? 0);
     },
   });
   const queryCounts = new FoldedCounts();
@@ -177,6 +193,12 @@ export function createDnsMetrics(registry: Registry): DnsMetrics {
       name: 'namegate_dns_not_learned_total',
       help: 'Answer addresses not learned, by reason (denied_range, family, cap, store; revoked_in_flight: a policy or identity change removed the entry before its commit finished, so the element left the kernel again; view_changed, per answer: the change came while the upstream answered and the answer is no longer learned).',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    unknownHolds: new Counter({
+      name: 'namegate_dns_unknown_holds_total',
+      help: 'Held queries of unknown sources by how the hold ended (identified, timeout, full, stopped, gone).',
+      labelNames: ['result'] as const,
       registers,
     }),
     watch(v) {

@@ -40,7 +40,8 @@ import {
   truncatedReply,
 } from './message.ts';
 import type { DnsMetrics } from './metrics.ts';
-import { type Route, type RouteSettings, route } from './route.ts';
+import { inUnknownScope, type Route, type RouteSettings, route } from './route.ts';
+import type { UnknownHold, UnknownHoldResult } from './unknown-hold.ts';
 import { type Transport, UpstreamError, type UpstreamReply } from './upstream.ts';
 import { Flag, type Question, Rcode, WireError } from './wire.ts';
 
@@ -67,9 +68,19 @@ export interface PipelineDeps {
   readonly pending: PendingLimiter;
   /** Operational errors (not flow lines). */
   readonly log: Logger;
+  /** Holds queries of unknown sources inside the source CIDRs until they are known (unknown-hold.ts). */
+  readonly unknownHold?: UnknownHold;
   /** Read ahead before an answer that has to make room, so eviction spares what is in use. */
   readonly inUse?: InUseSource;
 }
+
+/** The reason a held query that got no identity is refused with. */
+const HOLD_REASON: Record<Exclude<UnknownHoldResult, 'identified'>, string> = {
+  timeout: 'unknown_source_timeout',
+  full: 'unknown_hold_full',
+  stopped: 'unknown_source',
+  gone: 'unknown_source',
+};
 
 type Hold = 'committed' | 'timeout' | 'failed';
 
@@ -152,6 +163,13 @@ export class Pipeline {
     }
     const q = check.query;
     let identity = d.identities.lookup(src);
+    let held: UnknownHoldResult | null = null;
+    if (!identity && d.unknownHold?.enabled && inUnknownScope(d.settings, src)) {
+      const h = await d.unknownHold.wait(src);
+      identity = h.identity;
+      held = h.result;
+      d.metrics.unknownHolds.inc({ result: held });
+    }
     let set = d.policies.current();
     let r = route(d.settings, set, identity, q.question.name, src);
     const rec: Rec = {
@@ -160,7 +178,7 @@ export class Pipeline {
       qname: q.question.name,
       qtype: q.question.type,
       verdict: r.verdict,
-      reason: r.reason,
+      reason: held !== null && held !== 'identified' && r.kind === 'refuse' ? HOLD_REASON[held] : r.reason,
       policy: r.decision?.policy ? policyText(r.decision.policy) : null,
       rule: r.decision?.rule ?? null,
       ips: NO_IPS,

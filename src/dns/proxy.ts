@@ -7,20 +7,23 @@
  * Startup order matters: the checkpoint is read and its entries are handed to the datapath
  * before any socket is open, so the first query already sees what survived the restart. A
  * restored entry whose source is no longer governed, or whose name no policy allows any more,
- * is dropped. A checkpoint that cannot be read or committed leaves the store empty.
+ * is dropped, and so are the kernel elements today's identities and policies no longer justify
+ * (src/enforce/restore.ts), with their flows, before the first socket opens. A checkpoint that
+ * cannot be read or committed leaves the store empty.
  */
 import type { Registry } from 'prom-client';
 import { type Clock, systemClock } from '../core/clock.ts';
-import { errorMessage } from '../core/errors.ts';
-import type { Datapath } from '../datapath/datapath.ts';
+import { ErrorCode, errorMessage, isNamegateError, NamegateError } from '../core/errors.ts';
+import type { Datapath, ElementKey } from '../datapath/datapath.ts';
 import { desiredLearned } from '../enforce/elements.ts';
+import { checkpointPairs, planRestore } from '../enforce/restore.ts';
 import type { IdentityProvider } from '../identity/identity.ts';
 import { F } from '../observe/fields.ts';
 import type { LineSink } from '../observe/line-sink.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CurrentPolicies } from '../policy/source.ts';
 import { readCheckpoint, restoreEntries, writeCheckpoint } from '../store/checkpoint.ts';
-import { type InUse, type InUseSource, LearnedStore } from '../store/learned-store.ts';
+import { type InUse, type InUseSource, LearnedStore, type StoreEntry } from '../store/learned-store.ts';
 import { createStoreMetrics, type StoreMetrics } from '../store/metrics.ts';
 import type { StoreSettings } from '../store/settings.ts';
 import { CommitBatcher } from './commit.ts';
@@ -31,6 +34,7 @@ import { Pipeline } from './pipeline.ts';
 import { RandomIds } from './random.ts';
 import { DnsServer, type ListenAddress } from './server.ts';
 import type { DnsSettings, UpstreamSettings } from './settings.ts';
+import { UnknownHold } from './unknown-hold.ts';
 import { UpstreamClient, type UpstreamObserver } from './upstream.ts';
 
 export interface DnsProxyDeps {
@@ -54,6 +58,11 @@ export interface DnsProxyDeps {
   readonly reusePort?: boolean;
   /** Use this store instead of building one (workers sharing a store in-process). */
   readonly store?: LearnedStore;
+  /**
+   * Resolves once the kernel holds the identities known at the call (the agent: a datapath sync
+   * started after it): a query held for an unknown source is answered only then (unknown-hold.ts).
+   */
+  readonly settled?: () => Promise<unknown>;
 }
 
 /** The store's expired entries are collected a slice per tick (see #startTimers). */
@@ -102,6 +111,7 @@ export class DnsProxy {
   readonly #upstream: UpstreamClient;
   readonly #pending: PendingLimiter;
   readonly #flowLog: FlowLog;
+  readonly #unknownHold: UnknownHold;
   readonly #timers: NodeJS.Timeout[] = [];
   #checkpointing: Promise<void> | null = null;
   #stopped = false;
@@ -133,6 +143,11 @@ export class DnsProxy {
       deps.flowLogBufferBytes ?? FLOW_LOG_BUFFER_BYTES,
       deps.flowObserver ?? null,
     );
+    this.#unknownHold = new UnknownHold({
+      identities: deps.identities,
+      settings: settings.unknownHold,
+      ...(deps.settled ? { settled: deps.settled } : {}),
+    });
     const pipeline = new Pipeline({
       settings: settings.pipeline,
       policies: deps.policies,
@@ -147,12 +162,17 @@ export class DnsProxy {
       rate: new RateLimiter(settings.rate.perSource, settings.rate.burst),
       pending: this.#pending,
       log: deps.log,
+      unknownHold: this.#unknownHold,
       ...(deps.inUse ? { inUse: deps.inUse } : {}),
     });
     this.#server = new DnsServer(pipeline, settings.listen, settings.server, metrics, deps.log, {
       reusePort: deps.reusePort ?? false,
     });
-    metrics.watch({ pending: () => this.#pending.total, tcpConnections: () => this.#server.tcpConnections });
+    metrics.watch({
+      pending: () => this.#pending.total,
+      tcpConnections: () => this.#server.tcpConnections,
+      unknownHeld: () => this.#unknownHold.held,
+    });
   }
 
   /** Restore the checkpoint, commit it, then open the sockets and start the timers. */
@@ -171,21 +191,33 @@ export class DnsProxy {
   async #restore(): Promise<void> {
     const { settings, log, datapath, policies, identities } = this.#deps;
     const checkpoint = settings.store.checkpoint;
-    if (!checkpoint) return;
-    const file = checkpoint.path;
-    const read = await readCheckpoint(file, this.#clock, this.store, checkpoint.limits);
-    if (!read.ok) {
-      if (read.missing) log.info({ file }, 'no checkpoint yet; starting with an empty store');
+    const file = checkpoint?.path ?? null;
+    let entries: readonly StoreEntry[] = [];
+    if (checkpoint) {
+      const read = await readCheckpoint(checkpoint.path, this.#clock, this.store, checkpoint.limits);
+      if (read.ok) entries = read.entries;
+      else if (read.missing) log.info({ file }, 'no checkpoint yet; starting with an empty store');
       else
         log.error({ file, [F.code]: read.error.code, [F.error]: read.error.message }, 'checkpoint ignored');
-      return;
     }
     const now = this.#clock.now();
-    const taken = restoreEntries(this.store, read.entries, now);
-    // Hand what survived to the datapath, with the ports today's policies grant; entries they
-    // no longer justify (source ungoverned, name or address no longer allowed) are dropped.
-    const { elements: desired, stale } = desiredLearned(this.store, policies.current(), identities, now);
+    const taken = restoreEntries(this.store, entries, now);
+    // What survived, with the ports today's policies grant; entries they no longer justify
+    // (source ungoverned, name or address no longer allowed) are dropped.
+    const set = policies.current();
+    const { elements: desired, stale } = desiredLearned(this.store, set, identities, now);
     for (const e of stale) this.store.forget(e.source, e.name, e.ip);
+    // The kernel kept its elements while the agent was down: what the restored state no longer
+    // justifies leaves it, flows included, before any socket opens (src/enforce/restore.ts).
+    const actual = await datapath.listLearned();
+    const plan = planRestore({
+      actual,
+      desired,
+      checkpointed: checkpointPairs(entries, identities, now),
+      policies: set,
+      identities,
+    });
+    await this.#forgetRestored(plan.forget);
     const elements = [...desired.values()];
     try {
       for (let i = 0; i < elements.length; i += 10_000) await datapath.learn(elements.slice(i, i + 10_000));
@@ -196,9 +228,41 @@ export class DnsProxy {
     }
     this.storeMetrics.restored.set(this.store.size);
     log.info(
-      { file, read: read.entries.length, restored: taken, kept: this.store.size },
+      {
+        file,
+        read: entries.length,
+        restored: taken,
+        kept: this.store.size,
+        kernel: plan.counts,
+        forgotten: plan.forget.length,
+      },
       'checkpoint restored',
     );
+  }
+
+  /**
+   * Remove what the restore does not justify. Elements that cannot be removed stop the start
+   * (no DNS is served while they may still allow traffic); flows that could not be ended are
+   * logged and the start goes on (the elements are gone, so no new connection passes).
+   */
+  async #forgetRestored(keys: readonly ElementKey[]): Promise<void> {
+    if (keys.length === 0) return;
+    const { datapath, log } = this.#deps;
+    try {
+      for (let i = 0; i < keys.length; i += 10_000) await datapath.forget(keys.slice(i, i + 10_000));
+    } catch (err) {
+      if (isNamegateError(err) && err.code === ErrorCode.CommandFailed) {
+        log.error(
+          { [F.event]: 'dns', [F.reason]: 'restore_flows_not_ended', [F.error]: errorMessage(err) },
+          'restore: elements removed, but some of their flows were not ended',
+        );
+        return;
+      }
+      throw new NamegateError(
+        ErrorCode.DatapathCommit,
+        `restore: elements the restored state no longer justifies could not be removed: ${errorMessage(err)}`,
+      );
+    }
   }
 
   #startTimers(): void {
@@ -259,6 +323,7 @@ export class DnsProxy {
     if (this.#stopped) return;
     this.#stopped = true;
     for (const t of this.#timers) clearInterval(t);
+    this.#unknownHold.stop();
     await this.#server.close();
     this.#upstream.close();
     this.#flowLog.flush();

@@ -14,7 +14,7 @@
  */
 import { isIP } from 'node:net';
 import { type Cidr, CidrSet, parseCidr } from '../core/ip.ts';
-import { type CanonicalName, tryCanonicalName } from '../core/names.ts';
+import { type CanonicalName, tryWireName } from '../core/names.ts';
 import type { CompiledPolicies } from '../policy/compile.ts';
 import { type Decision, decideQuery } from '../policy/decide.ts';
 import type { Identity } from '../policy/model.ts';
@@ -75,7 +75,7 @@ function canonical(qname: string): CanonicalName | null {
   let name = canonicalMemo.get(qname);
   if (name === undefined) {
     // A \DDD escape means a byte no canonical name has; never hand it to IDNA mapping.
-    const c = qname.includes('\\') ? null : tryCanonicalName(qname);
+    const c = qname.includes('\\') ? null : tryWireName(qname);
     name = typeof c === 'string' ? c : null;
     if (canonicalMemo.size >= CANONICAL_MEMO_MAX) canonicalMemo.clear();
     canonicalMemo.set(qname, name);
@@ -109,7 +109,7 @@ export function unknownScopeFrom(cidrs: readonly string[]): { unknownScope?: Cid
 }
 
 /** Is this source address inside the scope? False for anything that is not an address. */
-function inScope(settings: RouteSettings, source: string | undefined): boolean {
+export function inUnknownScope(settings: RouteSettings, source: string | undefined): boolean {
   if (source === undefined || settings.unknownScope === undefined || isIP(source) === 0) return false;
   return settings.unknownScope.has(source);
 }
@@ -123,7 +123,7 @@ export function route(
   source?: string,
 ): Route {
   if (!identity) {
-    if (settings.unknownSources === 'refuse' || inScope(settings, source)) {
+    if (settings.unknownSources === 'refuse' || inUnknownScope(settings, source)) {
       return {
         kind: 'refuse',
         verdict: 'deny',

@@ -9,6 +9,7 @@ import type { FlowLogMode } from '../observe/line-sink.ts';
 import type { StoreSettings } from '../store/settings.ts';
 import type { PipelineSettings } from './pipeline.ts';
 import type { ServerLimits } from './server.ts';
+import type { UnknownHoldSettings } from './unknown-hold.ts';
 import type { UpstreamOptions } from './upstream.ts';
 
 /** The trusted upstreams and how they are asked (the DNS proxy's, and the CONNECT proxy's resolver's). */
@@ -22,6 +23,8 @@ export interface DnsSettings {
   readonly server: ServerLimits;
   /** Queries waiting for an upstream, in total and per source. */
   readonly pending: { readonly max: number; readonly maxPerSource: number };
+  /** Queries of unknown sources inside the source CIDRs wait this long for an identity. */
+  readonly unknownHold: UnknownHoldSettings;
   /** Per-source token bucket: queries per second and bucket size. */
   readonly rate: { readonly perSource: number; readonly burst: number };
   /** Which queries get a flow-log line, and the file they go to (null: stdout). */

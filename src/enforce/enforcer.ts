@@ -61,6 +61,8 @@ export class Enforcer {
   readonly #d: EnforcerDeps;
   #running: Promise<SyncResult> | null = null;
   #again: string | null = null;
+  /** syncAfter callers waiting for the next sync to start. */
+  #after: Array<() => void> = [];
   #synced = 0;
   /** Bumped by every sync request: a sync that sees it move knows its view is outdated. */
   #changes = 0;
@@ -81,8 +83,12 @@ export class Enforcer {
       this.#again = reason;
       return this.#running;
     }
+    // The callers of syncAfter that were waiting for a sync to start: this one is theirs.
+    const after = this.#after;
+    this.#after = [];
     this.#running = this.#syncOnce(reason).finally(() => {
       this.#running = null;
+      for (const done of after) done();
       const next = this.#again;
       if (next !== null) {
         this.#again = null;
@@ -90,6 +96,18 @@ export class Enforcer {
       }
     });
     return this.#running;
+  }
+
+  /**
+   * Resolves when a sync that starts after this call has ended (ok or not): the kernel then
+   * holds the identities and policies known now. Requests that sync (a running one gets its
+   * follow-up). Never rejects.
+   */
+  syncAfter(reason: string): Promise<void> {
+    return new Promise((resolve) => {
+      this.#after.push(resolve);
+      this.sync(reason).catch(() => {});
+    });
   }
 
   /** A source's IP left (pod deleted, group removed): drop what it learned before reuse. */

@@ -12,6 +12,7 @@
 import type { Cidr } from '../core/ip.ts';
 import type { Protocol } from '../policy/model.ts';
 import { convertHttpRules } from './cilium-http.ts';
+import { intersectServerNames, readServerNames } from './cilium-server-names.ts';
 import {
   absent,
   admitPattern,
@@ -94,7 +95,7 @@ export function convertEgressRule(
     warnNoPeer(c, rule, path);
     return [];
   }
-  return nativeRules(c, path, toFQDNs, toCIDRs, ports);
+  return nativeRules(c, path, toFQDNs, toCIDRs, ports, flags);
 }
 
 type FqdnPeers = NonNullable<RuleInput['toFQDNs']>;
@@ -209,8 +210,10 @@ function nativeRules(
   toFQDNs: FqdnPeers,
   toCIDRs: CidrPeers,
   ports: PortGroups,
+  flags: PatternFlags,
 ): RuleInput[] {
   const out: RuleInput[] = [];
+  const admit = (at: string) => (text: string) => admitPattern(c, text, at, flags, DIALECT);
   const peers = {
     ...(toFQDNs.length > 0 ? { toFQDNs } : {}),
     ...(toCIDRs.length > 0 ? { toCIDRs } : {}),
@@ -233,17 +236,31 @@ function nativeRules(
       'toCIDR is not converted for the serverNames and http-rule ports: namegate checks names only there',
     );
   }
-  if (ports.sni.length > 0) out.push({ toFQDNs, ports: nativePorts(ports.sni) ?? [], verify: 'SNI' });
-  for (const g of ports.inspect)
-    out.push({ toFQDNs, ports: nativePorts(g.spans) ?? [], verify: 'Inspect', http: g.http });
+  for (const g of ports.sni) {
+    const names = intersectServerNames(c, g.at, g.serverNames, toFQDNs, admit(g.at));
+    if (names.length > 0) out.push({ toFQDNs: names, ports: nativePorts(g.spans) ?? [], verify: 'SNI' });
+  }
+  for (const g of ports.inspect) {
+    const names = g.serverNames
+      ? intersectServerNames(c, g.at, g.serverNames, toFQDNs, admit(g.at))
+      : toFQDNs;
+    if (names.length > 0)
+      out.push({ toFQDNs: names, ports: nativePorts(g.spans) ?? [], verify: 'Inspect', http: g.http });
+  }
   return out;
 }
 
 interface PortGroups {
   readonly plain: PortSpan[];
-  readonly sni: PortSpan[];
+  /** Ports whose PortRule has serverNames (native patterns): one native SNI rule per entry. */
+  readonly sni: Array<{ spans: PortSpan[]; serverNames: string[]; at: string }>;
   /** Ports whose PortRule has rules.http: one native Inspect rule per entry. */
-  readonly inspect: Array<{ spans: PortSpan[]; http: NonNullable<RuleInput['http']> }>;
+  readonly inspect: Array<{
+    spans: PortSpan[];
+    http: NonNullable<RuleInput['http']>;
+    serverNames?: string[];
+    at: string;
+  }>;
 }
 
 /** matchName / matchPattern -> native name / pattern with the same meaning. */
@@ -364,7 +381,7 @@ function convertToPorts(c: Conversion, value: unknown, path: string): PortGroups
   if (!list) return undefined;
   if (list.length === 0) return { plain: [...EVERY_PORT], sni: [], inspect: [] };
   const plain: PortSpan[] = [];
-  const sni: PortSpan[] = [];
+  const sni: PortGroups['sni'] = [];
   const inspect: PortGroups['inspect'] = [];
   const before = c.errors.length;
   list.forEach((v, j) => {
@@ -384,7 +401,8 @@ function convertToPorts(c: Conversion, value: unknown, path: string): PortGroups
           : 'not needed: without http rules every request passes, so namegate checks the SNI and does not terminate TLS',
       );
     }
-    const names = readList(c, pr['serverNames'], child(at, 'serverNames'));
+    const namesAt = child(at, 'serverNames');
+    const names = readServerNames(c, pr['serverNames'], namesAt, ciliumPatternToNative);
     if (http) {
       const tcp = spans.filter((s) => s.protocol === 'TCP');
       if (tcp.length < spans.length)
@@ -392,25 +410,23 @@ function convertToPorts(c: Conversion, value: unknown, path: string): PortGroups
           child(child(at, 'rules'), 'http'),
           'the UDP ports of this entry are not converted: HTTP rules need TCP',
         );
-      if (names && names.length > 0)
+      if (names)
         c.warn(
-          child(at, 'serverNames'),
-          'kept as verify: Inspect: the SNI must be a name of the rule (its toFQDNs), not this list',
+          namesAt,
+          'kept as verify: Inspect on the names both serverNames and toFQDNs allow: the SNI must be one of them',
         );
-      if (tcp.length > 0) inspect.push({ spans: tcp, http });
-    } else if (names && names.length > 0) {
+      if (tcp.length > 0)
+        inspect.push({ spans: tcp, http, at: namesAt, ...(names ? { serverNames: names } : {}) });
+    } else if (names) {
       const tcp = spans.filter((s) => s.protocol === 'TCP');
       if (tcp.length < spans.length) {
-        c.warn(
-          child(at, 'serverNames'),
-          'the UDP ports of this entry are not converted: an SNI check needs TLS over TCP',
-        );
+        c.warn(namesAt, 'the UDP ports of this entry are not converted: an SNI check needs TLS over TCP');
       }
       c.warn(
-        child(at, 'serverNames'),
-        'kept as verify: SNI: connections on these ports must present a name the rule allows (its toFQDNs), not this list',
+        namesAt,
+        'kept as verify: SNI on the names both serverNames and toFQDNs allow: the SNI must be one of them, and the address learned for it',
       );
-      sni.push(...tcp);
+      if (tcp.length > 0) sni.push({ spans: tcp, serverNames: names, at: namesAt });
     } else {
       plain.push(...spans);
     }

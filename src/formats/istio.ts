@@ -6,7 +6,12 @@
  * Istio's host wildcard is a suffix match on the name (pkg/config/host: HasSuffix), kept exactly:
  *   "*.example.com"     one or more labels in front        -> "**.example.com"
  *   "*foo.example.com"  any name ending in foo.example.com  -> "*foo.example.com" + "**.*foo.example.com"
- *   "*"                 every name (Istio rejects it here)  -> "**"
+ * Hosts Istio's own validation refuses (a bare "*", underscores, IDN such as "bücher.example")
+ * are errors, as they are for `kubectl apply`.
+ *
+ * With `addresses`, Istio matches opaque TCP/UDP ports by destination address only (the hosts
+ * name the service, nothing on the wire is compared with them), so those ports become toCIDRs
+ * rules only; HTTP/TLS ports stay name-checked.
  */
 import type { Cidr } from '../core/ip.ts';
 import type { LabelSelector } from '../policy/selector.ts';
@@ -186,8 +191,8 @@ function warnNotKept(c: Conversion, spec: Record<string, unknown>): void {
 }
 
 /**
- * The rules: name-checked ports (HTTP, TLS) as verify: SNI, opaque TCP ports by name and, when
- * the entry lists addresses, by those addresses too.
+ * The rules: name-checked ports (HTTP, TLS) as verify: SNI; opaque ports by the entry's
+ * addresses when it lists any (as Istio matches them), else by the hosts' names.
  */
 function entryRules(
   c: Conversion,
@@ -202,15 +207,22 @@ function entryRules(
   }
   if (opaque.length > 0) {
     const native = nativePorts(opaque);
-    rules.push({ toFQDNs, ...(native ? { ports: native } : {}) });
-    if (resolution === 'NONE' && addresses.length === 0 && opaque.some((p) => p.protocol === 'TCP')) {
-      c.warn(
-        'spec.ports',
-        'with resolution NONE and no addresses Istio lets these TCP ports reach any address; namegate allows only the addresses the hosts resolve to (narrower)',
-      );
-    }
     if (addresses.length > 0) {
+      // Istio listens on address:port for these: the destination address decides, never the name.
       rules.push({ toCIDRs: addresses.map((a) => ({ cidr: a.text })), ...(native ? { ports: native } : {}) });
+      if (toFQDNs.length > 0)
+        c.warn(
+          'spec.hosts',
+          'not allowed by name on the opaque (TCP/UDP) ports: with addresses Istio matches them by address only',
+        );
+    } else {
+      rules.push({ toFQDNs, ...(native ? { ports: native } : {}) });
+      if (resolution === 'NONE' && opaque.some((p) => p.protocol === 'TCP')) {
+        c.warn(
+          'spec.ports',
+          'with resolution NONE and no addresses Istio lets these TCP ports reach any address; namegate allows only the addresses the hosts resolve to (narrower)',
+        );
+      }
     }
   } else if (addresses.length > 0) {
     c.warn(
@@ -295,19 +307,48 @@ function describeAudience(audience: 'own' | LabelSelector, meta: ForeignMeta): s
   return values ? `namespaces ${values.join(', ')}` : 'every namespace';
 }
 
-/** Istio host -> native names/patterns with Istio's suffix meaning. Exported for tests. */
-export function istioHostToNative(c: Conversion, text: string, at: string): string[] {
-  const host = text.toLowerCase().replace(/\.$/, '');
-  if (host === '*') {
-    c.warn(at, 'Istio rejects "*" as a ServiceEntry host; read as every name ("**")');
-    return ['**'];
+// Istio's own host validation (pkg/config/validation, ValidateWildcardDomain): DNS-1123 labels
+// (letters, digits, inner hyphens; no underscores, no IDN), "*" or "*-" only in front of the
+// first label, an optional trailing dot, a last label that is not a number, at most 255
+// characters; a bare "*" is refused for a ServiceEntry.
+const DNS1123_LABEL = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$/i;
+const WILDCARD_FIRST_LABEL = /^(?:\*|(?:\*|\*-)?[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)$/i;
+
+/** Why Istio's validation refuses `text` as a ServiceEntry host, or null when it accepts it. */
+export function istioHostProblem(text: string): string | null {
+  if (text === '*' || text === '*.')
+    return 'Istio refuses "*" as a ServiceEntry host (it would match every name)';
+  if (text.length === 0) return 'a host may not be empty';
+  if (text.length > 255) return 'a host has at most 255 characters';
+  const [first = '', ...rest] = (text.endsWith('.') && text !== '.' ? text.slice(0, -1) : text).split('.');
+  if (first.length > 63 || !WILDCARD_FIRST_LABEL.test(first)) {
+    return first.includes('*') && first.lastIndexOf('*') > 0
+      ? 'Istio allows "*" only at the start of the first label'
+      : `the label ${JSON.stringify(first)} is not a DNS-1123 label (letters, digits and inner hyphens, at most 63)`;
   }
-  const labels = host.split('.');
-  const first = labels[0] ?? '';
-  if (labels.slice(1).some((l) => l.includes('*')) || first.lastIndexOf('*') > 0) {
-    c.error(at, `${JSON.stringify(text)}: Istio allows "*" only at the start of the first label`);
+  for (const label of rest) {
+    if (label.includes('*')) return 'Istio allows "*" only at the start of the first label';
+    if (label.length > 63 || !DNS1123_LABEL.test(label))
+      return `the label ${JSON.stringify(label)} is not a DNS-1123 label (letters, digits and inner hyphens, at most 63)`;
+  }
+  if (rest.length > 0 && /^[0-9]+$/.test(rest[rest.length - 1] ?? ''))
+    return 'the last label may not be a number';
+  return null;
+}
+
+/**
+ * Istio host -> native names/patterns with Istio's suffix meaning; a host Istio's validation
+ * refuses is an error here too. Exported for tests.
+ */
+export function istioHostToNative(c: Conversion, text: string, at: string): string[] {
+  const problem = istioHostProblem(text);
+  if (problem !== null) {
+    c.error(at, `${JSON.stringify(text)}: ${problem}`);
     return [];
   }
+  const host = text.toLowerCase().replace(/\.$/, '');
+  const labels = host.split('.');
+  const first = labels[0] ?? '';
   if (!first.startsWith('*')) return [host];
   const rest = labels.slice(1).join('.');
   if (first === '*') {

@@ -37,7 +37,9 @@ export function nginxConfig(plan: LabPlan): string {
     `  fastcgi_temp_path ${tmp}/fastcgi;`,
     `  uwsgi_temp_path ${tmp}/uwsgi;`,
     `  scgi_temp_path ${tmp}/scgi;`,
-    '  keepalive_timeout 5s;',
+    // nginx's own default: a connection a test holds stays open while the test works (a loaded
+    // machine takes seconds), so only the datapath ever ends it.
+    '  keepalive_timeout 75s;',
     '  server_tokens off;',
   ];
   for (const site of plan.sites) {

@@ -16,7 +16,7 @@
  * ECH (0xfe0d) is reported, not refused: the outer server_name is the name decided on (a real
  * ECH hello names the provider's public_name there; GREASE ECH names the real server).
  */
-import { type CanonicalName, tryCanonicalName } from '../core/names.ts';
+import { type CanonicalName, tryWireName } from '../core/names.ts';
 
 /** Why a hello was refused; stable, used in logs, metrics and tests. */
 export type HelloReason =
@@ -38,8 +38,11 @@ export type HelloReason =
   | 'duplicate_extension'
   /** The server_name extension lists more than one name. */
   | 'multiple_names'
-  /** The name is not a canonical host name (trailing dot, NUL, non-LDH, label or name too long). */
-  | 'bad_sni'
+  /**
+   * The name is not a canonical host name (trailing dot, NUL, non-ASCII, non-LDH, label or name
+   * too long): the reason every path (DNS, SNI, Host, CONNECT, check) gives for such a name.
+   */
+  | 'name_invalid'
   /** The name is an IP address literal (RFC 6066 forbids it). */
   | 'ip_sni'
   /** Legacy encrypted SNI (draft ESNI, extension 0xffce). */
@@ -55,7 +58,7 @@ export const HELLO_REASONS: readonly HelloReason[] = [
   'no_sni',
   'duplicate_extension',
   'multiple_names',
-  'bad_sni',
+  'name_invalid',
   'ip_sni',
   'esni',
 ];
@@ -375,42 +378,25 @@ function readServerName(e: Reader): CanonicalName | HelloResult {
 }
 
 /**
- * The host_name must be a canonical name in ASCII as sent: no trailing dot, only letters,
- * digits, hyphen and underscore between dots, within the length limits. Case is folded (DNS
- * names are case-insensitive); nothing else is rewritten, so what is decided is what was sent.
+ * The host_name must be a canonical name in ASCII as sent (tryWireName, the one reading of a
+ * name off the wire): no trailing dot, only letters, digits, hyphen and underscore between
+ * dots, within the length limits. Case is folded (DNS names are case-insensitive); nothing
+ * else is rewritten, so what is decided is what was sent.
  */
 export function checkSniBytes(name: Uint8Array): CanonicalName | HelloResult {
-  if (name.length > 253) return fail('bad_sni', `server_name has ${name.length} bytes; at most 253`);
-  let text = '';
-  for (let i = 0; i < name.length; i++) {
-    const c = name[i]!;
-    const ok =
-      (c >= 0x61 && c <= 0x7a) ||
-      (c >= 0x41 && c <= 0x5a) ||
-      (c >= 0x30 && c <= 0x39) ||
-      c === 0x2d ||
-      c === 0x5f ||
-      c === 0x2e;
-    if (!ok) {
-      if (
-        (c === 0x3a || c === 0x5b || c === 0x5d) &&
-        /^[0-9a-fA-F:.[\]]+$/.test(Buffer.from(name).toString('latin1'))
-      )
-        return fail('ip_sni', 'server_name is an IPv6 literal');
-      return fail('bad_sni', `server_name holds byte 0x${hex2(c)}`);
-    }
-    text += String.fromCharCode(c);
-  }
-  if (text.endsWith('.')) return fail('bad_sni', 'server_name ends with a dot');
-  if (/^[0-9.]+$/.test(text) || /^(?:\d+\.){3}\d+$/.test(text))
-    return fail('ip_sni', 'server_name is an IPv4 literal');
-  const canonical = tryCanonicalName(text);
+  if (name.length > 253) return fail('name_invalid', `server_name has ${name.length} bytes; at most 253`);
+  // latin1 keeps one character per byte: a UTF-8 sequence stays non-ASCII and is refused.
+  const text = Buffer.from(name.buffer, name.byteOffset, name.length).toString('latin1');
+  if (/^[0-9a-fA-F:.]*:[0-9a-fA-F:.]*$|^\[.*\]$/.test(text))
+    return fail('ip_sni', 'server_name is an IPv6 literal');
+  if (text.endsWith('.')) return fail('name_invalid', 'server_name ends with a dot');
+  if (/^[0-9.]+$/.test(text)) return fail('ip_sni', 'server_name is an IPv4 literal');
+  const canonical = tryWireName(text);
   if (typeof canonical !== 'string') {
     return fail(
-      canonical.rule === 'ip-literal' || canonical.rule === 'numeric-tld' ? 'ip_sni' : 'bad_sni',
+      canonical.rule === 'ip-literal' || canonical.rule === 'numeric-tld' ? 'ip_sni' : 'name_invalid',
       canonical.message,
     );
   }
-  if (canonical !== text.toLowerCase()) return fail('bad_sni', 'server_name is not in canonical form');
   return canonical;
 }

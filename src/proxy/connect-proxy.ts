@@ -38,9 +38,10 @@ import { type ListenAddress, peerAddress } from './listeners.ts';
 import { peek } from './peek.ts';
 import type { NameResolver } from './resolver.ts';
 import { httpResponse } from './responses.ts';
+import { RetryGate } from './retry-gate.ts';
 import { connectLiteral, type ProxyConn, ProxyServer } from './server.ts';
 import type { ProxySettings } from './settings.ts';
-import type { ProxyDecision } from './verdict.ts';
+import { type ProxyDecision, refuse } from './verdict.ts';
 
 export interface ConnectProxyOptions {
   /** Listens on settings.connect.listen. */
@@ -228,31 +229,45 @@ export class ConnectProxy {
     return null;
   }
 
-  /** CONNECT: 200, then (on TLS ports) the tunnel's ClientHello must name the CONNECT host (CON-09). */
+  /**
+   * CONNECT: 200, then (on TLS ports) the tunnel's ClientHello must name the CONNECT host
+   * (CON-09), and so must a second hello after a HelloRetryRequest (retry-gate.ts).
+   */
   async #tunnel(c: ProxyConn, upstream: net.Socket, target: Target, rest: Buffer): Promise<void> {
     const { decision } = target;
     c.socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     let held = rest;
+    let gate: RetryGate | null = null;
     if (this.#s.connect.tlsPorts.has(target.port) && target.ip === null) {
       const sni = await peek(c.socket, rest, this.#s.peekTimeoutMs, (bytes) => {
         if (bytes.length === 0) return null;
         const r = parseClientHello(bytes, this.#s.hello);
-        if (r.kind === 'hello') return { done: r.hello.sni };
+        if (r.kind === 'hello') return { done: { name: r.hello.sni, consumed: r.consumed } };
         return r.kind === 'error' ? { fail: r.reason } : null;
       });
-      if (sni.kind === 'fail' || sni.value !== target.name) {
+      if (sni.kind === 'fail' || sni.value.name !== target.name) {
         upstream.destroy();
         const reason = sni.kind === 'fail' ? sni.reason : 'sni_mismatch';
-        const detail = sni.kind === 'done' ? `tunnel SNI ${sni.value}` : undefined;
+        const detail = sni.kind === 'done' ? `tunnel SNI ${sni.value.name}` : undefined;
         this.#server.noted(c, { ...decision, verdict: 'deny', reason }, detail ? { detail } : {});
         c.socket.destroy();
         return;
       }
-      held = sni.held;
+      gate = new RetryGate({
+        sni: sni.value.name,
+        limits: this.#s.hello,
+        timeoutMs: this.#s.peekTimeoutMs,
+        enforce: decision.verdict === 'allow',
+        onRefusal: (r) => this.#server.noted(c, refuse(decision.mode, r.reason), { detail: r.message }),
+      });
+      upstream.write(sni.held.subarray(0, sni.value.consumed));
+      held = sni.held.subarray(sni.value.consumed);
     }
     this.#server.decided(c, decision);
-    if (held.length > 0) upstream.write(held);
-    this.#server.relay(c, upstream, decision.verdict, null);
+    if (gate) {
+      if (held.length > 0) gate.write(held);
+    } else if (held.length > 0) upstream.write(held);
+    this.#server.relay(c, upstream, decision.verdict, gate);
   }
 
   /** Absolute-form request: one request, rewritten, then only its body. */

@@ -11,7 +11,7 @@
  */
 import { isIP } from 'node:net';
 import { canonicalIp } from '../core/ip.ts';
-import { type CanonicalName, tryCanonicalName } from '../core/names.ts';
+import { type CanonicalName, NameError, tryWireName } from '../core/names.ts';
 
 export type HeadReason =
   /** Not an HTTP/1.x request line at all. */
@@ -32,6 +32,8 @@ export type HeadReason =
   | 'bad_transfer_encoding'
   /** No Host, two Hosts, or a Host that is not an authority. */
   | 'bad_host'
+  /** The Host or target names a host that is not a canonical name as sent (tryWireName). */
+  | 'name_invalid'
   /** The absolute-form target's authority differs from Host. */
   | 'authority_mismatch'
   /** `Upgrade: h2c` or an HTTP2-Settings field. */
@@ -92,6 +94,10 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const TARGET = /^[\x21-\x7e]+$/;
 // Field values: visible ASCII, space and tab (obs-text refused: nothing we check needs it).
 const VALUE = /^[\x20-\x7e\t]*$/;
+// Printable text with bytes above 0x7f (read as latin1): in a Host or a CONNECT target that is
+// a name spelled outside ASCII, refused as `name_invalid` like everywhere else, not `malformed`.
+const HIGH_TEXT = /^[\x20-\x7e\t\x80-\xff]*$/;
+const NOT_ASCII_NAME = 'a byte above 0x7f in the name; a name on the wire is ASCII only';
 
 function isTokenByte(c: number): boolean {
   return (
@@ -143,6 +149,7 @@ export function parseRequestHead(buf: Uint8Array, limits: HeadLimits = DEFAULT_H
   if (hosts.length !== 1)
     return fail('bad_host', hosts.length === 0 ? 'no Host field' : 'more than one Host field');
   const host = parseAuthority(hosts[0]!);
+  if (host instanceof NameError) return fail('name_invalid', `Host: ${host.message}`);
   if (typeof host === 'string') return fail('bad_host', host);
   const target = readTarget(line.method, line.target, host);
   if (failed(target)) return target;
@@ -196,7 +203,11 @@ function requestLine(line: string): Pick<RequestHead, 'method' | 'target' | 'ver
   if (!TOKEN.test(method)) return fail('malformed', 'bad method');
   if (m[3] !== '1' || (m[4] !== '0' && m[4] !== '1'))
     return fail('bad_version', `HTTP/${m[3]}.${m[4]} is not HTTP/1.0 or 1.1`);
-  if (!TARGET.test(target)) return fail('malformed', 'bad request target');
+  if (!TARGET.test(target)) {
+    if (method === 'CONNECT' && HIGH_TEXT.test(target) && !target.includes(' '))
+      return fail('name_invalid', `CONNECT target: ${NOT_ASCII_NAME}`);
+    return fail('malformed', 'bad request target');
+  }
   return { method, target, version: m[4] === '1' ? '1.1' : '1.0' };
 }
 
@@ -211,7 +222,11 @@ function readFields(lines: readonly string[]): Array<readonly [string, string]> 
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) return fail('malformed', `bad field name ${JSON.stringify(name.slice(0, 40))}`);
     const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
-    if (!VALUE.test(value)) return fail('malformed', `field ${name} holds a control byte`);
+    if (!VALUE.test(value)) {
+      if (name.toLowerCase() === 'host' && HIGH_TEXT.test(value))
+        return fail('name_invalid', `Host: ${NOT_ASCII_NAME}`);
+      return fail('malformed', `field ${name} holds a control byte`);
+    }
     fields.push([name.toLowerCase(), value]);
   }
   return fields;
@@ -225,6 +240,7 @@ function readTarget(
 ): Pick<RequestHead, 'targetAuthority' | 'scheme'> | Failure {
   if (method === 'CONNECT') {
     const a = parseAuthority(target);
+    if (a instanceof NameError) return fail('name_invalid', `CONNECT target: ${a.message}`);
     if (typeof a === 'string') return fail('malformed', `CONNECT target: ${a}`);
     if (a.port === null) return fail('malformed', 'CONNECT target without a port');
     return { targetAuthority: a, scheme: null };
@@ -238,6 +254,7 @@ function readTarget(
   if (scheme !== 'http' && scheme !== 'https') return fail('malformed', `scheme ${scheme} is not http(s)`);
   if (u[2]!.includes('@')) return fail('malformed', 'userinfo in the target');
   const a = parseAuthority(u[2]!);
+  if (a instanceof NameError) return fail('name_invalid', `target authority: ${a.message}`);
   if (typeof a === 'string') return fail('malformed', `target authority: ${a}`);
   if (!sameAuthority(a, host, scheme === 'https' ? 443 : 80))
     return fail('authority_mismatch', 'the absolute-form authority differs from Host');
@@ -278,10 +295,11 @@ function checkUpgrade(h2Settings: boolean, upgrades: string[]): string | null | 
 }
 
 /**
- * host[:port] with the host a name (canonicalized: case, one trailing dot, IDNA) or an IP
- * literal (IPv6 in brackets). Returns a message when it is neither.
+ * host[:port] with the host a name (read as sent by tryWireName: ASCII, case folded, one
+ * trailing dot) or an IP literal (IPv6 in brackets). Returns the NameError when the host is no
+ * canonical name, a message when the authority is malformed otherwise.
  */
-export function parseAuthority(text: string): Authority | string {
+export function parseAuthority(text: string): Authority | NameError | string {
   if (text.length === 0 || text.length > 300) return 'empty or overlong authority';
   let hostText: string;
   let portText: string | null = null;
@@ -311,11 +329,11 @@ export function parseAuthority(text: string): Authority | string {
   }
   const bare = hostText.endsWith('.') ? hostText.slice(0, -1) : hostText;
   if (isIP(bare) !== 0) return { host: null, ip: canonicalIp(bare), port };
-  const name = tryCanonicalName(hostText);
+  const name = tryWireName(hostText);
   if (typeof name !== 'string') {
     if (name.rule === 'numeric-tld' || name.rule === 'ip-literal')
       return 'an IP address in a non-canonical form';
-    return name.message;
+    return name;
   }
   return { host: name, ip: null, port };
 }

@@ -20,6 +20,7 @@ import type { HttpGate } from './http-gate.ts';
 import { admit, ConnectionLimiter, closeAll, type ListenAddress, listenAll } from './listeners.ts';
 import { type ProxyKind, type ProxyMetrics, proxyMetrics } from './metrics.ts';
 import { relay } from './relay.ts';
+import type { RetryGate } from './retry-gate.ts';
 import type { ProxySettings } from './settings.ts';
 import type { ProxyDecision } from './verdict.ts';
 
@@ -205,14 +206,31 @@ export class ProxyServer {
     socket.once('close', () => clearTimeout(t));
   }
 
-  /** Relay both ways until both sides are done (an HTTP gate checks what goes up); then the close line. */
-  relay(c: ProxyConn, upstream: net.Socket, verdict: ProxyDecision['verdict'], gate: HttpGate | null): void {
+  /**
+   * Relay both ways until both sides are done; then the close line. An HTTP gate checks what
+   * goes up; a retry gate (TLS) holds what goes up until the server's first message is known,
+   * and sees the server's bytes through a tap beside the relay until it settles.
+   */
+  relay(
+    c: ProxyConn,
+    upstream: net.Socket,
+    verdict: ProxyDecision['verdict'],
+    gate: HttpGate | RetryGate | null,
+  ): void {
     relay(c.socket, upstream, {
       idleMs: this.#o.settings.idleTimeoutMs,
       now: () => this.#o.clock.now(),
       ...(gate ? { upTransform: gate } : {}),
       done: (r) => this.closed(c, verdict, r.up, r.down, r.error),
     });
+    if (gate && 'serverData' in gate) {
+      // Added after the relay's own listener, so the socket is already flowing into the client.
+      const tap = (chunk: Buffer) => {
+        gate.serverData(chunk);
+        if (gate.settled) upstream.off('data', tap);
+      };
+      upstream.on('data', tap);
+    }
   }
 
   /** The connection's close line; relayed bytes are counted too. */

@@ -43,6 +43,7 @@ import { type ListenAddress, peerAddress } from './listeners.ts';
 import type { OriginalDestination, OriginalDst } from './original-dst.ts';
 import { type PeekStep, peek } from './peek.ts';
 import { ALERT_ACCESS_DENIED, httpResponse, tlsAlert } from './responses.ts';
+import { RetryGate } from './retry-gate.ts';
 import { connectLiteral, type ProxyConn, ProxyServer } from './server.ts';
 import type { ProxySettings } from './settings.ts';
 import {
@@ -82,7 +83,7 @@ interface SniConn extends ProxyConn {
 }
 
 /** What the peek found: a ClientHello, an HTTP request head, or why neither. */
-type Claim = { kind: 'tls'; hello: ClientHello } | { kind: 'http'; head: RequestHead };
+type Claim = { kind: 'tls'; hello: ClientHello; consumed: number } | { kind: 'http'; head: RequestHead };
 
 const HTTP_STATUS: Record<string, number> = {
   path_not_allowed: 403,
@@ -162,7 +163,7 @@ export class SniProxy {
       return this.#refuse(c, d);
     }
     const claim = peeked.value;
-    if (claim.kind === 'tls') return this.#decideTls(c, claim.hello, peeked.held);
+    if (claim.kind === 'tls') return this.#decideTls(c, claim.hello, claim.consumed, peeked.held);
     return this.#decideHttp(c, claim.head, peeked.held);
   }
 
@@ -186,15 +187,25 @@ export class SniProxy {
     return dst;
   }
 
-  /** TLS: the SNI name must be allowed and the destination learned for it. */
-  #decideTls(c: SniConn, hello: ClientHello, held: Buffer): Promise<void> | void {
+  /**
+   * TLS: the SNI name must be allowed and the destination learned for it; a second hello after a
+   * HelloRetryRequest must name the same server (retry-gate.ts).
+   */
+  #decideTls(c: SniConn, hello: ClientHello, consumed: number, held: Buffer): Promise<void> | void {
     const d = this.#decideName(c, hello.sni, 'tls', this.#server.clock.now());
     if (hello.ech) this.#server.metrics.ech.inc({ verdict: d.verdict });
     c.name = hello.sni;
     const extra = { ech: hello.ech !== null, alpn: hello.alpn };
     if (d.verdict === 'deny') return this.#refuse(c, d, extra);
     if (this.#inspected(c, hello.sni)) return this.#inspect(c, d, hello, held, extra);
-    return this.#pass(c, d, held, null, extra);
+    const gate = new RetryGate({
+      sni: hello.sni,
+      limits: this.#s.hello,
+      timeoutMs: this.#s.peekTimeoutMs,
+      enforce: d.verdict === 'allow',
+      onRefusal: (r) => this.#server.noted(c, refuse(c.mode, r.reason), { detail: r.message }),
+    });
+    return this.#pass(c, d, held, gate, extra, consumed);
   }
 
   /** Does every rule allowing this name and port ask for inspection (and not pass it through)? */
@@ -320,7 +331,7 @@ export class SniProxy {
     return peek<Claim>(c.socket, Buffer.alloc(0), this.#s.peekTimeoutMs, (held): PeekStep<Claim> => {
       if (protoOf(held) === 'tls') {
         const r = parseClientHello(held, hello);
-        if (r.kind === 'hello') return { done: { kind: 'tls', hello: r.hello } };
+        if (r.kind === 'hello') return { done: { kind: 'tls', hello: r.hello, consumed: r.consumed } };
         if (r.kind === 'error') return { fail: r.reason };
       } else {
         const r = parseRequestHead(held, head);
@@ -345,20 +356,21 @@ export class SniProxy {
     c: SniConn,
     d: ProxyDecision,
     held: Buffer,
-    gate: HttpGate | null,
+    gate: HttpGate | RetryGate | null,
     extra?: { ech: boolean; alpn: readonly string[] },
+    direct = gate === null ? held.length : 0,
   ): Promise<void> {
     const server = this.#server;
     const dst = c.original!;
     server.decided(c, d, extra);
     const client = c.socket;
     if (client.destroyed) return;
-    // Held bytes go into the connecting socket at once (Node sends them on connect): one
-    // event-loop turn less before the server sees the hello. A gate writes its own.
-    const early = gate === null && held.length > 0;
+    // The first `direct` held bytes (all of them, or the decided hello before a retry gate) go
+    // into the connecting socket at once (Node sends them on connect): one event-loop turn less
+    // before the server sees the hello. A gate writes the rest.
     const dialed = await server.dial(() => {
       const s = this.#o.dial ? this.#o.dial(dst) : connectLiteral(dst.address, dst.port);
-      if (early) s.write(held);
+      if (direct > 0) s.write(held.subarray(0, direct));
       return s;
     }, client);
     if (dialed === null) return;
@@ -381,7 +393,7 @@ export class SniProxy {
           server.noted(c, refuse(c.mode, err.reason), { detail: err.message });
         }
       });
-      if (held.length > 0) gate.write(held);
+      if (held.length > direct) gate.write(held.subarray(direct));
     }
     server.relay(c, upstream, d.verdict, gate);
   }

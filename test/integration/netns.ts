@@ -36,6 +36,8 @@ export async function exec(
   if (options.input !== undefined) {
     return new Promise((resolve) => {
       const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+      // A command that exits before reading its input: EPIPE here, its exit code tells the rest.
+      child.stdin.on('error', () => undefined);
       let stdout = '';
       let stderr = '';
       const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
@@ -116,6 +118,10 @@ export class Netns {
   spawn(argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
     const [cmd, ...args] = this.wrap(argv);
     const child = spawn(cmd as string, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
+    // A write to a child that already exited (killed by a test, or crashed) fails with EPIPE on
+    // its stdin; unhandled, that error fails whatever test or hook happens to run. The child's
+    // exit is what callers learn of (its stdout ends), so the write error itself is dropped.
+    child.stdin?.on('error', () => undefined);
     this.#children.add(child);
     child.on('exit', () => this.#children.delete(child));
     return child;

@@ -214,12 +214,19 @@ export interface DnsAnswer {
 }
 
 /** Ask the pod's resolver (the agent, through resolv.conf and the DNS redirect). */
-export async function dnsAnswer(plan: LabPlan, pod: string, name: string, type = 'A'): Promise<DnsAnswer> {
+export async function dnsAnswer(
+  plan: LabPlan,
+  pod: string,
+  name: string,
+  type = 'A',
+  /** dig's wait; more than dns.unknownHoldMs (2 s) for an address the agent does not know. */
+  timeS = 1,
+): Promise<DnsAnswer> {
   const r = await labExec(
     plan,
     pod,
-    ['dig', '+time=1', '+tries=1', '+noall', '+comments', '+answer', name, type],
-    { timeoutMs: 5000 },
+    ['dig', `+time=${timeS}`, '+tries=1', '+noall', '+comments', '+answer', name, type],
+    { timeoutMs: 5000 + timeS * 1000 },
   );
   return parseDig(r.stdout);
 }
@@ -278,6 +285,8 @@ export class PodConnection {
     child.stdout?.on('data', (b: Buffer) => {
       this.#out += b.toString();
     });
+    // A write after the client exited (the server closed): EPIPE, which `closed` reports.
+    child.stdin?.on('error', () => undefined);
   }
 
   static open(plan: LabPlan, pod: string, name: string, ip: string): PodConnection {
@@ -304,6 +313,19 @@ export class PodConnection {
   static spawn(command: string, argv: readonly string[], name: string): PodConnection {
     const child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'ignore'] });
     return new PodConnection(child, name);
+  }
+
+  /** Send one request without waiting: the returned function tells whether its answer came. */
+  send(): () => boolean {
+    const want = helloBody(this.#name);
+    const from = this.#out.length;
+    this.#child.stdin?.write(`GET / HTTP/1.1\r\nHost: ${this.#name}\r\n\r\n`);
+    return () => this.#out.slice(from).includes(want);
+  }
+
+  /** The client exited: the server closed the connection (or it broke). */
+  get closed(): boolean {
+    return this.#child.exitCode !== null || this.#child.signalCode !== null;
   }
 
   /** Send one request on the connection; true when the answer came within timeoutMs. */

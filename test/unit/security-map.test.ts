@@ -1,9 +1,10 @@
 /**
  * docs/security.md maps every case of the threat list to what namegate does and the tests that
  * prove it. This keeps the map honest:
- * - every case ID of the reference list has a row (when the reference is on this machine:
- *   /work/shared/reference/security-cases.md, or $NAMEGATE_SECURITY_CASES; otherwise that check
- *   is skipped), and the map has no ID the list does not know;
+ * - every case ID of the threat list has a row, and the map has no ID the list does not know;
+ *   the list's IDs live in the repository (test/testdata/security/case-ids.txt), so this runs on
+ *   every machine; where the review's full list is present (/work/shared/reference/
+ *   security-cases.md, or $NAMEGATE_SECURITY_CASES) the copy is checked against it too;
  * - no ID has two rows;
  * - every row names at least one test file, or says "N/A:" or "not testable here:" with a reason;
  * - every named test file exists and mentions the row's ID (tests tag the IDs they prove).
@@ -15,6 +16,7 @@ import { describe, test } from 'node:test';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MAP = path.join(ROOT, 'docs/security.md');
+const CASE_IDS = path.join(ROOT, 'test/testdata/security/case-ids.txt');
 const REFERENCE = process.env['NAMEGATE_SECURITY_CASES'] ?? '/work/shared/reference/security-cases.md';
 const ID = /^[A-Z][A-Z0-9]*-\d+$/;
 
@@ -40,6 +42,14 @@ function rows(markdown: string): Row[] {
 /** Case IDs of the reference list: lines "- ID | attack -> behaviour | evidence". */
 function referenceIds(markdown: string): string[] {
   return [...markdown.matchAll(/^- ([A-Z][A-Z0-9]*-\d+) \|/gm)].map((m) => m[1]!);
+}
+
+/** The repository's copy of the list: one ID a line, "#" comments. */
+function caseIds(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
 }
 
 function mentions(text: string, id: string): boolean {
@@ -81,10 +91,10 @@ describe('docs/security.md', () => {
     assert.deepEqual(problems, []);
   });
 
-  test('every case of the reference list has a row, and every row is a case of the list', (t) => {
-    if (!existsSync(REFERENCE)) return t.skip(`${REFERENCE} is not on this machine`);
-    const ids = referenceIds(readFileSync(REFERENCE, 'utf8'));
-    assert.ok(ids.length > 0, `no case IDs read from ${REFERENCE}`);
+  test('every case of the threat list has a row, and every row is a case of the list', () => {
+    const ids = caseIds(readFileSync(CASE_IDS, 'utf8'));
+    assert.ok(ids.length > 0, `no case IDs read from ${CASE_IDS}`);
+    for (const id of ids) assert.match(id, ID, `${CASE_IDS}: ${id} is not a case ID`);
     const mapped = new Set(all.map((r) => r.id));
     const known = new Set(ids);
     assert.deepEqual(
@@ -95,7 +105,14 @@ describe('docs/security.md', () => {
     assert.deepEqual(
       all.filter((r) => !known.has(r.id)).map((r) => r.id),
       [],
-      'rows for IDs the reference list does not have',
+      'rows for IDs the threat list does not have',
     );
+  });
+
+  test("the repository's list is the review's list, where that is on this machine", (t) => {
+    if (!existsSync(REFERENCE)) return t.skip(`${REFERENCE} is not on this machine`);
+    const ids = referenceIds(readFileSync(REFERENCE, 'utf8'));
+    assert.ok(ids.length > 0, `no case IDs read from ${REFERENCE}`);
+    assert.deepEqual(caseIds(readFileSync(CASE_IDS, 'utf8')), ids, `${CASE_IDS} differs from ${REFERENCE}`);
   });
 });

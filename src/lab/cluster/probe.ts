@@ -1,59 +1,84 @@
 /**
- * The first moments of a new pod, seen from inside it: a test-client container whose command
- * asks the pod's resolver for an allowed name until it is answered, asking a denied name between
- * tries, then prints one line and sleeps (pause). With the clock of /proc/uptime (10 ms steps,
- * the same clock in every namespace) it tells how long after its start the pod got its first
- * allowed answer, and whether any denied name was answered first (a pod not yet governed).
+ * The host side of the in-pod probe (pod-probe.ts, run in a pod with the namegate image): the
+ * commands that start it, and the lines it prints, parsed back from the container's log.
+ *
+ * `first`: how long after its container started a new pod got its first allowed DNS answer, and
+ * whether any denied name was answered first (a pod not governed yet). `follow`: when a pod's
+ * connections to a name started or stopped getting through (a policy change reaching it).
  */
 
+export const PROBE_MARK = 'namegate-probe';
+export const FOLLOW_MARK = 'namegate-follow';
+/** pod-probe.ts inside the namegate image (its /app is the repository's src/ and modules). */
+const IN_IMAGE = '/app/src/lab/cluster/pod-probe.ts';
+
 export interface ProbeResult {
-  /** Seconds of uptime when the container started and when the allowed name was answered. */
+  /** Seconds since boot: the container's start, the probe's first query, the allowed answer. */
   readonly start: number;
+  readonly sent: number;
   readonly answered: number;
   readonly tries: number;
   /** Denied names answered: must be 0. */
   readonly leaks: number;
+  /** Why the try before the answer got none (EREFUSED, ETIMEOUT: the resolver's codes), '-' when the first try answered. */
+  readonly last: string;
   readonly answer: string;
 }
 
-const MARK = 'namegate-probe';
+/** A pod command: ask `allowed` from the container's first moment (pod-probe.ts `first`). */
+export function probeCommand(allowed: string, denied: string): string[] {
+  return ['/usr/bin/node', IN_IMAGE, 'first', allowed, denied];
+}
 
-/** busybox sh: builtins only (read, case, arithmetic), plus dig. */
-export function probeCommand(allowed: string, denied: string, maxTries = 3000): string[] {
-  const q = (name: string) => `dig +time=1 +tries=1 +short ${name} A 2>/dev/null`;
-  const script = [
-    'read s _ </proc/uptime',
-    'n=0; leak=0; a=',
-    'while [ $n -lt ' + maxTries + ' ]; do',
-    '  n=$((n+1))',
-    `  a=$(${q(allowed)})`,
-    '  case "$a" in *.*.*.*) break;; esac',
-    `  d=$(${q(denied)})`,
-    '  case "$d" in *.*.*.*) leak=$((leak+1));; esac',
-    'done',
-    'read e _ </proc/uptime',
-    `d=$(${q(denied)})`,
-    'case "$d" in *.*.*.*) leak=$((leak+1));; esac',
-    `echo "${MARK} start=$s answered=$e tries=$n leaks=$leak answer=$(echo $a)"`,
-    'exec /pause',
-  ].join('\n');
-  return ['/bin/sh', '-c', script];
+/** A pod command: connect to `name`:`port` over TLS in a loop (pod-probe.ts `follow`). */
+export function followCommand(name: string, port: number, caFile: string): string[] {
+  return ['/usr/bin/node', IN_IMAGE, 'follow', name, String(port), caFile];
+}
+
+function fields(line: string): (k: string) => string {
+  return (k) => new RegExp(`(?:^| )${k}=(\\S*)`).exec(line)?.[1] ?? '';
 }
 
 export function parseProbe(log: string): ProbeResult | null {
-  const line = log.split('\n').find((l) => l.startsWith(MARK));
+  const line = log.split('\n').find((l) => l.startsWith(`${PROBE_MARK} `));
   if (!line) return null;
-  const field = (k: string): string => new RegExp(`${k}=(\\S*)`).exec(line)?.[1] ?? '';
+  const f = fields(line);
   return {
-    start: Number(field('start')),
-    answered: Number(field('answered')),
-    tries: Number(field('tries')),
-    leaks: Number(field('leaks')),
-    answer: line.slice(line.indexOf('answer=') + 7).trim(),
+    start: Number(f('start')),
+    sent: Number(f('sent')),
+    answered: Number(f('answered')),
+    tries: Number(f('tries')),
+    leaks: Number(f('leaks')),
+    last: f('last'),
+    answer: f('answer'),
   };
 }
 
 /** Milliseconds from the container's start to its first allowed answer. */
 export function governedMs(r: ProbeResult): number {
   return Math.round((r.answered - r.start) * 1000);
+}
+
+/** Milliseconds the probe itself took to start (container start -> first query sent). */
+export function probeStartMs(r: ProbeResult): number {
+  return Math.round((r.sent - r.start) * 1000);
+}
+
+export interface FollowChange {
+  /** Wall-clock milliseconds: the try that changed the outcome started, and ended. */
+  readonly at: number;
+  readonly done: number;
+  readonly ok: boolean;
+  readonly why: string;
+}
+
+/** Every outcome change in a follow probe's log, in order. */
+export function parseFollow(log: string): FollowChange[] {
+  return log
+    .split('\n')
+    .filter((l) => l.startsWith(`${FOLLOW_MARK} `))
+    .map((l) => {
+      const f = fields(l);
+      return { at: Number(f('at')), done: Number(f('done')), ok: f('ok') === '1', why: f('why') };
+    });
 }

@@ -10,7 +10,7 @@
  * Pure: headers in, facts or a reason out.
  */
 import { canonicalPath } from '../../core/http-path.ts';
-import type { CanonicalName } from '../../core/names.ts';
+import { type CanonicalName, NameError } from '../../core/names.ts';
 import type { HttpRequestFacts } from '../../policy/http-rule.ts';
 import { type Authority, parseAuthority, type RequestHead } from '../http-head.ts';
 
@@ -104,9 +104,11 @@ export function factsFromH2(raw: readonly string[], c: ConnectionName): FactsRes
   const text = authority ?? hosts[0] ?? null;
   if (text === null) return { ok: false, reason: 'bad_host', method, rawPath: path };
   const a = parseAuthority(text);
+  if (a instanceof NameError) return { ok: false, reason: 'name_invalid', method, rawPath: path };
   if (typeof a === 'string') return { ok: false, reason: 'bad_host', method, rawPath: path };
   if (hosts.length === 1 && authority !== null) {
     const h = parseAuthority(hosts[0] as string);
+    if (h instanceof NameError) return { ok: false, reason: 'name_invalid', method, rawPath: path };
     if (typeof h === 'string' || h.host !== a.host || (h.port ?? 443) !== (a.port ?? 443))
       return { ok: false, reason: 'domain_fronting', method, rawPath: path };
   }

@@ -4,10 +4,11 @@
  * page's own loopback address, and a fresh profile per launch (playwright's, removed on close).
  * Screenshots go to test-artifacts/dashboard/ (kept after the run, not committed).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { skipUnless } from '../../support/requirements.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const ARTIFACTS = path.resolve(import.meta.dirname, '../../../test-artifacts/dashboard');
@@ -28,8 +29,9 @@ export const FLAGS = [
   '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
 ];
 
+/** Skip reason when Chromium is not installed (under CI: a failure, see test/support/requirements.ts). */
 export function chromiumMissing(): string | false {
-  return existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (scripts/deps.sh --test installs it)`;
+  return skipUnless({ root: false, files: [CHROMIUM] });
 }
 
 export async function openBrowser(t: TestContext): Promise<{ browser: Browser; page: Page }> {

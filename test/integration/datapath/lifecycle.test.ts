@@ -132,10 +132,15 @@ test('datapath lifecycle', async (t) => {
   });
 
   await t.test('established flow outlives its element; a new connection is dropped', async () => {
-    await dp.call('learn', [el(S4, 443, 443, 2_000)]);
+    // The element lives long enough for the connection to open however slow the machine is;
+    // once it is established, the element is swapped for one that expires in a second.
+    await dp.call('learn', [el(S4, 443, 443, 60_000)]);
     const s = await Session.open(topo.podA, S4, 443);
     t.after(() => s.close());
     assert.equal((await s.ping()).result, 'ok');
+    const elem = `${A4} . ${S4} . tcp . 443`;
+    await topo.router.run(['nft', `delete element inet namegate allow4 { ${elem} }`]);
+    await topo.router.run(['nft', `add element inet namegate allow4 { ${elem} timeout 1s }`]);
     await waitFor(
       'element expiry',
       async () => !hasKey(await kernelAllow(topo.router), S4, 443),
@@ -167,7 +172,7 @@ test('datapath lifecycle', async (t) => {
     await dp.call('forget', [{ source: A4, destination: S4b, protocol: 'TCP', portFrom: 80, portTo: 80 }]);
     const ct = await topo.router.exec(['conntrack', '-L', '-s', A4, '-d', S4b, '-p', 'tcp', '--dport', '80']);
     assert.doesNotMatch(ct.stdout, /ESTABLISHED/);
-    assert.notEqual((await s.ping()).result, 'ok');
+    assert.notEqual((await s.ping(800)).result, 'ok');
     assert.equal((await probe(topo.podA, 'tcp', S4b, 80, 800)).result, 'timeout');
   });
 

@@ -106,12 +106,18 @@ function session(host: string, port: number, timeoutMs: number): void {
     clearTimeout(connectTimer);
     out({ result: 'connected' });
     const rl = readline.createInterface({ input: process.stdin });
-    rl.on('line', (line) => {
+    // "ping" waits the session's timeout for the echo; "ping MS" waits MS (an echo expected
+    // not to come). Only the first word goes on the wire.
+    rl.on('line', (command) => {
       if (closed) return out({ result: 'closed' });
-      const timer = setTimeout(() => {
-        pending = null;
-        out({ result: 'timeout' });
-      }, timeoutMs);
+      const [line = '', wait] = command.split(' ');
+      const timer = setTimeout(
+        () => {
+          pending = null;
+          out({ result: 'timeout' });
+        },
+        Number(wait) > 0 ? Number(wait) : timeoutMs,
+      );
       pending = (reply) => {
         clearTimeout(timer);
         out(reply === null ? { result: 'closed' } : { result: 'ok', reply });

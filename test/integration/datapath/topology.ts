@@ -103,7 +103,9 @@ export async function probe(
   proto: 'tcp' | 'udp',
   host: string,
   port: number,
-  timeoutMs = 1500,
+  // Long enough that only a dropped packet times out, never a slow machine; a probe expected
+  // to be dropped passes a short one (it waits all of it).
+  timeoutMs = 10_000,
   local?: string,
 ): Promise<Probe> {
   const child = ns.spawn([
@@ -166,15 +168,17 @@ export class Session {
     this.#it = lines(child);
   }
 
-  static async open(ns: Netns, host: string, port: number, timeoutMs = 1500): Promise<Session> {
+  /** `timeoutMs`: for the connect and each echo; long, so that only a drop times out. */
+  static async open(ns: Netns, host: string, port: number, timeoutMs = 10_000): Promise<Session> {
     const s = new Session(ns.spawn([NODE, PEER, 'session', host, String(port), String(timeoutMs)]));
     const r = await firstJson(s.#it);
     if (r.result !== 'connected') throw new Error(`session to ${host}:${port}: ${JSON.stringify(r)}`);
     return s;
   }
 
-  async ping(): Promise<Probe> {
-    this.#child.stdin?.write('ping\n');
+  /** One echo; `waitMs` for an echo expected not to come (a short wait), else the session's. */
+  async ping(waitMs?: number): Promise<Probe> {
+    this.#child.stdin?.write(waitMs ? `ping ${waitMs}\n` : 'ping\n');
     return firstJson(this.#it);
   }
 

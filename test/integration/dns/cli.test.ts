@@ -32,7 +32,11 @@ const policyFor = (names: string[]) =>
     '',
   ].join('\n');
 
-/** The rcode of a UDP query, or null without an answer in 1 s. */
+/**
+ * The rcode of a UDP query, or null without an answer in ANSWER_WAIT_MS: asked of a proxy that
+ * said it listens, so only a missing answer gives null, never a slow one (a loaded machine).
+ */
+const ANSWER_WAIT_MS = 15_000;
 function ask(port: number, name: string): Promise<string | null> {
   return new Promise((resolve) => {
     const s = dgram.createSocket('udp4');
@@ -41,7 +45,7 @@ function ask(port: number, name: string): Promise<string | null> {
       s.close();
       resolve(v);
     };
-    const timer = setTimeout(() => done(null), 1000);
+    const timer = setTimeout(() => done(null), ANSWER_WAIT_MS);
     s.on('message', (m) => done((dnsPacket.decode(m) as { rcode?: string }).rcode ?? null));
     s.on('error', () => done(null));
     s.send(
@@ -52,12 +56,31 @@ function ask(port: number, name: string): Promise<string | null> {
   });
 }
 
+/** Ask again until `fn` holds (a bounded number of tries: a hang becomes a failure naming `what`). */
 async function until(fn: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  for (let i = 0; i < 100; i++) {
+    if (await fn()) return;
     await new Promise((r) => setTimeout(r, 100));
   }
+  throw new Error(`never happened: ${what}`);
+}
+
+/** Resolves when the process has printed something matching `re` (its log), rejects if it exits first. */
+function printed(child: ChildProcess, output: string[], re: RegExp): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!re.test(output.join(''))) return;
+      child.stdout?.off('data', check);
+      child.stderr?.off('data', check);
+      child.off('exit', exited);
+      resolve();
+    };
+    const exited = () => reject(new Error(`exited before printing ${re}:\n${output.join('')}`));
+    child.stdout?.on('data', check);
+    child.stderr?.on('data', check);
+    child.once('exit', exited);
+    check();
+  });
 }
 
 async function dnsCommand(
@@ -97,6 +120,8 @@ describe('namegate dns (CLI)', () => {
       ].join('\n'),
     );
     const { child, output } = await dnsCommand(t, path.join(dir, 'agent.yaml'));
+    // Its start (a Node process loading the agent) takes as long as it takes: wait for its word.
+    await printed(child, output, /"reason":"started"/);
     await until(
       async () => (await ask(port, 'www.example.test')) === 'NOERROR',
       `the proxy (${output.join('')})`,

@@ -23,6 +23,7 @@ import { StaticGroups } from '../../../src/identity/static-groups.ts';
 import { silentLogger } from '../../../src/observe/log.ts';
 import { CompiledPolicies } from '../../../src/policy/compile.ts';
 import { policy } from '../../unit/dns/helpers.ts';
+import { waitFor } from '../netns.ts';
 import { freePort, type Knot, startKnot, zone } from './knot.ts';
 
 const run = promisify(execFile);
@@ -57,6 +58,8 @@ interface Setup {
   port: number;
   lines: Array<Record<string, unknown>>;
   dir: string;
+  identities: StaticGroups;
+  registry: Registry;
 }
 
 async function setup(
@@ -67,6 +70,8 @@ async function setup(
     upstreamPort?: number;
     datapath?: RecordingDatapath;
     extra?: object;
+    /** Other sections of the config (datapath.sourceCIDRs). */
+    sections?: object;
   } = {},
 ): Promise<Setup> {
   const knot = opts.knot ?? (await startKnot(t, { 'example.test': ZONE }));
@@ -78,8 +83,6 @@ async function setup(
       dns: {
         listen: [`127.0.0.1:${port}`, `[::1]:${port}`],
         upstreams: [`127.0.0.1:${opts.upstreamPort ?? knot.port}`],
-        timeoutMs: 500,
-        attempts: 2,
         holdTimeoutMs: 1000,
         ...opts.extra,
       },
@@ -88,6 +91,7 @@ async function setup(
       sources: [
         { name: 'local', namespace: 'default', labels: { app: 'web' }, cidrs: ['127.0.0.1/32', '::1/128'] },
       ],
+      ...opts.sections,
     },
     dir,
   );
@@ -104,28 +108,57 @@ async function setup(
   ]);
   const datapath = opts.datapath ?? new RecordingDatapath(systemClock);
   const lines: Array<Record<string, unknown>> = [];
+  const identities = new StaticGroups(config.sources);
+  const registry = new Registry();
   const proxy = await DnsProxy.start({
     settings: dnsSettingsFrom(config),
     policies: { current: () => set },
-    identities: new StaticGroups(config.sources),
+    identities,
     datapath,
-    registry: new Registry(),
+    registry,
     log: silentLogger(),
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
     flowLogBufferBytes: 0,
   });
   t.after(() => proxy.stop());
-  return { knot, proxy, datapath, port, lines, dir };
+  return { knot, proxy, datapath, port, lines, dir, identities, registry };
 }
 
+/**
+ * dig and kdig wait up to CLIENT_WAIT_S for an answer: only a missing answer fails a test, never
+ * a slow one (a loaded machine is slow; how fast the proxy answers is bench/'s business).
+ */
+const CLIENT_WAIT_S = '30';
+
 async function dig(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await run('dig', ['-p', String(port), '@127.0.0.1', '+time=3', '+tries=1', ...args]);
+  const { stdout } = await run('dig', [
+    '-p',
+    String(port),
+    '@127.0.0.1',
+    `+time=${CLIENT_WAIT_S}`,
+    '+tries=1',
+    ...args,
+  ]);
   return stdout;
 }
 
 async function kdig(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await run('kdig', ['-p', String(port), '@127.0.0.1', '+time=3', '+retry=0', ...args]);
+  const { stdout } = await run('kdig', [
+    '-p',
+    String(port),
+    '@127.0.0.1',
+    `+time=${CLIENT_WAIT_S}`,
+    '+retry=0',
+    ...args,
+  ]);
   return stdout;
+}
+
+/** The elements as the proxy committed them (the recording datapath's calls), by destination. */
+function committed(s: Setup, destination: string) {
+  return s.datapath.calls
+    .flatMap((c) => (c.op === 'learn' ? c.elements : []))
+    .find((e) => e.destination === destination);
 }
 
 function status(out: string): string {
@@ -194,13 +227,10 @@ describe('DNS proxy with knotd, dig and kdig', () => {
     const s = await setup(t);
     await dig(s.port, 'zero.example.test');
     await dig(s.port, 'huge.example.test');
-    const zero = s.datapath.learned().find((e) => e.destination === '198.51.100.3')!;
-    const huge = s.datapath.learned().find((e) => e.destination === '198.51.100.4')!;
-    assert.ok(
-      zero.timeoutMs > 0 && zero.timeoutMs <= 60_000 && zero.timeoutMs > 55_000,
-      String(zero.timeoutMs),
-    );
-    assert.ok(huge.timeoutMs <= 86_430_000 && huge.timeoutMs > 86_400_000, String(huge.timeoutMs));
+    // The timeouts as committed, not what remains of them when this line runs (the second
+    // lookup takes its time: a dig start on a loaded machine can take seconds).
+    assert.equal(committed(s, '198.51.100.3')?.timeoutMs, 60_000, 'minTTL 30 s + grace 30 s');
+    assert.equal(committed(s, '198.51.100.4')?.timeoutMs, 86_430_000, 'maxTTL 86,400 s + grace 30 s');
   });
 
   test('DNS-21: private answers are relayed but not learned; public ones of the same answer are', async (t) => {
@@ -291,7 +321,9 @@ describe('DNS proxy with knotd, dig and kdig', () => {
     };
     const ids = new Map<number, string>();
     let buf = Buffer.alloc(0);
-    const done = new Promise<void>((resolve) => {
+    const done = new Promise<void>((resolve, reject) => {
+      // A connection that ends before the fourth answer fails the test instead of hanging it.
+      sock.once('close', () => reject(new Error(`connection closed after ${ids.size} answers`)));
       sock.on('data', (d) => {
         buf = Buffer.concat([buf, d]);
         while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
@@ -330,10 +362,10 @@ describe('DNS proxy with knotd, dig and kdig', () => {
     const datapath = new RecordingDatapath(systemClock);
     datapath.learnDelayMs = 150;
     const s = await setup(t, { datapath });
-    const started = performance.now();
     const out = await dig(s.port, 'www.example.test');
     assert.equal(status(out), 'NOERROR');
-    assert.ok(performance.now() - started >= 150, 'the reply waited for learn()');
+    // The proxy's own record of the hold: released by the commit, not by its bound.
+    assert.equal(s.lines.find((l) => l['qname'] === 'www.example.test')?.['hold'], 'committed');
     assert.ok(allows(s, '198.51.100.1'));
   });
 
@@ -349,10 +381,38 @@ describe('DNS proxy with knotd, dig and kdig', () => {
   test('REL-08: upstream down -> SERVFAIL within the timeout', async (t) => {
     const dead = await freePort();
     const knot = await startKnot(t, { 'example.test': ZONE });
-    const s = await setup(t, { knot, upstreamPort: dead });
-    const started = performance.now();
+    const s = await setup(t, { knot, upstreamPort: dead, extra: { timeoutMs: 500, attempts: 2 } });
     assert.equal(status(await dig(s.port, 'www.example.test')), 'SERVFAIL');
-    assert.ok(performance.now() - started < 3000);
+    // Answered because the upstream failed (its attempts ran out), not because dig gave up.
+    assert.match(String(s.lines.find((l) => l['qname'] === 'www.example.test')?.['reason']), /^upstream_/);
+  });
+
+  test('K8S-04: a new source inside the source CIDRs is held until it is known; dig gets its answer at the first try', async (t) => {
+    const s = await setup(t, { sections: { datapath: { sourceCIDRs: ['127.0.0.0/8'] } } });
+    // A "new pod" at 127.0.0.2, not known yet; one try, waiting as long as a resolver would.
+    const asked = run('dig', [
+      '-b',
+      '127.0.0.2',
+      '-p',
+      String(s.port),
+      '@127.0.0.1',
+      '+time=20',
+      '+tries=1',
+      'www.example.test',
+    ]);
+    const held = async () =>
+      ((await s.registry.getSingleMetric('namegate_dns_unknown_held')?.get())?.values[0]?.value ?? 0) === 1;
+    await waitFor('the query is held', held);
+    assert.equal(s.lines.length, 0, 'not answered, nothing logged yet');
+    s.identities.replace([
+      { name: 'local', namespace: 'default', labels: { app: 'web' }, cidrs: ['127.0.0.1/32', '::1/128'] },
+      { name: 'new-pod', namespace: 'default', labels: { app: 'web' }, cidrs: ['127.0.0.2/32'] },
+    ]);
+    const out = (await asked).stdout;
+    assert.equal(status(out), 'NOERROR');
+    assert.match(out, /198\.51\.100\.1/);
+    assert.ok(allows(s, '198.51.100.1', '127.0.0.2'), 'learned for the new source');
+    assert.equal(s.lines.at(-1)!['identity'], 'group:new-pod');
   });
 
   test('REL-03: restart with checkpoint — learned entries are back in the datapath before the first query', async (t) => {

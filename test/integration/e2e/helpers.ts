@@ -25,20 +25,15 @@ import { labDown, labUp, startAgent } from '../../../src/lab/lab.ts';
 import { netnsExists } from '../../../src/lab/netns.ts';
 import { parseDig } from '../../../src/lab/observe.ts';
 import { type LabPlan, labPlan, statePaths } from '../../../src/lab/plan.ts';
-import { findTool, LAB_TOOLS, run } from '../../../src/lab/run.ts';
+import { findTool, run } from '../../../src/lab/run.ts';
+import { LAB_COMMANDS, skipUnless } from '../../support/requirements.ts';
 
 const HOLD = fileURLToPath(new URL('./hold.ts', import.meta.url));
 const IP = findTool('ip') ?? 'ip';
 const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
-const missing = Object.keys(LAB_TOOLS).filter((t) => findTool(t) === null);
-/** Skip reason for node:test: the suite needs root and the lab's tools. */
-export const skip: string | false =
-  process.getuid?.() !== 0
-    ? 'needs root'
-    : missing.length > 0
-      ? `missing tools: ${missing.join(', ')}`
-      : false;
+/** Skip reason for node:test: the suite needs root and the lab's tools (under CI: a failure). */
+export const skip: string | false = skipUnless({ tools: LAB_COMMANDS });
 
 // ---- waiting ---------------------------------------------------------------------------------
 
@@ -315,8 +310,13 @@ export interface DigResult {
 export interface DigOptions {
   readonly server?: string;
   readonly tcp?: boolean;
-  /** Seconds dig waits for the one answer (default 2). */
+  /**
+   * Seconds dig waits for an answer (default 10: long enough that only a missing answer fails,
+   * never a slow machine; a check that no answer comes passes a short one, it waits all of it).
+   */
   readonly timeoutS?: number;
+  /** Queries dig sends before it gives up (default 1: one query, one answer or none). */
+  readonly tries?: number;
   /** Send from this address of the pod (`dig -b`). */
   readonly source?: string;
 }
@@ -328,12 +328,15 @@ export async function dig(
   qtype: 'A' | 'AAAA' | 'TXT' = 'A',
   options: DigOptions = {},
 ): Promise<DigResult> {
-  const argv = ['dig', `+time=${options.timeoutS ?? 2}`, '+tries=1'];
+  const argv = ['dig', `+time=${options.timeoutS ?? 10}`, `+tries=${options.tries ?? 1}`];
   if (options.tcp) argv.push('+tcp');
   if (options.source) argv.push('-b', options.source);
   if (options.server) argv.push(`@${options.server}`);
   argv.push(name, qtype);
-  const r = await labExec(plan, pod, argv, { timeoutMs: 10_000 });
+  // dig gives up first; the process bound is only for a dig that hangs.
+  const r = await labExec(plan, pod, argv, {
+    timeoutMs: 10_000 + (options.timeoutS ?? 10) * (options.tries ?? 1) * 1000,
+  });
   const parsed = parseDig(r.stdout);
   return {
     status: parsed.status,

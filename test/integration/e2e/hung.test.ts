@@ -117,7 +117,7 @@ describe('end to end: the agent hangs (SIGSTOP)', { skip, concurrency: false }, 
 
       // Fail closed: no DNS answer over UDP, TCP, or to another resolver (all redirected to it).
       for (const options of [{}, { tcp: true }, { server: plan.otherResolver.ipv4 }]) {
-        const d = await dig(plan, PAY, 'api.stripe.com', 'A', options);
+        const d = await dig(plan, PAY, 'api.stripe.com', 'A', { timeoutS: 2, ...options });
         assert.equal(d.status, null, `no DNS answer while hung (${JSON.stringify(options)}): ${d.raw}`);
       }
       // The verify port still goes to the hung proxy: the TCP handshake completes in the kernel's

@@ -15,19 +15,14 @@ import { netnsExists } from '../../../src/lab/netns.ts';
 import { helloBody } from '../../../src/lab/nginx-config.ts';
 import { type LabPlan, labPlan, netnsEtcDir, siteFor, statePaths } from '../../../src/lab/plan.ts';
 import { isAlive, pidFiles } from '../../../src/lab/processes.ts';
-import { findTool, LAB_TOOLS, run } from '../../../src/lab/run.ts';
+import { run } from '../../../src/lab/run.ts';
 import { runChecks, type TourCheck } from '../../../src/lab/tour.ts';
+import { LAB_COMMANDS, skipUnless } from '../../support/requirements.ts';
 
 const NODE = process.execPath;
 const CLI = new URL('../../../src/cli/main.ts', import.meta.url).pathname;
 
-const missing = Object.keys(LAB_TOOLS).filter((t) => findTool(t) === null);
-const skip =
-  process.getuid?.() !== 0
-    ? 'needs root'
-    : missing.length > 0
-      ? `missing tools: ${missing.join(', ')}`
-      : false;
+const skip = skipUnless({ tools: LAB_COMMANDS });
 
 let counter = 0;
 /** A lab name unique to this run and test: letters and digits, at most 12. */

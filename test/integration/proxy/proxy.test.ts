@@ -15,6 +15,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { loadSockoptAddon } from '../../../src/proxy/original-dst.ts';
+import { skipUnless } from '../../support/requirements.ts';
 import { certificate } from '../../unit/proxy/helpers.ts';
 import { A4, A6, S4, S4b, S4c, S6, type Topology, topology } from '../datapath/topology.ts';
 import { exec, type Netns, NODE, waitFor } from '../netns.ts';
@@ -159,9 +160,7 @@ function curl(f: Fixture, args: string[]) {
   return f.topo.podA.exec(['curl', '-sS', '--max-time', '5', '--cacert', f.caFile, ...args]);
 }
 
-describe('proxies in network namespaces (root)', {
-  skip: process.getuid?.() !== 0 ? 'needs root' : false,
-}, () => {
+describe('proxies in network namespaces (root)', { skip: skipUnless({}) }, () => {
   let f: Fixture;
   const ctx = {
     after: (fn: () => unknown) => cleanups.push(fn),

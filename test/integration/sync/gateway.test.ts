@@ -123,8 +123,8 @@ test('the sync keeps a gateway allowlist following DNS: union window, failures k
 
   assert.equal((await probe(topo.podA, 'tcp', S4, 80)).result, 'ok');
   assert.equal((await probe(topo.podA, 'tcp', S6, 80)).result, 'ok');
-  assert.notEqual((await probe(topo.podA, 'tcp', S4b, 80)).result, 'ok', 'no answer gave .11 yet');
-  assert.notEqual((await probe(topo.podA, 'tcp', S4, 81)).result, 'ok', 'only the rule’s port');
+  assert.notEqual((await probe(topo.podA, 'tcp', S4b, 80, 800)).result, 'ok', 'no answer gave .11 yet');
+  assert.notEqual((await probe(topo.podA, 'tcp', S4, 81, 800)).result, 'ok', 'only the rule’s port');
   assert.equal(
     (await probe(topo.podB, 'tcp', S4c, 80)).result,
     'ok',

@@ -315,17 +315,15 @@ describe('namegate check', { concurrency: 4 }, () => {
     assert.match(bad.stderr, /dot_segment/);
   });
 
-  test('an IDN name is decided and printed as its A-label', async () => {
-    const { code, out } = await checkJson(
-      '--namespace',
-      'payments',
-      '--labels',
-      'app=payments-api',
-      '--name',
-      'тест.example.com',
-    );
+  test('an IDN name: its A-label is decided; the U-label is refused as the wire refuses it, naming the A-label', async () => {
+    const args = ['--namespace', 'payments', '--labels', 'app=payments-api', '--name'];
+    const { code, out } = await checkJson(...args, 'xn--e1aybc.example.com');
     assert.equal(code, 1);
     assert.equal(out['name'], 'xn--e1aybc.example.com');
+    const u = await namegate('check', '--policy', EXAMPLES, ...args, 'тест.example.com');
+    assert.equal(u.code, 2);
+    assert.match(u.stderr, /name_invalid/);
+    assert.match(u.stderr, /xn--e1aybc\.example\.com/);
   });
 
   test('text output, and --explain prints the path to the verdict', async () => {

@@ -16,6 +16,7 @@ import {
   NameError,
   type NameRule,
   tryCanonicalName,
+  tryWireName,
 } from '../../../src/core/names.ts';
 
 const CANONICAL = /^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$/;
@@ -73,9 +74,6 @@ describe('canonicalName: accepted spellings', () => {
     ['中国.cn', 'xn--fiqs8s.cn'],
     ['😀.example.com', 'xn--e28h.example.com'],
     ['faß.de', 'xn--fa-hia.de'],
-    // fullwidth letters and the ideographic full stop map to ASCII under UTS #46
-    ['Ｅｘａｍｐｌｅ.com', 'example.com'],
-    ['a\u3002b.com', 'a.b.com'],
     // NAME-10: underscores (SRV, ACME, DKIM names)
     ['_acme._tcp.example.com', '_acme._tcp.example.com'],
     ['_dmarc.Example.COM', '_dmarc.example.com'],
@@ -228,9 +226,19 @@ describe('canonicalName: rejections name the rule and the label', () => {
     assert.ok((r.label?.length ?? 0) > MAX_LABEL_OCTETS);
   });
 
-  test('default-ignorable characters vanish the way UTS #46 says (soft hyphen), never into a dot', () => {
-    accepts('a\u00adb.com', 'ab.com');
-    accepts('\uff21\uff22\uff23\uff0e\uff43\uff4f\uff4d', 'abc.com');
+  test('issue 13 #6: policy text IDNA would map (dot variants, fullwidth, soft hyphen, NFD) is refused, never another name', () => {
+    for (const input of [
+      'a\u3002b.com',
+      'a\uff0eb.com',
+      'a\uff61b.com',
+      'Ｅｘａｍｐｌｅ.com',
+      '\uff21\uff22\uff23\uff0e\uff43\uff4f\uff4d',
+      'a\u00adb.com',
+      'bu\u0308cher.de',
+    ]) {
+      const r = rejects(input, 'idna-mapped');
+      assert.match(r.message, /clients send/);
+    }
   });
 
   test('canonicalName throws the NameError; the message quotes the input and names the label', () => {
@@ -278,6 +286,61 @@ const anyStringArb = fc.oneof(
   }),
   nameLikeArb,
 );
+
+describe('tryWireName: a name as a client sent it', () => {
+  test('ASCII names read as tryCanonicalName reads them (case, one trailing dot)', () => {
+    for (const [input, out] of [
+      ['API.Example.COM', 'api.example.com'],
+      ['api.example.com.', 'api.example.com'],
+      ['xn--bcher-kva.de', 'xn--bcher-kva.de'],
+      ['_acme._tcp.example.com', '_acme._tcp.example.com'],
+    ]) {
+      assert.equal(tryWireName(input!), out);
+    }
+  });
+
+  test('issue 13 #6: no IDNA mapping on the wire: dot variants, fullwidth, U-labels are not-ascii', () => {
+    for (const input of [
+      'a\u3002b.com',
+      'a\uff0eb.com',
+      'a\uff61b.com',
+      'ｅxample.com',
+      'bücher.de',
+      'ex\u00aample.com',
+    ]) {
+      const r = tryWireName(input);
+      assert.ok(r instanceof NameError, input);
+      assert.equal(r.rule, 'not-ascii', input);
+    }
+    const u = tryWireName('bücher.de');
+    assert.ok(u instanceof NameError);
+    assert.match(u.message, /xn--bcher-kva\.de/, 'the error names the A-label a client would send');
+  });
+
+  test('the same ASCII rules: bad characters, labels, punycode, IP literals', () => {
+    const rule = (input: string) => {
+      const r = tryWireName(input);
+      return r instanceof NameError ? r.rule : 'ok';
+    };
+    assert.equal(rule('a%2eb.com'), 'bad-character');
+    assert.equal(rule('a..b'), 'empty-label');
+    assert.equal(rule('xn--zz.example.com'), 'bad-punycode');
+    assert.equal(rule('1.2.3.4'), 'ip-literal');
+    assert.equal(rule(''), 'empty');
+  });
+
+  test('property: every wire name that passes is canonical and passes tryCanonicalName unchanged', () => {
+    fc.assert(
+      fc.property(anyStringArb, (input) => {
+        const w = tryWireName(input);
+        if (typeof w !== 'string') return;
+        assert.match(w, CANONICAL);
+        assert.equal(tryCanonicalName(input), w);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
 
 describe('canonicalName: properties', () => {
   test('never throws: any input gives a canonical name or a NameError', () => {

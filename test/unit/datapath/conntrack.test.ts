@@ -12,8 +12,12 @@ const LISTING = [
   'udp      17 20 src=10.0.1.200 dst=10.96.0.11 sport=40002 dport=53 [UNREPLIED] src=10.96.0.11 dst=10.0.1.200 sport=53 dport=40002 mark=0 use=1',
 ].join('\n');
 
-/** A fake conntrack; `masks` says whether it takes ADDR/LEN. Returns it and its call log. */
-function fake(t: TestContext, masks: boolean): { ct: Conntrack; calls: () => string[] } {
+/**
+ * A fake conntrack; `masks` says whether it takes ADDR/LEN, `batch` whether it takes `-R FILE`
+ * (each line read is logged as a call; one entry is "deleted" per line). Returns it and its
+ * call log.
+ */
+function fake(t: TestContext, masks: boolean, batch = true): { ct: Conntrack; calls: () => string[] } {
   const dir = mkdtempSync(join(tmpdir(), 'ng-ct-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const log = join(dir, 'log');
@@ -24,8 +28,11 @@ function fake(t: TestContext, masks: boolean): { ct: Conntrack; calls: () => str
   writeFileSync(
     bin,
     `#!/bin/sh
-echo "$*" >> '${log}'
+case "$1" in -R) echo "-R FILE" >> '${log}';; *) echo "$*" >> '${log}';; esac
 case "$*" in
+  "-R "*)
+    if [ ${batch ? 1 : 0} = 0 ]; then echo "conntrack v1.4.5 (conntrack-tools): invalid option -- 'R'" >&2; exit 2; fi
+    while read -r line; do echo "$line" >> '${log}'; echo "udp 17 20 src=10.0.1.5 dst=10.96.0.10 sport=1 dport=53"; done < "$2"; exit 0;;
   *192.0.2.0/24*)
     if [ ${masks ? 1 : 0} = 1 ]; then echo "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown." >&2; exit 0; fi
     echo "conntrack v1.4.4 (conntrack-tools): Bad parameter" >&2; exit 2;;
@@ -43,12 +50,13 @@ exit 1
   };
 }
 
-test('flushDns: a CIDR goes to conntrack as a mask when it takes one', async (t) => {
+test('flushDns: a few sources go to one conntrack process, a CIDR as a mask when it takes one', async (t) => {
   const { ct, calls } = fake(t, true);
   const r = await ct.flushDns(['10.0.1.0/24', 'fd00::/64', '10.0.2.7']);
   assert.deepEqual(r.errors, []);
   assert.equal(r.deleted, 6);
   assert.deepEqual(calls().slice(1), [
+    '-R FILE',
     '-D -f ipv4 -s 10.0.1.0/24 -p udp --dport 53',
     '-D -f ipv4 -s 10.0.1.0/24 -p tcp --dport 53',
     '-D -f ipv6 -s fd00::/64 -p udp --dport 53',
@@ -58,26 +66,25 @@ test('flushDns: a CIDR goes to conntrack as a mask when it takes one', async (t)
   ]);
 });
 
-test('flushDns: without mask support, the DNS entries are listed and matched here', async (t) => {
+test('flushDns: without mask support, the DNS entries are listed and their sources deleted address by address', async (t) => {
   const { ct, calls } = fake(t, false);
   const r = await ct.flushDns(['10.0.1.0/24', '10.0.2.7']);
   assert.deepEqual(r.errors, []);
   const c = calls();
   assert.match(c[0] ?? '', /192\.0\.2\.0\/24/);
   assert.deepEqual(c.slice(1), [
-    '-D -f ipv4 -s 10.0.2.7 -p udp --dport 53',
-    '-D -f ipv4 -s 10.0.2.7 -p tcp --dport 53',
     '-L -f ipv4 -p udp --dport 53',
-    '-D -f ipv4 -s 10.0.1.5 -d 10.96.0.10 -p udp --sport 40000 --dport 53',
-    '-D -f ipv4 -s 10.0.1.200 -d 10.96.0.11 -p udp --sport 40002 --dport 53',
     '-L -f ipv4 -p tcp --dport 53',
+    '-R FILE',
+    '-D -f ipv4 -s 10.0.1.5 -p udp --dport 53',
+    '-D -f ipv4 -s 10.0.1.200 -p udp --dport 53',
   ]);
   // The probe runs once per Conntrack.
   await ct.flushDns(['10.0.9.0/24']);
   assert.equal(calls().filter((x) => x.includes('192.0.2.0/24')).length, 1);
 });
 
-test('flushDns: many sources (a first start with source CIDRs) cost one listing per family and protocol, not two processes each', async (t) => {
+test('flushDns: many sources (a first start) cost one listing per family and protocol and one merged-prefix deletion (K8S-05)', async (t) => {
   const { ct, calls } = fake(t, true);
   // Hundreds of prefixes, as the source CIDRs minus the known ungoverned addresses come to.
   const sources = [
@@ -87,13 +94,33 @@ test('flushDns: many sources (a first start with source CIDRs) cost one listing 
   ];
   const r = await ct.flushDns(sources);
   assert.deepEqual(r.errors, []);
-  assert.deepEqual(calls(), [
+  assert.deepEqual(calls().slice(1), [
     '-L -f ipv4 -p udp --dport 53',
-    '-D -f ipv4 -s 10.0.1.5 -d 10.96.0.10 -p udp --sport 40000 --dport 53',
-    '-D -f ipv4 -s 10.0.1.200 -d 10.96.0.11 -p udp --sport 40002 --dport 53',
     '-L -f ipv4 -p tcp --dport 53',
+    '-R FILE',
+    // 10.0.1.5 and 10.0.1.200 in one prefix: 10.0.3.5 (not newly governed) is outside it.
+    '-D -f ipv4 -s 10.0.1.0/24 -p udp --dport 53',
   ]);
-  assert.equal(r.deleted, 2, 'only the flows of those sources (10.0.3.5 is not one)');
+  assert.equal(r.deleted, 1);
+});
+
+test('flushDns: 1,000 newly governed pods are not 2,000 conntrack commands', async (t) => {
+  const { ct, calls } = fake(t, true);
+  const sources = Array.from({ length: 1000 }, (_, i) => `10.0.${i >> 8}.${i & 255}`);
+  await ct.flushDns(sources);
+  assert.ok(calls().length <= 8, calls().join('\n'));
+});
+
+test('flushDns: a conntrack without -R gets the same deletions one process each', async (t) => {
+  const { ct, calls } = fake(t, true, false);
+  const r = await ct.flushDns(['10.0.2.7']);
+  assert.deepEqual(r.errors, []);
+  assert.equal(r.deleted, 2);
+  assert.deepEqual(calls(), [
+    '-R FILE',
+    '-D -f ipv4 -s 10.0.2.7 -p udp --dport 53',
+    '-D -f ipv4 -s 10.0.2.7 -p tcp --dport 53',
+  ]);
 });
 
 test('deleteFlows: UDP also ends flows the peer opened towards the source', async (t) => {

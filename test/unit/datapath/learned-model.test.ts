@@ -131,6 +131,40 @@ test('prune drops keys past the ghost window', () => {
   assert.equal(m.size, 0);
 });
 
+test('prune keeps what is live: expired pieces of a key go, other keys and sources stay', () => {
+  const m = new LearnedModel(2_000);
+  const txn = m.begin(0);
+  txn.learn(k(443), 1_000);
+  txn.learn(k(80), 10_000);
+  txn.learn({ ...k(443), source: '10.0.0.2' }, 1_000);
+  txn.learn({ ...k(443), destination: '5.6.7.8' }, 10_000);
+  txn.changes();
+  txn.commit();
+  assert.equal(m.size, 4);
+  // At 3,001 every 1 s grant is past the ghost window: 10.0.0.2's only key goes, and the first
+  // key keeps its port 80 segment.
+  assert.equal(m.prune(3_001), 1);
+  assert.equal(m.size, 2);
+  assert.deepEqual(
+    m
+      .elements(3_001)
+      .map((e) => `${e.source} ${e.destination} ${e.from}`)
+      .sort(),
+    ['10.0.0.1 1.2.3.4 80', '10.0.0.1 5.6.7.8 443'],
+  );
+  // A later learn on the pruned key starts from what is left.
+  const again = m.begin(3_001);
+  again.learn(k(443), 1_000);
+  const c = again.changes();
+  again.commit();
+  assert.deepEqual(
+    c.adds.map((a) => a.e.from),
+    [443],
+  );
+  assert.equal(m.prune(20_000), 2);
+  assert.equal(m.size, 0);
+});
+
 test('derived range segments are disjoint; all segments cover exactly the live grants (property)', () => {
   const grant = fc
     .tuple(fc.integer({ min: 0, max: 30 }), fc.integer({ min: 0, max: 30 }), fc.integer({ min: 1, max: 100 }))

@@ -51,6 +51,20 @@ test('REL-04: reconcile is one transaction', async () => {
   await dp.close();
 });
 
+test("a repeated answer with the same timeout restarts the element's life (explicit expires)", async () => {
+  const exec = new FakeExecutor();
+  const clock = new ManualClock();
+  const dp = await NftDatapath.open({ executor: exec, clock, conntrack: null });
+  await dp.learn([el(443, 30_000)]);
+  clock.advance(10_000);
+  await dp.learn([el(443, 30_000)]);
+  const adds = exec.writes.filter((w) => w.includes('tcp . 443'));
+  // The kernel keeps the old expiry when only an equal `timeout` is sent: both must carry it.
+  assert.equal(adds.length, 2, adds.join('\n'));
+  for (const w of adds) assert.match(w, /tcp \. 443 timeout 30000ms expires 30000ms \}/);
+  await dp.close();
+});
+
 test('timeout 0 is clamped to the minimum and counted', async () => {
   const { dp, exec, registry } = await driver();
   await dp.learn([el(443, 0), el(444, Number.NaN), el(445, 10 * 24 * 3600 * 1000)]);
@@ -59,6 +73,7 @@ test('timeout 0 is clamped to the minimum and counted', async () => {
   assert.match(w, /tcp \. 444 timeout 1000ms/);
   assert.match(w, /tcp \. 445 timeout 604800000ms/);
   assert.doesNotMatch(w, /timeout 0/);
+  assert.doesNotMatch(w, /expires 0/);
   const text = await registry.metrics();
   assert.match(text, /namegate_datapath_timeouts_clamped_total\{reason="below_min"\} 2/);
   assert.match(text, /namegate_datapath_timeouts_clamped_total\{reason="above_max"\} 1/);

@@ -47,9 +47,9 @@ test('learned commands: per set, add then delete for removal', () => {
     },
   ]);
   assert.deepEqual(add, [
-    'add element inet namegate allow4 { 10.0.0.1 . 1.2.3.4 . tcp . 443 timeout 30000ms }',
-    'add element inet namegate allowrange6 { fd00::1 . 2001:db8::1 . udp . 1000-2000 timeout 5000ms }',
-    'add element inet namegate allowall4 { 10.0.0.1 . 1.2.3.5 . udp timeout 1000ms }',
+    'add element inet namegate allow4 { 10.0.0.1 . 1.2.3.4 . tcp . 443 timeout 30000ms expires 30000ms }',
+    'add element inet namegate allowrange6 { fd00::1 . 2001:db8::1 . udp . 1000-2000 timeout 5000ms expires 5000ms }',
+    'add element inet namegate allowall4 { 10.0.0.1 . 1.2.3.5 . udp timeout 1000ms expires 1000ms }',
   ]);
   const rm = removeLearnedCommands('namegate', [
     { kind: 'range', e: { source: '10.0.0.1', destination: '1.2.3.4', protocol: 'TCP', from: 1, to: 2 } },

@@ -35,6 +35,36 @@ function tagging(tag: number, delayMs: number): Handler {
   };
 }
 
+/**
+ * A handler that holds each query until the test lets it go: `entered` resolves when a query is
+ * in the handler, `release()` answers it (tagged like `tagging`).
+ */
+function gated(tag: number): { handler: Handler; entered: Promise<void>; release: () => void } {
+  let entered!: () => void;
+  let release!: () => void;
+  const enteredP = new Promise<void>((r) => {
+    entered = r;
+  });
+  const released = new Promise<void>((r) => {
+    release = r;
+  });
+  const handler: Handler = {
+    handle: async (msg) => {
+      entered();
+      await released;
+      const r = Buffer.from(msg);
+      r[2] = tag;
+      return r;
+    },
+  };
+  return { handler, entered: enteredP, release };
+}
+
+/** Wait until `ok` holds (a counter the server keeps, checked every few milliseconds). */
+async function until(ok: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await ok())) await new Promise((r) => setTimeout(r, 5));
+}
+
 async function server(
   t: TestContext,
   handler: Handler,
@@ -62,15 +92,18 @@ async function drops(registry: Registry, reason: string): Promise<number> {
 
 describe('closing with queries in progress', { timeout: 30_000 }, () => {
   test('a reply due after close is a counted drop, not a crash', async (t) => {
-    const { server: s, registry } = await server(t, tagging(1, 50), 0, false);
+    const gate = gated(1);
+    const { server: s, registry } = await server(t, gate.handler, 0, false);
     const port = s.addresses()[0]?.port ?? 0;
     const client = dgram.createSocket('udp4');
     t.after(() => client.close());
     await new Promise<void>((r) => client.send(Buffer.alloc(12), port, '127.0.0.1', () => r()));
-    // The query is in the handler when the socket closes (no handover without reusePort).
-    await new Promise((r) => setTimeout(r, 10));
+    // The query is in the handler when the socket closes (no handover without reusePort); its
+    // reply is due only after that.
+    await gate.entered;
     await s.close();
-    await new Promise((r) => setTimeout(r, 100));
+    gate.release();
+    await until(async () => (await drops(registry, 'send_failed')) === 1);
     assert.equal(await drops(registry, 'send_failed'), 1);
   });
 
@@ -104,9 +137,6 @@ describe('closing with queries in progress', { timeout: 30_000 }, () => {
         await new Promise((r) => setTimeout(r, 2));
       }
     })();
-    const until = async (ok: () => boolean) => {
-      while (!ok()) await new Promise((r) => setTimeout(r, 10));
-    };
     await until(() => (answeredBy[1] ?? 0) > 50 && (answeredBy[2] ?? 0) > 50);
     await first.server.close();
     const atClose = answeredBy[2] ?? 0;
@@ -119,7 +149,8 @@ describe('closing with queries in progress', { timeout: 30_000 }, () => {
   });
 
   test('reusePort: a TCP query in progress is answered before its connection ends', async (t) => {
-    const { server: s } = await server(t, tagging(1, 50), 0, true);
+    const gate = gated(1);
+    const { server: s } = await server(t, gate.handler, 0, true);
     const port = s.addresses()[0]?.port ?? 0;
     const conn = net.connect({ host: '127.0.0.1', port });
     t.after(() => conn.destroy());
@@ -130,8 +161,11 @@ describe('closing with queries in progress', { timeout: 30_000 }, () => {
     const q = Buffer.alloc(14);
     q.writeUInt16BE(12, 0);
     conn.write(q);
-    await new Promise((r) => setTimeout(r, 10));
-    await s.close();
+    // In the handler when close() begins; answered only after that.
+    await gate.entered;
+    const closing = s.close();
+    gate.release();
+    await closing;
     await ended;
     const all = Buffer.concat(chunks);
     assert.equal(all.length, 14, 'the framed answer arrived');

@@ -166,6 +166,40 @@ describe('Enforcer', () => {
     assert.ok(!datapath.allows(POD, API, 'TCP', 443));
   });
 
+  it('syncAfter waits for a sync that starts after the call, not the one already running', async () => {
+    const { datapath, identities, enforcer } = setup();
+    await enforcer.sync('policy');
+    const running = enforcer.sync('policy');
+    // A new pod arrives while that sync runs: it read the identities before the pod existed.
+    identities.replace([
+      {
+        name: 'new',
+        namespace: 'payments',
+        labels: { app: 'api' },
+        namespaceLabels: {},
+        cidrs: ['10.0.0.9/32'],
+      },
+    ]);
+    const after = enforcer.syncAfter('unknown_hold');
+    await running;
+    let done = false;
+    void after.then(() => {
+      done = true;
+    });
+    await new Promise((r) => setImmediate(r));
+    // Either still waiting, or the follow-up already ran: never done with only the old sync.
+    if (done) assert.ok(datapath.state.sources.some((s) => s.ip === '10.0.0.9'));
+    await after;
+    assert.ok(
+      datapath.state.sources.some((s) => s.ip === '10.0.0.9'),
+      'the new source is in the kernel',
+    );
+    // Idle: a sync of its own.
+    const before = enforcer.syncs;
+    await enforcer.syncAfter('unknown_hold');
+    assert.equal(enforcer.syncs, before + 1);
+  });
+
   it('a dual-stack pod: an AAAA answer asked over IPv4 opens the IPv6 sibling', async () => {
     const { clock, datapath, store, enforcer } = setup();
     store.learn(POD, 'api.stripe.com', [{ ip: '2001:db8::10', ttl: 300 }], clock.now());

@@ -238,6 +238,94 @@ describe('CiliumClusterwideNetworkPolicy: namespace in the endpointSelector', as
   });
 });
 
+describe('issue 13: serverNames are enforced exactly (SNI in serverNames AND allowed by toFQDNs)', async () => {
+  const report = await load('cilium', 'server-names.yaml');
+  const set = compile(report);
+  const agent = pod('ops', { app: 'agent' });
+  const probe = pod('ops', { app: 'probe' });
+  const lone = pod('ops', { app: 'lone' });
+  const verifyOn = (p: ReturnType<typeof pod>, name: string, port: number) =>
+    grantsFor(set, p, canonicalName(name))
+      .filter((g) => g.ports.some((r) => r.from <= port && port <= r.to))
+      .map((g) => g.verify);
+
+  test('no errors; one native SNI rule per serverNames entry', () => {
+    assert.equal(report.errors.length, 0, JSON.stringify(report.errors));
+  });
+
+  test('serverNames narrower than toFQDNs: only the listed name is allowed on the port, SNI-checked', () => {
+    expectDecisions(set, agent, [
+      ['api.example.net', 'TCP', 443, 'allow'],
+      ['www.example.net', 'TCP', 443, 'deny'],
+      ['other.example.org', 'TCP', 443, 'deny'],
+    ]);
+    assert.deepEqual(verifyOn(agent, 'api.example.net', 443), ['SNI']);
+    expectProblem(
+      report.warnings,
+      'narrower-list',
+      'serverNames',
+      /other\.example\.org \(no toFQDNs entry allows it\)/,
+    );
+  });
+
+  test('a toFQDNs name missing from serverNames is never allowed on the SNI port', () => {
+    expectDecisions(set, agent, [
+      ['api.github.com', 'TCP', 443, 'allow'],
+      ['github.com', 'TCP', 443, 'deny'],
+    ]);
+  });
+
+  test('two wildcards: the narrower one is kept', () => {
+    expectDecisions(set, agent, [
+      ['x.eu.cdn.example.com', 'TCP', 8443, 'allow'],
+      ['x.us.cdn.example.com', 'TCP', 8443, 'deny'],
+      ['a.x.eu.cdn.example.com', 'TCP', 8443, 'deny'],
+    ]);
+  });
+
+  test('toEntities world + serverNames: the listed names, SNI-checked', () => {
+    expectDecisions(set, probe, [
+      ['one.one.one.one', 'TCP', 443, 'allow'],
+      ['example.com', 'TCP', 443, 'deny'],
+    ]);
+    assert.deepEqual(verifyOn(probe, 'one.one.one.one', 443), ['SNI']);
+  });
+
+  test('no name in both lists: that port is not converted (narrower), with a warning', () => {
+    expectDecisions(set, lone, [
+      ['x.a.example', 'TCP', 443, 'deny'],
+      ['x.b.example', 'TCP', 443, 'deny'],
+    ]);
+    expectProblem(
+      report.warnings,
+      'disjoint',
+      'serverNames',
+      /no name is both in serverNames and allowed by toFQDNs/,
+    );
+  });
+
+  test('property: a converted SNI rule never allows a name outside serverNames or toFQDNs', () => {
+    const names = [
+      'api.example.net',
+      'www.example.net',
+      'other.example.org',
+      'api.github.com',
+      'github.com',
+      'x.eu.cdn.example.com',
+      'x.us.cdn.example.com',
+      'cdn.example.com',
+    ];
+    const inServerNames = new Set(['api.example.net', 'api.github.com', 'x.eu.cdn.example.com']);
+    for (const n of names) {
+      const port = n.includes('cdn') ? 8443 : 443;
+      const allowed = grantsFor(set, agent, canonicalName(n)).some((g) =>
+        g.ports.some((r) => r.from <= port && port <= r.to),
+      );
+      assert.equal(allowed, inServerNames.has(n), n);
+    }
+  });
+});
+
 describe('ports, CIDRs, serverNames, L7 rules and toEntities', async () => {
   const report = await load('cilium', 'ports-cidrs.yaml');
   const set = compile(report);

@@ -94,19 +94,44 @@ describe('TCP with addresses (after istio.io, Consuming External MongoDB Service
   const set = compile(report);
   const shop = pod('shop');
 
-  test('opaque TCP: the host on its port without a name check, the addresses as toCIDRs', () => {
+  test('opaque TCP with addresses: matched by address only, as Istio does; the host is not allowed by name', () => {
     expectDecisions(set, shop, [
-      ['my-mongo.tcp.svc', 'TCP', 27017, 'allow'],
+      ['my-mongo.tcp.svc', 'TCP', 27017, 'deny'],
       ['my-mongo.tcp.svc', 'TCP', 27018, 'deny'],
     ]);
-    assert.deepEqual(
-      grantsFor(set, shop, canonicalName('my-mongo.tcp.svc')).map((g) => g.verify),
-      ['None'],
-    );
+    assert.deepEqual(grantsFor(set, shop, canonicalName('my-mongo.tcp.svc')), []);
     assert.equal(decideAddress(set, shop, '203.0.113.10', 'TCP', 27017).verdict, 'allow');
     assert.equal(decideAddress(set, shop, '203.0.113.11', 'TCP', 27017).verdict, 'deny');
     assert.equal(decideAddress(set, shop, '203.0.113.10', 'TCP', 22).verdict, 'deny');
+    expectProblem(report.warnings, 'mongo', 'spec.hosts', /by address only/);
     expectProblem(report.warnings, 'mongo', 'spec.endpoints', /not kept/);
+  });
+});
+
+describe('issue 13: TCP ports with addresses are matched by address only (istio.io TCP egress shape)', async () => {
+  const report = await load('istio', 'tcp-addresses.yaml');
+  const set = compile(report);
+  const dev = pod('dev');
+
+  test('"dummy.github.com # not used" is not allowed by name; the addresses are, on the port', () => {
+    assert.equal(report.errors.length, 0, JSON.stringify(report.errors));
+    expectDecisions(set, dev, [['dummy.github.com', 'TCP', 443, 'deny']]);
+    assert.equal(decideAddress(set, dev, '192.0.2.5', 'TCP', 443).verdict, 'allow');
+    assert.equal(decideAddress(set, dev, '192.0.2.16', 'TCP', 443).verdict, 'deny');
+    assert.equal(decideAddress(set, dev, '192.0.2.5', 'TCP', 80).verdict, 'deny');
+  });
+
+  test('TLS stays name-checked on the same entry; its TCP port goes by address', () => {
+    expectDecisions(set, dev, [
+      ['db.example.com', 'TCP', 443, 'allow'],
+      ['db.example.com', 'TCP', 5432, 'deny'],
+    ]);
+    assert.deepEqual(
+      grantsFor(set, dev, canonicalName('db.example.com')).map((g) => g.verify),
+      ['SNI'],
+    );
+    assert.equal(decideAddress(set, dev, '198.51.100.20', 'TCP', 5432).verdict, 'allow');
+    assert.equal(decideAddress(set, dev, '198.51.100.20', 'TCP', 443).verdict, 'deny');
   });
 });
 
@@ -197,6 +222,11 @@ describe('broken ServiceEntries', async () => {
       ['bad-port', 'spec.ports[0].number', /port number/],
       ['bad-version', 'apiVersion', /not supported/],
       ['bad-address', 'spec.addresses[0]', /not an IP address/],
+      // issue 13: hosts Istio's own validation refuses are errors, not wider policies
+      ['star-host', 'spec.hosts[0]', /refuses "\*"/],
+      ['idn-host', 'spec.hosts[0]', /not a DNS-1123 label/],
+      ['underscore-host', 'spec.hosts[0]', /not a DNS-1123 label/],
+      ['numeric-tld', 'spec.hosts[0]', /last label may not be a number/],
     ];
     for (const [object, path, message] of expected) expectProblem(report.errors, object, path, message);
   });

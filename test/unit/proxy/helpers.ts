@@ -55,6 +55,8 @@ export interface Backend {
   readonly connections: net.Socket[];
   /** Resolves with the bytes of connection i once it ended or `n` bytes arrived. */
   bytes(i: number, n: number): Promise<Buffer>;
+  /** Everything connection i carried: resolves once it ended (FIN) or closed. */
+  whole(i: number): Promise<Buffer>;
 }
 
 /** A TCP server on 127.0.0.1 and 127.0.0.2 (one port) replying "pong:<n>" to each chunk. */
@@ -76,6 +78,9 @@ export async function backend(t: TestContext, opts: { reply?: boolean } = {}): P
       s.end();
       for (const w of waiters.splice(0)) w();
     });
+    s.on('close', () => {
+      for (const w of waiters.splice(0)) w();
+    });
   };
   const a = net.createServer({ allowHalfOpen: true }, onConn);
   await new Promise<void>((r) => a.listen(0, '127.0.0.1', r));
@@ -87,18 +92,15 @@ export async function backend(t: TestContext, opts: { reply?: boolean } = {}): P
     a.close();
     b.close();
   });
-  return {
-    port,
-    received,
-    connections,
-    async bytes(i, n) {
-      for (;;) {
-        const got = received[i];
-        if (got && (got.length >= n || connections[i]?.readableEnded)) return got;
-        await new Promise<void>((r) => waiters.push(r));
-      }
-    },
+  const bytes = async (i: number, n: number) => {
+    for (;;) {
+      const got = received[i];
+      const c = connections[i];
+      if (got && (got.length >= n || c?.readableEnded || c?.destroyed)) return got;
+      await new Promise<void>((r) => waiters.push(r));
+    }
   };
+  return { port, received, connections, bytes, whole: (i) => bytes(i, Number.POSITIVE_INFINITY) };
 }
 
 export interface ProxyHarness {
@@ -120,6 +122,7 @@ export async function sniProxy(
     config?: ProxySectionInput;
     groups?: SourceGroup[];
     originalDestination?: (s: net.Socket) => OriginalDst | null | Promise<OriginalDst | null>;
+    dial?: (dst: OriginalDst) => net.Socket;
     listen?: string[];
     inspector?: Inspector | null;
   },
@@ -138,9 +141,9 @@ export async function sniProxy(
     log: silentLogger(),
     registry,
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
+    ...(opts.dial ? { dial: opts.dial } : {}),
     ...(opts.inspector !== undefined ? { inspector: { current: () => opts.inspector ?? null } } : {}),
     settings: proxySettings({
-      peekTimeoutMs: 500,
       ...opts.config,
       sni: { listen: opts.listen ?? ['127.0.0.1:0'], ...opts.config?.sni },
     }),
@@ -217,17 +220,30 @@ export function client(
   });
 }
 
+/**
+ * Wait until `cond` holds: a state the component reaches, checked every few milliseconds. A
+ * wait, never a proof of absence; its bound only turns a hang into a failure naming `what`
+ * (counted in checks, so a loaded machine stretches it rather than failing early).
+ */
+export async function until<T>(what: string, cond: () => T | undefined | null | false): Promise<T> {
+  for (let i = 0; i < 6000; i++) {
+    const v = cond();
+    if (v !== undefined && v !== null && v !== false) return v;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
 /** Wait until `lines` has a line matching `pred`. */
 export async function line(
   lines: Array<Record<string, unknown>>,
   pred: (l: Record<string, unknown>) => boolean,
 ): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 400; i++) {
-    const found = lines.find(pred);
-    if (found) return found;
-    await new Promise((r) => setTimeout(r, 5));
+  try {
+    return await until('a matching flow line', () => lines.find(pred));
+  } catch {
+    throw new Error(`no such line in ${JSON.stringify(lines)}`);
   }
-  throw new Error(`no such line in ${JSON.stringify(lines)}`);
 }
 
 export const decisionLine = (lines: Array<Record<string, unknown>>) =>

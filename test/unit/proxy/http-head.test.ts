@@ -70,8 +70,8 @@ describe('request head', () => {
     ['NODE-08: NUL in a value', 'GET / HTTP/1.1\r\nHost: a.example.com\r\nX: a\0b\r\n\r\n', 'malformed'],
     ['no Host', 'GET / HTTP/1.1\r\n\r\n', 'bad_host'],
     ['two Hosts', 'GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n', 'bad_host'],
-    ['Host with a path', 'GET / HTTP/1.1\r\nHost: a.example.com/x\r\n\r\n', 'bad_host'],
-    ['Host with userinfo', 'GET / HTTP/1.1\r\nHost: u@a.example.com\r\n\r\n', 'bad_host'],
+    ['Host with a path', 'GET / HTTP/1.1\r\nHost: a.example.com/x\r\n\r\n', 'name_invalid'],
+    ['Host with userinfo', 'GET / HTTP/1.1\r\nHost: u@a.example.com\r\n\r\n', 'name_invalid'],
     [
       'SNI-05: absolute-form differs from Host',
       'GET http://evil.com/ HTTP/1.1\r\nHost: allowed.com\r\n\r\n',

@@ -67,7 +67,7 @@ test('NODE-02: with no original-destination method the SNI proxy fails closed an
     log: silentLogger(),
     registry,
     flowLog: { write: (l: string) => lines.push(JSON.parse(l)) },
-    settings: proxySettings({ peekTimeoutMs: 500, sni: { listen: ['127.0.0.1:0'] } }),
+    settings: proxySettings({ sni: { listen: ['127.0.0.1:0'] } }),
   });
   t.after(() => proxy.stop());
   const port = proxy.addresses()[0]!.port;

@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import tls from 'node:tls';
+import { connectLiteral } from '../../../src/proxy/server.ts';
 import { echOuterExt, reframe, simpleHello } from './hello-builder.ts';
 import {
   backend,
@@ -22,6 +23,7 @@ import {
   Learned,
   policy,
   sniProxy,
+  until,
 } from './helpers.ts';
 
 const DATA = path.join(import.meta.dirname, '../../testdata/proxy');
@@ -121,7 +123,7 @@ describe('SNI proxy: TLS', () => {
       [Buffer.from([22, 3, 1, 0x40, 0, 1, 0xff, 0xff, 0xff])],
       'too_large',
     ],
-    ['TLS-07: trailing dot', [simpleHello('api.example.com.')], 'bad_sni'],
+    ['TLS-07: trailing dot', [simpleHello('api.example.com.')], 'name_invalid'],
     ['TLS-08: IP literal SNI', [simpleHello('127.0.0.2')], 'ip_sni'],
   ];
   for (const [what, chunks, reason] of refused) {
@@ -157,20 +159,34 @@ describe('SNI proxy: TLS', () => {
   test('TLS-01: a hello in 40-byte records sent as separate segments -> allowed; nothing upstream before the last byte', async (t) => {
     const b = await backend(t);
     const learned = new Learned().add('127.0.0.1', 'api.example.com', '127.0.0.2');
+    const dst = { address: '127.0.0.2', port: b.port };
+    let accepted: net.Socket | null = null;
     const h = await sniProxy(t, {
       policies: [rule(b.port)],
       learned,
-      dst: { address: '127.0.0.2', port: b.port },
+      dst,
+      originalDestination: (socket) => {
+        accepted = socket;
+        return dst;
+      },
     });
     const framed = reframe(curlHello, 40);
     const s = net.connect(h.port, '127.0.0.1');
+    t.after(() => s.destroy());
     await new Promise((r) => s.once('connect', r));
     s.write(framed.subarray(0, framed.length - 1));
-    await new Promise((r) => setTimeout(r, 50));
+    // The proxy's end of the connection has read every byte but the last and handed them all to
+    // its parser (none left buffered in the socket): the state a premature verdict would follow.
+    const side = await until('the proxy read all but the last byte', () => {
+      const a = accepted as net.Socket | null;
+      return a !== null && a.bytesRead === framed.length - 1 && a.readableLength === 0 ? a : null;
+    });
+    // A verdict pauses the socket (peek.ts): still flowing means still reading the hello.
+    assert.equal(side.readableFlowing, true, 'no verdict before the last byte');
+    assert.equal(h.lines.length, 0, 'no decision line before the last byte');
     assert.equal(b.connections.length, 0, 'no upstream before the verdict');
     s.write(framed.subarray(framed.length - 1));
     assert.deepEqual(await b.bytes(0, framed.length), framed);
-    s.destroy();
   });
 
   test('TLS-15: 0-RTT early data after the hello is held and forwarded after the verdict, in order', async (t) => {
@@ -480,12 +496,19 @@ describe('SNI proxy: sources, audit, failures, limits', () => {
   test('NODE-03: a client that stops reading stops the server (backpressure), then gets every byte', async (t) => {
     const total = 64 * 1024 * 1024;
     let sent = 0;
+    // The proxy's two sockets: towards the client (what it buffers for a client that reads
+    // nothing) and towards the server (paused while that buffer is full).
+    let toClient: net.Socket | null = null;
+    let toServer: net.Socket | null = null;
+    let mostBuffered = 0;
     const srv = net.createServer((s) => {
       const chunk = Buffer.alloc(1024 * 1024, 1);
       const pump = () => {
         while (sent < total) {
           sent += chunk.length;
-          if (!s.write(chunk)) return void s.once('drain', pump);
+          const more = s.write(chunk);
+          mostBuffered = Math.max(mostBuffered, (toClient as net.Socket | null)?.writableLength ?? 0);
+          if (!more) return void s.once('drain', pump);
         }
         s.end();
       };
@@ -495,16 +518,35 @@ describe('SNI proxy: sources, audit, failures, limits', () => {
     await new Promise<void>((r) => srv.listen(0, '127.0.0.2', r));
     t.after(() => srv.close());
     const port = (srv.address() as net.AddressInfo).port;
+    const dst = { address: '127.0.0.2', port };
     const learned = new Learned().add('127.0.0.1', 'api.example.com', '127.0.0.2');
-    const h = await sniProxy(t, { policies: [rule(port)], learned, dst: { address: '127.0.0.2', port } });
+    const h = await sniProxy(t, {
+      policies: [rule(port)],
+      learned,
+      dst,
+      originalDestination: (socket) => {
+        toClient = socket;
+        return dst;
+      },
+      dial: (d) => {
+        toServer = connectLiteral(d.address, d.port);
+        return toServer;
+      },
+    });
     const s = net.connect(h.port, '127.0.0.1');
     t.after(() => s.destroy());
     s.pause();
     s.write(curlHello);
-    // The client reads nothing for a while: the proxy must stop reading from the server, so the
-    // server's writes block long before the whole transfer is out.
-    await new Promise((r) => setTimeout(r, 300));
-    assert.ok(sent < total / 2, `the server could send ${sent} bytes to a client that reads nothing`);
+    // The client reads nothing: the proxy must stop reading from the server once its buffer
+    // towards the client is full (the server's writes then block), not take in the whole
+    // transfer. Either that state comes, or the server gets everything out (no backpressure).
+    const outcome = await until('the proxy paused the server, or the server sent everything', () => {
+      const up = toServer as net.Socket | null;
+      const down = toClient as net.Socket | null;
+      if (up?.isPaused() && down?.writableNeedDrain) return 'paused';
+      return sent >= total ? 'everything sent' : null;
+    });
+    assert.equal(outcome, 'paused', `the server could send ${sent} bytes to a client that reads nothing`);
     let got = 0;
     await new Promise<void>((resolve) => {
       s.on('data', (d: Buffer) => {
@@ -514,6 +556,9 @@ describe('SNI proxy: sources, audit, failures, limits', () => {
       s.resume();
     });
     assert.equal(got, total);
+    // What the proxy held for the client never grew past one read from the server beyond its
+    // high-water mark (sampled at every megabyte the server wrote).
+    assert.ok(mostBuffered <= 1024 * 1024, `the proxy buffered ${mostBuffered} bytes for the client`);
   });
 
   test('limits: a second connection from the same source over maxConnectionsPerSource is dropped', async (t) => {
