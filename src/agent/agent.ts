@@ -240,6 +240,12 @@ async function openDatapath(
   return { datapath: dp, inUse };
 }
 
+/**
+ * How long the proxies give open connections to finish when the agent stops (a rolling update:
+ * the new agent already accepts; well inside the chart's 30 s terminationGracePeriodSeconds).
+ */
+const PROXY_DRAIN_MS = 10_000;
+
 /** A conntrack listing before an eviction waits at most this long (the answer waits for it). */
 const IN_USE_READ_TIMEOUT_MS = 1000;
 
@@ -335,7 +341,7 @@ async function startProxies(
       flowLog,
       inspector: startInspector(w, settings, flowLog),
     });
-    w.cleanups.add(() => sni.stop());
+    w.cleanups.add(() => sni.stop(PROXY_DRAIN_MS));
   }
   if (settings.connect.enabled) {
     const upstream = upstreamFrom(dnsSettingsFrom(config).upstream, clock);
@@ -346,7 +352,7 @@ async function startProxies(
       log: log.child({ component: 'connect-proxy' }),
       flowLog,
     });
-    w.cleanups.add(() => connect.stop());
+    w.cleanups.add(() => connect.stop(PROXY_DRAIN_MS));
   }
 }
 
@@ -492,6 +498,10 @@ function running(
       if (stopped) return;
       stopped = true;
       w.metrics.ready.set(0);
+      // DNS hands over first (its sockets leave the SO_REUSEPORT group, its last checkpoint is
+      // written); then the cleanups run, the proxies among them stopping to accept and draining
+      // what is open, so no answer of this agent comes after its proxies stopped accepting.
+      await parts.dns.stop();
       await w.cleanups.run(w.log);
       w.log.info(
         { [F.event]: 'agent', [F.reason]: 'stopped' },

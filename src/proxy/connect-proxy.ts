@@ -138,8 +138,9 @@ export class ConnectProxy {
     return this.#server.active;
   }
 
-  stop(): Promise<void> {
-    return this.#server.stop();
+  /** Stop accepting; open connections get up to `drainMs` to finish (0: cut at once). */
+  stop(drainMs = 0): Promise<void> {
+    return this.#server.stop(drainMs);
   }
 
   /** This host's addresses (CON-07); refreshed now and then, interfaces change rarely. */

@@ -112,8 +112,31 @@ export async function listenAll(
   return { servers, bound };
 }
 
-export async function closeAll(servers: readonly net.Server[], sockets: Iterable<net.Socket>): Promise<void> {
-  const closed = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
-  for (const s of sockets) s.destroy();
-  await Promise.all(closed);
+/**
+ * Stop accepting at once, then give the open connections up to `drainMs` to end by themselves
+ * (a request in flight when an agent is replaced finishes instead of being reset); whatever is
+ * still open then is destroyed. Returns how many were destroyed.
+ */
+export async function closeAll(
+  servers: readonly net.Server[],
+  sockets: Iterable<net.Socket>,
+  drainMs = 0,
+): Promise<number> {
+  // A server's close callback runs once its last accepted connection has ended.
+  const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  if (drainMs > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((r) => {
+      timer = setTimeout(r, drainMs);
+    });
+    await Promise.race([closed, deadline]);
+    clearTimeout(timer);
+  }
+  let cut = 0;
+  for (const s of sockets) {
+    if (!s.destroyed) cut++;
+    s.destroy();
+  }
+  await closed;
+  return cut;
 }

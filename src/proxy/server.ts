@@ -126,10 +126,22 @@ export class ProxyServer {
     return this.#limiter.total;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stop accepting; open connections get up to `drainMs` to finish (0: cut at once). The agent
+   * drains on shutdown so a rolling update resets no request in flight.
+   */
+  async stop(drainMs = 0): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    await closeAll(this.#servers, this.#sockets);
+    const open = this.#sockets.size;
+    const cut = await closeAll(this.#servers, this.#sockets, drainMs);
+    if (drainMs > 0)
+      this.#o.log.info(
+        { [F.event]: 'proxy', [F.reason]: cut > 0 ? 'drain_deadline' : 'drained', open, cut, drainMs },
+        cut > 0
+          ? 'proxy stopped; connections still open at the drain deadline were cut'
+          : 'proxy stopped; drained',
+      );
   }
 
   #accept(socket: net.Socket, handle: (c: ProxyConn) => Promise<void>): void {

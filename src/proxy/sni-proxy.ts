@@ -132,8 +132,9 @@ export class SniProxy {
     return this.#server.active;
   }
 
-  stop(): Promise<void> {
-    return this.#server.stop();
+  /** Stop accepting; open connections get up to `drainMs` to finish (0: cut at once). */
+  stop(drainMs = 0): Promise<void> {
+    return this.#server.stop(drainMs);
   }
 
   async #handle(c: SniConn): Promise<void> {
