@@ -269,7 +269,8 @@ export class PeerFeed {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       // A socket whose agent is gone (refused, or removed meanwhile) is not an error of the feed.
       if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') reason ??= 'peer_gone';
-      else fail('socket_error');
+      // A peer that stops ends its feed; a reset says no more than that.
+      else if (err.code !== 'ECONNRESET') fail('socket_error');
     });
     socket.on('close', async () => {
       if (reason === 'peer_gone') await this.#removeStale(file);
