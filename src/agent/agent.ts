@@ -57,7 +57,7 @@ import { SniProxy } from '../proxy/sni-proxy.ts';
 import type { LearnedView } from '../proxy/verdict.ts';
 import { proposeRule } from '../recommend/propose.ts';
 import type { InUseSource, LearnedStore } from '../store/learned-store.ts';
-import { PeerEntries, combinedView } from '../store/peer-view.ts';
+import { combinedView, PeerEntries } from '../store/peer-view.ts';
 import { maxTimeoutMs, timeoutMsFor } from '../store/ttl.ts';
 import { Cleanups } from './cleanups.ts';
 import { kubernetesSources } from './kubernetes.ts';

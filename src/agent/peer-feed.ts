@@ -46,7 +46,7 @@ export interface PeerFeedOptions {
   readonly pollMs?: number;
 }
 
-/** A served peer that reads too slowly holds this much of our output, then is cut. */
+/** A served peer that reads too slowly holds this much of our output beyond the snapshot, then is cut. */
 const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 const SNAPSHOT_BATCH = 1000;
 
@@ -199,8 +199,10 @@ export class PeerFeed {
     }
     batch.push(SYNCED_LINE);
     socket.write(batch.join(''));
+    // The snapshot may be large (bounded by the store's cap); the limit is on what comes after.
+    const limit = socket.writableLength + MAX_QUEUED_BYTES;
     const unsubscribe = store.onLearned((e) => {
-      if (socket.writableLength > MAX_QUEUED_BYTES) {
+      if (socket.writableLength > limit) {
         this.#error('slow_reader', 'served', null);
         socket.destroy();
         return;
