@@ -19,6 +19,7 @@
  * Shutdown (SIGTERM): the DNS proxy writes a last checkpoint and closes; the kernel table stays,
  * so learned and established traffic keeps flowing and new DNS fails closed until the next start.
  */
+import path from 'node:path';
 import type { Registry } from 'prom-client';
 import { datapathSettingsFrom, unknownSourcesWarning } from '../config/datapath.ts';
 import { dnsSettingsFrom } from '../config/dns.ts';
@@ -53,12 +54,15 @@ import { originalDestinationFor } from '../proxy/original-dst.ts';
 import { UpstreamResolver } from '../proxy/resolver.ts';
 import type { ProxySettings } from '../proxy/settings.ts';
 import { SniProxy } from '../proxy/sni-proxy.ts';
+import type { LearnedView } from '../proxy/verdict.ts';
 import { proposeRule } from '../recommend/propose.ts';
 import type { InUseSource, LearnedStore } from '../store/learned-store.ts';
-import { timeoutMsFor } from '../store/ttl.ts';
+import { combinedView, PeerEntries } from '../store/peer-view.ts';
+import { maxTimeoutMs, timeoutMsFor } from '../store/ttl.ts';
 import { Cleanups } from './cleanups.ts';
 import { kubernetesSources } from './kubernetes.ts';
 import { type AgentMetrics, createAgentMetrics } from './metrics.ts';
+import { PeerFeed } from './peer-feed.ts';
 import { PolicyFiles } from './policy-files.ts';
 
 export interface AgentOptions {
@@ -146,11 +150,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const fileSink =
       options.flowLog === undefined ? flowSink(dnsSettingsFrom(w.config).flowLog) : options.flowLog;
     const flows = startFlows(w, sources, fileSink);
-    dns = await startDns(w, sources, datapath, fileSink, flows, inUse, () =>
+    const peer = peerFeed(w);
+    dns = await startDns(w, sources, datapath, fileSink, flows, inUse, peer, () =>
       enforcer.syncAfter('unknown_hold'),
     );
-    if (!options.dnsOnly) await startProxies(w, sources, dns.store, flows);
-    await followChanges(w, sources, enforcer);
+    const learned = peer ? combinedView(dns.store, peer.entries) : dns.store;
+    if (!options.dnsOnly) await startProxies(w, sources, learned, flows);
+    await followChanges(w, sources, enforcer, peer?.entries ?? null);
     flows.followIdentities();
     // Kernel events only where there is a kernel datapath to log them.
     if (datapath instanceof NftDatapath) await flows.startKernelEvents();
@@ -273,6 +279,35 @@ function startFlows(w: Wiring, sources: Sources, file: LineSink | null): AgentFl
   return flows;
 }
 
+interface Peer {
+  readonly feed: PeerFeed;
+  readonly entries: PeerEntries;
+}
+
+/**
+ * Step 3c: what the other agent on this node learns, shared both ways while a rolling update
+ * runs two agents (REL-11, peer-feed.ts). The sockets live beside the checkpoint (the state
+ * hostPath both pods mount); without a checkpoint, or with no proxy to use it, there is none.
+ * Its cleanup is registered before the DNS proxy's, so it runs after it: the last answers of a
+ * stopping agent still reach the other one.
+ */
+function peerFeed(w: Wiring): Peer | null {
+  const store = dnsSettingsFrom(w.config).store;
+  if (!store.checkpoint || w.options.dnsOnly) return null;
+  const entries = new PeerEntries(store.limits.maxEntries);
+  const feed = new PeerFeed({
+    dir: path.join(path.dirname(store.checkpoint.path), 'agents'),
+    peers: entries,
+    clock: w.clock,
+    log: w.log.child({ component: 'peer-feed' }),
+    metrics: w.metrics,
+    // A checkpoint restores at most maxTTL + grace; a second more for the wall-clock rounding.
+    maxLifetimeMs: maxTimeoutMs(store.ttl) + 1000,
+  });
+  w.cleanups.add(() => feed.stop());
+  return { feed, entries };
+}
+
 /** Step 4: the DNS proxy (its checkpoint restored into the datapath before its sockets open). */
 async function startDns(
   w: Wiring,
@@ -281,6 +316,8 @@ async function startDns(
   flowLog: LineSink | null,
   flows: AgentFlows,
   inUse: InUseSource | null,
+  /** Serves and follows the peer feed before the first answer. */
+  peer: Peer | null,
   /** A held query of a new source is answered once the kernel holds it (src/dns/unknown-hold.ts). */
   settled: () => Promise<unknown>,
 ): Promise<DnsProxy> {
@@ -299,6 +336,7 @@ async function startDns(
     // A rolling update starts the new agent beside the old one on the same port (host network).
     reusePort: true,
     ...(inUse ? { inUse } : {}),
+    ...(peer ? { beforeListen: (store: LearnedStore) => peer.feed.start(store) } : {}),
   });
   w.cleanups.add(() => dns.stop());
   return dns;
@@ -311,7 +349,7 @@ async function startDns(
 async function startProxies(
   w: Wiring,
   sources: Sources,
-  learned: LearnedStore,
+  learned: LearnedView,
   flows: AgentFlows,
 ): Promise<void> {
   const { config, log, clock, registry } = w;
@@ -413,7 +451,12 @@ function startInspector(
  * Step 6: the first full sync, then follow changes. A removed address loses its elements and
  * flows before anything else happens, so a reused IP never inherits the previous pod's access.
  */
-async function followChanges(w: Wiring, sources: Sources, enforcer: Enforcer): Promise<void> {
+async function followChanges(
+  w: Wiring,
+  sources: Sources,
+  enforcer: Enforcer,
+  peers: PeerEntries | null,
+): Promise<void> {
   const { metrics, log } = w;
   const resync = (reason: string) =>
     enforcer.sync(reason).catch(() => {
@@ -428,8 +471,14 @@ async function followChanges(w: Wiring, sources: Sources, enforcer: Enforcer): P
   );
   w.cleanups.add(
     sources.identities.onChange((delta?: unknown) => {
+      const removed = removedIps(delta);
+      // A reused address must not inherit what the peer learned for the pod that left.
+      if (peers) {
+        peers.forgetSources(removed);
+        metrics.peerEntries.set(peers.size);
+      }
       void enforcer
-        .removeSources(removedIps(delta))
+        .removeSources(removed)
         .catch((err: unknown) =>
           log.error({ [F.event]: 'enforce', [F.error]: errorMessage(err) }, 'removing sources failed'),
         )

@@ -10,6 +10,10 @@ export interface AgentMetrics {
   readonly policyReloads: Counter<'result'>;
   readonly policies: Gauge;
   readonly ready: Gauge;
+  /** The peer feed between two agents on one node (REL-11, peer-feed.ts). */
+  readonly peerEntries: Gauge;
+  readonly peerFeedConnections: Counter<'role'>;
+  readonly peerFeedErrors: Counter<'reason'>;
 }
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
@@ -48,6 +52,23 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     ready: new Gauge({
       name: `${p}_ready`,
       help: '1 once the first sync with the kernel is done.',
+      registers: [registry],
+    }),
+    peerEntries: new Gauge({
+      name: `${p}_peer_entries`,
+      help: 'Entries learned from the other agent on this node (its DNS answers), checked by the SNI/Host proxy.',
+      registers: [registry],
+    }),
+    peerFeedConnections: new Counter({
+      name: `${p}_peer_feed_connections_total`,
+      help: 'Peer feed connections, by role (served: a peer follows this agent; followed: this agent follows a peer).',
+      labelNames: ['role'],
+      registers: [registry],
+    }),
+    peerFeedErrors: new Counter({
+      name: `${p}_peer_feed_errors_total`,
+      help: 'Peer feed problems, by reason (a feed closed for a malformed, oversized or too fast line, a slow reader, a full peer view, ...).',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

@@ -63,6 +63,11 @@ export interface DnsProxyDeps {
    * started after it): a query held for an unknown source is answered only then (unknown-hold.ts).
    */
   readonly settled?: () => Promise<unknown>;
+  /**
+   * Runs once the store is restored and before the sockets open: whatever must see every answer
+   * (the agent's peer feed, REL-11) subscribes here.
+   */
+  readonly beforeListen?: (store: LearnedStore) => Promise<void>;
 }
 
 /** The store's expired entries are collected a slice per tick (see #startTimers). */
@@ -179,6 +184,7 @@ export class DnsProxy {
   static async start(deps: DnsProxyDeps): Promise<DnsProxy> {
     const proxy = new DnsProxy(deps);
     if (!deps.store) await proxy.#restore();
+    if (deps.beforeListen) await deps.beforeListen(proxy.store);
     await proxy.#server.start();
     proxy.#startTimers();
     return proxy;

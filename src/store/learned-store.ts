@@ -154,6 +154,7 @@ export class LearnedStore {
   readonly #events: StoreEvents;
   readonly #sources = new Map<string, SourceState>();
   readonly #slackMs: number;
+  readonly #onLearned = new Set<(entry: StoreEntry) => void>();
   #size = 0;
   #lastFullGc = Number.NEGATIVE_INFINITY;
   /** Where gcStep resumes: iterators over the sources and over the current source's names. */
@@ -195,7 +196,22 @@ export class LearnedStore {
       const expiresAt = now + timeoutMsFor(a.ttl, this.ttl);
       this.#put(source, name, a.ip, expiresAt, now, protect, result);
     }
+    if (this.#onLearned.size > 0) {
+      for (const l of result.learned) {
+        if (l.change === 'unchanged') continue;
+        for (const f of this.#onLearned) f({ source, name, ip: l.ip, expiresAt: l.expiresAt, lastSeen: now });
+      }
+    }
     return result;
+  }
+
+  /**
+   * Be told of every new or extended entry an answer makes (the peer feed, REL-11), synchronously
+   * inside learn(), before the answer goes out. Returns the unsubscribe function.
+   */
+  onLearned(listener: (entry: StoreEntry) => void): () => void {
+    this.#onLearned.add(listener);
+    return () => this.#onLearned.delete(listener);
   }
 
   /**

@@ -9,10 +9,9 @@
  * (its DNS sockets hand over without dropping a query: src/dns/server.ts). Each agent keeps what
  * the other learned: a name answered only by the first (during the overlap) and one answered only
  * by the second survive both agents' syncs and the first agent's exit, and a connection held from
- * before the second agent started keeps running. One known limitation is counted, not failed:
- * while both agents run, a connection to a verify port may meet the SNI proxy of the agent that
- * did not give the answer, which refuses it (see docs/kubernetes.md, "Upgrades"); with one agent
- * it must always pass.
+ * before the second agent started keeps running. A connection to a verify port may meet the SNI
+ * proxy of the agent that did not give the answer: the agents share what they learned over their
+ * peer feed (src/agent/peer-feed.ts), so it must pass too, in every phase.
  *
  * Which agent answers: UDP queries from one (address, port) hash to one socket of the group, and
  * each agent's /metrics tells it apart (its process start time); a denied name, which learns
@@ -102,8 +101,6 @@ class Prober {
   rounds = 0;
   /** Lookups the burst sent so far. */
   burstSent = 0;
-  /** SNI-verified connections refused while two agents ran (the known limitation). */
-  sniRefusedInOverlap = 0;
   readonly checks = new Map<Phase, number>();
   readonly failures: Failure[] = [];
   #stopped = false;
@@ -172,20 +169,11 @@ class Prober {
         return r.code === 0 && r.status === 200 ? null : `curl ${r.code} ${r.status} ${r.stderr}`;
       });
       // api.stripe.com is a verify port: the connection goes to an SNI proxy, which one the
-      // kernel picks. An agent's SNI proxy knows the answers its own DNS proxy gave (and what
-      // its checkpoint held at its start): while both agents run, a connection after an answer
-      // of the other agent can be refused (docs/kubernetes.md, "Upgrades"). Counted apart;
-      // anything else, or a refusal while one agent runs, is a failure.
+      // kernel picks. While both agents run, it may be the one whose DNS proxy did not answer:
+      // it knows the answer from the other agent's peer feed, so nothing is refused (REL-11).
       await this.#check(`${PAY} HTTPS api.stripe.com IPv${f}`, async () => {
-        const phase = this.phase;
         const r = await http(plan, PAY, 'api.stripe.com', { family: f });
-        if (r.code === 0 && r.status === 200) return null;
-        const refused = r.code === 35 && /alert access denied/.test(r.stderr);
-        if (refused && (phase === 'both' || phase === 'first stopping')) {
-          this.sniRefusedInOverlap++;
-          return null;
-        }
-        return `curl ${r.code} ${r.status} ${r.stderr}`;
+        return r.code === 0 && r.status === 200 ? null : `curl ${r.code} ${r.status} ${r.stderr}`;
       });
       if (this.rounds % 6 === 5) {
         // A raw address nobody resolved stays dropped (ci-runner: no SNI proxy in the way).
@@ -397,6 +385,22 @@ describe('end to end: rolling update, two agents on one node (REL-11)', { skip, 
     await waitFor('probe rounds while both run', () => (prober.checks.get('both') ?? 0) >= 10, {
       timeoutMs: 60_000,
     });
+    // Each agent follows the other's feed and holds what the other answered.
+    const peering = await perAgent(plan, 2);
+    for (const [start, s] of peering) {
+      assert.equal(
+        sum(s, 'namegate_agent_peer_feed_connections_total', { role: 'followed' }),
+        1,
+        `${start} follows`,
+      );
+      assert.equal(
+        sum(s, 'namegate_agent_peer_feed_connections_total', { role: 'served' }),
+        1,
+        `${start} serves`,
+      );
+      assert.ok(sum(s, 'namegate_agent_peer_entries') > 0, `${start} holds the other agent's entries`);
+      assert.equal(sum(s, 'namegate_agent_peer_feed_errors_total'), 0, `${start}: no peer feed error`);
+    }
 
     // Which agent answers a source port: count denied queries per agent.
     const portOf = new Map<number, number>();
@@ -536,7 +540,6 @@ describe('end to end: rolling update, two agents on one node (REL-11)', { skip, 
     t.diagnostic(
       `probe checks per phase: ${[...prober.checks].map(([p, n]) => `${p} ${n}`).join(', ')}; ` +
         `burst around the first agent's exit: ${burstQueries} lookups; ` +
-        `SNI connections refused while both ran: ${prober.sniRefusedInOverlap}; ` +
         `ports: first ${portOf.get(firstStart)}, second ${portOf.get(secondStart)}`,
     );
     for (const phase of ['first alone', 'both', 'first stopping', 'second alone'] as const)
