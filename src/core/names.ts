@@ -74,6 +74,20 @@ const LABEL_CHARS = /^[a-z0-9_-]+$/;
 const NUMERIC_LABEL = /^(?:[0-9]+|0x[0-9a-f]*)$/;
 
 /**
+ * The checks both readers start with: not empty, not too long, and one trailing dot (the root)
+ * removed; "a.." keeps an empty label, which the label checks refuse.
+ */
+function withoutRoot(input: string): string | NameError {
+  if (input.length === 0) return new NameError(input, 'empty', null, 'a name may not be empty');
+  if (input.length > MAX_INPUT_CHARS) {
+    return new NameError(input, 'too-long', null, `a name may have at most ${MAX_NAME_OCTETS} octets`);
+  }
+  const name = input.endsWith('.') ? input.slice(0, -1) : input;
+  if (name.length === 0) return new NameError(input, 'empty', null, 'a name may not be only the root');
+  return name;
+}
+
+/**
  * Canonicalize a domain name or throw a NameError naming the label and the rule it broke.
  */
 export function canonicalName(input: string): CanonicalName {
@@ -84,14 +98,8 @@ export function canonicalName(input: string): CanonicalName {
 
 /** Like canonicalName but returns the error instead of throwing (hot paths, validation). */
 export function tryCanonicalName(input: string): CanonicalName | NameError {
-  if (input.length === 0) return new NameError(input, 'empty', null, 'a name may not be empty');
-  if (input.length > MAX_INPUT_CHARS) {
-    return new NameError(input, 'too-long', null, `a name may have at most ${MAX_NAME_OCTETS} octets`);
-  }
-  // One trailing dot (the root) is allowed and removed; "a.." keeps an empty label and fails below.
-  const name = input.endsWith('.') ? input.slice(0, -1) : input;
-  if (name.length === 0) return new NameError(input, 'empty', null, 'a name may not be only the root');
-
+  const name = withoutRoot(input);
+  if (typeof name !== 'string') return name;
   if (PLAIN_ASCII.test(name)) return checkLabels(input, name.toLowerCase());
   if (BAD_ASCII.test(name)) return badAscii(input, name);
   const ascii = domainToASCII(name);
@@ -107,12 +115,8 @@ export function tryCanonicalName(input: string): CanonicalName | NameError {
  * Anything else is a NameError; no IDNA mapping ever runs, so U+3002 is never a dot here.
  */
 export function tryWireName(input: string): CanonicalName | NameError {
-  if (input.length === 0) return new NameError(input, 'empty', null, 'a name may not be empty');
-  if (input.length > MAX_INPUT_CHARS) {
-    return new NameError(input, 'too-long', null, `a name may have at most ${MAX_NAME_OCTETS} octets`);
-  }
-  const name = input.endsWith('.') ? input.slice(0, -1) : input;
-  if (name.length === 0) return new NameError(input, 'empty', null, 'a name may not be only the root');
+  const name = withoutRoot(input);
+  if (typeof name !== 'string') return name;
   if (PLAIN_ASCII.test(name)) return checkLabels(input, name.toLowerCase());
   if (BAD_ASCII.test(name)) return badAscii(input, name);
   return notAscii(input, name);
