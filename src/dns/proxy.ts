@@ -183,9 +183,20 @@ export class DnsProxy {
   /** Restore the checkpoint, commit it, then open the sockets and start the timers. */
   static async start(deps: DnsProxyDeps): Promise<DnsProxy> {
     const proxy = new DnsProxy(deps);
-    if (!deps.store) await proxy.#restore();
-    if (deps.beforeListen) await deps.beforeListen(proxy.store);
-    await proxy.#server.start();
+    try {
+      if (!deps.store) await proxy.#restore();
+      if (deps.beforeListen) await deps.beforeListen(proxy.store);
+      await proxy.#server.start();
+    } catch (err) {
+      // A start that fails (a port taken, a kernel removal refused) leaves nothing open behind:
+      // no upstream socket, no held query, no listener. No checkpoint is written: the file on
+      // disk is the one the restore read.
+      proxy.#stopped = true;
+      proxy.#unknownHold.stop();
+      proxy.#upstream.close();
+      await proxy.#server.close();
+      throw err;
+    }
     proxy.#startTimers();
     return proxy;
   }

@@ -22,20 +22,37 @@ export interface Knot {
 }
 
 /** A port free for both UDP and TCP on 127.0.0.1 at the time of asking. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const udp = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(0, host, () => resolve());
-    });
-    const port = udp.address().port;
-    const ok = await new Promise<boolean>((resolve) => {
-      const srv = net.createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(port, host, () => srv.close(() => resolve(true)));
-    });
+/** Is `port` free for both UDP and TCP on `host`? */
+async function freeOn(host: string, port: number): Promise<boolean> {
+  const udp = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  const udpOk = await new Promise<boolean>((resolve) => {
+    udp.once('error', () => resolve(false));
+    udp.bind(port, host, () => resolve(true));
+  });
+  if (!udpOk) {
     udp.close();
+    return false;
+  }
+  const tcpOk = await new Promise<boolean>((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host, ipv6Only: host.includes(':') }, () => srv.close(() => resolve(true)));
+  });
+  udp.close();
+  return tcpOk;
+}
+
+/**
+ * A port free for UDP and TCP on every one of `hosts` (a DNS server binds all four). Taken below
+ * the kernel's ephemeral range (32768-60999 by default), so no client socket of this machine (a
+ * dig, an upstream socket of another test) can be given it between this check and the bind.
+ */
+export async function freePort(hosts: string | readonly string[] = '127.0.0.1'): Promise<number> {
+  const list = typeof hosts === 'string' ? [hosts] : hosts;
+  for (let i = 0; i < 50; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    let ok = true;
+    for (const h of list) if (ok) ok = await freeOn(h, port);
     if (ok) return port;
   }
   throw new Error('no free port');

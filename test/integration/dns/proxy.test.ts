@@ -72,12 +72,15 @@ async function setup(
     extra?: object;
     /** Other sections of the config (datapath.sourceCIDRs). */
     sections?: object;
+    /** The proxy's port (default: one free on both loopbacks). */
+    port?: number;
   } = {},
 ): Promise<Setup> {
   const knot = opts.knot ?? (await startKnot(t, { 'example.test': ZONE }));
   const dir = opts.dir ?? (await mkdtemp(path.join(tmpdir(), 'namegate-dnsit-')));
   if (!opts.dir) t.after(() => rm(dir, { recursive: true, force: true }));
-  const port = await freePort();
+  // The proxy listens on both loopbacks: the port must be free on both.
+  const port = opts.port ?? (await freePort(['127.0.0.1', '::1']));
   const config = validateConfig(
     {
       dns: {
